@@ -1,0 +1,28 @@
+{
+  # Native backend of icl-distill. OpenBLAS, -march=native and OpenMP are each detected and
+  # dropped when unavailable, so the addon still builds (slower) rather than failing.
+  "variables": {
+    "icld_blas%": "<!(node scripts/detect-blas.mjs)",
+    "icld_blas_inc%": "<!(node scripts/detect-blas.mjs --include)",
+    "icld_march%": "<!(node scripts/detect-cc.mjs march)",
+    "icld_omp%": "<!(node scripts/detect-cc.mjs openmp)"
+  },
+  "targets": [
+    {
+      "target_name": "icld_native",
+      "sources": ["native/binding.c", "native/kernels.c", "native/gemm.c"],
+      "cflags_c": ["-std=gnu11"],
+      "cflags": ["-O3", "-fno-math-errno", "-Wall", "-Wno-unused-function"],
+      "cflags!": ["-O2"],
+      "conditions": [
+        ["icld_march==1", { "cflags": ["-march=native"] }],
+        ["icld_omp==1", { "cflags": ["-fopenmp"], "ldflags": ["-fopenmp"] }],
+        ["icld_blas==1", {
+          "defines": ["ICLD_OPENBLAS"],
+          "include_dirs": ["<(icld_blas_inc)"],
+          "libraries": ["-lopenblas"]
+        }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,510 @@
+/* The one N-API binding of icl-distill: one function per Backend kernel, same positional
+ * arguments as src/engine/backend/types.ts. Every typed-array access is bounds-checked here
+ * (cheap, O(rank)) so a caller bug throws a RangeError instead of corrupting memory. */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <stdio.h>
+#include <string.h>
+#include "kernels.h"
+
+#define MAXARGS 40 /* attentionBackward takes 35 */
+
+typedef struct {
+  napi_env env;
+  napi_value argv[MAXARGS];
+  size_t argc;
+  int failed; /* set once an exception is pending; later getters return dummies */
+} ctx;
+
+static int throw_err(ctx *c, const char *code, const char *msg) {
+  if (!c->failed) {
+    bool pending = false;
+    napi_is_exception_pending(c->env, &pending);
+    if (!pending) napi_throw_range_error(c->env, code, msg);
+  }
+  c->failed = 1;
+  return 0;
+}
+
+static int get_args(ctx *c, napi_env env, napi_callback_info info, size_t want, const char *name) {
+  c->env = env; c->argc = MAXARGS; c->failed = 0;
+  if (napi_get_cb_info(env, info, &c->argc, c->argv, NULL, NULL) != napi_ok) return throw_err(c, NULL, "bad call");
+  if (c->argc < want) {
+    char m[128];
+    snprintf(m, sizeof m, "%s: expected %zu arguments, got %zu", name, want, c->argc);
+    return throw_err(c, "ERR_ARG_COUNT", m);
+  }
+  return 1;
+}
+
+static double num(ctx *c, size_t i) {
+  double d = 0;
+  if (c->failed) return 0;
+  if (napi_get_value_double(c->env, c->argv[i], &d) != napi_ok) throw_err(c, "ERR_ARG_TYPE", "expected a number");
+  return d;
+}
+static int64_t i64(ctx *c, size_t i) {
+  int64_t v = 0;
+  if (c->failed) return 0;
+  if (napi_get_value_int64(c->env, c->argv[i], &v) != napi_ok) throw_err(c, "ERR_ARG_TYPE", "expected an integer");
+  return v;
+}
+static uint32_t u32(ctx *c, size_t i) {
+  uint32_t v = 0; /* ToUint32 semantics, as `seed >>> 0` in rng.ts */
+  if (c->failed) return 0;
+  if (napi_get_value_uint32(c->env, c->argv[i], &v) != napi_ok) throw_err(c, "ERR_ARG_TYPE", "expected a number");
+  return v;
+}
+static int boolean(ctx *c, size_t i) {
+  bool b = false;
+  if (c->failed) return 0;
+  napi_valuetype t;
+  napi_typeof(c->env, c->argv[i], &t);
+  if (t == napi_boolean) napi_get_value_bool(c->env, c->argv[i], &b);
+  else return num(c, i) != 0;
+  return b;
+}
+
+typedef struct { void *p; int64_t len; } arr;
+
+/* type: 1 = float32, 2 = int32, 3 = either (4-byte elements) */
+static arr typed(ctx *c, size_t i, int type, int nullable) {
+  arr a = {NULL, 0};
+  if (c->failed) return a;
+  napi_value v = c->argv[i];
+  if (nullable) {
+    napi_valuetype t;
+    napi_typeof(c->env, v, &t);
+    if (t == napi_null || t == napi_undefined) return a;
+  }
+  napi_typedarray_type tt;
+  size_t len;
+  void *data;
+  bool is = false;
+  napi_is_typedarray(c->env, v, &is);
+  if (!is || napi_get_typedarray_info(c->env, v, &tt, &len, &data, NULL, NULL) != napi_ok) {
+    throw_err(c, "ERR_ARG_TYPE", "expected a typed array");
+    return a;
+  }
+  int ok = (type & 1 && tt == napi_float32_array) || (type & 2 && tt == napi_int32_array) ||
+           (type == 3 && tt == napi_uint32_array);
+  if (!ok) { throw_err(c, "ERR_ARG_TYPE", type == 2 ? "expected an Int32Array" : "expected a Float32Array"); return a; }
+  a.p = data; /* already adjusted by the view's byteOffset */
+  a.len = (int64_t)len;
+  return a;
+}
+
+/* Reads a number[] of at most ICLD_MAX_DIMS entries; returns its length or -1. */
+static int dims(ctx *c, size_t i, int64_t *out, int maxn) {
+  if (c->failed) return -1;
+  uint32_t n = 0;
+  bool isarr = false;
+  napi_is_array(c->env, c->argv[i], &isarr);
+  if (!isarr) { throw_err(c, "ERR_ARG_TYPE", "expected an array of numbers"); return -1; }
+  napi_get_array_length(c->env, c->argv[i], &n);
+  if ((int)n > maxn) { throw_err(c, "ERR_RANK", "too many dimensions (max 8)"); return -1; }
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value e;
+    napi_get_element(c->env, c->argv[i], k, &e);
+    if (napi_get_value_int64(c->env, e, &out[k]) != napi_ok) { throw_err(c, "ERR_ARG_TYPE", "expected numbers"); return -1; }
+  }
+  return (int)n;
+}
+
+/* Checks that every index off + Σ i_k*str_k (0 <= i_k < shape_k) is inside [0, len). */
+static int check_extent(ctx *c, const char *what, int64_t len, int64_t off, int nd, const int64_t *shape, const int64_t *str) {
+  if (c->failed) return 0;
+  int64_t lo = off, hi = off;
+  for (int k = 0; k < nd; k++) {
+    if (shape[k] <= 0) return 1; /* empty: nothing is touched */
+    int64_t span = (shape[k] - 1) * str[k];
+    if (span < 0) lo += span; else hi += span;
+  }
+  if (lo < 0 || hi >= len) {
+    char m[160];
+    snprintf(m, sizeof m, "%s: index range [%lld, %lld] outside array of length %lld", what,
+             (long long)lo, (long long)hi, (long long)len);
+    return throw_err(c, "ERR_OUT_OF_RANGE", m);
+  }
+  return 1;
+}
+static int check_n(ctx *c, const char *what, arr a, int64_t n) {
+  if (c->failed) return 0;
+  if (n < 0 || n > a.len) {
+    char m[128];
+    snprintf(m, sizeof m, "%s: needs %lld elements, array has %lld", what, (long long)n, (long long)a.len);
+    return throw_err(c, "ERR_OUT_OF_RANGE", m);
+  }
+  return 1;
+}
+
+static napi_value undef(napi_env env) { napi_value u; napi_get_undefined(env, &u); return u; }
+#define F(a) ((float *)(a).p)
+#define I(a) ((int32_t *)(a).p)
+
+/* gemm(transA, transB, M, N, K, alpha, A, aOff, lda, strideA, B, bOff, ldb, strideB,
+ *      beta, C, cOff, ldc, strideC, batch) */
+static napi_value js_gemm(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 20, "gemm")) return NULL;
+  int tA = boolean(&c, 0), tB = boolean(&c, 1);
+  int64_t M = i64(&c, 2), N = i64(&c, 3), K = i64(&c, 4);
+  float alpha = (float)num(&c, 5);
+  arr A = typed(&c, 6, 1, 0); int64_t aOff = i64(&c, 7), lda = i64(&c, 8), sA = i64(&c, 9);
+  arr B = typed(&c, 10, 1, 0); int64_t bOff = i64(&c, 11), ldb = i64(&c, 12), sB = i64(&c, 13);
+  float beta = (float)num(&c, 14);
+  arr C = typed(&c, 15, 1, 0); int64_t cOff = i64(&c, 16), ldc = i64(&c, 17), sC = i64(&c, 18);
+  int64_t batch = i64(&c, 19);
+  if (c.failed) return NULL;
+  if (M < 0 || N < 0 || K < 0 || batch < 0 || M > 0x7fffffff || N > 0x7fffffff || K > 0x7fffffff) {
+    throw_err(&c, "ERR_OUT_OF_RANGE", "gemm: bad sizes"); return NULL;
+  }
+  if ((K > 0 && lda < (tA ? M : K)) || (K > 0 && ldb < (tB ? K : N)) || ldc < N) {
+    throw_err(&c, "ERR_OUT_OF_RANGE", "gemm: leading dimension too small"); return NULL;
+  }
+  if (M == 0 || N == 0 || batch == 0) return undef(env);
+  int64_t shA[3] = {batch, tA ? K : M, tA ? M : K}, stA[3] = {sA, lda, 1};
+  int64_t shB[3] = {batch, tB ? N : K, tB ? K : N}, stB[3] = {sB, ldb, 1};
+  int64_t shC[3] = {batch, M, N}, stC[3] = {sC, ldc, 1};
+  if (K > 0 && (!check_extent(&c, "gemm A", A.len, aOff, 3, shA, stA) || !check_extent(&c, "gemm B", B.len, bOff, 3, shB, stB))) return NULL;
+  if (!check_extent(&c, "gemm C", C.len, cOff, 3, shC, stC)) return NULL;
+  icld_gemm(tA, tB, (int)M, (int)N, (int)K, alpha, F(A) + aOff, lda, sA, F(B) + bOff, ldb, sB,
+            beta, F(C) + cOff, ldc, sC, (int)batch);
+  return undef(env);
+}
+
+/* copy(shape, src, sOff, sStr, dst, dOff, dStr) */
+static napi_value js_copy(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 7, "copy")) return NULL;
+  int64_t shape[ICLD_MAX_DIMS], ss[ICLD_MAX_DIMS], ds[ICLD_MAX_DIMS];
+  int nd = dims(&c, 0, shape, ICLD_MAX_DIMS);
+  arr s = typed(&c, 1, 3, 0); int64_t sOff = i64(&c, 2); int ns = dims(&c, 3, ss, ICLD_MAX_DIMS);
+  arr d = typed(&c, 4, 3, 0); int64_t dOff = i64(&c, 5); int ndd = dims(&c, 6, ds, ICLD_MAX_DIMS);
+  if (c.failed) return NULL;
+  if (ns != nd || ndd != nd) { throw_err(&c, "ERR_RANK", "copy: stride arrays must match shape"); return NULL; }
+  if (!check_extent(&c, "copy src", s.len, sOff, nd, shape, ss) || !check_extent(&c, "copy dst", d.len, dOff, nd, shape, ds)) return NULL;
+  icld_copy(nd, shape, (const uint32_t *)s.p + sOff, ss, (uint32_t *)d.p + dOff, ds);
+  return undef(env);
+}
+
+/* binary(op, shape, a, aOff, aStr, b, bOff, bStr, out) */
+static napi_value js_binary(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 9, "binary")) return NULL;
+  int op = (int)i64(&c, 0);
+  int64_t shape[ICLD_MAX_DIMS], as[ICLD_MAX_DIMS], bs[ICLD_MAX_DIMS];
+  int nd = dims(&c, 1, shape, ICLD_MAX_DIMS);
+  arr a = typed(&c, 2, 1, 0); int64_t aOff = i64(&c, 3); int na = dims(&c, 4, as, ICLD_MAX_DIMS);
+  arr b = typed(&c, 5, 1, 0); int64_t bOff = i64(&c, 6); int nb = dims(&c, 7, bs, ICLD_MAX_DIMS);
+  arr o = typed(&c, 8, 1, 0);
+  if (c.failed) return NULL;
+  if (na != nd || nb != nd) { throw_err(&c, "ERR_RANK", "binary: stride arrays must match shape"); return NULL; }
+  if (op < 0 || op > 3) { throw_err(&c, "ERR_OP", "binary: unknown op"); return NULL; }
+  int64_t n = 1;
+  for (int k = 0; k < nd; k++) n *= shape[k] > 0 ? shape[k] : 0;
+  if (!check_extent(&c, "binary a", a.len, aOff, nd, shape, as) || !check_extent(&c, "binary b", b.len, bOff, nd, shape, bs) ||
+      !check_n(&c, "binary out", o, n)) return NULL;
+  icld_binary(op, nd, shape, F(a) + aOff, as, F(b) + bOff, bs, F(o));
+  return undef(env);
+}
+
+/* unary(op, x, xOff, n, out, param) */
+static napi_value js_unary(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 6, "unary")) return NULL;
+  int op = (int)i64(&c, 0);
+  arr x = typed(&c, 1, 1, 0); int64_t off = i64(&c, 2), n = i64(&c, 3);
+  arr o = typed(&c, 4, 1, 0); double p = num(&c, 5);
+  if (c.failed || !check_n(&c, "unary x", x, off + n) || !check_n(&c, "unary out", o, n)) return NULL;
+  if (off < 0 || op < 0 || op > 11) { throw_err(&c, "ERR_OP", "unary: bad op or offset"); return NULL; }
+  icld_unary(op, F(x) + off, n, F(o), p);
+  return undef(env);
+}
+
+/* unaryBackward(op, x, y, dy, n, dx, param) */
+static napi_value js_unary_backward(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 7, "unaryBackward")) return NULL;
+  int op = (int)i64(&c, 0);
+  arr x = typed(&c, 1, 1, 0), y = typed(&c, 2, 1, 0), dy = typed(&c, 3, 1, 0);
+  int64_t n = i64(&c, 4);
+  arr dx = typed(&c, 5, 1, 0); double p = num(&c, 6);
+  if (c.failed || !check_n(&c, "x", x, n) || !check_n(&c, "y", y, n) || !check_n(&c, "dy", dy, n) || !check_n(&c, "dx", dx, n)) return NULL;
+  if (op < 0 || op > 11) { throw_err(&c, "ERR_OP", "unaryBackward: bad op"); return NULL; }
+  icld_unary_backward(op, F(x), F(y), F(dy), n, F(dx), p);
+  return undef(env);
+}
+
+/* reduceSum(x, outer, dim, inner, out) */
+static napi_value js_reduce_sum(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 5, "reduceSum")) return NULL;
+  arr x = typed(&c, 0, 1, 0); int64_t o = i64(&c, 1), d = i64(&c, 2), in = i64(&c, 3);
+  arr out = typed(&c, 4, 1, 0);
+  if (c.failed || !check_n(&c, "reduceSum x", x, o * d * in) || !check_n(&c, "reduceSum out", out, o * in)) return NULL;
+  icld_reduce_sum(F(x), o, d, in, F(out));
+  return undef(env);
+}
+
+/* reduceMax(x, outer, dim, inner, out, arg) */
+static napi_value js_reduce_max(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 6, "reduceMax")) return NULL;
+  arr x = typed(&c, 0, 1, 0); int64_t o = i64(&c, 1), d = i64(&c, 2), in = i64(&c, 3);
+  arr out = typed(&c, 4, 1, 0), arg = typed(&c, 5, 2, 0);
+  if (c.failed || !check_n(&c, "reduceMax x", x, o * d * in) || !check_n(&c, "reduceMax out", out, o * in) ||
+      !check_n(&c, "reduceMax arg", arg, o * in)) return NULL;
+  icld_reduce_max(F(x), o, d, in, F(out), I(arg));
+  return undef(env);
+}
+
+/* softmax(x, rows, cols, out, log) */
+static napi_value js_softmax(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 5, "softmax")) return NULL;
+  arr x = typed(&c, 0, 1, 0); int64_t r = i64(&c, 1), n = i64(&c, 2);
+  arr o = typed(&c, 3, 1, 0); int lg = boolean(&c, 4);
+  if (c.failed || !check_n(&c, "softmax x", x, r * n) || !check_n(&c, "softmax out", o, r * n)) return NULL;
+  icld_softmax(F(x), r, n, F(o), lg);
+  return undef(env);
+}
+
+/* softmaxBackward(y, dy, rows, cols, dx, log) */
+static napi_value js_softmax_backward(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 6, "softmaxBackward")) return NULL;
+  arr y = typed(&c, 0, 1, 0), dy = typed(&c, 1, 1, 0);
+  int64_t r = i64(&c, 2), n = i64(&c, 3);
+  arr dx = typed(&c, 4, 1, 0); int lg = boolean(&c, 5);
+  if (c.failed || !check_n(&c, "y", y, r * n) || !check_n(&c, "dy", dy, r * n) || !check_n(&c, "dx", dx, r * n)) return NULL;
+  icld_softmax_backward(F(y), F(dy), r, n, F(dx), lg);
+  return undef(env);
+}
+
+/* crossEntropy(logits, rows, V, targets, ignoreIndex, smoothing, loss, lse) */
+static napi_value js_cross_entropy(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 8, "crossEntropy")) return NULL;
+  arr z = typed(&c, 0, 1, 0); int64_t r = i64(&c, 1), V = i64(&c, 2);
+  arr t = typed(&c, 3, 2, 0); int32_t ig = (int32_t)i64(&c, 4); double sm = num(&c, 5);
+  arr loss = typed(&c, 6, 1, 0), lse = typed(&c, 7, 1, 0);
+  if (c.failed || !check_n(&c, "logits", z, r * V) || !check_n(&c, "targets", t, r) || !check_n(&c, "loss", loss, r) ||
+      !check_n(&c, "lse", lse, r)) return NULL;
+  for (int64_t k = 0; k < r; k++) {
+    int32_t tk = I(t)[k];
+    if (tk != ig && (tk < 0 || tk >= V)) { throw_err(&c, "ERR_OUT_OF_RANGE", "crossEntropy: target out of range"); return NULL; }
+  }
+  icld_cross_entropy(F(z), r, V, I(t), ig, sm, F(loss), F(lse));
+  return undef(env);
+}
+
+/* crossEntropyBackward(logits, lse, targets, rows, V, ignoreIndex, smoothing, dloss, dlogits) */
+static napi_value js_cross_entropy_backward(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 9, "crossEntropyBackward")) return NULL;
+  arr z = typed(&c, 0, 1, 0), lse = typed(&c, 1, 1, 0), t = typed(&c, 2, 2, 0);
+  int64_t r = i64(&c, 3), V = i64(&c, 4);
+  int32_t ig = (int32_t)i64(&c, 5); double sm = num(&c, 6);
+  arr dl = typed(&c, 7, 1, 0), dz = typed(&c, 8, 1, 0);
+  if (c.failed || !check_n(&c, "logits", z, r * V) || !check_n(&c, "lse", lse, r) || !check_n(&c, "targets", t, r) ||
+      !check_n(&c, "dloss", dl, r) || !check_n(&c, "dlogits", dz, r * V)) return NULL;
+  for (int64_t k = 0; k < r; k++) {
+    int32_t tk = I(t)[k];
+    if (tk != ig && (tk < 0 || tk >= V)) { throw_err(&c, "ERR_OUT_OF_RANGE", "crossEntropyBackward: target out of range"); return NULL; }
+  }
+  icld_cross_entropy_backward(F(z), F(lse), I(t), r, V, ig, sm, F(dl), F(dz));
+  return undef(env);
+}
+
+/* layerNorm(x, rows, C, gamma, beta, eps, y, mean, rstd) */
+static napi_value js_layer_norm(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 9, "layerNorm")) return NULL;
+  arr x = typed(&c, 0, 1, 0); int64_t r = i64(&c, 1), C = i64(&c, 2);
+  arr g = typed(&c, 3, 1, 0), b = typed(&c, 4, 1, 0); double eps = num(&c, 5);
+  arr y = typed(&c, 6, 1, 0), mean = typed(&c, 7, 1, 0), rstd = typed(&c, 8, 1, 0);
+  if (c.failed || !check_n(&c, "x", x, r * C) || !check_n(&c, "gamma", g, C) || !check_n(&c, "beta", b, C) ||
+      !check_n(&c, "y", y, r * C) || !check_n(&c, "mean", mean, r) || !check_n(&c, "rstd", rstd, r)) return NULL;
+  icld_layer_norm(F(x), r, C, F(g), F(b), eps, F(y), F(mean), F(rstd));
+  return undef(env);
+}
+
+/* layerNormBackward(x, dy, gamma, mean, rstd, rows, C, dx, dgamma, dbeta) */
+static napi_value js_layer_norm_backward(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 10, "layerNormBackward")) return NULL;
+  arr x = typed(&c, 0, 1, 0), dy = typed(&c, 1, 1, 0), g = typed(&c, 2, 1, 0), mean = typed(&c, 3, 1, 0), rstd = typed(&c, 4, 1, 0);
+  int64_t r = i64(&c, 5), C = i64(&c, 6);
+  arr dx = typed(&c, 7, 1, 0), dg = typed(&c, 8, 1, 0), db = typed(&c, 9, 1, 0);
+  if (c.failed || !check_n(&c, "x", x, r * C) || !check_n(&c, "dy", dy, r * C) || !check_n(&c, "gamma", g, C) ||
+      !check_n(&c, "mean", mean, r) || !check_n(&c, "rstd", rstd, r) || !check_n(&c, "dx", dx, r * C) ||
+      !check_n(&c, "dgamma", dg, C) || !check_n(&c, "dbeta", db, C)) return NULL;
+  icld_layer_norm_backward(F(x), F(dy), F(g), F(mean), F(rstd), r, C, F(dx), F(dg), F(db));
+  return undef(env);
+}
+
+/* embedding(weight, D, ids, n, out) */
+static napi_value js_embedding(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 5, "embedding")) return NULL;
+  arr w = typed(&c, 0, 1, 0); int64_t D = i64(&c, 1);
+  arr ids = typed(&c, 2, 2, 0); int64_t n = i64(&c, 3);
+  arr o = typed(&c, 4, 1, 0);
+  if (c.failed || !check_n(&c, "ids", ids, n) || !check_n(&c, "out", o, n * D)) return NULL;
+  int64_t rows = D > 0 ? w.len / D : 0;
+  for (int64_t i = 0; i < n; i++)
+    if (I(ids)[i] < 0 || I(ids)[i] >= rows) { throw_err(&c, "ERR_OUT_OF_RANGE", "embedding: id out of range"); return NULL; }
+  icld_embedding(F(w), D, I(ids), n, F(o));
+  return undef(env);
+}
+
+/* embeddingBackward(dy, ids, n, D, dweight) */
+static napi_value js_embedding_backward(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 5, "embeddingBackward")) return NULL;
+  arr dy = typed(&c, 0, 1, 0), ids = typed(&c, 1, 2, 0);
+  int64_t n = i64(&c, 2), D = i64(&c, 3);
+  arr dw = typed(&c, 4, 1, 0);
+  if (c.failed || !check_n(&c, "ids", ids, n) || !check_n(&c, "dy", dy, n * D)) return NULL;
+  int64_t rows = D > 0 ? dw.len / D : 0;
+  for (int64_t i = 0; i < n; i++)
+    if (I(ids)[i] < 0 || I(ids)[i] >= rows) { throw_err(&c, "ERR_OUT_OF_RANGE", "embeddingBackward: id out of range"); return NULL; }
+  icld_embedding_backward(F(dy), I(ids), n, D, F(dw));
+  return undef(env);
+}
+
+/* dropout(x, n, p, seed, out) */
+static napi_value js_dropout(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 5, "dropout")) return NULL;
+  arr x = typed(&c, 0, 1, 0); int64_t n = i64(&c, 1); double p = num(&c, 2); uint32_t seed = u32(&c, 3);
+  arr o = typed(&c, 4, 1, 0);
+  if (c.failed || !check_n(&c, "x", x, n) || !check_n(&c, "out", o, n)) return NULL;
+  icld_dropout(F(x), n, p, seed, F(o));
+  return undef(env);
+}
+
+/* Reads (array, off, strides[3]) at argv[i..i+2] into a view and checks its B×H×T×D extent. */
+static int view_at(ctx *c, size_t i, const char *what, int64_t B, int64_t H, int64_t T, int64_t D, float **p, int64_t s[3]) {
+  arr a = typed(c, i, 1, 0);
+  int64_t off = i64(c, i + 1);
+  int n = dims(c, i + 2, s, 3);
+  if (c->failed) return 0;
+  if (n != 3) return throw_err(c, "ERR_RANK", "attention: strides must be [sB, sH, sT]");
+  int64_t shape[4] = {B, H, T, D}, str[4] = {s[0], s[1], s[2], 1};
+  if (!check_extent(c, what, a.len, off, 4, shape, str)) return 0;
+  *p = F(a) + off;
+  return 1;
+}
+
+/* attention(q,qOff,qs, k,kOff,ks, v,vOff,vs, out,oOff,os, B,H,Tq,Tk,D, scale, causal, keyMask, dropP, seed, lse) */
+static napi_value js_attention(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 23, "attention")) return NULL;
+  int64_t B = i64(&c, 12), H = i64(&c, 13), Tq = i64(&c, 14), Tk = i64(&c, 15), D = i64(&c, 16);
+  double scale = num(&c, 17); int causal = boolean(&c, 18);
+  arr km = typed(&c, 19, 1, 1); double dp = num(&c, 20); uint32_t seed = u32(&c, 21);
+  arr lse = typed(&c, 22, 1, 0);
+  if (c.failed) return NULL;
+  if (B < 0 || H < 0 || Tq < 0 || Tk < 0 || D < 0 || B * H > 0x7fffffff || Tq > 0x7fffffff || Tk > 0x7fffffff) {
+    throw_err(&c, "ERR_OUT_OF_RANGE", "attention: bad sizes"); return NULL;
+  }
+  icld_view q, k, v; icld_mview o;
+  float *pq, *pk, *pv;
+  if (!view_at(&c, 0, "attention q", B, H, Tq, D, &pq, q.s) || !view_at(&c, 3, "attention k", B, H, Tk, D, &pk, k.s) ||
+      !view_at(&c, 6, "attention v", B, H, Tk, D, &pv, v.s) || !view_at(&c, 9, "attention out", B, H, Tq, D, &o.p, o.s)) return NULL;
+  if (!check_n(&c, "lse", lse, B * H * Tq) || (km.p && !check_n(&c, "keyMask", km, B * Tk))) return NULL;
+  q.p = pq; k.p = pk; v.p = pv;
+  if (B * H == 0 || Tq == 0) return undef(env);
+  icld_attention(q, k, v, o, (int)B, (int)H, (int)Tq, (int)Tk, (int)D, scale, causal, F(km), dp, seed, F(lse));
+  return undef(env);
+}
+
+/* attentionBackward(q,qOff,qs, k,kOff,ks, v,vOff,vs, out,oOff,os, dout,doOff,dos, lse,
+ *   dq,dqOff,dqs, dk,dkOff,dks, dv,dvOff,dvs, B,H,Tq,Tk,D, scale, causal, keyMask, dropP, seed) */
+static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 35, "attentionBackward")) return NULL;
+  int64_t B = i64(&c, 25), H = i64(&c, 26), Tq = i64(&c, 27), Tk = i64(&c, 28), D = i64(&c, 29);
+  double scale = num(&c, 30); int causal = boolean(&c, 31);
+  arr km = typed(&c, 32, 1, 1); double dp = num(&c, 33); uint32_t seed = u32(&c, 34);
+  arr lse = typed(&c, 15, 1, 0);
+  if (c.failed) return NULL;
+  if (B < 0 || H < 0 || Tq < 0 || Tk < 0 || D < 0 || B * H > 0x7fffffff || Tq > 0x7fffffff || Tk > 0x7fffffff) {
+    throw_err(&c, "ERR_OUT_OF_RANGE", "attentionBackward: bad sizes"); return NULL;
+  }
+  icld_view q, k, v, o, dout; icld_mview dq, dk, dv;
+  float *pq, *pk, *pv, *po, *pdo;
+  if (!view_at(&c, 0, "q", B, H, Tq, D, &pq, q.s) || !view_at(&c, 3, "k", B, H, Tk, D, &pk, k.s) ||
+      !view_at(&c, 6, "v", B, H, Tk, D, &pv, v.s) || !view_at(&c, 9, "out", B, H, Tq, D, &po, o.s) ||
+      !view_at(&c, 12, "dout", B, H, Tq, D, &pdo, dout.s) || !view_at(&c, 16, "dq", B, H, Tq, D, &dq.p, dq.s) ||
+      !view_at(&c, 19, "dk", B, H, Tk, D, &dk.p, dk.s) || !view_at(&c, 22, "dv", B, H, Tk, D, &dv.p, dv.s)) return NULL;
+  if (!check_n(&c, "lse", lse, B * H * Tq) || (km.p && !check_n(&c, "keyMask", km, B * Tk))) return NULL;
+  q.p = pq; k.p = pk; v.p = pv; o.p = po; dout.p = pdo;
+  if (B * H == 0) return undef(env);
+  icld_attention_backward(q, k, v, o, dout, F(lse), dq, dk, dv, (int)B, (int)H, (int)Tq, (int)Tk, (int)D,
+                          scale, causal, F(km), dp, seed);
+  return undef(env);
+}
+
+/* adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2) */
+static napi_value js_adamw(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 12, "adamw")) return NULL;
+  arr p = typed(&c, 0, 1, 0), g = typed(&c, 1, 1, 0), m = typed(&c, 2, 1, 0), v = typed(&c, 3, 1, 0);
+  int64_t n = i64(&c, 4);
+  double lr = num(&c, 5), b1 = num(&c, 6), b2 = num(&c, 7), eps = num(&c, 8), wd = num(&c, 9), bc1 = num(&c, 10), bc2 = num(&c, 11);
+  if (c.failed || !check_n(&c, "p", p, n) || !check_n(&c, "g", g, n) || !check_n(&c, "m", m, n) || !check_n(&c, "v", v, n)) return NULL;
+  icld_adamw(F(p), F(g), F(m), F(v), n, lr, b1, b2, eps, wd, bc1, bc2);
+  return undef(env);
+}
+
+static napi_value js_set_threads(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 1, "setThreads")) return NULL;
+  int64_t n = i64(&c, 0);
+  if (c.failed) return NULL;
+  icld_set_threads(n < 1 ? 1 : (n > 256 ? 256 : (int)n));
+  return undef(env);
+}
+static napi_value js_get_threads(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_int32(env, icld_get_threads(), &r);
+  return r;
+}
+static napi_value js_info(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value o, g, s, m;
+  napi_create_object(env, &o);
+  napi_create_string_utf8(env, icld_gemm_provider(), NAPI_AUTO_LENGTH, &g);
+  napi_create_string_utf8(env, icld_simd(), NAPI_AUTO_LENGTH, &s);
+  napi_get_boolean(env, icld_has_openmp() != 0, &m);
+  napi_set_named_property(env, o, "gemm", g);
+  napi_set_named_property(env, o, "simd", s);
+  napi_set_named_property(env, o, "openmp", m);
+  return o;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  struct { const char *name; napi_callback cb; } fns[] = {
+    {"gemm", js_gemm}, {"copy", js_copy}, {"binary", js_binary}, {"unary", js_unary},
+    {"unaryBackward", js_unary_backward}, {"reduceSum", js_reduce_sum}, {"reduceMax", js_reduce_max},
+    {"softmax", js_softmax}, {"softmaxBackward", js_softmax_backward}, {"crossEntropy", js_cross_entropy},
+    {"crossEntropyBackward", js_cross_entropy_backward}, {"layerNorm", js_layer_norm},
+    {"layerNormBackward", js_layer_norm_backward}, {"embedding", js_embedding},
+    {"embeddingBackward", js_embedding_backward}, {"dropout", js_dropout}, {"attention", js_attention},
+    {"attentionBackward", js_attention_backward}, {"adamw", js_adamw}, {"setThreads", js_set_threads},
+    {"getThreads", js_get_threads}, {"info", js_info},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  icld_set_threads(1); /* measured best on this machine (shared FP units); see README of bench/ */
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,284 @@
+/* GEMM: OpenBLAS when built with ICLD_OPENBLAS, else a builtin packed, cache-blocked sgemm
+ * with a 6x16 AVX2/FMA register tile (Goto/BLIS loop order: jc -> pc -> ic -> jr -> ir). */
+#include "kernels.h"
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define ICLD_AVX2 1
+#endif
+
+#ifdef ICLD_OPENBLAS
+#include <cblas.h>
+/* Declared here because not every cblas.h (e.g. the netlib alternative) declares it. */
+extern void openblas_set_num_threads(int);
+#endif
+
+static int g_gemm_threads = 1;
+
+/* C = beta*C for an M×N block (beta = 0 writes zeros, ignoring NaN in C). */
+static void scale_c(int M, int N, float beta, float *C, int64_t ldc) {
+  if (beta == 1.0f) return;
+  for (int i = 0; i < M; i++) {
+    float *c = C + (int64_t)i * ldc;
+    if (beta == 0.0f) memset(c, 0, sizeof(float) * (size_t)N);
+    else for (int j = 0; j < N; j++) c[j] *= beta;
+  }
+}
+
+/* ------------------------------------------------------------------ builtin sgemm */
+#define MR 6
+#define NR 16
+#define KC 256
+#define MC 96  /* MC*KC*4 = 96 KiB of packed A: stays in the 512 KiB L2 next to a B panel */
+#define NC 2048
+
+typedef struct { float *a, *b; size_t acap, bcap; } pack_bufs;
+static _Thread_local pack_bufs tl_bufs;
+
+static float *grow(float **p, size_t *cap, size_t n) {
+  if (*cap < n) {
+    free(*p);
+    /* 64-byte aligned so packed panels can be loaded with aligned vector loads */
+    *p = (float *)aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
+    *cap = *p ? n : 0;
+  }
+  return *p;
+}
+
+/* Pack op(A)[i0:i0+mc, p0:p0+kc] * alpha into MR-row panels, zero-padded to a multiple of MR. */
+static void pack_a(int transA, const float *A, int64_t lda, int i0, int mc, int p0, int kc,
+                   float alpha, float *dst) {
+  for (int ip = 0; ip < mc; ip += MR) {
+    int mr = mc - ip < MR ? mc - ip : MR;
+    float *d = dst + (int64_t)ip * kc;
+    if (transA) { /* A stored K×M: a column of op(A) panel is contiguous in memory */
+      for (int k = 0; k < kc; k++) {
+        const float *s = A + (int64_t)(p0 + k) * lda + i0 + ip;
+        int r = 0;
+        for (; r < mr; r++) d[k * MR + r] = alpha * s[r];
+        for (; r < MR; r++) d[k * MR + r] = 0.0f;
+      }
+    } else {
+      for (int r = 0; r < MR; r++) {
+        if (r < mr) {
+          const float *s = A + (int64_t)(i0 + ip + r) * lda + p0;
+          for (int k = 0; k < kc; k++) d[k * MR + r] = alpha * s[k];
+        } else {
+          for (int k = 0; k < kc; k++) d[k * MR + r] = 0.0f;
+        }
+      }
+    }
+  }
+}
+
+/* Pack op(B)[p0:p0+kc, j0:j0+nc] into NR-column panels, zero-padded to a multiple of NR. */
+static void pack_b(int transB, const float *B, int64_t ldb, int p0, int kc, int j0, int nc, float *dst) {
+  for (int jp = 0; jp < nc; jp += NR) {
+    int nr = nc - jp < NR ? nc - jp : NR;
+    float *d = dst + (int64_t)jp * kc;
+    if (!transB) {
+      for (int k = 0; k < kc; k++) {
+        const float *s = B + (int64_t)(p0 + k) * ldb + j0 + jp;
+        if (nr == NR) memcpy(d + k * NR, s, sizeof(float) * NR);
+        else {
+          int j = 0;
+          for (; j < nr; j++) d[k * NR + j] = s[j];
+          for (; j < NR; j++) d[k * NR + j] = 0.0f;
+        }
+      }
+    } else { /* B stored N×K: each output column is a contiguous row of B */
+      for (int j = 0; j < NR; j++) {
+        if (j < nr) {
+          const float *s = B + (int64_t)(j0 + jp + j) * ldb + p0;
+          for (int k = 0; k < kc; k++) d[k * NR + j] = s[k];
+        } else {
+          for (int k = 0; k < kc; k++) d[k * NR + j] = 0.0f;
+        }
+      }
+    }
+  }
+}
+
+/* mode 0: C = acc; 1: C += acc; 2: C = beta*C + acc. */
+static inline void store_tile(const float *acc, float *C, int64_t ldc, int mr, int nr, int mode, float beta) {
+  for (int r = 0; r < mr; r++) {
+    float *c = C + (int64_t)r * ldc;
+    const float *s = acc + r * NR;
+    if (mode == 0) for (int j = 0; j < nr; j++) c[j] = s[j];
+    else if (mode == 1) for (int j = 0; j < nr; j++) c[j] += s[j];
+    else for (int j = 0; j < nr; j++) c[j] = beta * c[j] + s[j];
+  }
+}
+
+static void ukernel(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr,
+                    int mode, float beta) {
+#ifdef ICLD_AVX2
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int k = 0; k < kc; k++) {
+    __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 av;
+    av = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+    av = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+    av = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+    av = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+    av = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+    av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    a += MR; b += NR;
+  }
+  if (mr == MR && nr == NR) { /* full tile: update C straight from registers */
+    __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    __m256 vb = _mm256_set1_ps(beta);
+    for (int r = 0; r < MR; r++) {
+      float *c = C + (int64_t)r * ldc;
+      __m256 x0 = acc[2 * r], x1 = acc[2 * r + 1];
+      if (mode == 1) { x0 = _mm256_add_ps(x0, _mm256_loadu_ps(c)); x1 = _mm256_add_ps(x1, _mm256_loadu_ps(c + 8)); }
+      else if (mode == 2) { x0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), x0); x1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), x1); }
+      _mm256_storeu_ps(c, x0); _mm256_storeu_ps(c + 8, x1);
+    }
+    return;
+  }
+  float tmp[MR * NR] __attribute__((aligned(32)));
+  _mm256_store_ps(tmp + 0, c00); _mm256_store_ps(tmp + 8, c01);
+  _mm256_store_ps(tmp + 16, c10); _mm256_store_ps(tmp + 24, c11);
+  _mm256_store_ps(tmp + 32, c20); _mm256_store_ps(tmp + 40, c21);
+  _mm256_store_ps(tmp + 48, c30); _mm256_store_ps(tmp + 56, c31);
+  _mm256_store_ps(tmp + 64, c40); _mm256_store_ps(tmp + 72, c41);
+  _mm256_store_ps(tmp + 80, c50); _mm256_store_ps(tmp + 88, c51);
+  store_tile(tmp, C, ldc, mr, nr, mode, beta);
+#else
+  float tmp[MR * NR];
+  memset(tmp, 0, sizeof tmp);
+  for (int k = 0; k < kc; k++)
+    for (int r = 0; r < MR; r++)
+      for (int j = 0; j < NR; j++) tmp[r * NR + j] += a[k * MR + r] * b[k * NR + j];
+  store_tile(tmp, C, ldc, mr, nr, mode, beta);
+#endif
+}
+
+/* Small-M path (decode, M<=2): no packing; out rows are axpy (B not transposed) or dots. */
+static void gemm_small_m(int transA, int transB, int M, int N, int K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc) {
+  for (int i = 0; i < M; i++) {
+    float *c = C + (int64_t)i * ldc;
+    scale_c(1, N, beta, c, ldc);
+    for (int p = 0; p < K; p++) {
+      float av = alpha * (transA ? A[(int64_t)p * lda + i] : A[(int64_t)i * lda + p]);
+      if (!transB) {
+        const float *b = B + (int64_t)p * ldb;
+        for (int j = 0; j < N; j++) c[j] += av * b[j];
+      } else {
+        for (int j = 0; j < N; j++) c[j] += av * B[(int64_t)j * ldb + p];
+      }
+    }
+  }
+}
+
+static void gemm_builtin(int transA, int transB, int M, int N, int K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc, int nthreads) {
+  if (M <= 2 && !transB) { gemm_small_m(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
+  pack_bufs *tb = &tl_bufs;
+  int ncmax = N < NC ? N : NC;
+  int kcmax = K < KC ? K : KC;
+  float *pb = grow(&tb->b, &tb->bcap, (size_t)((ncmax + NR - 1) / NR * NR) * kcmax);
+  if (!pb) return;
+  for (int jc = 0; jc < N; jc += NC) {
+    int nc = N - jc < NC ? N - jc : NC;
+    for (int pc = 0; pc < K; pc += KC) {
+      int kc = K - pc < KC ? K - pc : KC;
+      int mode = pc > 0 ? 1 : (beta == 0.0f ? 0 : (beta == 1.0f ? 1 : 2));
+      pack_b(transB, B, ldb, pc, kc, jc, nc, pb);
+      int nblk = (M + MC - 1) / MC;
+      int nt = nthreads;
+#ifdef _OPENMP
+      if (nt > nblk) nt = nblk;
+      if (omp_in_parallel()) nt = 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
+      for (int blk = 0; blk < nblk; blk++) {
+        int ic = blk * MC;
+        int mc = M - ic < MC ? M - ic : MC;
+        pack_bufs *mb = &tl_bufs;
+        float *pa = grow(&mb->a, &mb->acap, (size_t)MC * KC);
+        if (!pa) continue;
+        pack_a(transA, A, lda, ic, mc, pc, kc, alpha, pa);
+        for (int jr = 0; jr < nc; jr += NR) {
+          int nr = nc - jr < NR ? nc - jr : NR;
+          const float *bp = pb + (int64_t)jr * kc;
+          for (int ir = 0; ir < mc; ir += MR) {
+            int mr = mc - ir < MR ? mc - ir : MR;
+            ukernel(kc, pa + (int64_t)ir * kc, bp, C + (int64_t)(ic + ir) * ldc + jc + jr, ldc, mr, nr, mode, beta);
+          }
+        }
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ dispatch */
+static void gemm_one(int transA, int transB, int M, int N, int K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float beta, float *C, int64_t ldc, int nthreads) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) { scale_c(M, N, beta, C, ldc); return; }
+#ifdef ICLD_OPENBLAS
+  (void)nthreads;
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+              M, N, K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+#else
+  gemm_builtin(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nthreads);
+#endif
+}
+
+void icld_gemm(int transA, int transB, int M, int N, int K, float alpha,
+               const float *A, int64_t lda, int64_t strideA,
+               const float *B, int64_t ldb, int64_t strideB,
+               float beta, float *C, int64_t ldc, int64_t strideC, int batch) {
+  for (int b = 0; b < batch; b++)
+    gemm_one(transA, transB, M, N, K, alpha, A + b * strideA, lda, B + b * strideB, ldb, beta,
+             C + b * strideC, ldc, g_gemm_threads);
+}
+
+void icld_gemm_serial(int transA, int transB, int M, int N, int K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb,
+                      float beta, float *C, int64_t ldc) {
+  gemm_one(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+}
+
+/* Our own OpenMP regions call icld_gemm_serial from several threads at once: OpenBLAS must then
+ * run single-threaded or threads would multiply (OpenMP x OpenBLAS). */
+void icld_gemm_parallel_begin(void) {
+#ifdef ICLD_OPENBLAS
+  if (g_gemm_threads > 1) openblas_set_num_threads(1);
+#endif
+}
+void icld_gemm_parallel_end(void) {
+#ifdef ICLD_OPENBLAS
+  if (g_gemm_threads > 1) openblas_set_num_threads(g_gemm_threads);
+#endif
+}
+
+void icld_gemm_set_threads(int n) {
+  g_gemm_threads = n < 1 ? 1 : n;
+#ifdef ICLD_OPENBLAS
+  openblas_set_num_threads(g_gemm_threads);
+#endif
+}
+
+const char *icld_gemm_provider(void) {
+#ifdef ICLD_OPENBLAS
+  return "openblas";
+#else
+  return "builtin";
+#endif
+}

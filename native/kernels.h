@@ -1,0 +1,76 @@
+/* icl-distill native kernels: the C twins of src/engine/backend/reference.ts.
+ * Pointers are already offset to the first element; strides/sizes are in elements. */
+#ifndef ICLD_KERNELS_H
+#define ICLD_KERNELS_H
+#include <stdint.h>
+#include <stddef.h>
+
+/* ---- threading / info ---- */
+void icld_set_threads(int n);
+int icld_get_threads(void);
+const char *icld_gemm_provider(void); /* "openblas" | "builtin" */
+const char *icld_simd(void);
+int icld_has_openmp(void);
+
+/* ---- GEMM (gemm.c) ---- */
+void icld_gemm(int transA, int transB, int M, int N, int K, float alpha,
+               const float *A, int64_t lda, int64_t strideA,
+               const float *B, int64_t ldb, int64_t strideB,
+               float beta, float *C, int64_t ldc, int64_t strideC, int batch);
+/* Single-threaded GEMM for use inside our own OpenMP regions (never spawns threads). */
+void icld_gemm_serial(int transA, int transB, int M, int N, int K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb,
+                      float beta, float *C, int64_t ldc);
+void icld_gemm_set_threads(int n);
+void icld_gemm_parallel_begin(void);
+void icld_gemm_parallel_end(void);
+
+/* ---- elementwise / reductions (kernels.c) ---- */
+enum { ICLD_ADD = 0, ICLD_SUB = 1, ICLD_MUL = 2, ICLD_DIV = 3 };
+enum {
+  ICLD_EXP = 0, ICLD_LOG = 1, ICLD_TANH = 2, ICLD_SQRT = 3, ICLD_RELU = 4,
+  ICLD_GELU_TANH = 5, ICLD_GELU_ERF = 6, ICLD_POW = 7, ICLD_NEG = 8, ICLD_SCALE = 9,
+  ICLD_ADD_SCALAR = 10, ICLD_SIGMOID = 11
+};
+#define ICLD_MAX_DIMS 8
+
+float icld_hash_uniform(uint32_t seed, uint32_t i);
+
+void icld_copy(int nd, const int64_t *shape, const uint32_t *src, const int64_t *sStr,
+               uint32_t *dst, const int64_t *dStr);
+void icld_binary(int op, int nd, const int64_t *shape, const float *a, const int64_t *aStr,
+                 const float *b, const int64_t *bStr, float *out);
+void icld_unary(int op, const float *x, int64_t n, float *out, double param);
+void icld_unary_backward(int op, const float *x, const float *y, const float *dy, int64_t n,
+                         float *dx, double param);
+void icld_reduce_sum(const float *x, int64_t outer, int64_t dim, int64_t inner, float *out);
+void icld_reduce_max(const float *x, int64_t outer, int64_t dim, int64_t inner, float *out, int32_t *arg);
+void icld_softmax(const float *x, int64_t rows, int64_t cols, float *out, int log);
+void icld_softmax_backward(const float *y, const float *dy, int64_t rows, int64_t cols, float *dx, int log);
+void icld_cross_entropy(const float *logits, int64_t rows, int64_t V, const int32_t *targets,
+                        int32_t ignore, double smoothing, float *loss, float *lse);
+void icld_cross_entropy_backward(const float *logits, const float *lse, const int32_t *targets,
+                                 int64_t rows, int64_t V, int32_t ignore, double smoothing,
+                                 const float *dloss, float *dlogits);
+void icld_layer_norm(const float *x, int64_t rows, int64_t C, const float *gamma, const float *beta,
+                     double eps, float *y, float *mean, float *rstd);
+void icld_layer_norm_backward(const float *x, const float *dy, const float *gamma, const float *mean,
+                              const float *rstd, int64_t rows, int64_t C, float *dx, float *dgamma,
+                              float *dbeta);
+void icld_embedding(const float *w, int64_t D, const int32_t *ids, int64_t n, float *out);
+void icld_embedding_backward(const float *dy, const int32_t *ids, int64_t n, int64_t D, float *dw);
+void icld_dropout(const float *x, int64_t n, double p, uint32_t seed, float *out);
+
+/* Attention tensors: element (b,h,t,d) at base + b*s[0] + h*s[1] + t*s[2] + d. */
+typedef struct { const float *p; int64_t s[3]; } icld_view;
+typedef struct { float *p; int64_t s[3]; } icld_mview;
+void icld_attention(icld_view q, icld_view k, icld_view v, icld_mview out,
+                    int B, int H, int Tq, int Tk, int D, double scale, int causal,
+                    const float *keyMask, double dropP, uint32_t seed, float *lse);
+void icld_attention_backward(icld_view q, icld_view k, icld_view v, icld_view out, icld_view dout,
+                             const float *lse, icld_mview dq, icld_mview dk, icld_mview dv,
+                             int B, int H, int Tq, int Tk, int D, double scale, int causal,
+                             const float *keyMask, double dropP, uint32_t seed);
+void icld_adamw(float *p, const float *g, float *m, float *v, int64_t n, double lr, double b1,
+                double b2, double eps, double wd, double bc1, double bc2);
+#endif

@@ -1,0 +1,169 @@
+// The native backend: a thin forwarder to the C addon (native/*.c, built by node-gyp into
+// build/Release/icld_native.node). This is the ONLY module that loads the addon. Loading never
+// throws: if the addon is missing or broken, loadNative() returns null and nativeLoadError()
+// says why, so callers fall back to the reference backend.
+
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Backend, BinOp, F32, I32, UnOp } from './types.js';
+
+export interface NativeInfo {
+  gemm: 'openblas' | 'builtin';
+  simd: string;
+  openmp: boolean;
+}
+
+/** The addon's exports (native/binding.c): same positional arguments as Backend. */
+interface Addon {
+  gemm: Backend['gemm'];
+  copy: Backend['copy'];
+  binary: Backend['binary'];
+  unary: Backend['unary'];
+  unaryBackward: Backend['unaryBackward'];
+  reduceSum: Backend['reduceSum'];
+  reduceMax: Backend['reduceMax'];
+  softmax: Backend['softmax'];
+  softmaxBackward: Backend['softmaxBackward'];
+  crossEntropy: Backend['crossEntropy'];
+  crossEntropyBackward: Backend['crossEntropyBackward'];
+  layerNorm: Backend['layerNorm'];
+  layerNormBackward: Backend['layerNormBackward'];
+  embedding: Backend['embedding'];
+  embeddingBackward: Backend['embeddingBackward'];
+  dropout: Backend['dropout'];
+  attention: Backend['attention'];
+  attentionBackward: Backend['attentionBackward'];
+  adamw: Backend['adamw'];
+  setThreads(n: number): void;
+  getThreads(): number;
+  info(): NativeInfo;
+}
+
+const ADDON_REL = join('build', 'Release', 'icld_native.node');
+
+/** Package root = first ancestor holding the built addon (dist/src/engine/backend -> root). */
+function findAddon(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const p = join(dir, ADDON_REL);
+    if (existsSync(p)) return p;
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return null;
+}
+
+let addon: Addon | null = null;
+let loadError: string | null = null;
+let tried = false;
+
+function load(): Addon | null {
+  if (tried) return addon;
+  tried = true;
+  try {
+    const path = findAddon();
+    if (!path) {
+      loadError = `native addon not built (${ADDON_REL} not found; run \`npm run install\` or \`npx node-gyp rebuild\`)`;
+      return null;
+    }
+    const mod = createRequire(import.meta.url)(path) as Addon;
+    if (typeof mod.gemm !== 'function' || typeof mod.attentionBackward !== 'function') {
+      loadError = `native addon at ${path} is incomplete (stale build?)`;
+      return null;
+    }
+    addon = mod;
+  } catch (e) {
+    loadError = `native addon failed to load: ${(e as Error).message}`;
+    addon = null;
+  }
+  return addon;
+}
+
+class NativeBackend implements Backend {
+  readonly name = 'native' as const;
+  readonly gemmProvider: 'openblas' | 'builtin';
+  // Kernel entry points bound once: each call is one N-API hop with no JS-side allocation.
+  readonly gemm: Backend['gemm'];
+  readonly copy: Backend['copy'];
+  readonly binary: (op: BinOp, shape: number[], a: F32, aOff: number, aStr: number[],
+    b: F32, bOff: number, bStr: number[], out: F32) => void;
+  readonly unary: (op: UnOp, x: F32, xOff: number, n: number, out: F32, param: number) => void;
+  readonly unaryBackward: (op: UnOp, x: F32, y: F32, dy: F32, n: number, dx: F32, param: number) => void;
+  readonly reduceSum: Backend['reduceSum'];
+  readonly reduceMax: (x: F32, outer: number, dim: number, inner: number, out: F32, arg: I32) => void;
+  readonly softmax: Backend['softmax'];
+  readonly softmaxBackward: Backend['softmaxBackward'];
+  readonly crossEntropy: Backend['crossEntropy'];
+  readonly crossEntropyBackward: Backend['crossEntropyBackward'];
+  readonly layerNorm: Backend['layerNorm'];
+  readonly layerNormBackward: Backend['layerNormBackward'];
+  readonly embedding: Backend['embedding'];
+  readonly embeddingBackward: Backend['embeddingBackward'];
+  readonly dropout: Backend['dropout'];
+  readonly attention: Backend['attention'];
+  readonly attentionBackward: Backend['attentionBackward'];
+  readonly adamw: Backend['adamw'];
+  private readonly a: Addon;
+
+  constructor(a: Addon) {
+    this.a = a;
+    this.gemmProvider = a.info().gemm;
+    this.gemm = a.gemm;
+    this.copy = a.copy;
+    this.binary = a.binary;
+    this.unary = a.unary;
+    this.unaryBackward = a.unaryBackward;
+    this.reduceSum = a.reduceSum;
+    this.reduceMax = a.reduceMax;
+    this.softmax = a.softmax;
+    this.softmaxBackward = a.softmaxBackward;
+    this.crossEntropy = a.crossEntropy;
+    this.crossEntropyBackward = a.crossEntropyBackward;
+    this.layerNorm = a.layerNorm;
+    this.layerNormBackward = a.layerNormBackward;
+    this.embedding = a.embedding;
+    this.embeddingBackward = a.embeddingBackward;
+    this.dropout = a.dropout;
+    this.attention = a.attention;
+    this.attentionBackward = a.attentionBackward;
+    this.adamw = a.adamw;
+  }
+
+  threads(): number { return this.a.getThreads(); }
+  setThreads(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`setThreads: expected a positive integer, got ${n}`);
+    this.a.setThreads(n);
+  }
+}
+
+let backend: NativeBackend | null = null;
+
+/** The native backend, or null when the addon is missing or failed to load (never throws). */
+export function loadNative(): Backend | null {
+  if (backend) return backend;
+  const a = load();
+  if (!a) return null;
+  try {
+    backend = new NativeBackend(a);
+  } catch (e) {
+    loadError = `native addon unusable: ${(e as Error).message}`;
+    return null;
+  }
+  return backend;
+}
+
+/** Why loadNative() returned null (null when it loaded or was not tried yet). */
+export function nativeLoadError(): string | null {
+  load();
+  return addon ? null : loadError;
+}
+
+/** Build facts of the addon ({gemm, simd, openmp}), or null when it is not loaded. */
+export function nativeInfo(): NativeInfo | null {
+  const a = load();
+  if (!a) return null;
+  try { return a.info(); } catch { return null; }
+}

@@ -1,0 +1,3 @@
+// icl-distill library entry point.
+export * as engine from './engine/index.js';
+export * from './engine/index.js';

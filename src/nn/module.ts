@@ -1,0 +1,88 @@
+// Module tree with named parameters (names match Hugging Face state-dict keys), plus the
+// standard layers. Parameters are kept tensors: scopes never free them.
+
+import * as O from '../engine/ops.js';
+import { Tensor, type Rng } from '../engine/index.js';
+
+export class Module {
+  training = true;
+  protected readonly params = new Map<string, Tensor>();
+  protected readonly children = new Map<string, Module>();
+
+  protected addParam(name: string, t: Tensor): Tensor {
+    t.requiresGrad = true;
+    t.keep();
+    this.params.set(name, t);
+    return t;
+  }
+  protected addModule<M extends Module>(name: string, m: M): M { this.children.set(name, m); return m; }
+
+  /** All parameters with dotted names, in registration order. */
+  namedParameters(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [n, p] of this.params) out.push([prefix + n, p]);
+    for (const [n, c] of this.children) out.push(...c.namedParameters(`${prefix}${n}.`));
+    return out;
+  }
+  parameters(): Tensor[] { return this.namedParameters().map(([, p]) => p); }
+  numParameters(): number { return this.parameters().reduce((s, p) => s + p.size, 0); }
+
+  train(on = true): this { this.training = on; for (const c of this.children.values()) c.train(on); return this; }
+  eval(): this { return this.train(false); }
+
+  /** Replace a parameter's values in place (shape-checked). */
+  loadParam(name: string, values: Float32Array): void {
+    const p = this.namedParameters().find(([n]) => n === name)?.[1];
+    if (!p) throw new Error(`no parameter named ${name}`);
+    if (values.length !== p.size) throw new Error(`parameter ${name}: expected ${p.size} values [${p.shape.join(', ')}], got ${values.length}`);
+    p.f32.set(values);
+  }
+
+  dispose(): void { for (const p of this.parameters()) p.dispose(); }
+}
+
+/** Numbered children ("h.0", "h.1", …). */
+export class ModuleList<M extends Module> extends Module {
+  readonly items: M[] = [];
+  add(m: M): M { this.addModule(String(this.items.length), m); this.items.push(m); return m; }
+}
+
+/** y = x W + b with W stored [in, out] (the layout of HF's GPT-2 Conv1D). */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, opts: { bias?: boolean; std?: number } = {}) {
+    super();
+    this.weight = this.addParam('weight', O.randn([inFeatures, outFeatures], rng, opts.std ?? 0.02));
+    this.bias = opts.bias === false ? null : this.addParam('bias', O.zeros([outFeatures]));
+  }
+  forward(x: Tensor): Tensor {
+    const y = O.matmul(x, this.weight);
+    return this.bias ? O.add(y, this.bias) : y;
+  }
+}
+
+export class Embedding extends Module {
+  readonly weight: Tensor;
+  constructor(readonly num: number, readonly dim: number, rng: Rng, std = 0.02) {
+    super();
+    this.weight = this.addParam('weight', O.randn([num, dim], rng, std));
+  }
+  forward(ids: Tensor): Tensor { return O.embedding(this.weight, ids); }
+}
+
+export class LayerNorm extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  constructor(readonly dim: number, readonly eps = 1e-5) {
+    super();
+    this.weight = this.addParam('weight', O.ones([dim]));
+    this.bias = this.addParam('bias', O.zeros([dim]));
+  }
+  forward(x: Tensor): Tensor { return O.layerNorm(x, this.weight, this.bias, this.eps); }
+}
+
+export class Dropout extends Module {
+  constructor(readonly p: number, private readonly rng: Rng) { super(); }
+  forward(x: Tensor): Tensor { return O.dropout(x, this.p, this.training && this.p > 0, this.rng); }
+}
