@@ -12,7 +12,7 @@
       "target_name": "icld_native",
       "sources": ["native/binding.c", "native/kernels.c", "native/gemm.c"],
       "cflags_c": ["-std=gnu11"],
-      "cflags": ["-O3", "-fno-math-errno", "-Wall", "-Wno-unused-function"],
+      "cflags": ["-O3", "-fno-math-errno", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"],
       "cflags!": ["-O2"],
       "conditions": [
         ["icld_march==1", { "cflags": ["-march=native"] }],

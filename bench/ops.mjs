@@ -42,11 +42,11 @@ function runOurs() {
   }
   const mod = pathToFileURL(join(root, 'dist/src/cli/bench-ops.js')).href;
   const o = JSON.stringify({ json: true, quick, filter, threads: threads ? Number(threads) : undefined });
-  const code = `import(${JSON.stringify(mod)}).then((m) => m.benchOps(${o}))`;
+  const code = `import(${JSON.stringify(mod)}).then((m) => m.benchOps(${o})).then((r) => console.log(JSON.stringify(r)))`;
   const r = spawnSync(process.execPath, ['-e', code], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
   const j = r.status === 0 ? lastJson(r.stdout) : null;
   if (!j) throw new Error(`our bench failed (exit ${r.status})`);
-  return { result: j, command: `node -e "import('./dist/src/cli/bench-ops.js').then(m => m.benchOps(${o}))"` };
+  return { result: j, command: `node -e "import('./dist/src/cli/bench-ops.js').then(m => m.benchOps(${o})).then(r => console.log(JSON.stringify(r)))"` };
 }
 
 // ---- PyTorch twin
@@ -122,6 +122,7 @@ md.push('## Ops (kernels through the public ops) vs PyTorch', '');
 md.push(`Date: ${date}. Machine: ${machine}.`);
 md.push(`Ours: \`${ours.result.backend}\` backend, gemm \`${ours.result.gemm}\`, ${ours.result.threads} thread(s). PyTorch: best of \`torch.set_num_threads(1)\` and \`(2)\` per case (each in a fresh process with OMP/OPENBLAS_NUM_THREADS set).`);
 md.push(`Load average (1 min) before/after: ${load0.toFixed(2)} / ${load1.toFixed(2)}; wall ${((Date.now() - t0) / 1000).toFixed(0)} s${quick ? '; **--quick** run (fewer repeats)' : ''}.`);
+if (Math.max(load0, load1) > 1.5) md.push('', `> **Warning:** the 1-min load average exceeded 1.5 (${load0.toFixed(2)} / ${load1.toFixed(2)}): other processes shared the 2 vCPUs during this run, so these ratios are noisy (GEMM-bound rows most of all). Re-run on an idle machine for numbers to quote.`);
 md.push('', 'Command: `npm run build && node bench/ops.mjs' + (argv.length ? ' ' + argv.filter((a) => a !== '--no-write').join(' ') : '') + '`', `(ours: \`${ours.command}\`; torch: \`${torch.command}\`)`, '');
 md.push(`Median of ≥5 repeats and ≥0.3 s after warm-up${rounds > 1 ? `; best median of ${rounds} alternating rounds per side` : ''}. speedup = torch ms / ours ms; goal met when ≥ 1/1.2 = 0.83.`, '');
 md.push('| case | shape | ours ms | GFLOP/s | torch ms (best) | torch 1t / 2t ms | speedup | goal |');

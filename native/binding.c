@@ -4,6 +4,7 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
 
@@ -503,7 +504,11 @@ static napi_value init(napi_env env, napi_value exports) {
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &f);
     napi_set_named_property(env, exports, fns[i].name, f);
   }
-  icld_set_threads(1); /* measured best on this machine (shared FP units); see README of bench/ */
+  /* Default 1 thread: a second thread only pays when nothing else runs on the machine (see
+   * bench/native-gemm.ts); ICLD_THREADS overrides the default at load time. */
+  const char *tenv = getenv("ICLD_THREADS");
+  int nt = tenv ? atoi(tenv) : 1;
+  icld_set_threads(nt >= 1 && nt <= 256 ? nt : 1);
   return exports;
 }
 

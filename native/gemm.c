@@ -32,8 +32,8 @@ static void scale_c(int M, int N, float beta, float *C, int64_t ldc) {
 /* ------------------------------------------------------------------ builtin sgemm */
 #define MR 6
 #define NR 16
-#define KC 256
-#define MC 96  /* MC*KC*4 = 96 KiB of packed A: stays in the 512 KiB L2 next to a B panel */
+#define KC 384
+#define MC 96  /* MC*KC*4 = 144 KiB of packed A stays in the 512 KiB L2; a 16xKC B panel (24 KiB) in L1 */
 #define NC 2048
 
 typedef struct { float *a, *b; size_t acap, bcap; } pack_bufs;
@@ -164,29 +164,100 @@ static void ukernel(int kc, const float *a, const float *b, float *C, int64_t ld
 #endif
 }
 
-/* Small-M path (decode, M<=2): no packing; out rows are axpy (B not transposed) or dots. */
-static void gemm_small_m(int transA, int transB, int M, int N, int K, float alpha,
+/* Small-M path (decode: M = 1..4 rows). Packing would cost as much as the math here, so:
+ * B not transposed -> row axpys over B (streams B once); B transposed -> contiguous dot products
+ * of the op(A) row with each row of B (also streams B once). Both are memory-bound, as they must be. */
+#define SMALL_M 4
+static float dot_f(const float *a, const float *b, int n) {
+  int k = 0;
+#ifdef ICLD_AVX2
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  for (; k + 32 <= n; k += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), s3);
+  }
+  for (; k + 8 <= n; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+  __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+  float r = _mm_cvtss_f32(h);
+#else
+  float r = 0.0f;
+#endif
+  for (; k < n; k++) r += a[k] * b[k];
+  return r;
+}
+
+static _Thread_local float *tl_row;
+static _Thread_local size_t tl_row_cap;
+
+/* Columns [j0, j1) of the small-M product. */
+static void small_m_cols(int transA, int transB, int M, int j0, int j1, int K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb,
                          float beta, float *C, int64_t ldc) {
-  for (int i = 0; i < M; i++) {
-    float *c = C + (int64_t)i * ldc;
-    scale_c(1, N, beta, c, ldc);
+  int w = j1 - j0;
+  if (w <= 0) return;
+  if (!transB) { /* p outer: each row of B is read once for all M rows of C */
+    scale_c(M, w, beta, C + j0, ldc);
     for (int p = 0; p < K; p++) {
-      float av = alpha * (transA ? A[(int64_t)p * lda + i] : A[(int64_t)i * lda + p]);
-      if (!transB) {
-        const float *b = B + (int64_t)p * ldb;
-        for (int j = 0; j < N; j++) c[j] += av * b[j];
-      } else {
-        for (int j = 0; j < N; j++) c[j] += av * B[(int64_t)j * ldb + p];
+      const float *b = B + (int64_t)p * ldb + j0;
+      for (int i = 0; i < M; i++) {
+        float av = alpha * (transA ? A[(int64_t)p * lda + i] : A[(int64_t)i * lda + p]);
+        float *c = C + (int64_t)i * ldc + j0;
+        for (int j = 0; j < w; j++) c[j] += av * b[j];
       }
     }
+    return;
   }
+  /* B^T: op(A) rows made contiguous, then j outer so each row of B is read once */
+  const float *rows[SMALL_M];
+  float *buf = NULL;
+  if (transA) {
+    buf = grow(&tl_row, &tl_row_cap, (size_t)M * K);
+    if (!buf) return;
+    for (int p = 0; p < K; p++)
+      for (int i = 0; i < M; i++) buf[(int64_t)i * K + p] = A[(int64_t)p * lda + i];
+  }
+  for (int i = 0; i < M; i++) rows[i] = transA ? buf + (int64_t)i * K : A + (int64_t)i * lda;
+  for (int j = j0; j < j1; j++) {
+    const float *b = B + (int64_t)j * ldb;
+    for (int i = 0; i < M; i++) {
+      float *c = C + (int64_t)i * ldc + j;
+      float d = alpha * dot_f(rows[i], b, K);
+      *c = beta == 0.0f ? d : d + beta * *c;
+    }
+  }
+}
+
+/* Memory-bound, so with several threads each streams its own slice of B's columns. */
+static void gemm_small_m(int transA, int transB, int M, int N, int K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc, int nthreads) {
+  int nt = nthreads;
+#ifdef _OPENMP
+  if (omp_in_parallel() || (double)N * K < 4e6) nt = 1; /* >= 16 MB of B: region cost negligible */
+#else
+  nt = 1;
+#endif
+  if (nt <= 1) { small_m_cols(transA, transB, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    /* slices aligned to 16 columns so threads never share a cache line of C */
+    int per = ((N + T - 1) / T + 15) / 16 * 16;
+    int j0 = t * per, j1 = j0 + per < N ? j0 + per : N;
+    small_m_cols(transA, transB, M, j0 < N ? j0 : N, j1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+#endif
 }
 
 static void gemm_builtin(int transA, int transB, int M, int N, int K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb,
                          float beta, float *C, int64_t ldc, int nthreads) {
-  if (M <= 2 && !transB) { gemm_small_m(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
   pack_bufs *tb = &tl_bufs;
   int ncmax = N < NC ? N : NC;
   int kcmax = K < KC ? K : KC;
@@ -200,6 +271,7 @@ static void gemm_builtin(int transA, int transB, int M, int N, int K, float alph
       pack_b(transB, B, ldb, pc, kc, jc, nc, pb);
       int nblk = (M + MC - 1) / MC;
       int nt = nthreads;
+      (void)nt;
 #ifdef _OPENMP
       if (nt > nblk) nt = nblk;
       if (omp_in_parallel()) nt = 1;
@@ -231,6 +303,8 @@ static void gemm_one(int transA, int transB, int M, int N, int K, float alpha,
                      float beta, float *C, int64_t ldc, int nthreads) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) { scale_c(M, N, beta, C, ldc); return; }
+  /* decode-sized products: OpenBLAS sgemm packs B even for one row (measured 3x slower here) */
+  if (M <= SMALL_M) { gemm_small_m(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nthreads); return; }
 #ifdef ICLD_OPENBLAS
   (void)nthreads;
   cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
@@ -244,9 +318,22 @@ void icld_gemm(int transA, int transB, int M, int N, int K, float alpha,
                const float *A, int64_t lda, int64_t strideA,
                const float *B, int64_t ldb, int64_t strideB,
                float beta, float *C, int64_t ldc, int64_t strideC, int batch) {
+  int nt = g_gemm_threads;
+  /* Many small products (per-head attention matmuls): one thread per item beats splitting each. */
+  if (nt > 1 && batch >= nt && (double)M * N * K < 4e6) {
+    icld_gemm_parallel_begin();
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+    for (int b = 0; b < batch; b++)
+      gemm_one(transA, transB, M, N, K, alpha, A + b * strideA, lda, B + b * strideB, ldb, beta,
+               C + b * strideC, ldc, 1);
+    icld_gemm_parallel_end();
+    return;
+  }
   for (int b = 0; b < batch; b++)
     gemm_one(transA, transB, M, N, K, alpha, A + b * strideA, lda, B + b * strideB, ldb, beta,
-             C + b * strideC, ldc, g_gemm_threads);
+             C + b * strideC, ldc, nt);
 }
 
 void icld_gemm_serial(int transA, int transB, int M, int N, int K, float alpha,

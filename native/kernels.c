@@ -54,6 +54,7 @@ float icld_hash_uniform(uint32_t seed, uint32_t i) { return (float)hash_bits(see
 
 /* keep(i) = bits/2^24 >= p  <=>  bits >= ceil(p*2^24): an exact integer test (p*2^24 is exact). */
 static inline int64_t drop_threshold(double p) {
+  if (p != p) return 16777217; /* NaN: `u >= NaN` is false in the reference, nothing kept */
   if (!(p > 0)) return 0;
   if (p >= 1) return 16777217; /* nothing kept */
   return (int64_t)ceil(p * 16777216.0);
@@ -499,14 +500,33 @@ static double exp_shift_sum(const float *x, int64_t n, float shift, float *e) {
 #endif
 }
 
+/* Σ exp(x - shift) and Σ x in double, without writing anything. */
+static void exp_sum_and_sum(const float *x, int64_t n, float shift, double *se, double *sx) {
+  int64_t j = 0;
+  double s = 0, z = 0;
+#ifdef ICLD_AVX2
+  __m256 vs = _mm256_set1_ps(shift);
+  __m256d a = _mm256_setzero_pd(), b = _mm256_setzero_pd();
+  for (; j + 8 <= n; j += 8) {
+    __m256 v = _mm256_loadu_ps(x + j);
+    a = acc8_d(a, exp8(_mm256_sub_ps(v, vs)));
+    b = acc8_d(b, v);
+  }
+  s = hsum_d(a); z = hsum_d(b);
+#endif
+  for (; j < n; j++) { s += exp((double)x[j] - shift); z += x[j]; }
+  *se = s; *sx = z;
+}
+
 void icld_softmax(const float *x, int64_t rows, int64_t cols, float *out, int log_) {
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * cols;
     float *o = out + r * cols;
     float mx = row_max(xr, cols);
     if (log_) {
-      /* sum of exp without keeping it: use out as scratch, then overwrite */
-      double s = exp_shift_sum(xr, cols, mx, o);
+      /* nothing is written before the last pass, so out may alias x */
+      double s, sx;
+      exp_sum_and_sum(xr, cols, mx, &s, &sx);
       float ls = (float)log(s);
       for (int64_t j = 0; j < cols; j++) o[j] = (xr[j] - mx) - ls;
     } else {
@@ -546,24 +566,6 @@ void icld_softmax_backward(const float *y, const float *dy, int64_t rows, int64_
 }
 
 /* ------------------------------------------------------------------ cross-entropy */
-/* Σ exp(x - shift) and Σ x in double, without writing anything. */
-static void exp_sum_and_sum(const float *x, int64_t n, float shift, double *se, double *sx) {
-  int64_t j = 0;
-  double s = 0, z = 0;
-#ifdef ICLD_AVX2
-  __m256 vs = _mm256_set1_ps(shift);
-  __m256d a = _mm256_setzero_pd(), b = _mm256_setzero_pd();
-  for (; j + 8 <= n; j += 8) {
-    __m256 v = _mm256_loadu_ps(x + j);
-    a = acc8_d(a, exp8(_mm256_sub_ps(v, vs)));
-    b = acc8_d(b, v);
-  }
-  s = hsum_d(a); z = hsum_d(b);
-#endif
-  for (; j < n; j++) { s += exp((double)x[j] - shift); z += x[j]; }
-  *se = s; *sx = z;
-}
-
 void icld_cross_entropy(const float *logits, int64_t rows, int64_t V, const int32_t *targets,
                         int32_t ignore, double smoothing, float *loss, float *lse) {
   for (int64_t r = 0; r < rows; r++) {
@@ -589,6 +591,7 @@ void icld_cross_entropy_backward(const float *logits, const float *lse, const in
     int32_t t = targets[r];
     if (t == ignore) { memset(o, 0, sizeof(float) * (size_t)V); continue; }
     float g = dloss[r], l = lse[r], eps = (float)(smoothing / (double)V);
+    float zt = z[t]; /* read before the row is written: dlogits may alias logits */
     int64_t j = 0;
 #ifdef ICLD_AVX2
     __m256 vl = _mm256_set1_ps(l), vg = _mm256_set1_ps(g), ve = _mm256_set1_ps(eps);
@@ -596,7 +599,7 @@ void icld_cross_entropy_backward(const float *logits, const float *lse, const in
       _mm256_storeu_ps(o + j, _mm256_mul_ps(vg, _mm256_sub_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(z + j), vl)), ve)));
 #endif
     for (; j < V; j++) o[j] = (float)((double)g * (exp((double)z[j] - l) - eps));
-    o[t] = (float)((double)g * (exp((double)z[t] - l) - ((1 - smoothing) + smoothing / (double)V)));
+    o[t] = (float)((double)g * (exp((double)zt - l) - ((1 - smoothing) + smoothing / (double)V)));
   }
 }
 
@@ -762,6 +765,14 @@ static void drop_row(float *x, int n, uint64_t base, uint32_t seed, int64_t thr,
   for (; j < n; j++) x[j] = hash_bits(seed, (uint32_t)(base + j)) >= thr ? x[j] * sc : 0.0f;
 }
 
+/* Causal attention is processed in blocks of query rows: a block only needs the keys up to its
+ * last row's causal limit, so the two GEMMs skip the masked upper triangle (~40% less work at
+ * T=128..256). Non-causal attention uses one block (largest GEMMs). */
+enum { ATT_RB = 64 };
+static inline int att_block(int causal, int Tq) { return causal && Tq > ATT_RB ? ATT_RB : (Tq > 0 ? Tq : 1); }
+/* keys needed by rows < i1 */
+static inline int keys_upto(int causal, int i1, int Tq, int Tk) { return causal_len(causal, i1 - 1, Tq, Tk); }
+
 void icld_attention(icld_view q, icld_view k, icld_view v, icld_mview out,
                     int B, int H, int Tq, int Tk, int D, double scale, int causal,
                     const float *keyMask, double dropP, uint32_t seed, float *lse) {
@@ -770,6 +781,7 @@ void icld_attention(icld_view q, icld_view k, icld_view v, icld_mview out,
   float dsc = (float)(1 / (1 - dropP));
   int nt = g_threads < BH ? g_threads : BH;
   if (nt < 1) nt = 1;
+  int RB = att_block(causal, Tq);
   if (nt > 1) icld_gemm_parallel_begin();
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
@@ -780,23 +792,25 @@ void icld_attention(icld_view q, icld_view k, icld_view v, icld_mview out,
     const float *kp = k.p + b * k.s[0] + h * k.s[1];
     const float *vp = v.p + b * v.s[0] + h * v.s[1];
     float *op = out.p + b * out.s[0] + h * out.s[1];
+    int64_t ldq = ld_of(q.s[2], Tq, D), ldk = ld_of(k.s[2], Tk, D), ldv = ld_of(v.s[2], Tk, D);
     int64_t ldo = ld_of(out.s[2], Tq, D);
-    if (Tk == 0) {
-      for (int i = 0; i < Tq; i++) { memset(op + i * ldo, 0, sizeof(float) * D); lse[(int64_t)bh * Tq + i] = -INFINITY; }
-      continue;
-    }
-    float *S = tl_buf(0, (size_t)Tq * Tk);
+    float *S = tl_buf(0, (size_t)RB * (Tk > 0 ? Tk : 1));
     if (!S) continue;
-    icld_gemm_serial(0, 1, Tq, Tk, D, (float)scale, qp, ld_of(q.s[2], Tq, D), kp, ld_of(k.s[2], Tk, D), 0.0f, S, Tk);
     const float *km = keyMask ? keyMask + (int64_t)b * Tk : NULL;
-    for (int i = 0; i < Tq; i++) {
-      float *s = S + (int64_t)i * Tk;
-      int na = causal_len(causal, i, Tq, Tk);
-      int64_t row = (int64_t)bh * Tq + i;
-      lse[row] = softmax_row_masked(s, na, Tk, km, 1, 0.0f);
-      if (thr > 0 && lse[row] != -INFINITY) drop_row(s, na, (uint64_t)row * (uint64_t)Tk, seed, thr, dsc);
+    for (int i0 = 0; i0 < Tq; i0 += RB) {
+      int rows = Tq - i0 < RB ? Tq - i0 : RB;
+      int nk = keys_upto(causal, i0 + rows, Tq, Tk);
+      /* S = scale * Q_blk K[:nk]^T (nk = 0: nothing allowed, rows come out 0 / -inf) */
+      icld_gemm_serial(0, 1, rows, nk, D, (float)scale, qp + i0 * ldq, ldq, kp, ldk, 0.0f, S, nk);
+      for (int r = 0; r < rows; r++) {
+        int i = i0 + r;
+        float *s = S + (int64_t)r * nk;
+        int64_t row = (int64_t)bh * Tq + i;
+        lse[row] = softmax_row_masked(s, causal_len(causal, i, Tq, Tk), nk, km, 1, 0.0f);
+        if (thr > 0 && lse[row] != -INFINITY) drop_row(s, nk, (uint64_t)row * (uint64_t)Tk, seed, thr, dsc);
+      }
+      icld_gemm_serial(0, 0, rows, D, nk, 1.0f, S, nk, vp, ldv, 0.0f, op + i0 * ldo, ldo);
     }
-    icld_gemm_serial(0, 0, Tq, D, Tk, 1.0f, S, Tk, vp, ld_of(v.s[2], Tk, D), 0.0f, op, ldo);
   }
   if (nt > 1) icld_gemm_parallel_end();
 }
@@ -810,6 +824,7 @@ void icld_attention_backward(icld_view q, icld_view k, icld_view v, icld_view ou
   float dsc = (float)(1 / (1 - dropP));
   int nt = g_threads < BH ? g_threads : BH;
   if (nt < 1) nt = 1;
+  int RB = att_block(causal, Tq);
   if (nt > 1) icld_gemm_parallel_begin();
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
@@ -832,37 +847,51 @@ void icld_attention_backward(icld_view q, icld_view k, icld_view v, icld_view ou
       for (int j = 0; j < Tk; j++) { memset(dkp + j * lddk, 0, sizeof(float) * D); memset(dvp + j * lddv, 0, sizeof(float) * D); }
       continue;
     }
-    float *P = tl_buf(0, (size_t)Tq * Tk), *G = tl_buf(1, (size_t)Tq * Tk);
+    float *P = tl_buf(0, (size_t)RB * Tk), *G = tl_buf(1, (size_t)RB * Tk);
     if (!P || !G) continue;
     const float *km = keyMask ? keyMask + (int64_t)b * Tk : NULL;
-    /* 1. P = exp(scale*QK^T - lse) over allowed keys */
-    icld_gemm_serial(0, 1, Tq, Tk, D, (float)scale, qp, ldq, kp, ldk, 0.0f, P, Tk);
-    for (int i = 0; i < Tq; i++)
-      softmax_row_masked(P + (int64_t)i * Tk, causal_len(causal, i, Tq, Tk), Tk, km, 0, lse[(int64_t)bh * Tq + i]);
-    /* 2. dV = P_drop^T dO (P_drop built in G when dropout is on) */
-    const float *Pd = P;
-    if (thr > 0) {
-      memcpy(G, P, sizeof(float) * (size_t)Tq * Tk);
-      for (int i = 0; i < Tq; i++)
-        drop_row(G + (int64_t)i * Tk, Tk, ((uint64_t)bh * Tq + i) * (uint64_t)Tk, seed, thr, dsc);
-      Pd = G;
+    /* Blocks from the last (which needs all Tk keys, so beta = 0 initialises dK/dV) to the first
+     * (which accumulates into the leading keys only). */
+    int nblk = (Tq + RB - 1) / RB;
+    for (int blk = nblk - 1; blk >= 0; blk--) {
+      int i0 = blk * RB, rows = Tq - i0 < RB ? Tq - i0 : RB;
+      int nk = keys_upto(causal, i0 + rows, Tq, Tk);
+      float beta = blk == nblk - 1 ? 0.0f : 1.0f;
+      if (blk == nblk - 1 && nk < Tk) { /* keys no query may see: zero gradients */
+        for (int j = nk; j < Tk; j++) { memset(dkp + j * lddk, 0, sizeof(float) * D); memset(dvp + j * lddv, 0, sizeof(float) * D); }
+      }
+      const float *qb = qp + i0 * ldq, *dob = dop + i0 * lddo;
+      float *dqb = dqp + i0 * lddq;
+      if (nk == 0) { for (int r = 0; r < rows; r++) memset(dqb + r * lddq, 0, sizeof(float) * D); continue; }
+      /* 1. P = exp(scale*Q_blk K^T - lse) over allowed keys */
+      icld_gemm_serial(0, 1, rows, nk, D, (float)scale, qb, ldq, kp, ldk, 0.0f, P, nk);
+      for (int r = 0; r < rows; r++)
+        softmax_row_masked(P + (int64_t)r * nk, causal_len(causal, i0 + r, Tq, Tk), nk, km, 0, lse[(int64_t)bh * Tq + i0 + r]);
+      /* 2. dV[:nk] (+)= P_drop^T dO_blk (P_drop built in G when dropout is on) */
+      const float *Pd = P;
+      if (thr > 0) {
+        memcpy(G, P, sizeof(float) * (size_t)rows * nk);
+        for (int r = 0; r < rows; r++)
+          drop_row(G + (int64_t)r * nk, nk, ((uint64_t)bh * Tq + i0 + r) * (uint64_t)Tk, seed, thr, dsc);
+        Pd = G;
+      }
+      icld_gemm_serial(1, 0, nk, D, rows, 1.0f, Pd, nk, dob, lddo, beta, dvp, lddv);
+      /* 3. G = dO V^T (gradient wrt P_drop); dS = P * (G*keep/(1-p) - delta), delta = dO.O */
+      icld_gemm_serial(0, 1, rows, nk, D, 1.0f, dob, lddo, vp, ldv, 0.0f, G, nk);
+      for (int r = 0; r < rows; r++) {
+        float *g = G + (int64_t)r * nk;
+        const float *p = P + (int64_t)r * nk;
+        const float *orow = opp + (i0 + r) * ldo, *drow = dob + r * lddo;
+        double delta = 0;
+        for (int d = 0; d < D; d++) delta += (double)drow[d] * orow[d];
+        if (thr > 0) drop_row(g, nk, ((uint64_t)bh * Tq + i0 + r) * (uint64_t)Tk, seed, thr, dsc);
+        float df = (float)delta;
+        for (int j = 0; j < nk; j++) g[j] = p[j] * (g[j] - df);
+      }
+      /* 4. dQ_blk = scale * dS K[:nk] ; dK[:nk] (+)= scale * dS^T Q_blk */
+      icld_gemm_serial(0, 0, rows, D, nk, (float)scale, G, nk, kp, ldk, 0.0f, dqb, lddq);
+      icld_gemm_serial(1, 0, nk, D, rows, (float)scale, G, nk, qb, ldq, beta, dkp, lddk);
     }
-    icld_gemm_serial(1, 0, Tk, D, Tq, 1.0f, Pd, Tk, dop, lddo, 0.0f, dvp, lddv);
-    /* 3. G = dO V^T (gradient wrt P_drop), then dS = P * (G*keep/(1-p) - delta), delta = dO.O */
-    icld_gemm_serial(0, 1, Tq, Tk, D, 1.0f, dop, lddo, vp, ldv, 0.0f, G, Tk);
-    for (int i = 0; i < Tq; i++) {
-      float *g = G + (int64_t)i * Tk;
-      const float *p = P + (int64_t)i * Tk;
-      const float *orow = opp + i * ldo, *drow = dop + i * lddo;
-      double delta = 0;
-      for (int d = 0; d < D; d++) delta += (double)drow[d] * orow[d];
-      if (thr > 0) drop_row(g, Tk, ((uint64_t)bh * Tq + i) * (uint64_t)Tk, seed, thr, dsc);
-      float df = (float)delta;
-      for (int j = 0; j < Tk; j++) g[j] = p[j] * (g[j] - df);
-    }
-    /* 4. dQ = scale * dS K ; dK = scale * dS^T Q */
-    icld_gemm_serial(0, 0, Tq, D, Tk, (float)scale, G, Tk, kp, ldk, 0.0f, dqp, lddq);
-    icld_gemm_serial(1, 0, Tk, D, Tq, (float)scale, G, Tk, qp, ldq, 0.0f, dkp, lddk);
   }
   if (nt > 1) icld_gemm_parallel_end();
 }

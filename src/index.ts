@@ -1,3 +1,14 @@
 // icl-distill library entry point.
 export * as engine from './engine/index.js';
 export * from './engine/index.js';
+export { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from './nn/module.js';
+export { GPT2, KVCache, gpt2Config, type GPT2Config, type ForwardOptions } from './models/gpt2.js';
+export { generate, sampleNext, type GenerateOptions, type GenerateResult, type CausalLM, type TextCodec } from './models/generate.js';
+export { BPETokenizer, loadTokenizer } from './tokenizers/index.js';
+export { perplexity, type PerplexityResult } from './eval/perplexity.js';
+export { AdamW, clipGradNorm } from './optim/adamw.js';
+export { learningRate, type Schedule } from './optim/schedule.js';
+export { Trainer, defaultTrainConfig, type TrainConfig, type TrainHooks } from './train/trainer.js';
+export { pretrain, readPretrainConfig, type PretrainConfig } from './train/pretrain.js';
+export { readSafetensors, writeSafetensors, openSafetensors } from './io/safetensors.js';
+export { loadStateDict, saveStateDict, readConfig } from './io/hf.js';

@@ -30,6 +30,7 @@ export interface BenchOpsResult {
 }
 
 export interface BenchOpsOptions {
+  /** Accepted for the CLI's sake; the caller prints the result (JSON or a table). */
   json: boolean;
   /** Fewer repeats (smoke test). */
   quick?: boolean;
@@ -37,7 +38,7 @@ export interface BenchOpsOptions {
   filter?: string;
   /** Set the backend's thread count before timing. */
   threads?: number;
-  /** Progress lines go to stderr unless false. */
+  /** One progress line per case on stderr unless false (stdout is left to the caller). */
   progress?: boolean;
 }
 
@@ -207,13 +208,6 @@ export async function benchOps(opts: BenchOpsOptions): Promise<BenchOpsResult> {
     if (progress) process.stderr.write(`${c.name.padEnd(40)} ${r.ms.toFixed(3).padStart(10)} ms${row.gflops ? `  ${row.gflops.toFixed(1)} GFLOP/s` : ''}  (${r.reps} reps)\n`);
     // Let the event loop breathe between cases (stdout flushes, signals).
     await new Promise((res) => setImmediate(res));
-  }
-  if (opts.json) process.stdout.write(JSON.stringify(result) + '\n');
-  else {
-    process.stdout.write(`backend ${result.backend} (gemm ${result.gemm}, ${result.threads} thread${result.threads === 1 ? '' : 's'})\n`);
-    for (const c of result.cases) {
-      process.stdout.write(`${c.name.padEnd(40)} ${c.shape.padEnd(28)} ${c.ms.toFixed(3).padStart(10)} ms${c.gflops ? `  ${c.gflops.toFixed(1).padStart(6)} GFLOP/s` : ''}\n`);
-    }
   }
   return result;
 }

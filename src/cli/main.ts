@@ -38,18 +38,134 @@ const commands: Record<string, Command> = {
       for (const c of r.cases) console.log(`${c.name.padEnd(40)} ${c.ms.toFixed(3).padStart(10)} ms${c.gflops ? `  ${c.gflops.toFixed(1)} GFLOP/s` : ''}`);
     },
   },
-  start: {
-    summary: 'The main job on the embedded default data: trains a small causal transformer on Tiny Shakespeare and prints samples.',
+  'bench train': {
+    summary: 'Time the full GPT-2 training step (fwd + CE + bwd + clip + AdamW) at a reference shape; peak RSS.',
     flags: {
       json,
-      seconds: { type: 'number', default: 60, help: 'training time budget' },
+      config: { type: 'string', default: 'small', help: 'small | gpt2s (DESIGN.md §5)' },
+      steps: { type: 'number', help: 'timed steps (default 10 small, 4 gpt2s)' },
+      warmup: { type: 'number', help: 'untimed warm-up steps (default 2 small, 1 gpt2s)' },
+    },
+    run: async (a) => {
+      const { benchTrain } = await import('./bench-lm.js');
+      const r = benchTrain({ config: a.config as 'small' | 'gpt2s', steps: a.steps as number | undefined, warmup: a.warmup as number | undefined, json: !!a.json });
+      console.log(a.json ? JSON.stringify(r) : `${r.config}: ${r.params} params, ${r.step_s.toFixed(3)} s/step, ${r.tokens_per_s.toFixed(0)} tok/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MiB (${r.backend}/${r.gemm}, ${r.threads} thread(s))`);
+    },
+  },
+  'bench generate': {
+    summary: 'Time greedy KV-cache decoding (batch 1, prompt 64, 128 new tokens) at a reference shape.',
+    flags: {
+      json,
+      config: { type: 'string', default: 'small', help: 'small | gpt2-124m' },
+      reps: { type: 'number', default: 3, help: 'timed repeats (median)' },
+    },
+    run: async (a) => {
+      const { benchGenerate } = await import('./bench-lm.js');
+      const r = benchGenerate({ config: a.config as 'small' | 'gpt2-124m', reps: a.reps as number, json: !!a.json });
+      console.log(a.json ? JSON.stringify(r) : `${r.config}: ${r.tokens_per_s.toFixed(1)} tok/s, prefill ${r.prefill_ms.toFixed(1)} ms, ${r.per_token_ms.toFixed(2)} ms/token, peak RSS ${r.peak_rss_mb.toFixed(0)} MiB`);
+    },
+  },
+  'tokenizer train': {
+    summary: 'Train a tokenizer on text files and write OUT/tokenizer.json (HF tokenizers format).',
+    flags: {
+      json,
+      type: { type: 'string', default: 'bpe', help: 'bpe (wordpiece: later)' },
+      'vocab-size': { type: 'number', help: 'target vocabulary size (required)' },
+      out: { type: 'string', help: 'output directory (required)' },
+      'min-frequency': { type: 'number', default: 2, help: 'minimum pair count to merge' },
+      'special-tokens': { type: 'list', default: ['<|endoftext|>'], help: 'special tokens (get the first ids)' },
+    },
+    run: async (a) => {
+      const { tokenizerTrainCommand } = await import('./tokenizer.js');
+      const r = await tokenizerTrainCommand({ type: a.type as string, vocabSize: need(a, 'vocab-size') as number, out: need(a, 'out') as string,
+        files: a._, minFrequency: a['min-frequency'] as number, specialTokens: a['special-tokens'] as string[], json: !!a.json });
+      console.log(a.json ? JSON.stringify(r) : `wrote ${r.path}: ${r.vocab_size} tokens from ${r.files} file(s), ${r.bytes} bytes in ${r.seconds.toFixed(1)} s`);
+    },
+  },
+  pretrain: {
+    summary: 'Pretrain a GPT-2 from text files (tokenizer, cached shards, AdamW, schedules, eval, atomic checkpoints, --resume).',
+    flags: {
+      json,
+      arch: { type: 'string', default: 'gpt2', help: 'model family (gpt2)' },
+      config: { type: 'string', help: 'JSON with "model", "tokenizer", "train" sections (required)' },
+      data: { type: 'list', help: 'training text files (required)' },
+      out: { type: 'string', help: 'run directory (required)' },
+      resume: { type: 'string', help: 'run or checkpoint directory to continue from' },
+      steps: { type: 'number', help: 'override train.steps' },
+    },
+    run: async (a) => {
+      if (a.arch !== 'gpt2') throw new UsageError(`icld pretrain: --arch ${String(a.arch)} is not supported yet (gpt2)`);
+      const { pretrain, readPretrainConfig } = await import('../train/pretrain.js');
+      const config = readPretrainConfig(need(a, 'config') as string);
+      if (a.steps !== undefined) config.train.steps = a.steps as number;
+      const r = pretrain({ config, data: need(a, 'data') as string[], out: need(a, 'out') as string, resume: a.resume as string | undefined });
+      const summary = { out: r.out, steps: r.state.global_step, params: r.params, train_tokens: r.tokens.train, val_tokens: r.tokens.val, final_eval: r.final_eval, elapsed_s: +r.state.elapsed_s.toFixed(1) };
+      console.log(a.json ? JSON.stringify(summary) : `done: ${summary.steps} steps, model in ${r.out} (report: ${r.out}/report.html)${r.final_eval ? `, val loss ${r.final_eval.loss.toFixed(4)} ppl ${r.final_eval.ppl.toFixed(2)}` : ''}`);
+    },
+  },
+  'eval-lm': {
+    summary: 'Perplexity of a model on a text file (DESIGN.md §4 windows): {"tokens","nll","ppl"}.',
+    flags: { json, model: { type: 'string', help: 'model directory (required)' }, 'text-file': { type: 'string', help: 'text file (required)' } },
+    run: async (a) => {
+      const { loadLM } = await import('./load.js');
+      const { perplexity } = await import('../eval/perplexity.js');
+      const { readFileSync, existsSync } = await import('node:fs');
+      const f = need(a, 'text-file') as string;
+      if (!existsSync(f)) throw new Error(`--text-file not found: ${f}`);
+      const { model, tokenizer } = loadLM(need(a, 'model') as string);
+      const r = perplexity(model, tokenizer.encode(readFileSync(f, 'utf8'), { addSpecialTokens: false }));
+      console.log(a.json ? JSON.stringify(r) : `tokens ${r.tokens}  nll ${r.nll.toFixed(4)}  ppl ${r.ppl.toFixed(3)}`);
+    },
+  },
+  generate: {
+    summary: 'Generate text with a KV cache (greedy when --temperature 0).',
+    flags: {
+      json,
+      model: { type: 'string', help: 'model directory (required)' },
+      prompt: { type: 'string', help: 'prompt text (required)' },
+      'max-new-tokens': { type: 'number', default: 64, help: 'tokens to generate' },
+      temperature: { type: 'number', default: 1, help: '0 = greedy' },
+      'top-k': { type: 'number', default: 0, help: 'keep the k most likely tokens (0 = off)' },
+      'top-p': { type: 'number', default: 1, help: 'nucleus sampling mass' },
+      'repetition-penalty': { type: 'number', default: 1, help: 'HF-style penalty (>1 discourages repeats)' },
+      stop: { type: 'list', help: 'stop strings' },
+      seed: { type: 'number', default: 0, help: 'sampling seed' },
+    },
+    run: async (a) => {
+      const { loadLM } = await import('./load.js');
+      const { generate } = await import('../models/generate.js');
+      const { model, tokenizer } = loadLM(need(a, 'model') as string);
+      const temperature = a.temperature as number, topP = a['top-p'] as number;
+      if (temperature < 0) throw new UsageError('icld generate: --temperature must be ≥ 0');
+      if (!(topP > 0 && topP <= 1)) throw new UsageError('icld generate: --top-p must be in (0, 1]');
+      const r = generate(model, tokenizer, need(a, 'prompt') as string, {
+        maxNewTokens: a['max-new-tokens'] as number, temperature, topK: a['top-k'] as number, topP,
+        repetitionPenalty: a['repetition-penalty'] as number, stop: a.stop as string[] | undefined, seed: a.seed as number,
+        eosTokenId: model.config.eos_token_id < model.config.vocab_size ? model.config.eos_token_id : null,
+      });
+      if (a.json) console.log(JSON.stringify({ text: r.text, tokens: r.tokens, tokens_per_s: +r.tokens_per_s.toFixed(2), finish_reason: r.finish_reason }));
+      else process.stdout.write(r.text + '\n');
+    },
+  },
+  start: {
+    summary: 'The main job on embedded data: trains a BPE tokenizer and a small GPT-2 on Tiny Shakespeare, then samples from it.',
+    flags: {
+      json,
+      steps: { type: 'number', help: 'override the number of training steps (default: configs/shakespeare-small.json)' },
+      out: { type: 'string', default: 'runs/shakespeare-small', help: 'run directory' },
     },
     run: async (a) => {
       const { runStart } = await import('./start.js');
-      await runStart({ seconds: a.seconds as number, json: !!a.json });
+      await runStart({ steps: a.steps as number | undefined, out: a.out as string, json: !!a.json });
     },
   },
 };
+
+function need(a: ReturnType<typeof parseArgs>, flag: string): string | number | boolean | string[] {
+  const v = a[flag];
+  if (v === undefined || (Array.isArray(v) && v.length === 0)) throw new UsageError(`missing required flag --${flag}`);
+  return v;
+}
 
 function usage(): string {
   const names = Object.keys(commands);

@@ -225,6 +225,15 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   return reshape(s, shape.slice());
 }
 
+/**
+ * sumTo for a gradient the caller has just created and owns: returned as is when no reduction
+ * is needed (sumTo would wrap it in an alias, a second reference that makes the tape copy it
+ * when it reaches a leaf).
+ */
+function sumToOwned(g: Tensor, shape: readonly number[]): Tensor {
+  return g.shape.length === shape.length && g.shape.every((s, i) => s === shape[i]) ? g : sumTo(g, shape);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Elementwise
 
@@ -435,8 +444,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (av !== a) av.dispose();
   if (bv !== b) bv.dispose();
   return record(out, 'matmul', [a, b], (g) => [
-    a.requiresGrad ? sumTo(matmul(g, transpose(b)), a.shape) : null,
-    b.requiresGrad ? sumTo(matmul(transpose(a), g), b.shape) : null,
+    a.requiresGrad ? sumToOwned(matmul(g, transpose(b)), a.shape) : null,
+    b.requiresGrad ? sumToOwned(matmul(transpose(a), g), b.shape) : null,
   ]);
 }
 

@@ -6,6 +6,8 @@ import * as O from '../engine/ops.js';
 import { Tensor, Rng, noGrad, empty } from '../engine/index.js';
 import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn/module.js';
 import { backend } from '../engine/backend/index.js';
+import { readConfig, writeConfig, loadStateDict, saveStateDict, normalizeGpt2StateDict, gpt2StateDictForSave, writeJsonAtomic, type SaveOptions } from '../io/hf.js';
+import { join } from 'node:path';
 
 export interface GPT2Config {
   model_type: 'gpt2';
@@ -79,9 +81,12 @@ class Attention extends Module {
   forward(x: Tensor, keyMask: Tensor | undefined, cache: KVCache | undefined, layer: number): Tensor {
     const [B, T, C] = x.shape, H = this.cfg.n_head, D = C / H;
     const qkv = this.c_attn.forward(x);
+    // HF GPT2Config: scores divided by sqrt(D) if scale_attn_weights (default true) and by
+    // layer_idx + 1 if scale_attn_by_inverse_layer_idx (default false).
+    const scale = (this.cfg.scale_attn_weights === false ? 1 : 1 / Math.sqrt(D)) / (this.cfg.scale_attn_by_inverse_layer_idx === true ? layer + 1 : 1);
     let a: Tensor;
     if (!cache) {
-      a = O.attentionPacked(qkv, H, { causal: true, keyMask, dropout: this.cfg.attn_pdrop, training: this.training, rng: this.rng });
+      a = O.attentionPacked(qkv, H, { causal: true, keyMask, dropout: this.cfg.attn_pdrop, training: this.training, rng: this.rng, scale });
     } else {
       // Incremental decoding: append this step's k/v to the cache, attend over everything so far.
       const past = cache.length, total = past + T;
@@ -94,7 +99,7 @@ class Attention extends Module {
         be.copy(k.shape, k.f32, k.offset, k.strides, kc.f32, off, kc.strides);
         be.copy(v.shape, v.f32, v.offset, v.strides, vc.f32, off, vc.strides);
       });
-      a = O.attention(q, O.narrow(kc, 2, 0, total), O.narrow(vc, 2, 0, total), { causal: true, keyMask, training: false });
+      a = O.attention(q, O.narrow(kc, 2, 0, total), O.narrow(vc, 2, 0, total), { causal: true, keyMask, training: false, scale });
       a = O.reshape(O.transpose(a, 1, 2), [B, T, C]);
     }
     return this.resid.forward(this.c_proj.forward(a));
@@ -166,12 +171,47 @@ export interface ForwardOptions {
 export class GPT2 extends Module {
   readonly config: GPT2Config;
   readonly transformer: GPT2Model;
+  /** Drives every dropout mask (its state is saved in checkpoints for exact resume). */
+  readonly rng: Rng;
 
   constructor(config: GPT2Config, seed = 0) {
     super();
     validateGPT2Config(config);
     this.config = config;
-    this.transformer = this.addModule('transformer', new GPT2Model(config, new Rng(seed)));
+    this.rng = new Rng(seed);
+    this.transformer = this.addModule('transformer', new GPT2Model(config, this.rng));
+  }
+
+  /**
+   * Load a Hugging Face GPT-2 directory: config.json + model.safetensors (or shards). Accepts
+   * transformers' save_pretrained layout and the original hub layout (no `transformer.` prefix,
+   * attn.bias buffers, tied lm_head).
+   */
+  static fromPretrained(dir: string): GPT2 {
+    const raw = readConfig(dir) as Partial<GPT2Config>;
+    if (raw.model_type !== undefined && raw.model_type !== 'gpt2') throw new Error(`${join(dir, 'config.json')}: model_type is '${String(raw.model_type)}', expected 'gpt2'`);
+    if (raw.vocab_size === undefined) throw new Error(`${join(dir, 'config.json')}: vocab_size is missing`);
+    const cfg = gpt2Config({ ...raw, vocab_size: raw.vocab_size, model_type: 'gpt2' });
+    const sd = normalizeGpt2StateDict(loadStateDict(dir));
+    const model = new GPT2(cfg);
+    const expected = new Set(model.namedParameters().map(([n]) => n));
+    for (const [name, p] of model.namedParameters()) {
+      const t = sd.get(name);
+      if (!t) throw new Error(`${dir}: weight '${name}' is missing from the checkpoint`);
+      if (t.shape.join(',') !== p.shape.join(',')) throw new Error(`${dir}: weight '${name}' has shape [${t.shape.join(', ')}], config implies [${p.shape.join(', ')}]`);
+      p.f32.set(t.data);
+    }
+    const extra = [...sd.keys()].filter((k) => !expected.has(k));
+    if (extra.length) throw new Error(`${dir}: unexpected weights not used by GPT-2: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ' …' : ''}`);
+    return model;
+  }
+
+  /** Write config.json, generation_config.json and model.safetensors in transformers' layout. */
+  savePretrained(dir: string, opts: SaveOptions = {}): void {
+    const sd = new Map(this.namedParameters().map(([n, p]) => [n, { shape: p.shape.slice(), data: p.f32 }]));
+    saveStateDict(dir, gpt2StateDictForSave(sd), opts);
+    writeConfig(dir, { ...this.config, architectures: ['GPT2LMHeadModel'], torch_dtype: opts.dtype === 'F16' ? 'float16' : opts.dtype === 'BF16' ? 'bfloat16' : 'float32' });
+    writeJsonAtomic(join(dir, 'generation_config.json'), { bos_token_id: this.config.bos_token_id, eos_token_id: this.config.eos_token_id });
   }
 
   /** Final hidden states [B, T, C]. */

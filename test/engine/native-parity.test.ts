@@ -68,6 +68,20 @@ test('gemm: transposes, odd sizes, lda>K, batch, alpha/beta, offsets', { skip },
   }
 });
 
+test('gemm: small M (decode paths), every transpose combination', { skip }, () => {
+  for (const [M, N, K] of [[1, 1, 1], [1, 300, 200], [2, 77, 260], [3, 129, 33], [4, 65, 513], [5, 40, 17]]) {
+    for (const tA of [false, true]) for (const tB of [false, true]) for (const beta of [0, 0.5]) {
+      const lda = (tA ? M : K) + 1, ldb = (tB ? K : N) + 2, ldc = N + 1;
+      const A = rand((tA ? K : M) * lda), B = rand((tB ? N : K) * ldb);
+      const Cr = rand(M * ldc), Cn = Cr.slice();
+      if (beta === 0) { Cr.fill(NaN); Cn.fill(NaN); }
+      ref.gemm(tA, tB, M, N, K, 1.5, A, 0, lda, 0, B, 0, ldb, 0, beta, Cr, 0, ldc, 0, 1);
+      nat!.gemm(tA, tB, M, N, K, 1.5, A, 0, lda, 0, B, 0, ldb, 0, beta, Cn, 0, ldc, 0, 1);
+      close(`gemm small M=${M} N=${N} K=${K} tA=${tA} tB=${tB} beta=${beta}`, Cn, Cr, 3e-6 * Math.sqrt(K), 1e-5);
+    }
+  }
+});
+
 test('gemm: K=0 and alpha=0 scale C by beta', { skip }, () => {
   for (const [K, alpha] of [[0, 1], [5, 0]] as const) {
     const A = rand(15), B = rand(20);
@@ -293,6 +307,8 @@ test('attention forward and backward: causal Tq<Tk, key masks, dropout, strides'
     { B: 1, H: 2, Tq: 1, Tk: 127, D: 64, causal: true, mask: false, p: 0, packed: false },
     { B: 2, H: 1, Tq: 9, Tk: 3, D: 5, causal: true, mask: true, p: 0.5, packed: false },
     { B: 1, H: 2, Tq: 130, Tk: 130, D: 16, causal: true, mask: false, p: 0, packed: true },
+    { B: 2, H: 2, Tq: 100, Tk: 150, D: 12, causal: true, mask: true, p: 0.1, packed: false },
+    { B: 1, H: 2, Tq: 150, Tk: 70, D: 8, causal: true, mask: false, p: 0.2, packed: true }, // early rows see no key
   ];
   for (const c of cases) {
     const { B, H, Tq, Tk, D, causal } = c;
@@ -356,6 +372,16 @@ test('threads: setThreads/threads round-trip and results unchanged with 2 thread
     ref.gemm(false, false, M, N, K, 1, A, 0, K, 0, B, 0, N, 0, 0, Cr, 0, N, 0, 1);
     nat!.gemm(false, false, M, N, K, 1, A, 0, K, 0, B, 0, N, 0, 0, Cn, 0, N, 0, 1);
     close('gemm with 2 threads', Cn, Cr, 2e-5, 1e-5);
+    const bt = 6, Ab = rand(bt * 33 * 20), Bb = rand(bt * 20 * 17), Cbr = new Float32Array(bt * 33 * 17), Cbn = Cbr.slice();
+    ref.gemm(false, true, 33, 17, 20, 1, Ab, 0, 20, 660, Bb, 0, 20, 340, 0, Cbr, 0, 17, 561, bt);
+    nat!.gemm(false, true, 33, 17, 20, 1, Ab, 0, 20, 660, Bb, 0, 20, 340, 0, Cbn, 0, 17, 561, bt);
+    close('batched gemm with 2 threads', Cbn, Cbr, 2e-5, 1e-5);
+    for (const tB of [false, true]) { // decode path split over threads
+      const Ad = rand(2 * 1400), Bd = rand(3001 * 1400), Cdr = new Float32Array(2 * 3001), Cdn = Cdr.slice();
+      ref.gemm(false, tB, 2, 3001, 1400, 1, Ad, 0, 1400, 0, Bd, 0, tB ? 1400 : 3001, 0, 0, Cdr, 0, 3001, 0, 1);
+      nat!.gemm(false, tB, 2, 3001, 1400, 1, Ad, 0, 1400, 0, Bd, 0, tB ? 1400 : 3001, 0, 0, Cdn, 0, 3001, 0, 1);
+      close(`small-M gemm with 2 threads tB=${tB}`, Cdn, Cdr, 2e-5, 1e-5);
+    }
     const c: AttnCase = { B: 2, H: 3, Tq: 20, Tk: 20, D: 8, causal: true, mask: false, p: 0.1, packed: false };
     const l = layout(c, 20, 0);
     const q = rand(l.size), k = rand(l.size), v = rand(l.size);
@@ -366,6 +392,30 @@ test('threads: setThreads/threads round-trip and results unchanged with 2 thread
   } finally {
     nat!.setThreads(before);
   }
+});
+
+test('in-place calls (out aliases input) match the reference', { skip }, () => {
+  const rows = 3, cols = 37;
+  for (const log of [false, true]) {
+    const x = rand(rows * cols, -5, 5), xr = x.slice(), xn = x.slice();
+    ref.softmax(xr, rows, cols, xr, log);
+    nat!.softmax(xn, rows, cols, xn, log);
+    close(`softmax in place log=${log}`, xn, xr, 2e-6, 2e-6);
+  }
+  const z = rand(rows * cols, -5, 5), t = Int32Array.of(0, 36, 5), l = new Float32Array(rows), e = l.slice();
+  ref.crossEntropy(z, rows, cols, t, -1, 0.1, l, e);
+  const zr = z.slice(), zn = z.slice(), dl = Float32Array.of(1, 0.5, 2);
+  ref.crossEntropyBackward(zr, e, t, rows, cols, -1, 0.1, dl, zr);
+  nat!.crossEntropyBackward(zn, e, t, rows, cols, -1, 0.1, dl, zn);
+  close('crossEntropyBackward in place', zn, zr, 1e-7, 1e-5);
+  const n = 100, x = rand(n), xr = x.slice(), xn = x.slice();
+  ref.dropout(xr, n, 0.3, 9, xr);
+  nat!.dropout(xn, n, 0.3, 9, xn);
+  exact('dropout in place', xn, xr);
+  const y = rand(n), yr = y.slice(), yn = y.slice();
+  ref.dropout(yr, n, NaN, 9, yr);
+  nat!.dropout(yn, n, NaN, 9, yn);
+  exact('dropout p=NaN', yn, yr);
 });
 
 test('bad arguments throw instead of corrupting memory', { skip }, () => {

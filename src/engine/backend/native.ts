@@ -66,7 +66,7 @@ function load(): Addon | null {
   try {
     const path = findAddon();
     if (!path) {
-      loadError = `native addon not built (${ADDON_REL} not found; run \`npm run install\` or \`npx node-gyp rebuild\`)`;
+      loadError = `native addon not built (${ADDON_REL} not found; run \`node scripts/build-native.mjs\`)`;
       return null;
     }
     const mod = createRequire(import.meta.url)(path) as Addon;

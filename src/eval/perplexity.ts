@@ -1,0 +1,32 @@
+// Perplexity exactly as DESIGN.md §4 defines it: tokenise the whole text (no special tokens),
+// cut into consecutive windows of n_positions tokens (the last may be shorter), score every
+// token of a window but the first given its predecessors in that window.
+
+import * as O from '../engine/ops.js';
+import { tidy, noGrad } from '../engine/index.js';
+import type { GPT2 } from '../models/gpt2.js';
+
+export interface PerplexityResult { tokens: number; nll: number; ppl: number; }
+
+export function perplexity(model: GPT2, ids: number[], opts: { window?: number; batch?: number } = {}): PerplexityResult {
+  model.eval();
+  const W = opts.window ?? model.config.n_positions;
+  if (W > model.config.n_positions) throw new Error(`eval-lm: window ${W} exceeds the model's n_positions ${model.config.n_positions}`);
+  const windows: number[][] = [];
+  for (let s = 0; s < ids.length; s += W) windows.push(ids.slice(s, s + W));
+  let sum = 0, count = 0;
+  const full = windows.filter((w) => w.length === W), rest = windows.filter((w) => w.length !== W && w.length > 1);
+  const B = opts.batch ?? 8;
+  const score = (group: number[][]): void => {
+    const T = group[0].length, n = group.length;
+    const ids32 = new Int32Array(n * T), tg = new Int32Array(n * T).fill(-100);
+    group.forEach((w, b) => { for (let t = 0; t < T; t++) { ids32[b * T + t] = w[t]; if (t + 1 < T) tg[b * T + t] = w[t + 1]; } });
+    sum += tidy(() => noGrad(() => O.crossEntropy(model.forward(O.fromData(ids32, [n, T])), O.fromData(tg, [n, T]), { reduction: 'sum' }).item()));
+    count += n * (T - 1);
+  };
+  for (let i = 0; i < full.length; i += B) score(full.slice(i, i + B));
+  for (const w of rest) score([w]);
+  if (count === 0) throw new Error('eval-lm: the text has fewer than 2 tokens; nothing to score');
+  const nll = sum / count;
+  return { tokens: count, nll, ppl: Math.exp(nll) };
+}

@@ -1,0 +1,299 @@
+// Hugging Face model directories: config.json, model.safetensors or the sharded form
+// (model-0000X-of-0000N.safetensors + model.safetensors.index.json), and GPT-2 tensor-name
+// normalisation between the original hub layout and the names GPT2LMHeadModel uses.
+//
+// What transformers does that we mirror:
+// - save_pretrained(safe_serialization=True) writes metadata {"format": "pt"}, shards named
+//   model-00001-of-00003.safetensors when the checkpoint exceeds max_shard_size, and an index
+//   {"metadata": {"total_size": N}, "weight_map": {name: shard}} (indent 2, sorted keys).
+// - GPT2LMHeadModel writes `transformer.*` names and omits the tied `lm_head.weight`; the causal
+//   mask buffers (`attn.bias`, `attn.masked_bias`) are non-persistent in current versions and
+//   ignored on load in old ones, so we never write them.
+// - from_pretrained prefers model.safetensors over the index, so a sharded save removes a stale
+//   single file and vice versa.
+
+import { readFileSync, mkdirSync, readdirSync, unlinkSync, statSync } from 'node:fs';
+import { join, basename } from 'node:path';
+import {
+  openSafetensors, writeSafetensors, atomicWrite, writeAll, fileExists, DTYPE_SIZE,
+  type SafeDtype, type WriteDtype, type SafetensorsFile,
+} from './safetensors.js';
+
+export const CONFIG_NAME = 'config.json';
+export const SAFE_WEIGHTS_NAME = 'model.safetensors';
+export const SAFE_WEIGHTS_INDEX_NAME = 'model.safetensors.index.json';
+const SHARD_RE = /^model-(\d{5})-of-(\d{5})\.safetensors$/;
+
+/** A tensor in a state dict: float32 data (integer tensors are converted) + shape. */
+export interface StateTensor {
+  shape: number[];
+  data: Float32Array;
+  /** dtype it had on disk (when loaded) */
+  dtype?: SafeDtype;
+}
+
+/** What saveStateDict accepts per tensor. Int32Array data is written as I64 (torch's long). */
+export interface SaveTensor {
+  shape: number[];
+  data: Float32Array | Int32Array;
+  dtype?: SafeDtype;
+}
+
+export type StateDictLike<T> = Map<string, T> | Record<string, T>;
+
+function entriesOf<T>(d: StateDictLike<T>): [string, T][] {
+  return d instanceof Map ? [...d.entries()] : Object.entries(d);
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON files
+
+/** Read and parse a JSON file; errors name the path. */
+export function readJson(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${(e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${path}: invalid JSON (${(e as Error).message.split('\n')[0]})`);
+  }
+}
+
+/** `dir/config.json` as an object. */
+export function readConfig(dir: string): Record<string, unknown> {
+  const path = join(dir, CONFIG_NAME);
+  const v = readJson(path);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path}: expected a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** Recursively sort object keys (for transformers-style sort_keys=True output). */
+function sortKeysDeep(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeysDeep);
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v as object).sort()) out[k] = sortKeysDeep((v as Record<string, unknown>)[k]);
+    return out;
+  }
+  return v;
+}
+
+/** Write JSON (indent 2, trailing newline) atomically. `sortKeys` mimics transformers' files. */
+export function writeJsonAtomic(path: string, obj: unknown, opts: { sortKeys?: boolean; indent?: number } = {}): void {
+  const text = JSON.stringify(opts.sortKeys ? sortKeysDeep(obj) : obj, null, opts.indent ?? 2);
+  if (text === undefined) throw new Error(`${path}: value is not JSON-serialisable`);
+  const bytes = Buffer.from(text + '\n', 'utf8');
+  atomicWrite(path, (fd) => writeAll(fd, bytes));
+}
+
+/** Write `dir/config.json` (sorted keys, like transformers). */
+export function writeConfig(dir: string, config: Record<string, unknown>): void {
+  mkdirSync(dir, { recursive: true });
+  writeJsonAtomic(join(dir, CONFIG_NAME), config, { sortKeys: true });
+}
+
+// ---------------------------------------------------------------------------------------------
+// State dicts
+
+interface ShardIndex { metadata?: Record<string, unknown>; weight_map: Record<string, string>; }
+
+function readIndex(path: string): ShardIndex {
+  const v = readJson(path);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path}: expected a JSON object`);
+  const wm = (v as Record<string, unknown>).weight_map;
+  if (wm === null || typeof wm !== 'object' || Array.isArray(wm)) throw new Error(`${path}: "weight_map" must be an object of tensor name → shard file`);
+  for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard === '' || shard !== basename(shard) || shard === '.' || shard === '..') {
+      throw new Error(`${path}: weight_map entry for '${name}' must be a file name in the same directory, got ${JSON.stringify(shard)}`);
+    }
+  }
+  return v as ShardIndex;
+}
+
+/** The weight files of a model dir: ['model.safetensors'] or the shards listed by the index. */
+export function weightFiles(dir: string): { index: string | null; files: string[] } {
+  const single = join(dir, SAFE_WEIGHTS_NAME);
+  if (fileExists(single)) return { index: null, files: [single] };
+  const indexPath = join(dir, SAFE_WEIGHTS_INDEX_NAME);
+  if (fileExists(indexPath)) {
+    const idx = readIndex(indexPath);
+    return { index: indexPath, files: [...new Set(Object.values(idx.weight_map))].map((s) => join(dir, s)) };
+  }
+  let hint = '';
+  if (fileExists(join(dir, 'pytorch_model.bin'))) hint = ' (pytorch_model.bin found: re-save it with save_pretrained(safe_serialization=True))';
+  throw new Error(`${dir}: no ${SAFE_WEIGHTS_NAME} or ${SAFE_WEIGHTS_INDEX_NAME} found${hint}`);
+}
+
+function toStateTensor(f: SafetensorsFile, name: string): StateTensor {
+  const t = f.getTensor(name);
+  return { shape: t.shape, data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data), dtype: t.dtype };
+}
+
+/**
+ * Load every tensor of a model dir as float32: `model.safetensors`, or the shards listed in
+ * `model.safetensors.index.json` (each shard must exist and hold every tensor it is said to).
+ */
+export function loadStateDict(dir: string): Map<string, StateTensor> {
+  if (!fileExists(dir)) throw new Error(`${dir}: no such directory`);
+  const single = join(dir, SAFE_WEIGHTS_NAME);
+  const out = new Map<string, StateTensor>();
+  if (fileExists(single)) {
+    const f = openSafetensors(single);
+    try {
+      for (const name of f.names()) out.set(name, toStateTensor(f, name));
+    } finally { f.close(); }
+    return out;
+  }
+  const { index } = weightFiles(dir);
+  const idx = readIndex(index!);
+  // group names by shard, keeping index order within a shard
+  const byShard = new Map<string, string[]>();
+  for (const [name, shard] of Object.entries(idx.weight_map)) {
+    if (!byShard.has(shard)) byShard.set(shard, []);
+    byShard.get(shard)!.push(name);
+  }
+  for (const shard of byShard.keys()) {
+    const p = join(dir, shard);
+    if (!fileExists(p)) throw new Error(`${index}: shard ${shard} is listed in weight_map but ${p} does not exist`);
+  }
+  for (const [shard, names] of byShard) {
+    const p = join(dir, shard);
+    const f = openSafetensors(p);
+    try {
+      for (const name of names) {
+        if (!f.has(name)) throw new Error(`${index}: weight_map puts '${name}' in ${shard}, but ${p} has no such tensor`);
+        out.set(name, toStateTensor(f, name));
+      }
+    } finally { f.close(); }
+  }
+  return out;
+}
+
+export interface SaveOptions {
+  /** split into shards when the total exceeds this many bytes (transformers default: 5 GB) */
+  maxShardBytes?: number;
+  /** dtype for floating-point tensors (default F32) */
+  dtype?: 'F32' | 'F16' | 'BF16';
+  /** extra safetensors metadata (format: 'pt' is always set) */
+  metadata?: Record<string, string>;
+}
+
+function pad5(n: number): string { return String(n).padStart(5, '0'); }
+
+/**
+ * Save a state dict the way transformers' save_pretrained(safe_serialization=True) does: one
+ * `model.safetensors`, or shards + `model.safetensors.index.json` when bigger than maxShardBytes.
+ * Stale weight files of the other layout are removed afterwards. Returns the files written.
+ */
+export function saveStateDict(dir: string, tensors: StateDictLike<SaveTensor>, opts: SaveOptions = {}): string[] {
+  const maxShard = opts.maxShardBytes ?? 5_000_000_000;
+  if (!(maxShard > 0)) throw new Error(`saveStateDict: maxShardBytes must be positive, got ${maxShard}`);
+  const floatDtype: WriteDtype = opts.dtype ?? 'F32';
+  if (!['F32', 'F16', 'BF16'].includes(floatDtype)) throw new Error(`saveStateDict: dtype must be F32, F16 or BF16, got ${JSON.stringify(opts.dtype)}`);
+  const metadata = { ...(opts.metadata ?? {}), format: 'pt' };
+  mkdirSync(dir, { recursive: true });
+
+  const items = entriesOf(tensors).map(([name, t]) => {
+    let dtype: WriteDtype;
+    if (t.data instanceof Int32Array) dtype = t.dtype === 'I32' ? 'I32' : 'I64';
+    else dtype = floatDtype;
+    const numel = t.shape.reduce((a, b) => a * b, 1);
+    return { name, t: { dtype, shape: t.shape, data: t.data }, bytes: numel * DTYPE_SIZE[dtype] };
+  });
+
+  // Greedy sharding in insertion order (transformers' shard_checkpoint): a tensor that would push
+  // the current shard past the limit starts a new one; a tensor bigger than the limit gets its own.
+  const shards: typeof items[] = [];
+  let cur: typeof items = [], curBytes = 0;
+  for (const it of items) {
+    if (cur.length && curBytes + it.bytes > maxShard) { shards.push(cur); cur = []; curBytes = 0; }
+    cur.push(it); curBytes += it.bytes;
+  }
+  if (cur.length || shards.length === 0) shards.push(cur);
+
+  const written: string[] = [];
+  if (shards.length === 1) {
+    const p = join(dir, SAFE_WEIGHTS_NAME);
+    writeSafetensors(p, new Map(shards[0].map((it) => [it.name, it.t])), metadata);
+    written.push(p);
+  } else {
+    const total = shards.length;
+    const weightMap: Record<string, string> = {};
+    let totalSize = 0;
+    shards.forEach((sh, i) => {
+      const fname = `model-${pad5(i + 1)}-of-${pad5(total)}.safetensors`;
+      const p = join(dir, fname);
+      writeSafetensors(p, new Map(sh.map((it) => [it.name, it.t])), metadata);
+      for (const it of sh) { weightMap[it.name] = fname; totalSize += it.bytes; }
+      written.push(p);
+    });
+    const ip = join(dir, SAFE_WEIGHTS_INDEX_NAME);
+    writeJsonAtomic(ip, { metadata: { total_size: totalSize }, weight_map: weightMap }, { sortKeys: true });
+    written.push(ip);
+  }
+  // Remove weight files of an earlier save that the new layout does not use.
+  const keep = new Set(written.map((p) => basename(p)));
+  for (const f of readdirSync(dir)) {
+    if (keep.has(f)) continue;
+    if (f === SAFE_WEIGHTS_NAME || f === SAFE_WEIGHTS_INDEX_NAME || SHARD_RE.test(f)) {
+      const p = join(dir, f);
+      if (statSync(p).isFile()) unlinkSync(p);
+    }
+  }
+  return written;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPT-2 names
+
+const GPT2_BUFFER_RE = /^(transformer\.)?h\.\d+\.(attn|crossattention)\.(bias|masked_bias)$/;
+
+function sameTensor(a: { shape: number[]; data: ArrayLike<number> }, b: { shape: number[]; data: ArrayLike<number> }): boolean {
+  if (a === b || a.data === b.data) return true;
+  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return false;
+  if (a.data.length !== b.data.length) return false;
+  for (let i = 0; i < a.data.length; i++) {
+    const x = a.data[i], y = b.data[i];
+    if (x !== y && !(Number.isNaN(x) && Number.isNaN(y))) return false;
+  }
+  return true;
+}
+
+/**
+ * Map a GPT-2 state dict in any of the layouts found in the wild — the original hub layout
+ * (`wte.weight`, `h.0.attn.c_attn.weight`, causal-mask buffers `h.N.attn.bias`/`masked_bias`) or
+ * GPT2LMHeadModel's (`transformer.*`, optional tied `lm_head.weight`) — to our canonical names
+ * `transformer.*`, dropping the buffers and a tied `lm_head.weight`. An untied head throws.
+ */
+export function normalizeGpt2StateDict<T extends { shape: number[]; data: ArrayLike<number> }>(sd: StateDictLike<T>): Map<string, T> {
+  const out = new Map<string, T>();
+  let lmHead: T | undefined;
+  for (const [name, t] of entriesOf(sd)) {
+    if (GPT2_BUFFER_RE.test(name)) continue;
+    if (name === 'lm_head.weight') { lmHead = t; continue; }
+    const canon = name.startsWith('transformer.') ? name : `transformer.${name}`;
+    if (out.has(canon)) throw new Error(`GPT-2 state dict has both '${name}' and another tensor mapping to '${canon}'`);
+    out.set(canon, t);
+  }
+  if (lmHead) {
+    const wte = out.get('transformer.wte.weight');
+    if (!wte) throw new Error(`GPT-2 state dict has lm_head.weight but no wte.weight: untied LM heads are not supported`);
+    if (!sameTensor(lmHead, wte)) {
+      throw new Error(`GPT-2 state dict has an lm_head.weight that differs from transformer.wte.weight: untied LM heads are not supported`);
+    }
+  }
+  return out;
+}
+
+/**
+ * The tensors transformers' GPT2LMHeadModel.save_pretrained(safe_serialization=True) writes:
+ * `transformer.*` parameters only (no mask buffers, no tied lm_head.weight).
+ */
+export function gpt2StateDictForSave<T extends { shape: number[]; data: ArrayLike<number> }>(sd: StateDictLike<T>): Map<string, T> {
+  return normalizeGpt2StateDict(sd);
+}

@@ -1,0 +1,126 @@
+// Pretraining pipeline: tokenizer (load or train) → cached token shards → train/val split →
+// GPT-2 → the shared Trainer. Config is one JSON file with "model", "tokenizer" and "train".
+
+import { existsSync, readFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as O from '../engine/ops.js';
+import { tidy, noGrad, Tensor } from '../engine/index.js';
+import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
+import { BPETokenizer } from '../tokenizers/bpe.js';
+import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
+import { Trainer, defaultTrainConfig, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
+
+export interface PretrainConfig {
+  model: Partial<GPT2Config>;
+  tokenizer: { path?: string; vocab_size?: number; special_tokens?: string[]; min_frequency?: number };
+  train: {
+    steps?: number; batch_size?: number; seq_len?: number; lr?: number; warmup_steps?: number;
+    schedule?: 'cosine' | 'linear' | 'constant'; min_lr_ratio?: number; weight_decay?: number;
+    betas?: [number, number]; grad_clip?: number; grad_accum?: number; eval_every?: number; eval_batches?: number;
+    save_every?: number; save_total_limit?: number; log_every?: number; seed?: number; val_fraction?: number;
+  };
+}
+
+const TRAIN_KEYS = ['steps', 'batch_size', 'seq_len', 'lr', 'warmup_steps', 'schedule', 'min_lr_ratio', 'weight_decay', 'betas', 'grad_clip', 'grad_accum', 'eval_every', 'eval_batches', 'save_every', 'save_total_limit', 'log_every', 'seed', 'val_fraction'];
+
+export function readPretrainConfig(path: string): PretrainConfig {
+  if (!existsSync(path)) throw new Error(`config file not found: ${path}`);
+  let c: PretrainConfig;
+  try { c = JSON.parse(readFileSync(path, 'utf8')) as PretrainConfig; } catch (e) { throw new Error(`${path}: invalid JSON (${(e as Error).message})`); }
+  if (!c || typeof c !== 'object' || typeof c.model !== 'object') throw new Error(`${path}: expected an object with "model", "tokenizer" and "train" sections`);
+  c.tokenizer ??= {};
+  c.train ??= {};
+  for (const k of Object.keys(c.train)) if (!TRAIN_KEYS.includes(k)) throw new Error(`${path}: unknown key train.${k} (known: ${TRAIN_KEYS.join(', ')})`);
+  return c;
+}
+
+export interface PretrainOptions { config: PretrainConfig; data: string[]; out: string; resume?: string; log?: (s: string) => void; }
+
+export interface PretrainResult { out: string; state: TrainerState; params: number; tokens: { train: number; val: number }; final_eval: Record<string, number> | null; }
+
+export function pretrain(o: PretrainOptions): PretrainResult {
+  const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
+  const c = o.config, t = c.train;
+  mkdirSync(o.out, { recursive: true });
+  // Tokenizer: a resumed run must reuse its own; otherwise load the given one or train one.
+  let tok: BPETokenizer;
+  const resumeDir = o.resume ? resolveCheckpoint(o.resume) : null;
+  if (resumeDir) tok = BPETokenizer.fromTokenizerJson(join(resumeDir, 'tokenizer.json'));
+  else if (c.tokenizer.path) tok = BPETokenizer.fromTokenizerJson(c.tokenizer.path);
+  else {
+    const vs = c.tokenizer.vocab_size ?? c.model.vocab_size;
+    if (!vs) throw new Error('config: give tokenizer.path, or tokenizer.vocab_size to train one');
+    const t0 = performance.now();
+    tok = BPETokenizer.train(o.data.map((f) => readFileSync(f, 'utf8')), { vocabSize: vs, specialTokens: c.tokenizer.special_tokens ?? ['<|endoftext|>'], minFrequency: c.tokenizer.min_frequency });
+    log(`trained a byte-level BPE tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const eos = tok.eosTokenId ?? null;
+  const mcfg = gpt2Config({
+    ...c.model,
+    vocab_size: c.model.vocab_size ?? tok.vocabSize,
+    bos_token_id: c.model.bos_token_id ?? eos ?? 0,
+    eos_token_id: c.model.eos_token_id ?? eos ?? 0,
+  });
+  if (mcfg.vocab_size < tok.vocabSize) throw new Error(`config: model.vocab_size ${mcfg.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
+  const tokJson = JSON.stringify(tok.toTokenizerJson());
+  const shardDir = buildShards(o.data, tok, tokJson, join(o.out, 'tokens'), { eos, log });
+  const file = new TokenFile(shardDir);
+  const T = t.seq_len ?? mcfg.n_positions, B = t.batch_size ?? 8;
+  if (T > mcfg.n_positions) throw new Error(`config: train.seq_len ${T} exceeds model.n_positions ${mcfg.n_positions}`);
+  const valFrac = t.val_fraction ?? 0.05;
+  const nVal = Math.max(T + 1, Math.floor(file.length * valFrac));
+  if (file.length - nVal < T + 1) throw new Error(`not enough data: ${file.length} tokens for seq_len ${T} with a validation split of ${nVal}`);
+  const seed = t.seed ?? 0;
+  const loader = new WindowLoader(file, 0, file.length - nVal, T, seed);
+  const valLoader = new WindowLoader(file, file.length - nVal, file.length, T, seed);
+  const evalBatches = Math.min(t.eval_batches ?? 8, Math.ceil(valLoader.windows / B));
+  const model = new GPT2(mcfg, seed);
+  log(`model: GPT-2 d=${mcfg.n_embd} L=${mcfg.n_layer} H=${mcfg.n_head} ctx=${mcfg.n_positions} vocab=${mcfg.vocab_size}: ${(model.numParameters() / 1e6).toFixed(2)}M parameters; data ${file.length - nVal} train / ${nVal} val tokens`);
+  const cfg: TrainConfig = {
+    ...defaultTrainConfig,
+    steps: t.steps ?? defaultTrainConfig.steps, lr: t.lr ?? defaultTrainConfig.lr,
+    warmupSteps: t.warmup_steps ?? defaultTrainConfig.warmupSteps, schedule: t.schedule ?? 'cosine',
+    minLrRatio: t.min_lr_ratio ?? 0.1, weightDecay: t.weight_decay ?? 0.1, betas: t.betas ?? [0.9, 0.95],
+    gradClip: t.grad_clip ?? 1, gradAccum: t.grad_accum ?? 1, evalEvery: t.eval_every ?? 200,
+    saveEvery: t.save_every ?? 500, saveTotalLimit: t.save_total_limit ?? 2, logEvery: t.log_every ?? 10, seed,
+  };
+  const ids = O.zeros([B, T], 'int32').keep(), tg = O.zeros([B, T], 'int32').keep();
+  const trainer = new Trainer(model, cfg, {
+    tokensPerStep: B * T * cfg.gradAccum,
+    microStep: () => {
+      loader.next(B, ids.i32, tg.i32);
+      return O.crossEntropy(model.forward(ids), tg);
+    },
+    evaluate: () => evalLoss(model, valLoader, B, evalBatches),
+    saveModel: (dir) => { model.savePretrained(dir); tok.save(dir); },
+    getState: () => ({ loader: { ...loader.state }, dropout_rng: model.rng.getState() }),
+    setState: (s) => {
+      const st = s as { loader: { epoch: number; index: number }; dropout_rng: number[] };
+      loader.state = { ...st.loader };
+      model.rng.setState(st.dropout_rng);
+    },
+  }, o.out, log);
+  if (resumeDir) trainer.resume(resumeDir);
+  const state = trainer.run();
+  ids.dispose(); tg.dispose(); file.close();
+  const fin = state.eval_history.length ? state.eval_history[state.eval_history.length - 1] : null;
+  return { out: o.out, state, params: model.numParameters(), tokens: { train: file.length - nVal, val: nVal }, final_eval: fin };
+}
+
+/** Mean token loss over the first n batches of a loader's fixed epoch-0 order. */
+function evalLoss(model: GPT2, loader: WindowLoader, B: number, n: number): Record<string, number> {
+  const saved = { ...loader.state };
+  loader.state = { epoch: 0, index: 0 };
+  const T = loader.T;
+  const ids = new Int32Array(B * T), tg = new Int32Array(B * T);
+  let tot = 0;
+  for (let i = 0; i < n; i++) {
+    loader.next(B, ids, tg);
+    tot += tidy(() => noGrad(() => O.crossEntropy(model.forward(O.fromData(ids, [B, T])), O.fromData(tg, [B, T])).item()));
+  }
+  loader.state = saved;
+  const loss = tot / n;
+  return { loss, ppl: Math.exp(loss) };
+}
+
+export type { Tensor };
