@@ -147,6 +147,39 @@ const commands: Record<string, Command> = {
       else process.stdout.write(r.text + '\n');
     },
   },
+  'icl eval': {
+    summary: 'Few-shot in-context evaluation on CrossFit/MetaICL-format tasks (direct or channel scoring, generation for open answers).',
+    flags: {
+      json,
+      model: { type: 'string', help: 'model directory (required)' },
+      tasks: { type: 'list', help: 'task names' },
+      split: { type: 'string', help: 'MetaICL split (its test tasks), e.g. hr_to_lr' },
+      'task-dir': { type: 'string', help: 'task folder laid out like tasks/crossfit/ (default: the shipped data/tasks/crossfit)' },
+      k: { type: 'number', default: 16, help: 'demonstrations per prompt (first k lines of the seed\'s train file)' },
+      seeds: { type: 'list', default: ['100', '13', '21', '42', '87'], help: 'seeds (comma or space separated)' },
+      method: { type: 'string', default: 'direct', help: 'direct | channel' },
+      calibrate: { type: 'boolean', help: 'subtract each option\'s score given a content-free input (direct)' },
+      'mean-per-token': { type: 'boolean', help: 'length-normalise option scores' },
+      orders: { type: 'number', default: 1, help: 'majority vote over N demonstration orders' },
+      'sample-demos': { type: 'boolean', help: 'sample k demonstrations with the seed from all training data of the task' },
+      'test-limit': { type: 'number', help: 'evaluate only the first N test examples per task' },
+      'batch-size': { type: 'number', default: 16, help: 'sequences per forward pass' },
+      instruction: { type: 'string', help: 'instruction text placed before the demonstrations' },
+      'max-new-tokens': { type: 'number', default: 32, help: 'for tasks without options (generation)' },
+      report: { type: 'string', help: 'write DIR/report.html' },
+      predictions: { type: 'string', help: 'write per-example predictions (jsonl)' },
+    },
+    run: async (a) => {
+      const { iclEvalCommand, parseSeeds } = await import('./icl.js');
+      iclEvalCommand({
+        model: need(a, 'model') as string, tasks: a.tasks as string[] | undefined, split: a.split as string | undefined, taskDir: a['task-dir'] as string | undefined,
+        k: a.k as number, seeds: parseSeeds(a.seeds as string[]), method: a.method as string, json: !!a.json, report: a.report as string | undefined,
+        predictions: a.predictions as string | undefined, calibrate: !!a.calibrate, meanPerToken: !!a['mean-per-token'], orders: a.orders as number,
+        sampleDemos: !!a['sample-demos'], testLimit: a['test-limit'] as number | undefined, batchSize: a['batch-size'] as number,
+        instruction: a.instruction as string | undefined, maxNewTokens: a['max-new-tokens'] as number,
+      });
+    },
+  },
   start: {
     summary: 'The main job on embedded data: trains a BPE tokenizer and a small GPT-2 on Tiny Shakespeare, then samples from it.',
     flags: {

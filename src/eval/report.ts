@@ -64,3 +64,19 @@ export function writeTrainingReport(path: string, st: TrainingLike): void {
   ].join('\n');
   writeFileSync(path, htmlPage('Training report', body));
 }
+
+/** Horizontal bar chart (values in [0, 1] shown as percentages), optional error bars. */
+export function barChart(title: string, bars: { label: string; value: number; err?: number }[], w = 720): string {
+  const rowH = 22, padL = 220, padR = 60, top = 28;
+  const h = top + bars.length * rowH + 10;
+  const X = (v: number): number => padL + Math.max(0, Math.min(1, v)) * (w - padL - padR);
+  const rows = bars.map((b, i) => {
+    const y = top + i * rowH;
+    const err = b.err ? `<line x1="${X(b.value - b.err)}" x2="${X(b.value + b.err)}" y1="${y + 8}" y2="${y + 8}" stroke="#333"/>` : '';
+    return `<text x="${padL - 6}" y="${y + 12}" text-anchor="end" font-size="12">${esc(b.label)}</text>` +
+      `<rect x="${padL}" y="${y + 2}" width="${Math.max(0, X(b.value) - padL)}" height="${rowH - 6}" fill="#4e79a7"/>${err}` +
+      `<text x="${X(b.value) + 4}" y="${y + 12}" font-size="11">${(100 * b.value).toFixed(1)}</text>`;
+  }).join('');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" role="img" aria-label="${esc(title)}">` +
+    `<text x="${w / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${esc(title)}</text>${rows}</svg>`;
+}

@@ -1,0 +1,64 @@
+// `icld icl eval` and `icld ict train`: thin wrappers over src/icl.
+
+import { existsSync, mkdirSync, writeFileSync, appendFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadLM } from './load.js';
+import { evaluateIcl, fmtMetrics, type Prediction } from '../icl/evaluate.js';
+import { writeIclReport, iclJson } from '../icl/report.js';
+import { availableTasks, loadSplit } from '../data/tasks.js';
+
+export const defaultTaskDir = (): string => fileURLToPath(new URL('../../../data/tasks/crossfit', import.meta.url));
+
+/** Tasks from --tasks or a split's test (or train) list, keeping only those present in the task dir. */
+export function resolveTasks(taskDir: string, tasks: string[] | undefined, split: string | undefined, which: 'train' | 'test', log: (s: string) => void): string[] {
+  if (tasks && split) throw new Error(`give either --tasks or --split, not both`);
+  if (tasks) {
+    const { missing } = availableTasks(taskDir, tasks);
+    if (missing.length) throw new Error(`task(s) not found under ${taskDir}: ${missing.join(', ')}`);
+    return tasks;
+  }
+  if (!split) throw new Error('give --tasks T… or --split NAME');
+  const s = loadSplit(taskDir, split);
+  const { present, missing } = availableTasks(taskDir, s[which]);
+  if (missing.length) log(`split ${split}: ${missing.length} ${which} task(s) not in ${taskDir}, skipped: ${missing.join(', ')}`);
+  if (present.length === 0) throw new Error(`split ${split}: none of its ${which} tasks are in ${taskDir}`);
+  return present;
+}
+
+export interface IclEvalArgs {
+  model: string; tasks?: string[]; split?: string; taskDir?: string; k: number; seeds: number[]; method: string;
+  json: boolean; report?: string; predictions?: string; calibrate: boolean; meanPerToken: boolean; orders: number;
+  sampleDemos: boolean; testLimit?: number; batchSize?: number; instruction?: string; maxNewTokens?: number;
+}
+
+export function iclEvalCommand(a: IclEvalArgs): void {
+  const log = (s: string): void => { process.stderr.write(s + '\n'); };
+  if (a.method !== 'direct' && a.method !== 'channel') throw new Error(`--method must be direct or channel, got '${a.method}'`);
+  const taskDir = a.taskDir ?? defaultTaskDir();
+  const tasks = resolveTasks(taskDir, a.tasks, a.split, 'test', log);
+  const { model, tokenizer } = loadLM(a.model);
+  if (a.predictions) { mkdirSync(dirname(a.predictions), { recursive: true }); writeFileSync(a.predictions, ''); }
+  const t0 = performance.now();
+  const r = evaluateIcl({
+    model, tokenizer, taskDir, tasks, k: a.k, seeds: a.seeds, method: a.method, calibrate: a.calibrate, meanPerToken: a.meanPerToken,
+    orders: a.orders, sampleDemos: a.sampleDemos, testLimit: a.testLimit, batchSize: a.batchSize, maxNewTokens: a.maxNewTokens,
+    template: a.instruction ? { instruction: a.instruction } : undefined, log,
+    onPrediction: a.predictions ? (p: Prediction) => appendFileSync(a.predictions!, JSON.stringify(p) + '\n') : undefined,
+  });
+  log(`evaluated ${tasks.length} task(s) × ${a.seeds.length} seed(s) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const trunc = Object.entries(r.tasks).filter(([, t]) => t.truncated > 0);
+  if (trunc.length) log(`truncated prompts (demonstrations shortened or dropped to fit ${model.config.n_positions} tokens): ${trunc.map(([n, t]) => `${n} ${t.truncated}/${t.examples}`).join(', ')}`);
+  if (a.report) log(`report: ${writeIclReport(a.report, r)}`);
+  if (a.json) { console.log(JSON.stringify(iclJson(r))); return; }
+  for (const [t, v] of Object.entries(r.tasks)) console.log(`${t.padEnd(36)} ${fmtMetrics(v.mean)}`);
+  console.log(`${'average'.padEnd(36)} ${fmtMetrics(r.average)}`);
+}
+
+export function parseSeeds(v: string[] | undefined): number[] {
+  const s = (v ?? ['100', '13', '21', '42', '87']).flatMap((x) => x.split(',')).filter(Boolean).map(Number);
+  if (s.length === 0 || s.some((x) => !Number.isInteger(x))) throw new Error(`--seeds must be integers, got ${JSON.stringify(v)}`);
+  return s;
+}
+
+export { existsSync };

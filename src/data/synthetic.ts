@@ -1,0 +1,104 @@
+// A synthetic few-shot task suite whose answers can only be read off the demonstrations:
+// every task is a fresh random mapping from a handful of nonce words to label words, so a model
+// that has not seen the task can only answer by finding the query word among the
+// demonstrations and copying its label (an induction-style skill that in-context tuning teaches).
+// Written in the CrossFit/MetaICL layout so every pipeline reads it like real data.
+
+import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Rng } from '../engine/rng.js';
+import type { Example } from './tasks.js';
+
+export interface SyntheticOptions {
+  trainTasks: number;
+  testTasks: number;
+  /** Words per task (each maps to one label). */
+  wordsPerTask: number;
+  /** Labels per task (options). */
+  labelsPerTask: number;
+  /** Test examples per task. */
+  testSize: number;
+  seeds: number[];
+  seed: number;
+  /** Distractor words around the key word in each input (0 = the input is the word). */
+  context: number;
+  /** Size of the shared key-word vocabulary. Small enough that every word appears in many tasks
+   * with different labels, so no word→label association can be memorised across tasks. */
+  vocabulary: number;
+}
+
+export const defaultSyntheticOptions: SyntheticOptions = {
+  trainTasks: 256, testTasks: 8, wordsPerTask: 4, labelsPerTask: 2, testSize: 64, seeds: [100, 13, 21, 42, 87], seed: 1, context: 0, vocabulary: 40,
+};
+
+const ONSETS = ['b', 'd', 'f', 'g', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'z'];
+const VOWELS = ['a', 'e', 'i', 'o', 'u'];
+const LABELS = ['red', 'blue', 'green', 'gold', 'gray', 'pink', 'cyan', 'lime'];
+
+function nonceWords(rng: Rng, n: number): string[] {
+  const out = new Set<string>();
+  while (out.size < n) out.add(ONSETS[rng.int(ONSETS.length)] + VOWELS[rng.int(5)] + ONSETS[rng.int(ONSETS.length)] + VOWELS[rng.int(5)]);
+  return [...out];
+}
+
+function taskExamples(name: string, words: string[], labels: string[], mapping: Map<string, string>, n: number, rng: Rng, fillers: string[], context: number, balanced: boolean): Example[] {
+  const seq: string[] = [];
+  if (balanced) while (seq.length < n) seq.push(...rng.shuffle(words.slice()));
+  else for (let i = 0; i < n; i++) seq.push(words[rng.int(words.length)]);
+  return seq.slice(0, n).map((w) => {
+    let input = w;
+    if (context > 0) {
+      const parts = Array.from({ length: context }, () => fillers[rng.int(fillers.length)]);
+      parts.splice(rng.int(context + 1), 0, w);
+      input = parts.join(' ');
+    }
+    return { task: name, input, output: mapping.get(w)!, options: labels.slice() };
+  });
+}
+
+/** Write the suite to `dir` (idempotent for the same options). Returns the split config. */
+export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions> = {}): { train: string[]; test: string[] } {
+  const o = { ...defaultSyntheticOptions, ...opts };
+  const stamp = JSON.stringify(o);
+  const splitPath = join(dir, '_config', 'synthetic.json');
+  if (existsSync(splitPath) && existsSync(join(dir, '_config', 'options.json')) && readFileSync(join(dir, '_config', 'options.json'), 'utf8') === stamp) {
+    return JSON.parse(readFileSync(splitPath, 'utf8')) as { train: string[]; test: string[] };
+  }
+  const rng = new Rng(o.seed);
+  const vocab = nonceWords(rng, o.vocabulary + 100);
+  const fillers = vocab.slice(o.vocabulary);
+  const split = { train: [] as string[], test: [] as string[] };
+  const total = o.trainTasks + o.testTasks;
+  for (let t = 0; t < total; t++) {
+    const name = `synth-${t < o.trainTasks ? 'train' : 'test'}-${String(t).padStart(3, '0')}`;
+    (t < o.trainTasks ? split.train : split.test).push(name);
+    const words = rng.shuffle(vocab.slice(0, o.vocabulary)).slice(0, o.wordsPerTask);
+    const labels = rng.shuffle(LABELS.slice()).slice(0, o.labelsPerTask);
+    // Every label used at least once when possible, the rest at random.
+    const mapping = new Map<string, string>();
+    words.forEach((w, i) => mapping.set(w, i < labels.length ? labels[i] : labels[rng.int(labels.length)]));
+    const tdir = join(dir, name);
+    mkdirSync(tdir, { recursive: true });
+    const jsonl = (ex: Example[]): string => ex.map((e) => JSON.stringify(e)).join('\n') + '\n';
+    for (const s of o.seeds) {
+      const r = new Rng((o.seed * 7919 + t * 104729 + s) >>> 0);
+      writeFileSync(join(tdir, `${name}_16_${s}_train.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
+      writeFileSync(join(tdir, `${name}_16_${s}_dev.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
+    }
+    writeFileSync(join(tdir, `${name}_test.jsonl`), jsonl(taskExamples(name, words, labels, mapping, o.testSize, new Rng(o.seed + t), fillers, o.context, false)));
+  }
+  mkdirSync(join(dir, '_config'), { recursive: true });
+  writeFileSync(splitPath, JSON.stringify(split));
+  writeFileSync(join(dir, '_config', 'options.json'), stamp);
+  return split;
+}
+
+/** Plain text in the suite's style (demonstration blocks), for training a tokenizer or LM pretraining. */
+export function syntheticCorpus(dir: string, tasks: string[], seed: number): string {
+  const parts: string[] = [];
+  for (const t of tasks) {
+    const lines = readFileSync(join(dir, t, `${t}_16_${seed}_train.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Example);
+    parts.push(lines.map((e) => `${e.input}\n${e.output}`).join('\n\n'));
+  }
+  return parts.join('\n\n');
+}

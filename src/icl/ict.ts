@@ -1,0 +1,167 @@
+// In-context tuning (ICT): train a causal LM on prompts of k demonstrations + a query from the
+// same task, with the loss only on the query's answer tokens (-100 elsewhere).
+//   meta      : episodes from the split's training tasks (all of their training data), tested on unseen tasks
+//   multitask : episodes from the target tasks' own k-shot training examples
+//   demos=false (Multitask-FT baseline): the same data with no demonstrations in the prompt
+// Instances come from IctSampler (also used by distillation), training from the shared Trainer.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as O from '../engine/ops.js';
+import { Rng, tidy, noGrad } from '../engine/index.js';
+import type { GPT2 } from '../models/gpt2.js';
+import { loadTask, trainingPool, type Example } from '../data/tasks.js';
+import { buildPrompt, makeTemplate, PieceEncoder, tokenizePrompt, type Method, type Template, type Tokenizer } from '../data/prompts.js';
+import { Trainer, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
+
+export type Setting = 'meta' | 'multitask';
+
+export interface EpisodeSource {
+  /** Task name → the examples episodes are drawn from. */
+  pools: Map<string, Example[]>;
+}
+
+/**
+ * Pools for a setting: meta = all training data of each task; multitask = the k-shot train files
+ * of the given seeds. Identical examples across files are merged unless dedupe is false.
+ */
+export function episodePools(taskDir: string, tasks: string[], setting: Setting, k: number, seeds: number[], dedupe = true): Map<string, Example[]> {
+  const pools = new Map<string, Example[]>();
+  for (const t of tasks) {
+    let pool: Example[];
+    if (setting === 'meta') pool = trainingPool(taskDir, t, dedupe);
+    else {
+      const seen = new Set<string>();
+      pool = [];
+      for (const s of seeds) for (const e of loadTask(taskDir, t, Math.max(k, 1), s).train) {
+        const key = `${e.input}\u0000${e.output}`;
+        if (!dedupe || !seen.has(key)) { seen.add(key); pool.push(e); }
+      }
+    }
+    if (pool.length < 2) throw new Error(`task ${t}: needs at least 2 training examples for in-context episodes, has ${pool.length}`);
+    pools.set(t, pool);
+  }
+  return pools;
+}
+
+export interface Instance { prefix: number[]; suffix: number[]; contStart: number; task: string; options: string[]; gold: string; }
+
+export interface SamplerOptions {
+  pools: Map<string, Example[]>;
+  k: number;
+  /** false = Multitask-FT style (query only). */
+  demos: boolean;
+  method: Method;
+  template?: Partial<Template>;
+  maxLength: number;
+  maxDemoTokens?: number;
+  seed: number;
+}
+
+/** Seeded episode sampler; its whole state is the RNG state (resumable). */
+export class IctSampler {
+  readonly rng: Rng;
+  private readonly tasks: string[];
+  private readonly tpl: Template;
+  private readonly enc: PieceEncoder;
+  constructor(tok: Tokenizer, readonly o: SamplerOptions) {
+    this.rng = new Rng(o.seed);
+    this.tasks = [...o.pools.keys()];
+    if (this.tasks.length === 0) throw new Error('in-context tuning: no training tasks');
+    this.tpl = makeTemplate(o.template);
+    this.enc = new PieceEncoder(tok);
+  }
+  next(): Instance {
+    const task = this.tasks[this.rng.int(this.tasks.length)];
+    const pool = this.o.pools.get(task)!;
+    const qi = this.rng.int(pool.length);
+    const query = pool[qi];
+    const demos: Example[] = [];
+    if (this.o.demos && this.o.k > 0) {
+      // k distinct others (fewer if the pool is small), in random order.
+      const others = pool.filter((_, i) => i !== qi);
+      for (let i = 0; i < Math.min(this.o.k, others.length); i++) {
+        const j = i + this.rng.int(others.length - i);
+        [others[i], others[j]] = [others[j], others[i]];
+        demos.push(others[i]);
+      }
+    }
+    // direct: the answer is the continuation; channel: the query input is (given the answer).
+    const tp = tokenizePrompt(this.enc, buildPrompt(this.tpl, demos, query, query.output, this.o.method), { maxLength: this.o.maxLength, maxDemoTokens: this.o.maxDemoTokens });
+    return { prefix: tp.prefix, suffix: tp.suffix, contStart: tp.contStart, task, options: query.options, gold: query.output };
+  }
+}
+
+export interface Batch { ids: Int32Array; targets: Int32Array; B: number; L: number; instances: Instance[]; }
+
+/** Right-padded batch; targets[t] = ids[t+1] on continuation tokens, -100 elsewhere. */
+export function makeBatch(instances: Instance[], padId: number): Batch {
+  const seqs = instances.map((it) => it.prefix.concat(it.suffix));
+  const B = seqs.length, L = Math.max(...seqs.map((s) => s.length));
+  const ids = new Int32Array(B * L).fill(padId), targets = new Int32Array(B * L).fill(-100);
+  seqs.forEach((s, b) => {
+    ids.set(s, b * L);
+    const start = instances[b].prefix.length + instances[b].contStart;
+    for (let t = start; t < s.length; t++) targets[b * L + t - 1] = s[t];
+  });
+  return { ids, targets, B, L, instances };
+}
+
+export interface IctTrainOptions {
+  model: GPT2;
+  tokenizer: Tokenizer & { save(dir: string): unknown; eosTokenId?: number | null };
+  pools: Map<string, Example[]>;
+  setting: Setting;
+  k: number;
+  demos: boolean;
+  method: Method;
+  template?: Partial<Template>;
+  batchSize: number;
+  train: Partial<TrainConfig>;
+  out: string;
+  resume?: string;
+  evalInstances?: number;
+  log?: (s: string) => void;
+  /** Extra metadata written to ict_config.json. */
+  meta?: Record<string, unknown>;
+}
+
+export function trainIct(o: IctTrainOptions): TrainerState {
+  const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
+  const cfg: TrainConfig = { ...defaultTrainConfig, warmupSteps: 0, schedule: 'linear', minLrRatio: 0, lr: 1e-4, weightDecay: 0.0, evalEvery: 0, saveEvery: 0, ...o.train };
+  const maxLength = o.model.config.n_positions;
+  const sampler = new IctSampler(o.tokenizer, { pools: o.pools, k: o.k, demos: o.demos, method: o.method, template: o.template, maxLength, seed: cfg.seed });
+  // A fixed held-out set of episodes (different RNG stream) for the eval loss.
+  const evalSampler = new IctSampler(o.tokenizer, { pools: o.pools, k: o.k, demos: o.demos, method: o.method, template: o.template, maxLength, seed: cfg.seed + 7919 });
+  const evalSet = Array.from({ length: o.evalInstances ?? 32 }, () => evalSampler.next());
+  const pad = o.tokenizer.eosTokenId ?? 0;
+  mkdirSync(o.out, { recursive: true });
+  writeFileSync(join(o.out, 'ict_config.json'), JSON.stringify({ setting: o.setting, k: o.k, demos: o.demos, method: o.method, tasks: [...o.pools.keys()], batch_size: o.batchSize, ...o.meta }, null, 2));
+  let tokens = 0;
+  const trainer = new Trainer(o.model, cfg, {
+    get tokensPerStep() { return tokens * cfg.gradAccum; },
+    microStep: () => {
+      const b = makeBatch(Array.from({ length: o.batchSize }, () => sampler.next()), pad);
+      tokens = b.B * b.L;
+      return O.crossEntropy(o.model.forward(O.fromData(b.ids, [b.B, b.L])), O.fromData(b.targets, [b.B, b.L]));
+    },
+    evaluate: () => ({ loss: batchedLoss(o.model, evalSet, pad, o.batchSize) }),
+    saveModel: (dir) => { o.model.savePretrained(dir); o.tokenizer.save(dir); },
+    getState: () => ({ sampler_rng: sampler.rng.getState(), dropout_rng: o.model.rng.getState() }),
+    setState: (s) => { const st = s as { sampler_rng: number[]; dropout_rng: number[] }; sampler.rng.setState(st.sampler_rng); o.model.rng.setState(st.dropout_rng); },
+  }, o.out, log);
+  if (o.resume) trainer.resume(o.resume);
+  return trainer.run();
+}
+
+/** Mean answer-token loss over a fixed set of instances. */
+export function batchedLoss(model: GPT2, set: Instance[], pad: number, B: number): number {
+  let sum = 0, n = 0;
+  for (let i = 0; i < set.length; i += B) {
+    const b = makeBatch(set.slice(i, i + B), pad);
+    const cnt = b.targets.reduce((a, t) => a + (t !== -100 ? 1 : 0), 0);
+    sum += tidy(() => noGrad(() => O.crossEntropy(model.forward(O.fromData(b.ids, [b.B, b.L])), O.fromData(b.targets, [b.B, b.L]), { reduction: 'sum' }).item()));
+    n += cnt;
+  }
+  return n > 0 ? sum / n : 0;
+}
