@@ -5,7 +5,7 @@
 // train: the full optimizer step on random tokens — forward, causal-LM cross-entropy, backward,
 // clipGradNorm(1.0), AdamW (decay / no-decay groups), zeroGrad — all inside one tidy(), in train
 // mode with GPT-2's dropout 0.1. Warm-up steps are excluded; the median step time is reported.
-// Peak RSS is the max of process.memoryUsage().rss sampled after backward and after the update
+// Peak RSS is the max of process.memoryUsage.rss() sampled after backward and after the update
 // of every step (process.resourceUsage().maxRSS, the kernel's high-water mark, is reported too).
 //
 // generate: greedy decoding with the KV cache through generate() (batch 1, a 64-token random
@@ -56,7 +56,7 @@ export interface BenchTrainResult {
   step_s: number;
   step_s_all: number[];
   tokens_per_s: number;
-  /** Max of process.memoryUsage().rss sampled during the steps (MiB). */
+  /** Max of process.memoryUsage.rss() sampled during the steps (MiB). */
   peak_rss_mb: number;
   /** process.resourceUsage().maxRSS at the end (MiB; whole process lifetime). */
   max_rss_mb: number;
@@ -128,8 +128,8 @@ export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {
   const params = model.parameters();
   const opt = new AdamW(paramGroups(model, 0.1), { lr: 3e-4, betas: [0.9, 0.95], eps: 1e-8 });
   const rng = new Rng(1234);
-  let peak = process.memoryUsage().rss;
-  const sample = (): void => { const r = process.memoryUsage().rss; if (r > peak) peak = r; };
+  let peak = process.memoryUsage.rss();
+  const sample = (): void => { const r = process.memoryUsage.rss(); if (r > peak) peak = r; };
   const times: number[] = [];
   let lastLoss = NaN;
   try {
@@ -149,7 +149,7 @@ export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {
       const dt = performance.now() - t0;
       sample();
       if (i >= warmup) times.push(dt / 1000);
-      if (progress) process.stderr.write(`[bench train ${opts.config}] ${i < warmup ? 'warm-up' : 'step'} ${i < warmup ? i + 1 : i - warmup + 1}: ${(dt / 1000).toFixed(3)} s  loss ${lastLoss.toFixed(4)}  rss ${(process.memoryUsage().rss / MiB).toFixed(0)} MiB\n`);
+      if (progress) process.stderr.write(`[bench train ${opts.config}] ${i < warmup ? 'warm-up' : 'step'} ${i < warmup ? i + 1 : i - warmup + 1}: ${(dt / 1000).toFixed(3)} s  loss ${lastLoss.toFixed(4)}  rss ${(process.memoryUsage.rss() / MiB).toFixed(0)} MiB\n`);
     }
   } finally {
     opt.dispose();
@@ -178,13 +178,13 @@ export function benchGenerate(opts: BenchGenerateOptions): BenchGenerateResult {
   const rng = new Rng(4321);
   const prompt = Array.from({ length: P }, () => rng.nextU32() % s.vocab);
   const codec = { encode: (): number[] => [], decode: (): string => '' };
-  let peak = process.memoryUsage().rss;
+  let peak = process.memoryUsage.rss();
   const runOnce = (n: number): { total: number; prefill: number } => {
     let first = 0;
     const t0 = performance.now();
     const r = generate(model, codec, prompt, {
       maxNewTokens: n, temperature: 0, eosTokenId: null,
-      onToken: () => { if (first === 0) first = performance.now(); const m = process.memoryUsage().rss; if (m > peak) peak = m; },
+      onToken: () => { if (first === 0) first = performance.now(); const m = process.memoryUsage.rss(); if (m > peak) peak = m; },
     });
     const total = performance.now() - t0;
     if (r.tokens.length !== n) throw new Error(`bench generate: produced ${r.tokens.length} tokens, expected ${n}`);

@@ -62,3 +62,30 @@ export function parseSeeds(v: string[] | undefined): number[] {
 }
 
 export { existsSync };
+
+export interface IctTrainArgs {
+  model: string; setting: string; split?: string; trainTasks?: string[]; taskDir?: string; k: number; seeds: number[];
+  method: string; noDemos: boolean; out: string; steps: number; batchSize: number; lr: number; warmup: number;
+  seed: number; evalEvery: number; saveEvery: number; resume?: string; dedupe: boolean; json: boolean;
+}
+
+export async function ictTrainCommand(a: IctTrainArgs): Promise<object> {
+  const { episodePools, trainIct } = await import('../icl/ict.js');
+  const log = (s: string): void => { process.stderr.write(s + '\n'); };
+  if (a.setting !== 'meta' && a.setting !== 'multitask') throw new Error(`--setting must be meta or multitask, got '${a.setting}'`);
+  if (a.method !== 'direct' && a.method !== 'channel') throw new Error(`--method must be direct or channel, got '${a.method}'`);
+  const taskDir = a.taskDir ?? defaultTaskDir();
+  // Meta-ICT trains on the split's training tasks; Multitask-ICT on the target (test) tasks' k-shot data.
+  const tasks = resolveTasks(taskDir, a.trainTasks, a.split, a.setting === 'meta' ? 'train' : 'test', log);
+  const pools = episodePools(taskDir, tasks, a.setting, a.k, a.seeds, a.dedupe);
+  const { model, tokenizer } = loadLM(a.model);
+  const n = [...pools.values()].reduce((s, p) => s + p.length, 0);
+  log(`${a.setting === 'meta' ? 'Meta' : 'Multitask'}-${a.noDemos ? 'FT (no demonstrations)' : `ICT (k=${a.k}, ${a.method})`}: ${tasks.length} task(s), ${n} training examples, ${(model.numParameters() / 1e6).toFixed(2)}M parameters`);
+  const st = trainIct({
+    model, tokenizer, pools, setting: a.setting, k: a.k, demos: !a.noDemos, method: a.method, batchSize: a.batchSize, out: a.out, resume: a.resume, log,
+    train: { steps: a.steps, lr: a.lr, warmupSteps: a.warmup, seed: a.seed, evalEvery: a.evalEvery, saveEvery: a.saveEvery, logEvery: 10 },
+    meta: { base_model: a.model, task_dir: taskDir, seeds: a.seeds, split: a.split ?? null },
+  });
+  const last = st.eval_history[st.eval_history.length - 1];
+  return { out: a.out, steps: st.global_step, tasks: tasks.length, examples: n, final_eval_loss: last?.loss ?? null, elapsed_s: +st.elapsed_s.toFixed(1) };
+}

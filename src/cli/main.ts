@@ -180,6 +180,57 @@ const commands: Record<string, Command> = {
       });
     },
   },
+  'ict train': {
+    summary: 'In-context tuning: train on k demonstrations + a query per instance, loss on the answer only (Meta-ICT or Multitask-ICT; --no-demos = Multitask-FT).',
+    flags: {
+      json,
+      model: { type: 'string', help: 'base model directory (required)' },
+      setting: { type: 'string', default: 'meta', help: 'meta (split train tasks) | multitask (target tasks\' k-shot data)' },
+      split: { type: 'string', help: 'MetaICL split, e.g. hr_to_lr' },
+      'train-tasks': { type: 'list', help: 'explicit training tasks instead of --split' },
+      'task-dir': { type: 'string', help: 'task folder (default: data/tasks/crossfit)' },
+      k: { type: 'number', default: 16, help: 'demonstrations per instance' },
+      seeds: { type: 'list', default: ['100'], help: 'multitask: whose k-shot train files form the data' },
+      method: { type: 'string', default: 'direct', help: 'direct | channel' },
+      'no-demos': { type: 'boolean', help: 'Multitask-FT baseline: the same data without demonstrations' },
+      'no-dedupe': { type: 'boolean', help: 'keep repeated examples across seed files (synthetic suites)' },
+      out: { type: 'string', help: 'output directory (required)' },
+      steps: { type: 'number', default: 1000, help: 'optimizer steps' },
+      'batch-size': { type: 'number', default: 8, help: 'instances per step' },
+      lr: { type: 'number', default: 1e-4, help: 'peak learning rate (linear decay)' },
+      warmup: { type: 'number', default: 0, help: 'warmup steps' },
+      seed: { type: 'number', default: 0, help: 'sampling/dropout seed' },
+      'eval-every': { type: 'number', default: 100, help: 'held-out episode loss every N steps' },
+      'save-every': { type: 'number', default: 0, help: 'checkpoint every N steps (0 = only at the end)' },
+      resume: { type: 'string', help: 'run or checkpoint directory to continue from' },
+    },
+    run: async (a) => {
+      const { ictTrainCommand, parseSeeds } = await import('./icl.js');
+      const r = await ictTrainCommand({
+        model: need(a, 'model') as string, setting: a.setting as string, split: a.split as string | undefined, trainTasks: a['train-tasks'] as string[] | undefined,
+        taskDir: a['task-dir'] as string | undefined, k: a.k as number, seeds: parseSeeds(a.seeds as string[]), method: a.method as string, noDemos: !!a['no-demos'],
+        out: need(a, 'out') as string, steps: a.steps as number, batchSize: a['batch-size'] as number, lr: a.lr as number, warmup: a.warmup as number,
+        seed: a.seed as number, evalEvery: a['eval-every'] as number, saveEvery: a['save-every'] as number, resume: a.resume as string | undefined,
+        dedupe: !a['no-dedupe'], json: !!a.json,
+      });
+      console.log(a.json ? JSON.stringify(r) : `done: ${JSON.stringify(r)}`);
+    },
+  },
+  study: {
+    summary: 'Run every arm × seed of an ICL-distillation study (resumable) and write results.json + report.html.',
+    flags: {
+      json,
+      config: { type: 'string', help: 'study JSON (e.g. studies/synthetic.json) (required)' },
+      out: { type: 'string', help: 'output directory (required); rerun with the same --out to resume' },
+      full: { type: 'boolean', help: 'ignore the config\'s "quick" overrides and run the full study' },
+    },
+    run: async (a) => {
+      const { runStudy, readStudyConfig } = await import('../distill/study.js');
+      const cfg = readStudyConfig(need(a, 'config') as string, !!a.full);
+      const r = await runStudy(cfg, need(a, 'out') as string) as { report: string; out: string };
+      console.log(a.json ? JSON.stringify(r) : `results: ${r.out}/results.json\nreport:  ${r.report}`);
+    },
+  },
   start: {
     summary: 'The main job on embedded data: trains a BPE tokenizer and a small GPT-2 on Tiny Shakespeare, then samples from it.',
     flags: {

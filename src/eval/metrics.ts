@@ -28,9 +28,12 @@ export function macroF1(golds: readonly string[], preds: readonly string[], labe
   return sum / labels.length;
 }
 
-/** SQuAD normalisation: lower case, drop punctuation and articles, collapse whitespace. */
+/**
+ * SQuAD normalisation (the official evaluate-v1.1 script): lower case, delete punctuation (not
+ * replace it: "U.S." → "us", "don't" → "dont"), drop articles, collapse whitespace.
+ */
 export function normalizeAnswer(s: string): string {
-  return s.toLowerCase().replace(/[\p{P}\p{S}]/gu, ' ').replace(/\b(a|an|the)\b/g, ' ').split(/\s+/).filter(Boolean).join(' ');
+  return s.toLowerCase().replace(/[\p{P}\p{S}]/gu, '').replace(/\b(a|an|the)\b/g, ' ').split(/\s+/).filter(Boolean).join(' ');
 }
 
 export function exactMatch(pred: string, gold: string): number { return normalizeAnswer(pred) === normalizeAnswer(gold) ? 1 : 0; }

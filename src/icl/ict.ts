@@ -11,7 +11,7 @@ import * as O from '../engine/ops.js';
 import { Rng, tidy, noGrad } from '../engine/index.js';
 import type { GPT2 } from '../models/gpt2.js';
 import { loadTask, trainingPool, type Example } from '../data/tasks.js';
-import { buildPrompt, makeTemplate, PieceEncoder, tokenizePrompt, type Method, type Template, type Tokenizer } from '../data/prompts.js';
+import { buildPrompt, makeTemplate, PieceEncoder, tokenizePrompt, verbalize, type Method, type Template, type Tokenizer } from '../data/prompts.js';
 import { Trainer, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 
 export type Setting = 'meta' | 'multitask';
@@ -44,7 +44,11 @@ export function episodePools(taskDir: string, tasks: string[], setting: Setting,
   return pools;
 }
 
-export interface Instance { prefix: number[]; suffix: number[]; contStart: number; task: string; options: string[]; gold: string; }
+export interface Instance {
+  prefix: number[]; suffix: number[]; contStart: number; task: string; options: string[]; gold: string;
+  /** Per answer token: the token ids any option could have there (options sharing the gold's earlier tokens). */
+  candidates?: number[][];
+}
 
 export interface SamplerOptions {
   pools: Map<string, Example[]>;
@@ -88,8 +92,20 @@ export class IctSampler {
     }
     // direct: the answer is the continuation; channel: the query input is (given the answer).
     const tp = tokenizePrompt(this.enc, buildPrompt(this.tpl, demos, query, query.output, this.o.method), { maxLength: this.o.maxLength, maxDemoTokens: this.o.maxDemoTokens });
-    return { prefix: tp.prefix, suffix: tp.suffix, contStart: tp.contStart, task, options: query.options, gold: query.output };
+    const inst: Instance = { prefix: tp.prefix, suffix: tp.suffix, contStart: tp.contStart, task, options: query.options, gold: query.output };
+    if (this.o.method === 'direct' && query.options.length > 1) inst.candidates = optionCandidates(this.enc, this.tpl, query.options, tp.suffix.slice(tp.contStart));
+    return inst;
   }
+}
+
+function optionCandidates(enc: PieceEncoder, tpl: Template, options: string[], gold: number[]): number[][] {
+  const toks = options.map((o) => enc.encode(verbalize(tpl, o)));
+  return gold.map((_, j) => {
+    const c = new Set<number>();
+    for (const t of toks) if (t.length > j && t.slice(0, j).every((x, i) => x === gold[i])) c.add(t[j]);
+    c.add(gold[j]);
+    return [...c];
+  });
 }
 
 export interface Batch { ids: Int32Array; targets: Int32Array; B: number; L: number; instances: Instance[]; }

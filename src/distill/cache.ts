@@ -1,0 +1,111 @@
+// Teacher logit cache: the teacher's targets (top-k ids + raw logits + temperature
+// log-sum-exp per answer position) for a fixed list of ICT instances, computed once and reused
+// across epochs, seeds and students. Binary layout of targets.bin, per position in instance order:
+//   uint32 count | count × int32 ids | count × float32 logits | float32 lse
+// meta.json records the key (teacher weights, instances, τ, k) and per-instance offsets.
+
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tidy, noGrad } from '../engine/index.js';
+import * as O from '../engine/ops.js';
+import type { GPT2 } from '../models/gpt2.js';
+import type { Instance } from '../icl/ict.js';
+import { makeBatch } from '../icl/ict.js';
+import { teacherTarget, type TeacherTarget } from './loss.js';
+
+export interface CacheMeta { version: 1; key: string; tau: number; top_k: number; instances: number; positions: number; offsets: number[]; bytes: number; }
+
+/** Hash of a model's weights (identifies the teacher in cache keys). */
+export function weightsHash(m: GPT2): string {
+  const h = createHash('sha256');
+  for (const [n, p] of m.namedParameters()) { h.update(n); h.update(new Uint8Array(p.f32.buffer, p.f32.byteOffset, p.f32.byteLength)); }
+  return h.digest('hex').slice(0, 16);
+}
+
+export function instancesHash(xs: Instance[]): string {
+  const h = createHash('sha256');
+  for (const x of xs) { h.update(new Uint8Array(Int32Array.from(x.prefix.concat(x.suffix)).buffer)); h.update(`|${x.prefix.length + x.contStart}|${x.candidates?.map((c) => c.join(',')).join(';') ?? ''}\n`); }
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Answer-position rows of a batch: for each instance, the logits rows predicting its answer tokens. */
+export function answerRows(inst: Instance, b: number, L: number): number[] {
+  const start = inst.prefix.length + inst.contStart, end = inst.prefix.length + inst.suffix.length;
+  const rows: number[] = [];
+  for (let t = start; t < end; t++) rows.push(b * L + t - 1);
+  return rows;
+}
+
+/** Teacher targets for a batch of instances from a live teacher (noGrad). */
+export function liveTargets(teacher: GPT2, batch: Instance[], pad: number, tau: number, topK: number): TeacherTarget[][] {
+  const b = makeBatch(batch, pad);
+  return tidy(() => noGrad(() => {
+    teacher.eval();
+    const lg = teacher.forward(O.fromData(b.ids, [b.B, b.L]));
+    const V = lg.shape[2], d = lg.f32;
+    return batch.map((inst, i) => answerRows(inst, i, b.L).map((r, j) => teacherTarget(d.subarray(r * V, (r + 1) * V), topK, tau, inst.candidates?.[j] ?? [])));
+  }));
+}
+
+export class TeacherCache {
+  private constructor(readonly dir: string, readonly meta: CacheMeta, private readonly buf: Buffer) {}
+
+  /** Load the cache in `dir` if its key matches, else compute it with the teacher and write it atomically. */
+  static ensure(dir: string, teacher: GPT2, instances: Instance[], o: { tau: number; topK: number; pad: number; batchSize?: number; log?: (s: string) => void }): TeacherCache {
+    const key = `${weightsHash(teacher)}-${instancesHash(instances)}-t${o.tau}-k${o.topK}`;
+    const mp = join(dir, 'meta.json');
+    if (existsSync(mp)) {
+      const meta = JSON.parse(readFileSync(mp, 'utf8')) as CacheMeta;
+      if (meta.key === key) { o.log?.(`teacher cache hit: ${dir}`); return new TeacherCache(dir, meta, readFileSync(join(dir, 'targets.bin'))); }
+      o.log?.(`teacher cache ${dir} was made for a different teacher/data/τ/k; recomputing`);
+    }
+    const t0 = performance.now();
+    const chunks: Buffer[] = [];
+    const offsets: number[] = [];
+    let bytes = 0, positions = 0;
+    const B = o.batchSize ?? 16;
+    for (let i = 0; i < instances.length; i += B) {
+      const batch = instances.slice(i, i + B);
+      for (const perInst of liveTargets(teacher, batch, o.pad, o.tau, o.topK)) {
+        offsets.push(bytes);
+        for (const t of perInst) {
+          const c = t.ids.length, buf = Buffer.alloc(4 + 8 * c + 4);
+          buf.writeUInt32LE(c, 0);
+          Buffer.from(t.ids.buffer, t.ids.byteOffset, 4 * c).copy(buf, 4);
+          Buffer.from(t.logits.buffer, t.logits.byteOffset, 4 * c).copy(buf, 4 + 4 * c);
+          buf.writeFloatLE(t.lse, 4 + 8 * c);
+          chunks.push(buf); bytes += buf.length; positions++;
+        }
+      }
+    }
+    offsets.push(bytes);
+    const meta: CacheMeta = { version: 1, key, tau: o.tau, top_k: o.topK, instances: instances.length, positions, offsets, bytes };
+    const tmp = `${dir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    const all = Buffer.concat(chunks);
+    writeFileSync(join(tmp, 'targets.bin'), all);
+    writeFileSync(join(tmp, 'meta.json'), JSON.stringify(meta));
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+    o.log?.(`teacher cache: ${instances.length} instances, ${positions} answer positions, ${(bytes / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${dir}`);
+    return new TeacherCache(dir, meta, all);
+  }
+
+  /** Targets of instance i (one per answer position). */
+  targets(i: number): TeacherTarget[] {
+    if (i < 0 || i >= this.meta.instances) throw new Error(`teacher cache: instance ${i} out of range (${this.meta.instances})`);
+    const out: TeacherTarget[] = [];
+    let p = this.meta.offsets[i];
+    const end = this.meta.offsets[i + 1];
+    while (p < end) {
+      const c = this.buf.readUInt32LE(p);
+      const ids = new Int32Array(c), logits = new Float32Array(c);
+      for (let j = 0; j < c; j++) { ids[j] = this.buf.readInt32LE(p + 4 + 4 * j); logits[j] = this.buf.readFloatLE(p + 4 + 4 * c + 4 * j); }
+      out.push({ ids, logits, lse: this.buf.readFloatLE(p + 4 + 8 * c) });
+      p += 4 + 8 * c + 4;
+    }
+    return out;
+  }
+}
