@@ -232,15 +232,15 @@ const commands: Record<string, Command> = {
     },
   },
   start: {
-    summary: 'The main job on embedded data: trains a BPE tokenizer and a small GPT-2 on Tiny Shakespeare, then samples from it.',
+    summary: 'The main job on embedded data: the synthetic ICL-distillation study (quick version; --full for all of it), ending with the report path.',
     flags: {
       json,
-      steps: { type: 'number', help: 'override the number of training steps (default: configs/shakespeare-small.json)' },
-      out: { type: 'string', default: 'runs/shakespeare-small', help: 'run directory' },
+      full: { type: 'boolean', help: 'run the full study instead of its quick version' },
+      out: { type: 'string', default: 'runs/synthetic-study', help: 'study directory (rerun to resume)' },
     },
     run: async (a) => {
       const { runStart } = await import('./start.js');
-      await runStart({ steps: a.steps as number | undefined, out: a.out as string, json: !!a.json });
+      await runStart({ full: !!a.full, out: a.out as string, json: !!a.json });
     },
   },
 };

@@ -175,7 +175,7 @@ export async function runStudy(c: StudyConfig, out: string, log: (s: string) => 
         let st;
         if (arm === 'Multitask-FT') st = trainDistill({ ...common, instances: sample(false), distill: dcfg(1, 0), objective: 'ict' });
         else if (arm === 'ICT') st = trainDistill({ ...common, instances, distill: dcfg(1, 0), objective: 'ict' });
-        else if (arm === 'LM-KD') st = trainDistill({ ...common, distill: dcfg(d.alpha, 0), objective: 'lm-kd', teacher, lm, lmSteps: d.lm_kd_steps });
+        else if (arm === 'LM-KD') st = trainDistill({ ...common, distill: { ...dcfg(d.alpha, 0), kl: 'full' }, objective: 'lm-kd', teacher, lm, lmSteps: d.lm_kd_steps }); // plain text has no options: full-vocabulary KL
         else {
           cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), teacher, instances, { tau: d.temperature, topK: d.top_k, pad: tok.eosTokenId ?? 0, log });
           st = trainDistill({ ...common, instances, distill: dcfg(d.alpha, arm === 'ICL-D (LM)' ? d.beta : 0), objective: 'ict', cache, lm: arm === 'ICL-D (LM)' ? lm : undefined });

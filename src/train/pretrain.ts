@@ -84,27 +84,48 @@ export function pretrain(o: PretrainOptions): PretrainResult {
     gradClip: t.grad_clip ?? 1, gradAccum: t.grad_accum ?? 1, evalEvery: t.eval_every ?? 200,
     saveEvery: t.save_every ?? 500, saveTotalLimit: t.save_total_limit ?? 2, logEvery: t.log_every ?? 10, seed,
   };
+  const state = trainLM({ model, tokenizer: tok, loader, valLoader, batchSize: B, evalBatches, train: cfg, out: o.out, resume: resumeDir ?? undefined, log });
+  file.close();
+  const fin = state.eval_history.length ? state.eval_history[state.eval_history.length - 1] : null;
+  return { out: o.out, state, params: model.numParameters(), tokens: { train: file.length - nVal, val: nVal }, final_eval: fin };
+}
+
+export interface TrainLMOptions {
+  model: GPT2;
+  tokenizer: { save(dir: string): unknown };
+  loader: WindowLoader;
+  valLoader?: WindowLoader;
+  batchSize: number;
+  evalBatches?: number;
+  train: TrainConfig;
+  out: string;
+  resume?: string;
+  log?: (s: string) => void;
+}
+
+/** Causal-LM training on token windows with the shared Trainer (used by pretrain and studies). */
+export function trainLM(o: TrainLMOptions): TrainerState {
+  const B = o.batchSize, T = o.loader.T, model = o.model, loader = o.loader;
   const ids = O.zeros([B, T], 'int32').keep(), tg = O.zeros([B, T], 'int32').keep();
-  const trainer = new Trainer(model, cfg, {
-    tokensPerStep: B * T * cfg.gradAccum,
+  const trainer = new Trainer(model, o.train, {
+    tokensPerStep: B * T * o.train.gradAccum,
     microStep: () => {
       loader.next(B, ids.i32, tg.i32);
       return O.crossEntropy(model.forward(ids), tg);
     },
-    evaluate: () => evalLoss(model, valLoader, B, evalBatches),
-    saveModel: (dir) => { model.savePretrained(dir); tok.save(dir); },
+    evaluate: o.valLoader ? () => evalLoss(model, o.valLoader!, B, o.evalBatches ?? 8) : undefined,
+    saveModel: (dir) => { model.savePretrained(dir); o.tokenizer.save(dir); },
     getState: () => ({ loader: { ...loader.state }, dropout_rng: model.rng.getState() }),
     setState: (s) => {
       const st = s as { loader: { epoch: number; index: number }; dropout_rng: number[] };
       loader.state = { ...st.loader };
       model.rng.setState(st.dropout_rng);
     },
-  }, o.out, log);
-  if (resumeDir) trainer.resume(resumeDir);
+  }, o.out, o.log);
+  if (o.resume) trainer.resume(o.resume);
   const state = trainer.run();
-  ids.dispose(); tg.dispose(); file.close();
-  const fin = state.eval_history.length ? state.eval_history[state.eval_history.length - 1] : null;
-  return { out: o.out, state, params: model.numParameters(), tokens: { train: file.length - nVal, val: nVal }, final_eval: fin };
+  ids.dispose(); tg.dispose();
+  return state;
 }
 
 /** Mean token loss over the first n batches of a loader's fixed epoch-0 order. */
