@@ -25,10 +25,15 @@ export interface SyntheticOptions {
   /** Size of the shared key-word vocabulary. Small enough that every word appears in many tasks
    * with different labels, so no word→label association can be memorised across tasks. */
   vocabulary: number;
+  /** Key words are single capital letters (one byte-level token each; vocabulary ≤ 26) instead of nonce words. */
+  symbols: boolean;
+  /** Outputs and options start with a space (" red"): with the template ioSep "" a demonstration is
+   * "Q red", so answering is the classic two-token induction pattern [Q, ␣red] … [Q] → ␣red. */
+  outputSpace: boolean;
 }
 
 export const defaultSyntheticOptions: SyntheticOptions = {
-  trainTasks: 256, testTasks: 8, wordsPerTask: 4, labelsPerTask: 2, testSize: 64, seeds: [100, 13, 21, 42, 87], seed: 1, context: 0, vocabulary: 40,
+  trainTasks: 256, testTasks: 8, wordsPerTask: 4, labelsPerTask: 2, testSize: 64, seeds: [100, 13, 21, 42, 87], seed: 1, context: 0, vocabulary: 40, symbols: false, outputSpace: false,
 };
 
 const ONSETS = ['b', 'd', 'f', 'g', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'z'];
@@ -65,7 +70,8 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
     return JSON.parse(readFileSync(splitPath, 'utf8')) as { train: string[]; test: string[] };
   }
   const rng = new Rng(o.seed);
-  const vocab = nonceWords(rng, o.vocabulary + 100);
+  if (o.symbols && o.vocabulary > 26) throw new Error(`synthetic suite: symbols allow a vocabulary of at most 26, got ${o.vocabulary}`);
+  const vocab = o.symbols ? Array.from({ length: o.vocabulary }, (_, i) => String.fromCharCode(65 + i)).concat(nonceWords(rng, 100)) : nonceWords(rng, o.vocabulary + 100);
   const fillers = vocab.slice(o.vocabulary);
   const split = { train: [] as string[], test: [] as string[] };
   const total = o.trainTasks + o.testTasks;
@@ -73,7 +79,7 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
     const name = `synth-${t < o.trainTasks ? 'train' : 'test'}-${String(t).padStart(3, '0')}`;
     (t < o.trainTasks ? split.train : split.test).push(name);
     const words = rng.shuffle(vocab.slice(0, o.vocabulary)).slice(0, o.wordsPerTask);
-    const labels = rng.shuffle(LABELS.slice()).slice(0, o.labelsPerTask);
+    const labels = rng.shuffle(LABELS.slice()).slice(0, o.labelsPerTask).map((l) => (o.outputSpace ? ` ${l}` : l));
     // Every label used at least once when possible, the rest at random.
     const mapping = new Map<string, string>();
     words.forEach((w, i) => mapping.set(w, i < labels.length ? labels[i] : labels[rng.int(labels.length)]));
@@ -94,11 +100,11 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
 }
 
 /** Plain text in the suite's style (demonstration blocks), for training a tokenizer or LM pretraining. */
-export function syntheticCorpus(dir: string, tasks: string[], seed: number): string {
+export function syntheticCorpus(dir: string, tasks: string[], seed: number, ioSep = '\n'): string {
   const parts: string[] = [];
   for (const t of tasks) {
     const lines = readFileSync(join(dir, t, `${t}_16_${seed}_train.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Example);
-    parts.push(lines.map((e) => `${e.input}\n${e.output}`).join('\n\n'));
+    parts.push(lines.map((e) => `${e.input}${ioSep}${e.output}`).join('\n\n'));
   }
   return parts.join('\n\n');
 }

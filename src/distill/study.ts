@@ -35,7 +35,8 @@ export interface StudyConfig {
   arms?: Arm[];
   /** Overrides applied unless --full (a quick version of the study). */
   quick?: Partial<StudyConfig>;
-  /** Expected run time note (documentation). */
+  notes?: string;
+  /** Expected run time in minutes (documentation). */
   expected_minutes?: number;
 }
 

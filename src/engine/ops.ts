@@ -723,6 +723,18 @@ export interface AttentionOptions {
   scale?: number;
 }
 
+/** Shared option handling: validated key mask, scale, dropout probability and its seed. */
+function attentionSetup(op: string, opts: AttentionOptions, B: number, Tk: number, D: number, causalDefault: boolean):
+  { mask: F32 | null; causal: boolean; sc: number; p: number; seed: number } {
+  let mask: F32 | null = null;
+  if (opts.keyMask) {
+    if (opts.keyMask.shape.join(',') !== [B, Tk].join(',')) throw new Error(`${op}: keyMask ${fmtShape(opts.keyMask.shape)} must be [B, Tk] = ${fmtShape([B, Tk])}`);
+    mask = Float32Array.from(opts.keyMask.toArray());
+  }
+  const p = opts.training === false ? 0 : (opts.dropout ?? 0);
+  return { mask, causal: opts.causal ?? causalDefault, sc: opts.scale ?? 1 / Math.sqrt(D), p, seed: p > 0 ? (opts.rng ?? globalRng).nextU32() : 0 };
+}
+
 function headStrides(t: Tensor): [Tensor, number[]] {
   const v = t.strides[3] === 1 || t.shape[3] === 1 ? t : raw(t);
   return [v, [v.strides[0], v.strides[1], v.strides[2]]];
@@ -747,14 +759,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   if (k.shape.join(',') !== [B, H, Tk, D].join(',') || v.shape.join(',') !== k.shape.join(',')) {
     throw new Error(`attention: shapes q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)} do not agree`);
   }
-  let mask: F32 | null = null;
-  if (opts.keyMask) {
-    if (opts.keyMask.shape.join(',') !== [B, Tk].join(',')) throw new Error(`attention: keyMask ${fmtShape(opts.keyMask.shape)} must be [B, Tk] = ${fmtShape([B, Tk])}`);
-    mask = Float32Array.from(opts.keyMask.toArray());
-  }
-  const causal = opts.causal ?? false, sc = opts.scale ?? 1 / Math.sqrt(D);
-  const p = opts.training === false ? 0 : (opts.dropout ?? 0);
-  const seed = p > 0 ? (opts.rng ?? globalRng).nextU32() : 0;
+  const { mask, causal, sc, p, seed } = attentionSetup('attention', opts, B, Tk, D, false);
   const [qv, qs] = headStrides(q), [kv, ks] = headStrides(k), [vv, vs] = headStrides(v);
   const out = emptyBTHD(B, H, Tq, D);
   const os = out.strides.slice(0, 3);
@@ -780,14 +785,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
 export function attentionPacked(qkv: Tensor, nHead: number, opts: AttentionOptions = {}): Tensor {
   if (qkv.ndim !== 3 || qkv.shape[2] % (3 * nHead) !== 0) throw new Error(`attentionPacked: qkv must be [B, T, 3C] with C divisible by ${nHead} heads, got ${fmtShape(qkv.shape)}`);
   const [B, T, C3] = qkv.shape, C = C3 / 3, H = nHead, D = C / H;
-  let mask: F32 | null = null;
-  if (opts.keyMask) {
-    if (opts.keyMask.shape.join(',') !== [B, T].join(',')) throw new Error(`attentionPacked: keyMask ${fmtShape(opts.keyMask.shape)} must be [B, T] = ${fmtShape([B, T])}`);
-    mask = Float32Array.from(opts.keyMask.toArray());
-  }
-  const causal = opts.causal ?? true, sc = opts.scale ?? 1 / Math.sqrt(D);
-  const p = opts.training === false ? 0 : (opts.dropout ?? 0);
-  const seed = p > 0 ? (opts.rng ?? globalRng).nextU32() : 0;
+  const { mask, causal, sc, p, seed } = attentionSetup('attentionPacked', opts, B, T, D, true);
   const x = raw(qkv);
   const is = [T * C3, D, C3], os = [T * C, D, C];
   const out = empty([B, T, C], 'float32', false), lse = empty([B * H * T], 'float32', false);

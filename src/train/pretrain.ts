@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
-import { tidy, noGrad, Tensor } from '../engine/index.js';
+import { tidy, noGrad } from '../engine/index.js';
 import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
@@ -144,4 +144,3 @@ function evalLoss(model: GPT2, loader: WindowLoader, B: number, n: number): Reco
   return { loss, ppl: Math.exp(loss) };
 }
 
-export type { Tensor };

@@ -51,3 +51,17 @@ test('study: every arm × seed, results.json shape, report, resume', async () =>
   assert.equal(statSync(kept).mtimeMs, mtime, 'a finished cell was recomputed');
   assert.ok(existsSync(removed), 'the missing cell was not recomputed');
 });
+
+test('the shipped study configs parse (quick and full)', async () => {
+  const { readStudyConfig } = await import('../../src/distill/study.js');
+  const here = (p: string): string => new URL(`../../../${p}`, import.meta.url).pathname;
+  for (const f of ['studies/synthetic.json', 'studies/crossfit-hr_to_lr.json']) {
+    const quick = readStudyConfig(here(f), false), full = readStudyConfig(here(f), true);
+    assert.ok(full.seeds.length >= quick.seeds.length, f);
+    assert.equal(full.k >= 1, true);
+  }
+  const full = readStudyConfig(here('studies/crossfit-hr_to_lr.json'), true);
+  assert.deepEqual(full.seeds, [100, 13, 21, 42, 87]);
+  assert.equal(full.k, 16);
+  assert.ok(full.tasks.dir!.endsWith('data/tasks/crossfit'));
+});

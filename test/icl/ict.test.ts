@@ -43,9 +43,9 @@ test('Meta-ICT on the synthetic family: unseen-task accuracy rises well above ch
   const before = acc();
   const t0 = performance.now();
   trainIct({ model, tokenizer: tok, pools: episodePools(dir, split.train, 'meta', 16, [100], false), setting: 'meta', k: 16, demos: true, method: 'direct',
-    batchSize: 16, train: { steps: 4000, lr: 3e-3, warmupSteps: 50, logEvery: 100, seed: 1, evalEvery: 0 }, out: join(dir, 'run'), log: () => {} });
+    batchSize: 16, train: { steps: 4000, lr: 3e-3, warmupSteps: 20, logEvery: 100, seed: 1, evalEvery: 0 }, out: join(dir, 'run'), log: () => {} });
   const after = acc();
   console.log(`Meta-ICT synthetic: accuracy on 8 unseen tasks × 2 seeds × 32 examples: before ${(100 * before).toFixed(1)}%, after ${(100 * after).toFixed(1)}% (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
   assert.ok(before < 0.6, `untrained accuracy ${before} should be near chance`);
-  assert.ok(after >= 0.62, `accuracy after in-context tuning ${after} should be well above chance`);
+  assert.ok(after >= 0.65, `accuracy after in-context tuning ${after} should be well above chance`);
 });
