@@ -5,6 +5,7 @@
 #include <node_api.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include "kernels.h"
 
@@ -504,10 +505,12 @@ static napi_value init(napi_env env, napi_value exports) {
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &f);
     napi_set_named_property(env, exports, fns[i].name, f);
   }
-  /* Default 1 thread: a second thread only pays when nothing else runs on the machine (see
-   * bench/native-gemm.ts); ICLD_THREADS overrides the default at load time. */
+  /* Default: one thread per online core. Measured on the 2-vCPU target with the machine idle,
+   * 2 threads make the GPT-2 training step 1.3-1.5x faster than 1 (bench/RESULTS.md); on a busy
+   * machine fewer may be better, so ICLD_THREADS overrides the default at load time. */
   const char *tenv = getenv("ICLD_THREADS");
-  int nt = tenv ? atoi(tenv) : 1;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int nt = tenv ? atoi(tenv) : (int)(ncpu < 1 ? 1 : ncpu > 16 ? 16 : ncpu);
   icld_set_threads(nt >= 1 && nt <= 256 ? nt : 1);
   return exports;
 }

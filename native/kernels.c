@@ -14,7 +14,7 @@
 #endif
 
 /* ------------------------------------------------------------------ threads / info */
-static int g_threads = 1; /* 1 by default: the 2 vCPUs share one core's FP units (measured) */
+static int g_threads = 1; /* set at load time by binding.c (default: one per core) */
 
 void icld_set_threads(int n) {
   if (n < 1) n = 1;

@@ -1,6 +1,6 @@
 // `icld icl eval` and `icld ict train`: thin wrappers over src/icl.
 
-import { existsSync, mkdirSync, writeFileSync, appendFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync, appendFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadLM } from './load.js';
@@ -61,7 +61,6 @@ export function parseSeeds(v: string[] | undefined): number[] {
   return s;
 }
 
-export { existsSync };
 
 export interface IctTrainArgs {
   model: string; setting: string; split?: string; trainTasks?: string[]; taskDir?: string; k: number; seeds: number[];
