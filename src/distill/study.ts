@@ -15,6 +15,7 @@ import { trainDistill, type DistillConfig } from './distill.js';
 import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
 import type { Method } from '../data/prompts.js';
+import { backend } from '../engine/backend/index.js';
 
 export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
 export type Arm = (typeof ARMS)[number];
@@ -36,6 +37,8 @@ export interface StudyConfig {
   /** Overrides applied unless --full (a quick version of the study). */
   quick?: Partial<StudyConfig>;
   notes?: string;
+  /** Kernel threads for this study (tiny models run faster, and reproducibly, on 1). */
+  threads?: number;
   /** Expected run time in minutes (documentation). */
   expected_minutes?: number;
 }
@@ -72,6 +75,12 @@ export interface CellResult { arm: string; seed: number; tasks: Record<string, M
 const slug = (s: string): string => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/-+$/, '').toLowerCase();
 
 export async function runStudy(c: StudyConfig, out: string, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
+  const be = backend(), threadsBefore = be.threads();
+  if (c.threads) be.setThreads(c.threads);
+  try { return await runStudyInner(c, out, log); } finally { be.setThreads(threadsBefore); }
+}
+
+async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => void): Promise<object> {
   const t0 = performance.now();
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'study_config.json'), JSON.stringify(c, null, 2));

@@ -13,6 +13,7 @@ import { GPT2, gpt2Config } from '../../src/models/gpt2.js';
 import { episodePools, IctSampler, makeBatch, trainIct } from '../../src/icl/ict.js';
 import { evaluateIcl } from '../../src/icl/evaluate.js';
 import { loadTask } from '../../src/data/tasks.js';
+import { backend } from '../../src/engine/backend/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'icld-ict-'));
 const split = writeSyntheticSuite(dir, { testTasks: 8, testSize: 32 });
@@ -38,6 +39,13 @@ test('instances: k demonstrations + a query of the same task, loss only on the a
 });
 
 test('Meta-ICT on the synthetic family: unseen-task accuracy rises well above chance (50%)', () => {
+  // One thread: faster for a model this small, and the documented number (README) is reproducible.
+  const prev = backend().threads();
+  backend().setThreads(1);
+  try { metaIct(); } finally { backend().setThreads(prev); }
+});
+
+function metaIct(): void {
   const model = new GPT2(gpt2Config({ vocab_size: tok.vocabSize, n_positions: 128, n_embd: 64, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }), 3);
   const acc = (): number => evaluateIcl({ model, tokenizer: tok, taskDir: dir, tasks: split.test, k: 16, seeds: [100, 13] }).average.accuracy;
   const before = acc();
@@ -48,4 +56,4 @@ test('Meta-ICT on the synthetic family: unseen-task accuracy rises well above ch
   console.log(`Meta-ICT synthetic: accuracy on 8 unseen tasks × 2 seeds × 32 examples: before ${(100 * before).toFixed(1)}%, after ${(100 * after).toFixed(1)}% (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
   assert.ok(before < 0.6, `untrained accuracy ${before} should be near chance`);
   assert.ok(after >= 0.65, `accuracy after in-context tuning ${after} should be well above chance`);
-});
+}
