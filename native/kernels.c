@@ -606,6 +606,11 @@ void icld_cross_entropy_backward(const float *logits, const float *lse, const in
 /* ------------------------------------------------------------------ layer norm */
 void icld_layer_norm(const float *x, int64_t rows, int64_t C, const float *gamma, const float *beta,
                      double eps, float *y, float *mean, float *rstd) {
+  /* Rows are independent and the kernel is memory-bound: split rows across threads when big. */
+#ifdef _OPENMP
+  int nt = rows * C >= (1 << 16) && rows > 1 ? g_threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * C;
     float *yr = y + r * C;
@@ -635,39 +640,59 @@ void icld_layer_norm(const float *x, int64_t rows, int64_t C, const float *gamma
 void icld_layer_norm_backward(const float *x, const float *dy, const float *gamma, const float *mean,
                               const float *rstd, int64_t rows, int64_t C, float *dx, float *dgamma,
                               float *dbeta) {
-  /* dgamma/dbeta sums over rows are kept in double and added once at the end */
-  double *dg = (double *)calloc((size_t)(2 * C), sizeof(double));
-  if (!dg) return;
-  double *db = dg + C;
-  float *xh = (float *)malloc(sizeof(float) * (size_t)C);
-  if (!xh) { free(dg); return; }
-  for (int64_t r = 0; r < rows; r++) {
-    const float *xr = x + r * C, *gr = dy + r * C;
-    float *o = dx + r * C;
-    float mu = mean[r], rs = rstd[r];
-    double s1 = 0, s2 = 0;
-    for (int64_t c = 0; c < C; c++) {
-      float h = (xr[c] - mu) * rs, g = gr[c];
-      xh[c] = h;
-      dg[c] += (double)g * h; db[c] += g;
-    }
-    int64_t c = 0;
-#ifdef ICLD_AVX2
-    __m256d a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd();
-    for (; c + 8 <= C; c += 8) {
-      __m256 gg = _mm256_mul_ps(_mm256_loadu_ps(gr + c), _mm256_loadu_ps(gamma + c));
-      a1 = acc8_d(a1, gg);
-      a2 = acc8_d(a2, _mm256_mul_ps(gg, _mm256_loadu_ps(xh + c)));
-    }
-    s1 = hsum_d(a1); s2 = hsum_d(a2);
+  /* dgamma/dbeta sums over rows are kept in double per thread and added in thread order at the
+   * end (deterministic for a given thread count). */
+  int nt = rows * C >= (1 << 16) && rows > 1 ? g_threads : 1;
+  if (nt < 1) nt = 1;
+  double *acc = (double *)calloc((size_t)(2 * C * nt), sizeof(double));
+  float *xhAll = (float *)malloc(sizeof(float) * (size_t)(C * nt));
+  if (!acc || !xhAll) { free(acc); free(xhAll); return; }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
-    for (; c < C; c++) { double gg = (double)gr[c] * gamma[c]; s1 += gg; s2 += gg * xh[c]; }
-    float m1 = (float)(s1 / (double)C), m2 = (float)(s2 / (double)C);
-    for (c = 0; c < C; c++) o[c] = rs * (gr[c] * gamma[c] - m1 - xh[c] * m2);
+  {
+#ifdef _OPENMP
+    int tid = omp_get_thread_num();
+#else
+    int tid = 0;
+#endif
+    double *dg = acc + (int64_t)tid * 2 * C, *db = dg + C;
+    float *xh = xhAll + (int64_t)tid * C;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+      const float *xr = x + r * C, *gr = dy + r * C;
+      float *o = dx + r * C;
+      float mu = mean[r], rs = rstd[r];
+      double s1 = 0, s2 = 0;
+      for (int64_t c = 0; c < C; c++) {
+        float h = (xr[c] - mu) * rs, g = gr[c];
+        xh[c] = h;
+        dg[c] += (double)g * h; db[c] += g;
+      }
+      int64_t c = 0;
+#ifdef ICLD_AVX2
+      __m256d a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd();
+      for (; c + 8 <= C; c += 8) {
+        __m256 gg = _mm256_mul_ps(_mm256_loadu_ps(gr + c), _mm256_loadu_ps(gamma + c));
+        a1 = acc8_d(a1, gg);
+        a2 = acc8_d(a2, _mm256_mul_ps(gg, _mm256_loadu_ps(xh + c)));
+      }
+      s1 = hsum_d(a1); s2 = hsum_d(a2);
+#endif
+      for (; c < C; c++) { double gg = (double)gr[c] * gamma[c]; s1 += gg; s2 += gg * xh[c]; }
+      float m1 = (float)(s1 / (double)C), m2 = (float)(s2 / (double)C);
+      for (c = 0; c < C; c++) o[c] = rs * (gr[c] * gamma[c] - m1 - xh[c] * m2);
+    }
   }
-  for (int64_t c = 0; c < C; c++) { dgamma[c] = (float)(dgamma[c] + dg[c]); dbeta[c] = (float)(dbeta[c] + db[c]); }
-  free(xh);
-  free(dg);
+  for (int64_t c = 0; c < C; c++) {
+    double g = 0, b = 0;
+    for (int t = 0; t < nt; t++) { g += acc[(int64_t)t * 2 * C + c]; b += acc[(int64_t)t * 2 * C + C + c]; }
+    dgamma[c] = (float)(dgamma[c] + g); dbeta[c] = (float)(dbeta[c] + b);
+  }
+  free(acc);
+  free(xhAll);
 }
 
 /* ------------------------------------------------------------------ embedding */
