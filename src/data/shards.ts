@@ -95,37 +95,52 @@ export class TokenFile {
 export interface LoaderState { epoch: number; index: number; }
 
 /**
- * Batches of windows of T+1 tokens over a token range, visiting non-overlapping windows in a
- * seeded random order per epoch. Its whole position is {epoch, index}, so resume is exact.
+ * A seeded random permutation of n items per epoch, walked in order. Its whole position is
+ * {epoch, index}, so saving and restoring `state` resumes exactly.
  */
-export class WindowLoader {
+export class EpochOrder {
   private order: Int32Array = new Int32Array(0);
   private orderEpoch = -1;
   state: LoaderState = { epoch: 0, index: 0 };
+  constructor(readonly n: number, private readonly seed: number) {}
+  /** The next item; `wrapped` is true when it was the last of its epoch. */
+  next(): { item: number; wrapped: boolean } {
+    if (this.orderEpoch !== this.state.epoch) {
+      const o = Array.from({ length: this.n }, (_, i) => i);
+      new Rng((this.seed * 1000003 + this.state.epoch) >>> 0).shuffle(o);
+      this.order = Int32Array.from(o);
+      this.orderEpoch = this.state.epoch;
+    }
+    const item = this.order[this.state.index];
+    const wrapped = ++this.state.index >= this.n;
+    if (wrapped) { this.state.epoch++; this.state.index = 0; }
+    return { item, wrapped };
+  }
+}
+
+/**
+ * Batches of windows of T+1 tokens over a token range, visiting non-overlapping windows in a
+ * seeded random order per epoch (EpochOrder), so resume is exact.
+ */
+export class WindowLoader {
+  private readonly order: EpochOrder;
   readonly windows: number;
   constructor(private readonly file: TokenFile, private readonly start: number, private readonly end: number,
-    readonly T: number, private readonly seed: number) {
+    readonly T: number, seed: number) {
     this.windows = Math.floor((end - start - 1) / T);
     if (this.windows < 1) throw new Error(`not enough tokens (${end - start}) for one window of ${T + 1}`);
+    this.order = new EpochOrder(this.windows, seed);
   }
-  private ensureOrder(): void {
-    if (this.orderEpoch === this.state.epoch) return;
-    const rng = new Rng((this.seed * 1000003 + this.state.epoch) >>> 0);
-    const o = Array.from({ length: this.windows }, (_, i) => i);
-    rng.shuffle(o);
-    this.order = Int32Array.from(o);
-    this.orderEpoch = this.state.epoch;
-  }
-  /** Fill ids [B, T] and targets [B, T] (next tokens). */
+  get state(): LoaderState { return this.order.state; }
+  set state(s: LoaderState) { this.order.state = s; }
+/** Fill ids [B, T] and targets [B, T] (next tokens). */
   next(B: number, ids: Int32Array, targets: Int32Array): void {
     const T = this.T, row = new Int32Array(T + 1);
     for (let b = 0; b < B; b++) {
-      this.ensureOrder();
-      const w = this.order[this.state.index];
+      const w = this.order.next().item;
       this.file.read(this.start + w * T, T + 1, row);
       ids.set(row.subarray(0, T), b * T);
       targets.set(row.subarray(1), b * T);
-      if (++this.state.index >= this.windows) { this.state.epoch++; this.state.index = 0; }
     }
   }
 }

@@ -8,10 +8,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
-import { Rng, type Tensor } from '../engine/index.js';
+import type { Tensor } from '../engine/index.js';
 import type { GPT2 } from '../models/gpt2.js';
 import { makeBatch, type Instance } from '../icl/ict.js';
-import type { WindowLoader } from '../data/shards.js';
+import { EpochOrder, type WindowLoader } from '../data/shards.js';
 import { Trainer, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 import { alphaAt, combineLoss, distillKL, teacherTarget, type KLMode, type TeacherTarget } from './loss.js';
 import { TeacherCache, answerRows, liveTargets } from './cache.js';
@@ -66,16 +66,14 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
   const steps = o.objective === 'lm-kd' ? (o.lmSteps ?? 100) : stepsPerEpoch * o.epochs;
   const cfg: TrainConfig = { ...defaultTrainConfig, warmupSteps: 0, schedule: 'linear', minLrRatio: 0, lr: 1e-4, weightDecay: 0, evalEvery: 0, saveEvery: 0, ...o.train, steps };
   const pad = o.tokenizer.eosTokenId ?? 0;
-  // Epoch order: a seeded permutation per epoch; the position is (epoch, index).
-  const pos = { epoch: 0, index: 0 };
-  let order: number[] = [];
-  let orderEpoch = -1;
+  // Epoch order: a seeded permutation per epoch; the last batch of an epoch may be short.
+  const order = new EpochOrder(insts.length, cfg.seed);
   const nextBatch = (): { batch: Instance[]; idx: number[] } => {
     const idx: number[] = [];
     while (idx.length < o.batchSize) {
-      if (orderEpoch !== pos.epoch) { order = new Rng((cfg.seed * 1000003 + pos.epoch) >>> 0).shuffle(insts.map((_, i) => i)); orderEpoch = pos.epoch; }
-      idx.push(order[pos.index]);
-      if (++pos.index >= insts.length) { pos.epoch++; pos.index = 0; if (idx.length > 0) break; }
+      const { item, wrapped } = order.next();
+      idx.push(item);
+      if (wrapped) break;
     }
     return { batch: idx.map((i) => insts[i]), idx };
   };
@@ -128,10 +126,10 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
       return combineLoss({ ce, kl, lm }, kl ? alpha : 1, d.temperature, d.beta);
     },
     saveModel: (dir) => { o.student.savePretrained(dir); o.tokenizer.save(dir); },
-    getState: () => ({ pos: { ...pos }, lm: o.lm ? { ...o.lm.loader.state } : null, dropout_rng: o.student.rng.getState() }),
+    getState: () => ({ pos: { ...order.state }, lm: o.lm ? { ...o.lm.loader.state } : null, dropout_rng: o.student.rng.getState() }),
     setState: (s) => {
       const st = s as { pos: { epoch: number; index: number }; lm: { epoch: number; index: number } | null; dropout_rng: number[] };
-      pos.epoch = st.pos.epoch; pos.index = st.pos.index;
+      order.state = { ...st.pos };
       if (o.lm && st.lm) o.lm.loader.state = { ...st.lm };
       o.student.rng.setState(st.dropout_rng);
     },

@@ -194,15 +194,7 @@ export class GPT2 extends Module {
     const cfg = gpt2Config({ ...raw, vocab_size: raw.vocab_size, model_type: 'gpt2' });
     const sd = normalizeGpt2StateDict(loadStateDict(dir));
     const model = new GPT2(cfg);
-    const expected = new Set(model.namedParameters().map(([n]) => n));
-    for (const [name, p] of model.namedParameters()) {
-      const t = sd.get(name);
-      if (!t) throw new Error(`${dir}: weight '${name}' is missing from the checkpoint`);
-      if (t.shape.join(',') !== p.shape.join(',')) throw new Error(`${dir}: weight '${name}' has shape [${t.shape.join(', ')}], config implies [${p.shape.join(', ')}]`);
-      p.f32.set(t.data);
-    }
-    const extra = [...sd.keys()].filter((k) => !expected.has(k));
-    if (extra.length) throw new Error(`${dir}: unexpected weights not used by GPT-2: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ' …' : ''}`);
+    model.loadStateDict(sd, dir);
     return model;
   }
 

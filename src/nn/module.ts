@@ -30,12 +30,22 @@ export class Module {
   train(on = true): this { this.training = on; for (const c of this.children.values()) c.train(on); return this; }
   eval(): this { return this.train(false); }
 
-  /** Replace a parameter's values in place (shape-checked). */
-  loadParam(name: string, values: Float32Array): void {
-    const p = this.namedParameters().find(([n]) => n === name)?.[1];
-    if (!p) throw new Error(`no parameter named ${name}`);
-    if (values.length !== p.size) throw new Error(`parameter ${name}: expected ${p.size} values [${p.shape.join(', ')}], got ${values.length}`);
-    p.f32.set(values);
+  /**
+   * Copy every parameter's values from a state dict (names as namedParameters), shape-checked.
+   * strict: names the model does not use are an error too. `where` prefixes the messages.
+   */
+  loadStateDict(sd: Map<string, { shape: number[]; data: Float32Array }>, where: string, strict = true): void {
+    const params = this.namedParameters();
+    for (const [name, p] of params) {
+      const t = sd.get(name);
+      if (!t) throw new Error(`${where}: weight '${name}' is missing from the checkpoint`);
+      if (t.shape.join(',') !== p.shape.join(',')) throw new Error(`${where}: weight '${name}' has shape [${t.shape.join(', ')}], the model expects [${p.shape.join(', ')}]`);
+      p.f32.set(t.data);
+    }
+    if (!strict) return;
+    const expected = new Set(params.map(([n]) => n));
+    const extra = [...sd.keys()].filter((k) => !expected.has(k));
+    if (extra.length) throw new Error(`${where}: unexpected weights not used by the model: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ' …' : ''}`);
   }
 
   dispose(): void { for (const p of this.parameters()) p.dispose(); }

@@ -95,13 +95,7 @@ export class Trainer {
   /** Load a checkpoint directory (or the newest checkpoint-* inside a run directory). */
   resume(dir: string): void {
     const ck = resolveCheckpoint(dir);
-    const sd = loadStateDict(ck);
-    for (const [name, p] of this.model.namedParameters()) {
-      const t = sd.get(name);
-      if (!t) throw new Error(`resume: ${ck} has no weight '${name}'`);
-      if (t.data.length !== p.size) throw new Error(`resume: weight '${name}' in ${ck} has ${t.data.length} values, the model expects ${p.size}`);
-      p.f32.set(t.data as Float32Array);
-    }
+    this.model.loadStateDict(loadStateDict(ck), `resume: ${ck}`, false);
     const opt = readSafetensors(join(ck, 'optimizer.safetensors'));
     this.names.forEach((n, i) => {
       const m = opt.tensors.get(`exp_avg.${n}`), v = opt.tensors.get(`exp_avg_sq.${n}`);
