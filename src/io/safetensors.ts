@@ -10,17 +10,15 @@
 // Float tensors (F64/F32/F16/BF16) decode to Float32Array (F16/BF16 bit-exactly as PyTorch widens
 // them, NaN payloads included); integer/bool tensors decode to Int32Array (I64/U32/U64 range-checked).
 // `openSafetensors` reads only the header and then one tensor at a time with positioned reads, so
-// big checkpoints never need to be in memory whole. Writing is atomic (temp file in the same dir,
-// fsync, rename) and follows the reference writer's layout: `__metadata__` first, tensors ordered by
+// big checkpoints never need to be in memory whole. Writing is atomic (`io/atomic.ts`) and follows the reference writer's layout: `__metadata__` first, tensors ordered by
 // data offset, largest element size first, header padded with spaces so the data section (and so
 // every tensor) starts 8-byte aligned.
 
-import {
-  openSync, closeSync, readSync, writeSync, fsyncSync, renameSync, unlinkSync, fstatSync, existsSync,
-} from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { openSync, closeSync, readSync, fstatSync, existsSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { atomicWrite, writeAll } from './atomic.js';
+
+export { atomicWrite, writeAll };
 
 /** Every dtype the safetensors spec defines. */
 export type SafeDtype =
@@ -510,39 +508,6 @@ function entriesOf<T>(d: TensorDict<T>): [string, T][] {
   return d instanceof Map ? [...d.entries()] : Object.entries(d);
 }
 
-/**
- * Write `path` atomically: `writer` fills a temp file in the same directory, which is then
- * fsynced and renamed over `path`. If `writer` throws, the temp file is removed and any existing
- * file at `path` is untouched.
- */
-export function atomicWrite(path: string, writer: (fd: number) => void): void {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const fd = openSync(tmp, 'wx', 0o644);
-  let ok = false;
-  try {
-    writer(fd);
-    fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) { try { unlinkSync(tmp); } catch { /* already gone */ } }
-  }
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    try { unlinkSync(tmp); } catch { /* ignore */ }
-    throw e;
-  }
-  // Persist the rename itself (best effort: directories can't be opened on every platform).
-  try { const dfd = openSync(dir, 'r'); try { fsyncSync(dfd); } finally { closeSync(dfd); } } catch { /* ignore */ }
-}
-
-/** Write a whole buffer/string to a fd. */
-export function writeAll(fd: number, data: Uint8Array): void {
-  let done = 0;
-  while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done);
-}
 
 const WRITE_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16', 'I32', 'I64']);
 const CHUNK = 1 << 18; // elements per encode chunk
