@@ -1,5 +1,5 @@
 // `icld bench train` / `icld bench generate`: GPT-2 speed and memory on this machine, at the
-// reference shapes of DESIGN.md §5. The PyTorch twin is bench/torch_lm.py; bench/lm.mjs runs
+// reference shapes below (TRAIN_CONFIGS, GENERATE_CONFIGS). The PyTorch twin is bench/torch_lm.py; bench/lm.mjs runs
 // both and writes the "lm" section of bench/RESULTS.md.
 //
 // train: the full optimizer step on random tokens — forward, causal-LM cross-entropy, backward,

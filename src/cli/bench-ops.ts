@@ -40,6 +40,13 @@ export interface BenchOpsOptions {
   threads?: number;
   /** One progress line per case on stderr unless false (stdout is left to the caller). */
   progress?: boolean;
+  /** Called with each finished case (the CLI prints its table this way, once). */
+  onCase?: (c: BenchOpsCase) => void;
+}
+
+/** One table row: name, median ms, GFLOP/s for GEMM cases. */
+export function formatOpsRow(c: BenchOpsCase): string {
+  return `${c.name.padEnd(40)} ${c.ms.toFixed(3).padStart(10)} ms${c.gflops ? `  ${c.gflops.toFixed(1)} GFLOP/s` : ''}`;
 }
 
 interface CaseDef {
@@ -205,7 +212,8 @@ export async function benchOps(opts: BenchOpsOptions): Promise<BenchOpsResult> {
     const row: BenchOpsCase = { name: c.name, shape: c.shape, ms: round(r.ms, 4), reps: r.reps };
     if (c.flops) row.gflops = round(c.flops / (r.ms * 1e6), 2);
     result.cases.push(row);
-    if (progress) process.stderr.write(`${c.name.padEnd(40)} ${r.ms.toFixed(3).padStart(10)} ms${row.gflops ? `  ${row.gflops.toFixed(1)} GFLOP/s` : ''}  (${r.reps} reps)\n`);
+    if (progress) process.stderr.write(`${formatOpsRow(row)}  (${r.reps} reps)\n`);
+    opts.onCase?.(row);
     // Let the event loop breathe between cases (stdout flushes, signals).
     await new Promise((res) => setImmediate(res));
   }

@@ -68,7 +68,15 @@ export interface IctTrainArgs {
   seed: number; evalEvery: number; saveEvery: number; resume?: string; dedupe: boolean; json: boolean;
 }
 
-export async function ictTrainCommand(a: IctTrainArgs): Promise<object> {
+export interface IctTrainSummary { out: string; steps: number; tasks: number; examples: number; final_eval_loss: number | null; elapsed_s: number; }
+
+/** The human-readable end of `icld ict train` (--json prints the object itself). */
+export function formatIctSummary(r: IctTrainSummary): string {
+  return `trained ${r.steps} steps in ${r.elapsed_s.toFixed(1)} s on ${r.tasks} task(s), ${r.examples} examples; `
+    + `final held-out loss ${r.final_eval_loss === null ? '– (no evaluation; see --eval-every)' : r.final_eval_loss.toFixed(4)}\nmodel: ${r.out}`;
+}
+
+export async function ictTrainCommand(a: IctTrainArgs): Promise<IctTrainSummary> {
   const { episodePools, trainIct } = await import('../icl/ict.js');
   const log = (s: string): void => { process.stderr.write(s + '\n'); };
   if (a.setting !== 'meta' && a.setting !== 'multitask') throw new Error(`--setting must be meta or multitask, got '${a.setting}'`);

@@ -1,19 +1,30 @@
 #!/usr/bin/env node
 // icld: thin command dispatcher. Each command parses its flags and calls into the library;
-// --json prints one JSON object on stdout, logs go to stderr, errors are one line + exit 1.
+// --json prints one JSON object on stdout, logs go to stderr, errors are one line on stderr:
+// exit 2 for usage errors (unknown command/flag, bad or missing flag value), 1 for runtime failures.
 
-import { parseArgs, helpText, UsageError, type FlagSpec } from './args.js';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, checkPaths, helpText, columns, UsageError, type FlagSpec } from './args.js';
 import { info, formatInfo } from './info.js';
+import { closestMatch } from '../io/json.js';
 
-interface Command {
+export interface Command {
   summary: string;
   flags: Record<string, FlagSpec>;
+  /** What the command takes besides flags (e.g. "FILE…"); without it stray arguments are usage errors. */
+  positionals?: string;
   run: (a: ReturnType<typeof parseArgs>) => Promise<void> | void;
 }
 
+// Shared numeric constraints (checked at parse time, see args.ts).
+const posInt = { integer: true, min: 1 } as const;
+const nonNegInt = { integer: true, min: 0 } as const;
+const seedRange = { integer: true, min: 0, max: 2 ** 32 - 1 } as const; // Rng takes a uint32 seed
+
 const json: FlagSpec = { type: 'boolean', help: 'print one JSON object on stdout' };
 
-const commands: Record<string, Command> = {
+export const commands: Record<string, Command> = {
   info: {
     summary: 'Version, compute backend (native/reference), GEMM provider and threads.',
     flags: { json },
@@ -31,20 +42,25 @@ const commands: Record<string, Command> = {
       filter: { type: 'string', help: 'only cases whose name contains this text' },
     },
     run: async (a) => {
-      const { benchOps } = await import('./bench-ops.js');
-      const r = await benchOps({ json: !!a.json, quick: !!a.quick, filter: a.filter as string | undefined });
-      if (a.json) { console.log(JSON.stringify(r)); return; }
-      console.log(`backend ${r.backend}, gemm ${r.gemm}, threads ${r.threads}`);
-      for (const c of r.cases) console.log(`${c.name.padEnd(40)} ${c.ms.toFixed(3).padStart(10)} ms${c.gflops ? `  ${c.gflops.toFixed(1)} GFLOP/s` : ''}`);
+      const { benchOps, formatOpsRow } = await import('./bench-ops.js');
+      // The table goes to stdout row by row as cases finish; with --json the rows are progress
+      // lines on stderr and stdout gets the one JSON object (never both: the table printed twice).
+      const { backend } = await import('../engine/index.js');
+      const be = backend();
+      if (!a.json) console.log(`backend ${be.name}, gemm ${be.gemmProvider}, threads ${be.threads()}`);
+      const r = await benchOps({ json: !!a.json, quick: !!a.quick, filter: a.filter as string | undefined, progress: !!a.json,
+        onCase: a.json ? undefined : (c) => console.log(formatOpsRow(c)) });
+      if (r.cases.length === 0) throw new UsageError(`icld bench ops: --filter '${String(a.filter)}' matches no case`);
+      if (a.json) console.log(JSON.stringify(r));
     },
   },
   'bench train': {
     summary: 'Time the full GPT-2 training step (fwd + CE + bwd + clip + AdamW) at a reference shape; peak RSS.',
     flags: {
       json,
-      config: { type: 'string', default: 'small', help: 'small | gpt2s (DESIGN.md §5)' },
-      steps: { type: 'number', help: 'timed steps (default 10 small, 4 gpt2s)' },
-      warmup: { type: 'number', help: 'untimed warm-up steps (default 2 small, 1 gpt2s)' },
+      config: { type: 'string', default: 'small', choices: ['small', 'gpt2s'], help: 'reference shape: small = d256 L4 H4, T128, batch 16, vocab 2048; gpt2s = d768 L12 H12, T256, batch 4, vocab 8192' },
+      steps: { type: 'number', ...posInt, help: 'timed steps (default 10 small, 4 gpt2s)' },
+      warmup: { type: 'number', ...nonNegInt, help: 'untimed warm-up steps (default 2 small, 1 gpt2s)' },
     },
     run: async (a) => {
       const { benchTrain } = await import('./bench-lm.js');
@@ -56,8 +72,8 @@ const commands: Record<string, Command> = {
     summary: 'Time greedy KV-cache decoding (batch 1, prompt 64, 128 new tokens) at a reference shape.',
     flags: {
       json,
-      config: { type: 'string', default: 'small', help: 'small | gpt2-124m' },
-      reps: { type: 'number', default: 3, help: 'timed repeats (median)' },
+      config: { type: 'string', default: 'small', choices: ['small', 'gpt2-124m'], help: 'reference shape: small = d256 L4 H4, vocab 2048; gpt2-124m = d768 L12 H12, vocab 50257' },
+      reps: { type: 'number', default: 3, ...posInt, help: 'timed repeats (median)' },
     },
     run: async (a) => {
       const { benchGenerate } = await import('./bench-lm.js');
@@ -67,16 +83,18 @@ const commands: Record<string, Command> = {
   },
   'tokenizer train': {
     summary: 'Train a tokenizer on text files and write OUT/tokenizer.json (HF tokenizers format).',
+    positionals: 'FILE…',
     flags: {
       json,
-      type: { type: 'string', default: 'bpe', help: 'bpe (wordpiece: later)' },
-      'vocab-size': { type: 'number', help: 'target vocabulary size (required)' },
+      type: { type: 'string', default: 'bpe', choices: ['bpe'], help: 'tokenizer model (byte-level BPE; wordpiece is not implemented yet)' },
+      'vocab-size': { type: 'number', ...posInt, help: 'target vocabulary size (required)' },
       out: { type: 'string', help: 'output directory (required)' },
-      'min-frequency': { type: 'number', default: 2, help: 'minimum pair count to merge' },
+      'min-frequency': { type: 'number', default: 2, ...nonNegInt, help: 'minimum pair count to merge' },
       'special-tokens': { type: 'list', default: ['<|endoftext|>'], help: 'special tokens (get the first ids)' },
     },
     run: async (a) => {
       const { tokenizerTrainCommand } = await import('./tokenizer.js');
+      if (a._.length === 0) throw new UsageError('icld tokenizer train: no input files (usage: icld tokenizer train --vocab-size N --out DIR FILE…)');
       const r = await tokenizerTrainCommand({ type: a.type as string, vocabSize: need(a, 'vocab-size') as number, out: need(a, 'out') as string,
         files: a._, minFrequency: a['min-frequency'] as number, specialTokens: a['special-tokens'] as string[], json: !!a.json });
       console.log(a.json ? JSON.stringify(r) : `wrote ${r.path}: ${r.vocab_size} tokens from ${r.files} file(s), ${r.bytes} bytes in ${r.seconds.toFixed(1)} s`);
@@ -86,12 +104,12 @@ const commands: Record<string, Command> = {
     summary: 'Pretrain a GPT-2 from text files (tokenizer, cached shards, AdamW, schedules, eval, atomic checkpoints, --resume).',
     flags: {
       json,
-      arch: { type: 'string', default: 'gpt2', help: 'model family (gpt2)' },
-      config: { type: 'string', help: 'JSON with "model", "tokenizer", "train" sections (required)' },
-      data: { type: 'list', help: 'training text files (required)' },
+      arch: { type: 'string', default: 'gpt2', choices: ['gpt2'], help: 'model family' },
+      config: { type: 'string', path: 'file', help: 'JSON with "model", "tokenizer", "train" sections (required)' },
+      data: { type: 'list', path: 'file', help: 'training text files (required)' },
       out: { type: 'string', help: 'run directory (required)' },
-      resume: { type: 'string', help: 'run or checkpoint directory to continue from' },
-      steps: { type: 'number', help: 'override train.steps' },
+      resume: { type: 'string', path: 'dir', help: 'run or checkpoint directory to continue from' },
+      steps: { type: 'number', ...posInt, help: 'override train.steps' },
     },
     run: async (a) => {
       if (a.arch !== 'gpt2') throw new UsageError(`icld pretrain: --arch ${String(a.arch)} is not supported yet (gpt2)`);
@@ -104,16 +122,24 @@ const commands: Record<string, Command> = {
     },
   },
   'eval-lm': {
-    summary: 'Perplexity of a model on a text file (DESIGN.md §4 windows): {"tokens","nll","ppl"}.',
-    flags: { json, model: { type: 'string', help: 'model directory (required)' }, 'text-file': { type: 'string', help: 'text file (required)' } },
+    summary: 'Perplexity of a model on a text file: {"tokens","nll","ppl"}. The whole text is tokenised without special tokens and cut into consecutive windows of n_positions tokens (the last may be shorter); every token of a window but the first is scored given its predecessors in that window.',
+    flags: { json, model: { type: 'string', path: 'dir', help: 'model directory (required)' }, 'text-file': { type: 'string', path: 'file', help: 'text file (required)' } },
     run: async (a) => {
       const { loadLM } = await import('./load.js');
-      const { perplexity } = await import('../eval/perplexity.js');
-      const { readFileSync, existsSync } = await import('node:fs');
-      const f = need(a, 'text-file') as string;
-      if (!existsSync(f)) throw new Error(`--text-file not found: ${f}`);
-      const { model, tokenizer } = loadLM(need(a, 'model') as string);
-      const r = perplexity(model, tokenizer.encode(readFileSync(f, 'utf8'), { addSpecialTokens: false }));
+      const { perplexity, NonFiniteLossError } = await import('../eval/perplexity.js');
+      const { WindowProgress } = await import('./progress.js');
+      const { readFileSync } = await import('node:fs');
+      const f = need(a, 'text-file') as string, dir = need(a, 'model') as string;
+      const { model, tokenizer } = loadLM(dir);
+      const p = new WindowProgress('eval-lm', (s) => process.stderr.write(s + '\n'));
+      let r;
+      try {
+        r = perplexity(model, tokenizer.encode(readFileSync(f, 'utf8'), { addSpecialTokens: false }), { onProgress: (d, t, tok) => p.update(d, t, tok) });
+      } catch (e) {
+        // A NaN/Inf loss means broken weights: name the model, never print {"nll": null} with exit 0.
+        if (e instanceof NonFiniteLossError) throw new Error(`icld eval-lm: --model ${dir}: ${e.message}`);
+        throw e;
+      } finally { p.finish(); }
       console.log(a.json ? JSON.stringify(r) : `tokens ${r.tokens}  nll ${r.nll.toFixed(4)}  ppl ${r.ppl.toFixed(3)}`);
     },
   },
@@ -121,23 +147,21 @@ const commands: Record<string, Command> = {
     summary: 'Generate text with a KV cache (greedy when --temperature 0).',
     flags: {
       json,
-      model: { type: 'string', help: 'model directory (required)' },
+      model: { type: 'string', path: 'dir', help: 'model directory (required)' },
       prompt: { type: 'string', help: 'prompt text (required)' },
-      'max-new-tokens': { type: 'number', default: 64, help: 'tokens to generate' },
-      temperature: { type: 'number', default: 1, help: '0 = greedy' },
-      'top-k': { type: 'number', default: 0, help: 'keep the k most likely tokens (0 = off)' },
-      'top-p': { type: 'number', default: 1, help: 'nucleus sampling mass' },
-      'repetition-penalty': { type: 'number', default: 1, help: 'HF-style penalty (>1 discourages repeats)' },
-      stop: { type: 'list', help: 'stop strings' },
-      seed: { type: 'number', default: 0, help: 'sampling seed' },
+      'max-new-tokens': { type: 'number', default: 64, ...posInt, help: 'tokens to generate' },
+      temperature: { type: 'number', default: 1, min: 0, help: '0 = greedy' },
+      'top-k': { type: 'number', default: 0, ...nonNegInt, help: 'keep the k most likely tokens (0 = off)' },
+      'top-p': { type: 'number', default: 1, min: 0, minExclusive: true, max: 1, help: 'nucleus sampling mass' },
+      'repetition-penalty': { type: 'number', default: 1, min: 0, minExclusive: true, help: 'HF-style penalty (>1 discourages repeats, 1 = off)' },
+      stop: { type: 'list', escapes: true, help: 'stop strings; backslash escapes are decoded: \\n \\t \\r \\\\ \\uXXXX (so --stop "\\n\\n" stops at a blank line)' },
+      seed: { type: 'number', default: 0, ...seedRange, help: 'sampling seed' },
     },
     run: async (a) => {
       const { loadLM } = await import('./load.js');
       const { generate } = await import('../models/generate.js');
       const { model, tokenizer } = loadLM(need(a, 'model') as string);
       const temperature = a.temperature as number, topP = a['top-p'] as number;
-      if (temperature < 0) throw new UsageError('icld generate: --temperature must be ≥ 0');
-      if (!(topP > 0 && topP <= 1)) throw new UsageError('icld generate: --top-p must be in (0, 1]');
       const r = generate(model, tokenizer, need(a, 'prompt') as string, {
         maxNewTokens: a['max-new-tokens'] as number, temperature, topK: a['top-k'] as number, topP,
         repetitionPenalty: a['repetition-penalty'] as number, stop: a.stop as string[] | undefined, seed: a.seed as number,
@@ -151,21 +175,21 @@ const commands: Record<string, Command> = {
     summary: 'Few-shot in-context evaluation on CrossFit/MetaICL-format tasks (direct or channel scoring, generation for open answers).',
     flags: {
       json,
-      model: { type: 'string', help: 'model directory (required)' },
+      model: { type: 'string', path: 'dir', help: 'model directory (required)' },
       tasks: { type: 'list', help: 'task names' },
       split: { type: 'string', help: 'MetaICL split (its test tasks), e.g. hr_to_lr' },
-      'task-dir': { type: 'string', help: 'task folder laid out like tasks/crossfit/ (default: the shipped data/tasks/crossfit)' },
-      k: { type: 'number', default: 16, help: 'demonstrations per prompt (first k lines of the seed\'s train file)' },
-      seeds: { type: 'list', default: ['100', '13', '21', '42', '87'], help: 'seeds (comma or space separated)' },
-      method: { type: 'string', default: 'direct', help: 'direct | channel' },
+      'task-dir': { type: 'string', path: 'dir', help: 'task folder laid out like tasks/crossfit/ (default: the shipped data/tasks/crossfit)' },
+      k: { type: 'number', default: 16, ...nonNegInt, help: 'demonstrations per prompt (first k lines of the seed\'s train file)' },
+      seeds: { type: 'list', items: 'number', ...seedRange, default: ['100', '13', '21', '42', '87'], help: 'seeds (comma or space separated)' },
+      method: { type: 'string', default: 'direct', choices: ['direct', 'channel'], help: 'option scoring' },
       calibrate: { type: 'boolean', help: 'subtract each option\'s score given a content-free input (direct)' },
       'mean-per-token': { type: 'boolean', help: 'length-normalise option scores' },
-      orders: { type: 'number', default: 1, help: 'majority vote over N demonstration orders' },
+      orders: { type: 'number', default: 1, ...posInt, help: 'majority vote over N demonstration orders' },
       'sample-demos': { type: 'boolean', help: 'sample k demonstrations with the seed from all training data of the task' },
-      'test-limit': { type: 'number', help: 'evaluate only the first N test examples per task' },
-      'batch-size': { type: 'number', default: 16, help: 'sequences per forward pass' },
+      'test-limit': { type: 'number', ...posInt, help: 'evaluate only the first N test examples per task' },
+      'batch-size': { type: 'number', default: 16, ...posInt, help: 'sequences per forward pass' },
       instruction: { type: 'string', help: 'instruction text placed before the demonstrations' },
-      'max-new-tokens': { type: 'number', default: 32, help: 'for tasks without options (generation)' },
+      'max-new-tokens': { type: 'number', default: 32, ...posInt, help: 'for tasks without options (generation)' },
       report: { type: 'string', help: 'write DIR/report.html' },
       predictions: { type: 'string', help: 'write per-example predictions (jsonl)' },
     },
@@ -184,28 +208,28 @@ const commands: Record<string, Command> = {
     summary: 'In-context tuning: train on k demonstrations + a query per instance, loss on the answer only (Meta-ICT or Multitask-ICT; --no-demos = Multitask-FT).',
     flags: {
       json,
-      model: { type: 'string', help: 'base model directory (required)' },
-      setting: { type: 'string', default: 'meta', help: 'meta (split train tasks) | multitask (target tasks\' k-shot data)' },
+      model: { type: 'string', path: 'dir', help: 'base model directory (required)' },
+      setting: { type: 'string', default: 'meta', choices: ['meta', 'multitask'], help: 'meta: the split\'s training tasks; multitask: the target tasks\' k-shot data' },
       split: { type: 'string', help: 'MetaICL split, e.g. hr_to_lr' },
       'train-tasks': { type: 'list', help: 'explicit training tasks instead of --split' },
-      'task-dir': { type: 'string', help: 'task folder (default: data/tasks/crossfit)' },
-      k: { type: 'number', default: 16, help: 'demonstrations per instance' },
-      seeds: { type: 'list', default: ['100'], help: 'multitask: whose k-shot train files form the data' },
-      method: { type: 'string', default: 'direct', help: 'direct | channel' },
+      'task-dir': { type: 'string', path: 'dir', help: 'task folder (default: data/tasks/crossfit)' },
+      k: { type: 'number', default: 16, ...nonNegInt, help: 'demonstrations per instance' },
+      seeds: { type: 'list', items: 'number', ...seedRange, default: ['100'], help: 'multitask: whose k-shot train files form the data' },
+      method: { type: 'string', default: 'direct', choices: ['direct', 'channel'], help: 'option scoring' },
       'no-demos': { type: 'boolean', help: 'Multitask-FT baseline: the same data without demonstrations' },
       'no-dedupe': { type: 'boolean', help: 'keep repeated examples across seed files (synthetic suites)' },
       out: { type: 'string', help: 'output directory (required)' },
-      steps: { type: 'number', default: 1000, help: 'optimizer steps' },
-      'batch-size': { type: 'number', default: 8, help: 'instances per step' },
-      lr: { type: 'number', default: 1e-4, help: 'peak learning rate (linear decay)' },
-      warmup: { type: 'number', default: 0, help: 'warmup steps' },
-      seed: { type: 'number', default: 0, help: 'sampling/dropout seed' },
-      'eval-every': { type: 'number', default: 100, help: 'held-out episode loss every N steps' },
-      'save-every': { type: 'number', default: 0, help: 'checkpoint every N steps (0 = only at the end)' },
-      resume: { type: 'string', help: 'run or checkpoint directory to continue from' },
+      steps: { type: 'number', default: 1000, ...posInt, help: 'optimizer steps' },
+      'batch-size': { type: 'number', default: 8, ...posInt, help: 'instances per step' },
+      lr: { type: 'number', default: 1e-4, min: 0, minExclusive: true, help: 'peak learning rate (linear decay)' },
+      warmup: { type: 'number', default: 0, ...nonNegInt, help: 'warmup steps' },
+      seed: { type: 'number', default: 0, ...seedRange, help: 'sampling/dropout seed' },
+      'eval-every': { type: 'number', default: 100, ...nonNegInt, help: 'held-out episode loss every N steps (0 = off)' },
+      'save-every': { type: 'number', default: 0, ...nonNegInt, help: 'checkpoint every N steps (0 = only at the end)' },
+      resume: { type: 'string', path: 'dir', help: 'run or checkpoint directory to continue from' },
     },
     run: async (a) => {
-      const { ictTrainCommand, parseSeeds } = await import('./icl.js');
+      const { ictTrainCommand, parseSeeds, formatIctSummary } = await import('./icl.js');
       const r = await ictTrainCommand({
         model: need(a, 'model') as string, setting: a.setting as string, split: a.split as string | undefined, trainTasks: a['train-tasks'] as string[] | undefined,
         taskDir: a['task-dir'] as string | undefined, k: a.k as number, seeds: parseSeeds(a.seeds as string[]), method: a.method as string, noDemos: !!a['no-demos'],
@@ -213,14 +237,14 @@ const commands: Record<string, Command> = {
         seed: a.seed as number, evalEvery: a['eval-every'] as number, saveEvery: a['save-every'] as number, resume: a.resume as string | undefined,
         dedupe: !a['no-dedupe'], json: !!a.json,
       });
-      console.log(a.json ? JSON.stringify(r) : `done: ${JSON.stringify(r)}`);
+      console.log(a.json ? JSON.stringify(r) : formatIctSummary(r));
     },
   },
   study: {
     summary: 'Run every arm × seed of an ICL-distillation study (resumable) and write results.json + report.html.',
     flags: {
       json,
-      config: { type: 'string', help: 'study JSON (e.g. studies/synthetic.json) (required)' },
+      config: { type: 'string', path: 'file', help: 'study JSON (e.g. studies/synthetic.json) (required)' },
       out: { type: 'string', help: 'output directory (required); rerun with the same --out to resume' },
       full: { type: 'boolean', help: 'ignore the config\'s "quick" overrides and run the full study' },
     },
@@ -245,35 +269,85 @@ const commands: Record<string, Command> = {
   },
 };
 
+let current = 'icld'; // the running command, for messages
+
 function need(a: ReturnType<typeof parseArgs>, flag: string): string | number | boolean | string[] {
   const v = a[flag];
-  if (v === undefined || (Array.isArray(v) && v.length === 0)) throw new UsageError(`missing required flag --${flag}`);
+  if (v === undefined || (Array.isArray(v) && v.length === 0)) throw new UsageError(`${current}: missing required flag --${flag} (see ${current} --help)`);
   return v;
 }
 
-function usage(): string {
+export function usage(): string {
   const names = Object.keys(commands);
-  return ['usage: icld <command> [flags]', '', 'commands:', ...names.map((n) => `  ${n.padEnd(14)}${commands[n].summary}`), '', 'Run `icld <command> --help` for its flags.'].join('\n');
+  return ['usage: icld <command> [flags]', '', 'commands:', ...columns(names.map((n) => [n, commands[n].summary])), '',
+    'Run `icld <command> --help` for its flags. --json prints one JSON object on stdout; logs go to stderr.', '',
+    'Errors are one line on stderr. Exit codes: 0 success; 1 runtime failure (a missing or invalid file,',
+    'a failed run); 2 usage error (unknown command or flag, missing flag, value out of range or not allowed).'].join('\n');
 }
 
-async function main(argv: string[]): Promise<void> {
+/** Leading non-flag words → the longest command name they spell, or a usage error with the nearest one. */
+export function resolveCommand(argv: string[]): { name: string; rest: string[] } {
+  const words: string[] = [];
+  for (const w of argv) { if (w.startsWith('-') || words.length === 3) break; words.push(w); }
+  for (let n = words.length; n >= 1; n--) {
+    const cand = words.slice(0, n).join(' ');
+    if (commands[cand]) return { name: cand, rest: argv.slice(n) };
+  }
+  const names = Object.keys(commands);
+  const groups = [...new Set(names.filter((n) => n.includes(' ')).map((n) => n.split(' ')[0]))];
+  const sub = (g: string): string[] => names.filter((n) => n.startsWith(`${g} `)).map((n) => n.slice(g.length + 1));
+  if (words.length === 0) throw new UsageError(`icld: missing command before '${argv[0]}' (run icld --help)`);
+  if (groups.includes(words[0])) {
+    const g = words[0], subs = sub(g);
+    if (words.length === 1) throw new UsageError(`icld ${g}: needs a subcommand: ${subs.join(', ')} (see icld ${g} --help)`);
+    const near = closestMatch(words[1], subs);
+    throw new UsageError(`icld: unknown command '${g} ${words[1]}'${near ? ` (did you mean '${g} ${near}'?)` : ` (${g} has: ${subs.join(', ')})`}`);
+  }
+  // A typo in either word of a two-word command ("tokenzier train"), then in one word.
+  const two = words.length >= 2 ? closestMatch(words.slice(0, 2).join(' '), names.filter((n) => n.includes(' '))) : undefined;
+  if (two) throw new UsageError(`icld: unknown command '${words.slice(0, 2).join(' ')}' (did you mean '${two}'?)`);
+  const near = closestMatch(words[0], [...names.filter((n) => !n.includes(' ')), ...groups]);
+  throw new UsageError(`icld: unknown command '${words[0]}'${near ? ` (did you mean '${near}'?)` : ' (run icld --help)'}`);
+}
+
+export async function main(argv: string[]): Promise<void> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') { console.log(usage()); return; }
   if (argv[0] === '--version') { console.log(info().version); return; }
-  // Longest matching command name (e.g. "bench ops").
-  let name = '', rest = argv;
-  for (let n = Math.min(3, argv.length); n >= 1; n--) {
-    const cand = argv.slice(0, n).join(' ');
-    if (commands[cand]) { name = cand; rest = argv.slice(n); break; }
+  const wantsHelp = argv.includes('--help') || argv.includes('-h');
+  const names = Object.keys(commands);
+  // `icld bench --help`: the group's commands.
+  if (wantsHelp && !argv[0].startsWith('-') && !commands[argv[0]] && names.some((n) => n.startsWith(`${argv[0]} `)) && (argv.length < 2 || argv[1].startsWith('-'))) {
+    const g = names.filter((n) => n.startsWith(`${argv[0]} `));
+    console.log([`usage: icld ${argv[0]} <subcommand> [flags]`, '', 'subcommands:', ...columns(g.map((n) => [n, commands[n].summary]))].join('\n'));
+    return;
   }
-  if (!name) throw new UsageError(`icld: unknown command '${argv.slice(0, 2).join(' ')}' (run icld --help)`);
+  const { name, rest } = resolveCommand(argv);
+  current = `icld ${name}`;
   const cmd = commands[name];
-  if (rest.includes('--help') || rest.includes('-h')) { console.log(helpText(`icld ${name}`, cmd.summary, cmd.flags)); return; }
-  await cmd.run(parseArgs(rest, cmd.flags, `icld ${name}`));
+  if (wantsHelp) { console.log(helpText(current, cmd.summary, cmd.flags, cmd.positionals)); return; }
+  const a = parseArgs(rest, cmd.flags, current);
+  if (!cmd.positionals && a._.length) throw new UsageError(`${current}: unexpected argument '${a._[0]}' (flags start with --; see ${current} --help)`);
+  checkPaths(a, cmd.flags, current);
+  await cmd.run(a);
 }
 
-main(process.argv.slice(2)).catch((e: unknown) => {
-  const msg = e instanceof Error ? e.message : String(e);
-  process.stderr.write(`icld: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
-  if (process.env.ICLD_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
-  process.exit(e instanceof UsageError ? 2 : 1);
-});
+/** One line on stderr, prefixed with the command unless the message already names it. */
+export function errorLine(e: unknown, cmd: string): string {
+  const msg = (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ');
+  if (msg.startsWith('icld ') || msg.startsWith('icld:')) return msg;
+  const bare = cmd.replace(/^icld ?/, '');
+  if (bare && msg.startsWith(`${bare}: `)) return `icld ${msg}`;
+  return `${cmd}: ${msg}`;
+}
+
+function isMain(): boolean {
+  try { return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url)); } catch { return false; }
+}
+
+if (isMain()) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    process.stderr.write(errorLine(e, current) + '\n');
+    if (process.env.ICLD_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    process.exit(e instanceof UsageError ? 2 : 1);
+  });
+}
