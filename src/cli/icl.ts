@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync, appendFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadLM } from './load.js';
+import { UsageError } from './args.js';
 import { evaluateIcl, fmtMetrics, type Prediction } from '../icl/evaluate.js';
 import { writeIclReport, iclJson } from '../icl/report.js';
 import { availableTasks, loadSplit } from '../data/tasks.js';
@@ -11,14 +12,14 @@ import { availableTasks, loadSplit } from '../data/tasks.js';
 export const defaultTaskDir = (): string => fileURLToPath(new URL('../../../data/tasks/crossfit', import.meta.url));
 
 /** Tasks from --tasks or a split's test (or train) list, keeping only those present in the task dir. */
-export function resolveTasks(taskDir: string, tasks: string[] | undefined, split: string | undefined, which: 'train' | 'test', log: (s: string) => void): string[] {
-  if (tasks && split) throw new Error(`give either --tasks or --split, not both`);
+export function resolveTasks(taskDir: string, tasks: string[] | undefined, split: string | undefined, which: 'train' | 'test', log: (s: string) => void, tasksFlag = '--tasks'): string[] {
+  if (tasks && split) throw new UsageError(`give either ${tasksFlag} or --split, not both`);
   if (tasks) {
     const { missing } = availableTasks(taskDir, tasks);
     if (missing.length) throw new Error(`task(s) not found under ${taskDir}: ${missing.join(', ')}`);
     return tasks;
   }
-  if (!split) throw new Error('give --tasks T… or --split NAME');
+  if (!split) throw new UsageError(`give ${tasksFlag} T… or --split NAME`);
   const s = loadSplit(taskDir, split);
   const { present, missing } = availableTasks(taskDir, s[which]);
   if (missing.length) log(`split ${split}: ${missing.length} ${which} task(s) not in ${taskDir}, skipped: ${missing.join(', ')}`);
@@ -83,7 +84,7 @@ export async function ictTrainCommand(a: IctTrainArgs): Promise<IctTrainSummary>
   if (a.method !== 'direct' && a.method !== 'channel') throw new Error(`--method must be direct or channel, got '${a.method}'`);
   const taskDir = a.taskDir ?? defaultTaskDir();
   // Meta-ICT trains on the split's training tasks; Multitask-ICT on the target (test) tasks' k-shot data.
-  const tasks = resolveTasks(taskDir, a.trainTasks, a.split, a.setting === 'meta' ? 'train' : 'test', log);
+  const tasks = resolveTasks(taskDir, a.trainTasks, a.split, a.setting === 'meta' ? 'train' : 'test', log, '--train-tasks');
   const pools = episodePools(taskDir, tasks, a.setting, a.k, a.seeds, a.dedupe);
   const { model, tokenizer } = loadLM(a.model);
   const n = [...pools.values()].reduce((s, p) => s + p.length, 0);
