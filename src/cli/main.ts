@@ -47,9 +47,12 @@ export const commands: Record<string, Command> = {
       // lines on stderr and stdout gets the one JSON object (never both: the table printed twice).
       const { backend } = await import('../engine/index.js');
       const be = backend();
-      if (!a.json) console.log(`backend ${be.name}, gemm ${be.gemmProvider}, threads ${be.threads()}`);
+      let rows = 0;
       const r = await benchOps({ json: !!a.json, quick: !!a.quick, filter: a.filter as string | undefined, progress: !!a.json,
-        onCase: a.json ? undefined : (c) => console.log(formatOpsRow(c)) });
+        onCase: a.json ? undefined : (c) => {
+          if (rows++ === 0) console.log(`backend ${be.name}, gemm ${be.gemmProvider}, threads ${be.threads()}`);
+          console.log(formatOpsRow(c));
+        } });
       if (r.cases.length === 0) throw new UsageError(`icld bench ops: --filter '${String(a.filter)}' matches no case`);
       if (a.json) console.log(JSON.stringify(r));
     },

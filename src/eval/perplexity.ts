@@ -34,7 +34,7 @@ export function perplexity(model: GPT2, ids: number[], opts: PerplexityOptions =
     group.forEach((w, b) => { for (let t = 0; t < T; t++) { ids32[b * T + t] = w[t]; if (t + 1 < T) tg[b * T + t] = w[t + 1]; } });
     const s = tidy(() => noGrad(() => O.crossEntropy(model.forward(O.fromData(ids32, [n, T])), O.fromData(tg, [n, T]), { reduction: 'sum' }).item()));
     // Stop at the first non-finite loss rather than report NaN/Infinity as a perplexity.
-    if (!Number.isFinite(s)) throw new NonFiniteLossError(` the loss of windows ${done + 1}–${done + n} of ${total} is ${s} (broken weights: NaN/Inf or overflow)`);
+    if (!Number.isFinite(s)) throw new NonFiniteLossError(`the loss of windows ${done + 1}–${done + n} of ${total} is ${s} (broken weights: NaN/Inf or overflow)`);
     sum += s;
     count += n * (T - 1);
     done += n;
