@@ -58,7 +58,7 @@ export function iclEvalCommand(a: IclEvalArgs): void {
 
 export function parseSeeds(v: string[] | undefined): number[] {
   const s = (v ?? ['100', '13', '21', '42', '87']).flatMap((x) => x.split(',')).filter(Boolean).map(Number);
-  if (s.length === 0 || s.some((x) => !Number.isInteger(x))) throw new Error(`--seeds must be integers, got ${JSON.stringify(v)}`);
+  if (s.length === 0 || s.some((x) => !Number.isInteger(x))) throw new UsageError(`--seeds must be integers, got ${JSON.stringify(v)}`);
   return s;
 }
 
@@ -80,8 +80,8 @@ export function formatIctSummary(r: IctTrainSummary): string {
 export async function ictTrainCommand(a: IctTrainArgs): Promise<IctTrainSummary> {
   const { episodePools, trainIct } = await import('../icl/ict.js');
   const log = (s: string): void => { process.stderr.write(s + '\n'); };
-  if (a.setting !== 'meta' && a.setting !== 'multitask') throw new Error(`--setting must be meta or multitask, got '${a.setting}'`);
-  if (a.method !== 'direct' && a.method !== 'channel') throw new Error(`--method must be direct or channel, got '${a.method}'`);
+  if (a.setting !== 'meta' && a.setting !== 'multitask') throw new UsageError(`--setting must be meta or multitask, got '${a.setting}'`);
+  if (a.method !== 'direct' && a.method !== 'channel') throw new UsageError(`--method must be direct or channel, got '${a.method}'`);
   const taskDir = a.taskDir ?? defaultTaskDir();
   // Meta-ICT trains on the split's training tasks; Multitask-ICT on the target (test) tasks' k-shot data.
   const tasks = resolveTasks(taskDir, a.trainTasks, a.split, a.setting === 'meta' ? 'train' : 'test', log, '--train-tasks');

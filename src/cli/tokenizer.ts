@@ -10,6 +10,7 @@ export interface TokenizerTrainArgs {
   files: string[];
   minFrequency?: number;
   specialTokens?: string[];
+  /** Accepted for the CLI's sake; the caller prints the summary (once). */
   json?: boolean;
 }
 
@@ -62,6 +63,5 @@ export async function tokenizerTrainCommand(args: TokenizerTrainArgs): Promise<T
     type: 'bpe', vocab_size: tok.vocabSize, merges: tok.merges.length, files: args.files.length, bytes,
     seconds: Math.round(seconds * 1000) / 1000, path,
   };
-  if (!args.json) log(`wrote ${path}: vocab ${summary.vocab_size}, ${summary.merges} merges from ${bytes} bytes in ${summary.seconds} s`);
   return summary;
 }
