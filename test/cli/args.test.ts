@@ -5,6 +5,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseArgs, helpText, columns, unescapeArg, describeRange, UsageError, type FlagSpec } from '../../src/cli/args.js';
 import { commands, usage, resolveCommand, errorLine } from '../../src/cli/main.js';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 /** The UsageError message of parsing argv for a real command (fails the test when nothing is thrown). */
 function usageError(cmd: string, argv: string[]): string {
@@ -110,6 +113,12 @@ describe('real command flags', () => {
     assert.throws(() => parseArgs(['--stop', '\\u12'], commands.generate.flags, 'g'), /\\u needs 4 hex digits/);
     assert.throws(() => parseArgs(['--stop', 'ab\\'], commands.generate.flags, 'g'), /trailing backslash/);
     assert.equal(unescapeArg('plain', 'x'), 'plain');
+    // The README's example as a shell passes it, pasted into bash.
+    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+    const m = /--stop ("[^"]*")/.exec(readme);
+    assert.ok(m, 'README has a --stop "…" example');
+    const sh = spawnSync('bash', ['-c', `printf '%s' ${m[1]}`], { encoding: 'utf8' });
+    if (sh.status === 0) assert.deepEqual(parseArgs(['--stop', sh.stdout], commands.generate.flags, 'g').stop, ['\n\n']);
     assert.match(helpText('icld generate', '', commands.generate.flags), /--stop[^\n]*escapes[^\n]*\\n/);
   });
 });

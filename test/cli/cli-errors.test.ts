@@ -17,7 +17,7 @@ const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 let root: string, modelDir: string, text: string;
 
 function icld(args: string[], timeout = 60_000): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout, env: { ...process.env, ICLD_THREADS: '1' } });
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
