@@ -89,10 +89,8 @@ export function unescapeArg(v: string, what: string): string {
 }
 
 /** A value that is itself a flag ("--out --json") means the value was forgotten. */
-function looksLikeFlag(v: string, spec: Record<string, FlagSpec>): boolean {
-  if (!v.startsWith('--') || v.length < 3) return false;
-  const n = v.slice(2).split('=')[0];
-  return n in spec || n === 'help' || /^[a-z][a-z0-9_-]*$/i.test(n);
+function looksLikeFlag(v: string): boolean {
+  return /^--[a-z][a-z0-9_-]*(=|$)/i.test(v);
 }
 
 export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, cmd: string): Parsed {
@@ -133,7 +131,7 @@ export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, cmd: s
       continue;
     }
     const v = inline ?? argv[i + 1];
-    if (v === undefined || (inline === undefined && looksLikeFlag(v, spec))) throw new UsageError(`${cmd}: --${name} needs a value`);
+    if (v === undefined || (inline === undefined && looksLikeFlag(v))) throw new UsageError(`${cmd}: --${name} needs a value`);
     if (inline === undefined) i++;
     if (s.type === 'number') out[name] = toNumber(v, cmd, name, s);
     else {
