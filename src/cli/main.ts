@@ -11,6 +11,8 @@ import { closestMatch } from '../io/json.js';
 
 export interface Command {
   summary: string;
+  /** More text for the command's own --help. */
+  details?: string;
   flags: Record<string, FlagSpec>;
   /** What the command takes besides flags (e.g. "FILE…"); without it stray arguments are usage errors. */
   positionals?: string;
@@ -125,7 +127,8 @@ export const commands: Record<string, Command> = {
     },
   },
   'eval-lm': {
-    summary: 'Perplexity of a model on a text file: {"tokens","nll","ppl"}. The whole text is tokenised without special tokens and cut into consecutive windows of n_positions tokens (the last may be shorter); every token of a window but the first is scored given its predecessors in that window.',
+    summary: 'Perplexity of a model on a text file: {"tokens","nll","ppl"}.',
+    details: 'The whole text is tokenised without special tokens and cut into consecutive windows of n_positions tokens (the last may be shorter); every token of a window but the first is scored given its predecessors in that window.',
     flags: { json, model: { type: 'string', path: 'dir', help: 'model directory (required)' }, 'text-file': { type: 'string', path: 'file', help: 'text file (required)' } },
     run: async (a) => {
       const { loadLM } = await import('./load.js');
@@ -327,7 +330,7 @@ export async function main(argv: string[]): Promise<void> {
   const { name, rest } = resolveCommand(argv);
   current = `icld ${name}`;
   const cmd = commands[name];
-  if (wantsHelp) { console.log(helpText(current, cmd.summary, cmd.flags, cmd.positionals)); return; }
+  if (wantsHelp) { console.log(helpText(current, cmd.details ? `${cmd.summary} ${cmd.details}` : cmd.summary, cmd.flags, cmd.positionals)); return; }
   const a = parseArgs(rest, cmd.flags, current);
   if (!cmd.positionals && a._.length) throw new UsageError(`${current}: unexpected argument '${a._[0]}' (flags start with --; see ${current} --help)`);
   checkPaths(a, cmd.flags, current);

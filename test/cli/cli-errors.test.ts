@@ -127,6 +127,9 @@ describe('output', () => {
     assert.equal(g.status, 0);
     assert.match(g.stdout, /^ {2}--repetition-penalty <number> {2,}HF-style/m);
     assert.match(g.stdout, /--stop <values> +stop strings; backslash escapes are decoded/);
+    const e = icld(['eval-lm', '--help']);
+    assert.match(e.stdout, /consecutive windows of\s+n_positions tokens/);
+    assert.ok(!e.stdout.includes('DESIGN'), e.stdout);
   });
 
   it('bench ops prints each row once (table on stdout, or progress on stderr + JSON on stdout)', () => {
