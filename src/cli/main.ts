@@ -25,6 +25,7 @@ const nonNegInt = { integer: true, min: 0 } as const;
 const seedRange = { integer: true, min: 0, max: 2 ** 32 - 1 } as const; // Rng takes a uint32 seed
 
 const json: FlagSpec = { type: 'boolean', help: 'print one JSON object on stdout' };
+const threads: FlagSpec = { type: 'number', ...posInt, max: 1024, help: 'kernel threads (default: the backend\'s)' };
 
 export const commands: Record<string, Command> = {
   info: {
@@ -41,7 +42,8 @@ export const commands: Record<string, Command> = {
     flags: {
       json,
       quick: { type: 'boolean', help: 'fewer repetitions (smoke run)' },
-      filter: { type: 'string', help: 'only cases whose name contains this text' },
+      filter: { type: 'string', help: 'only cases whose name contains this text (comma-separated alternatives)' },
+      threads,
     },
     run: async (a) => {
       const { benchOps, formatOpsRow } = await import('./bench-ops.js');
@@ -50,7 +52,7 @@ export const commands: Record<string, Command> = {
       const { backend } = await import('../engine/index.js');
       const be = backend();
       let rows = 0;
-      const r = await benchOps({ json: !!a.json, quick: !!a.quick, filter: a.filter as string | undefined, progress: !!a.json,
+      const r = await benchOps({ json: !!a.json, quick: !!a.quick, filter: a.filter as string | undefined, threads: a.threads as number | undefined, progress: !!a.json,
         onCase: a.json ? undefined : (c) => {
           if (rows++ === 0) console.log(`backend ${be.name}, gemm ${be.gemmProvider}, threads ${be.threads()}`);
           console.log(formatOpsRow(c));
@@ -66,10 +68,11 @@ export const commands: Record<string, Command> = {
       config: { type: 'string', default: 'small', choices: ['small', 'gpt2s'], help: 'reference shape: small = d256 L4 H4, T128, batch 16, vocab 2048; gpt2s = d768 L12 H12, T256, batch 4, vocab 8192' },
       steps: { type: 'number', ...posInt, help: 'timed steps (default 10 small, 4 gpt2s)' },
       warmup: { type: 'number', ...nonNegInt, help: 'untimed warm-up steps (default 2 small, 1 gpt2s)' },
+      threads,
     },
     run: async (a) => {
       const { benchTrain } = await import('./bench-lm.js');
-      const r = benchTrain({ config: a.config as 'small' | 'gpt2s', steps: a.steps as number | undefined, warmup: a.warmup as number | undefined, json: !!a.json });
+      const r = benchTrain({ config: a.config as 'small' | 'gpt2s', steps: a.steps as number | undefined, warmup: a.warmup as number | undefined, threads: a.threads as number | undefined, json: !!a.json });
       console.log(a.json ? JSON.stringify(r) : `${r.config}: ${r.params} params, ${r.step_s.toFixed(3)} s/step, ${r.tokens_per_s.toFixed(0)} tok/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MiB (${r.backend}/${r.gemm}, ${r.threads} thread(s))`);
     },
   },
@@ -79,10 +82,11 @@ export const commands: Record<string, Command> = {
       json,
       config: { type: 'string', default: 'small', choices: ['small', 'gpt2-124m'], help: 'reference shape: small = d256 L4 H4, vocab 2048; gpt2-124m = d768 L12 H12, vocab 50257' },
       reps: { type: 'number', default: 3, ...posInt, help: 'timed repeats (median)' },
+      threads,
     },
     run: async (a) => {
       const { benchGenerate } = await import('./bench-lm.js');
-      const r = benchGenerate({ config: a.config as 'small' | 'gpt2-124m', reps: a.reps as number, json: !!a.json });
+      const r = benchGenerate({ config: a.config as 'small' | 'gpt2-124m', reps: a.reps as number, threads: a.threads as number | undefined, json: !!a.json });
       console.log(a.json ? JSON.stringify(r) : `${r.config}: ${r.tokens_per_s.toFixed(1)} tok/s, prefill ${r.prefill_ms.toFixed(1)} ms, ${r.per_token_ms.toFixed(2)} ms/token, peak RSS ${r.peak_rss_mb.toFixed(0)} MiB`);
     },
   },
