@@ -113,7 +113,8 @@ export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, cmd: s
       continue;
     }
     if (s.type === 'list') {
-      const vals: string[] = inline !== undefined ? inline.split(',') : [];
+      // Text lists (--stop) keep commas: a stop string may contain one.
+      const vals: string[] = inline !== undefined ? (s.escapes ? [inline] : inline.split(',')) : [];
       while (inline === undefined && i + 1 < argv.length && !argv[i + 1].startsWith('--')) vals.push(argv[++i]);
       if (vals.length === 0) throw new UsageError(`${cmd}: --${name} needs at least one value`);
       if (s.items === 'number') {

@@ -113,6 +113,7 @@ describe('real command flags', () => {
     assert.throws(() => parseArgs(['--stop', '\\u12'], commands.generate.flags, 'g'), /\\u needs 4 hex digits/);
     assert.throws(() => parseArgs(['--stop', 'ab\\'], commands.generate.flags, 'g'), /trailing backslash/);
     assert.equal(unescapeArg('plain', 'x'), 'plain');
+    assert.deepEqual(parseArgs(['--stop=, ', '--seed', '1'], commands.generate.flags, 'g').stop, [', ']);
     // The README's example as a shell passes it, pasted into bash.
     const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
     const m = /--stop ("[^"]*")/.exec(readme);
@@ -120,6 +121,26 @@ describe('real command flags', () => {
     const sh = spawnSync('bash', ['-c', `printf '%s' ${m[1]}`], { encoding: 'utf8' });
     if (sh.status === 0) assert.deepEqual(parseArgs(['--stop', sh.stdout], commands.generate.flags, 'g').stop, ['\n\n']);
     assert.match(helpText('icld generate', '', commands.generate.flags), /--stop[^\n]*escapes[^\n]*\\n/);
+  });
+});
+
+describe('README', () => {
+  it('every icld example in the Commands section names a real command and valid flags', () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+    const sec = readme.slice(readme.indexOf('## Commands'), readme.indexOf('### Pretraining config'));
+    const block = sec.slice(sec.indexOf('```sh') + 5, sec.indexOf('```', sec.indexOf('```sh') + 5)).replace(/\\\n\s*/g, ' ');
+    let n = 0;
+    for (const line of block.split('\n')) {
+      const cmd = line.replace(/\s#\s.*$/, '').trim();
+      if (!cmd.startsWith('icld ') || cmd.includes('...')) continue;
+      // Shell words: double quotes group (backslashes inside stay, as in bash), [optional] brackets dropped.
+      const words = [...cmd.slice(5).matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]).filter((w) => !/^\[.*\]$/.test(w));
+      const { name, rest } = resolveCommand(words);
+      const a = parseArgs(rest, commands[name].flags, `icld ${name}`);
+      if (!commands[name].positionals) assert.deepEqual(a._, [], cmd);
+      n++;
+    }
+    assert.ok(n >= 8, `found ${n} examples`);
   });
 });
 
