@@ -350,8 +350,12 @@ export function errorLine(e: unknown, cmd: string): string {
   return `${cmd}: ${msg}`;
 }
 
+/** Run only as the entry point (node main.js, node main, the icld bin link), not when imported by tests. */
 function isMain(): boolean {
-  try { return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url)); } catch { return false; }
+  const self = realpathSync(fileURLToPath(import.meta.url)), arg = process.argv[1];
+  if (!arg) return false;
+  for (const p of [arg, `${arg}.js`]) { try { if (realpathSync(p) === self) return true; } catch { /* next */ } }
+  return false;
 }
 
 if (isMain()) {
