@@ -127,6 +127,10 @@ describe('output', () => {
     assert.equal(g.status, 0);
     assert.match(g.stdout, /^ {2}--repetition-penalty <number> {2,}HF-style/m);
     assert.match(g.stdout, /--stop <values> +stop strings; backslash escapes are decoded/);
+    // main.js runs when it is the entry point, also named without its extension (it is importable by tests).
+    const v = spawnSync(process.execPath, [MAIN.replace(/\.js$/, ''), '--version'], { encoding: 'utf8' });
+    assert.equal(v.status, 0, v.stderr);
+    assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
     const e = icld(['eval-lm', '--help']);
     assert.match(e.stdout, /consecutive windows of\s+n_positions tokens/);
     assert.ok(!e.stdout.includes('DESIGN'), e.stdout);
