@@ -26,9 +26,14 @@ export function writeIclReport(dir: string, r: IclResult, title = 'In-context le
   return p;
 }
 
-/** The --json shape: {"tasks": {t: {"seeds": {...}, "mean", "std"}}, "average"} (+ truncation counts). */
+/**
+ * The --json shape: {"tasks": {t: {"seeds", "mean", "std", "test_examples", "skipped", "skipped_lines",
+ * "truncated"}}, "average", "config", "errors": [{"task", "error"}]}.
+ */
 export function iclJson(r: IclResult): object {
   const tasks: Record<string, object> = {};
-  for (const [t, v] of Object.entries(r.tasks)) tasks[t] = { seeds: v.seeds, mean: v.mean, std: v.std, truncated: v.truncated };
-  return { tasks, average: r.average, config: r.config };
+  for (const [t, v] of Object.entries(r.tasks)) {
+    tasks[t] = { seeds: v.seeds, mean: v.mean, std: v.std, test_examples: v.test_examples, skipped: v.skipped, skipped_lines: v.skipped_lines, truncated: v.truncated };
+  }
+  return { tasks, average: r.average, config: r.config, errors: r.errors };
 }
