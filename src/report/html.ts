@@ -44,6 +44,14 @@ export function wrapText(s: string, size: number, maxWidth: number, bold = false
   return lines;
 }
 
+/** `s`, cut with "…" to fit `maxWidth` px (legend entries). */
+export function ellipsize(s: string, size: number, maxWidth: number): string {
+  if (textWidth(s, size) <= maxWidth) return s;
+  let n = s.length;
+  while (n > 1 && textWidth(s.slice(0, n) + '…', size) > maxWidth) n--;
+  return s.slice(0, n) + '…';
+}
+
 /**
  * A `mean ± std` cell over n seeds. With one seed there is no spread, so no "± 0.0": the cell is
  * the value alone and the row's seed count (seedsCell) says n = 1.
@@ -131,11 +139,13 @@ export function lineChart(title: string, xLabel: string, series: Series[], w = 6
   const xl = text(w / 2, bottom + 34, xLabel, fs, { anchor: 'middle' });
   // Legend: its own rows under the x label, wrapped at the chart width.
   const lf = 12, rowH = 18, sw = 10;
-  let lx = padL, ly = bottom + 44, legend = '';
+  const lx0 = Math.min(padL, 8 + Math.max(0, w - 16 - Math.max(...fin.map((s) => sw + 5 + textWidth(s.name, lf)))));
+  let lx = lx0, ly = bottom + 44, legend = '';
   for (const s of fin) {
-    const iw = sw + 5 + textWidth(s.name, lf) + 18;
-    if (lx > padL && lx + iw > w - 8) { lx = padL; ly += rowH; }
-    legend += `<rect x="${lx}" y="${ly + 3}" width="${sw}" height="${sw}" fill="${s.color}"/>` + text(lx + sw + 5, ly + 12, s.name, lf, { fill: '#222' });
+    const name = ellipsize(s.name, lf, w - 8 - lx0 - sw - 5);
+    const iw = sw + 5 + textWidth(name, lf) + 18;
+    if (lx > lx0 && lx + iw - 18 > w - 8) { lx = lx0; ly += rowH; }
+    legend += `<rect x="${lx.toFixed(1)}" y="${ly + 3}" width="${sw}" height="${sw}" fill="${s.color}"/>` + text(lx + sw + 5, ly + 12, name, lf, { fill: '#222' });
     lx += iw;
   }
   const h = Math.ceil(ly + rowH + 6);
@@ -149,7 +159,7 @@ export interface Bar { label: string; value: number; err?: number; }
  * runs from 0 to max(1, largest value + error); long labels wrap onto several lines.
  */
 export function barChart(title: string, bars: Bar[], w = 720): string {
-  const fs = 12, vs = 11, lh = 14;
+  const fs = 12, vs = 11, lh = 16;
   const head = titleBlock(title, w);
   if (bars.length === 0) return `<p>${esc(title)}: no data</p>`;
   const hi = Math.max(1, ...bars.map((b) => (Number.isFinite(b.value) ? b.value + (b.err ?? 0) : 0)));
