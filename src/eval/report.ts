@@ -18,7 +18,7 @@ export function trainingReportHtml(st: TrainingLike): string {
   const evalL = st.eval_history.filter((e) => Number.isFinite(e.loss)).map((e) => [e.step, e.loss] as [number, number]);
   const evalKeys = st.eval_history.length ? Object.keys(st.eval_history[0]).filter((k) => k !== 'step') : [];
   const body = [
-    `<p>${st.global_step} steps in ${st.elapsed_s.toFixed(0)} s.</p>`,
+    `<p>${st.global_step} steps in ${st.elapsed_s.toFixed(st.elapsed_s < 10 ? 1 : 0)} s.</p>`,
     lineChart('Loss', 'step', [{ name: 'train loss', points: train, color: '#1f77b4' }, { name: 'eval loss', points: evalL, color: '#d62728' }]),
     lineChart('Learning rate', 'step', [{ name: 'lr', points: st.log_history.map((e) => [e.step, e.lr]), color: '#2ca02c' }]),
     lineChart('Throughput', 'step', [{ name: 'tokens/s', points: st.log_history.map((e) => [e.step, e.tokens_per_s]), color: '#9467bd' }]),

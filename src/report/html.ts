@@ -134,14 +134,16 @@ export function lineChart(title: string, xLabel: string, series: Series[], w = 6
     `<rect x="${padL}" y="${top}" width="${(w - padL - padR).toFixed(1)}" height="${plotH}" fill="none" stroke="#ccc"/>`;
   const lines = fin.filter((s) => s.points.length).map((s) => {
     const d = s.points.map(([x, y], i) => `${i ? 'L' : 'M'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join('');
-    return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8"/>`;
+    // Sparse series (a single logged step draws no line at all) also get point markers.
+    const dots = s.points.length <= 30 ? s.points.map(([x, y]) => `<circle cx="${X(x).toFixed(1)}" cy="${Y(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`).join('') : '';
+    return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8"/>${dots}`;
   }).join('');
   const xl = text(w / 2, bottom + 34, xLabel, fs, { anchor: 'middle' });
   // Legend: its own rows under the x label, wrapped at the chart width.
   const lf = 12, rowH = 18, sw = 10;
   const lx0 = Math.min(padL, 8 + Math.max(0, w - 16 - Math.max(...fin.map((s) => sw + 5 + textWidth(s.name, lf)))));
   let lx = lx0, ly = bottom + 44, legend = '';
-  for (const s of fin) {
+  for (const s of fin.filter((x) => x.points.length)) {
     const name = ellipsize(s.name, lf, w - 8 - lx0 - sw - 5);
     const iw = sw + 5 + textWidth(name, lf) + 18;
     if (lx > lx0 && lx + iw - 18 > w - 8) { lx = lx0; ly += rowH; }
