@@ -104,7 +104,7 @@ function evaluateTask(o: IclEvalOptions, task: string, method: Method, tpl: Temp
     // Skipping depends on the query and options only, so it is the same for every seed.
     const fits = data.test.map((ex) => fitsContext(enc, tpl, ex, method, !!o.calibrate, maxLength, ex.options.length ? 0 : genTokens(o, maxLength)));
     const test = data.test.filter((_, i) => fits[i]);
-    if (seed === o.seeds[0]) {
+    if (seed === o.seeds[0] && fits.includes(false)) {
       const lines = exampleLines(testPath);
       skippedLines = fits.flatMap((f, i) => (f ? [] : [lines.length >= data.test.length ? lines[i] : i + 1]));
       if (skippedLines.length) {
