@@ -1,7 +1,7 @@
 // report.html for a study: the paper-style table (arms × task groups, mean ± std over seeds),
 // the teacher's row, compression vs retained score, epoch cost, and training curves.
 
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { barChart, esc, htmlPage, htmlTable, lineChart, meanStdCell, seedsCell } from '../report/html.js';
 import type { CellResult, StudyConfig, StudyResults } from './study.js';
 
@@ -39,6 +39,6 @@ export function studyReportHtml(c: StudyConfig, r: StudyResults, cells: CellResu
 }
 
 export function writeStudyReport(path: string, c: StudyConfig, r: StudyResults, cells: CellResult[]): string {
-  writeFileSync(path, studyReportHtml(c, r, cells));
+  writeFileAtomic(path, studyReportHtml(c, r, cells));
   return path;
 }

@@ -1,10 +1,8 @@
 // The training report (report.html next to the checkpoints): loss, learning rate and throughput
 // curves and the eval table. Chart/table helpers live in src/report (shared by every report).
 
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { htmlPage, htmlTable, lineChart } from '../report/html.js';
-
-export { barChart, htmlPage, htmlTable, lineChart, type Series } from '../report/html.js';
 
 interface TrainingLike {
   global_step: number;
@@ -28,5 +26,5 @@ export function trainingReportHtml(st: TrainingLike): string {
 }
 
 export function writeTrainingReport(path: string, st: TrainingLike): void {
-  writeFileSync(path, trainingReportHtml(st));
+  writeFileAtomic(path, trainingReportHtml(st));
 }

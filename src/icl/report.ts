@@ -1,6 +1,7 @@
 // report.html and JSON shaping for `icld icl eval`.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import { barChart, esc, htmlPage, htmlTable, meanStdCell, seedsCell } from '../report/html.js';
 import type { IclResult } from './evaluate.js';
@@ -32,7 +33,7 @@ export function iclReportHtml(r: IclResult, title = 'In-context learning evaluat
 export function writeIclReport(dir: string, r: IclResult, title = 'In-context learning evaluation'): string {
   mkdirSync(dir, { recursive: true });
   const p = join(dir, 'report.html');
-  writeFileSync(p, iclReportHtml(r, title));
+  writeFileAtomic(p, iclReportHtml(r, title));
   return p;
 }
 
