@@ -124,13 +124,13 @@ export function lineChart(title: string, xLabel: string, series: Series[], w = 6
   x0 = Math.min(x0, xt[0]); x1 = Math.max(x1, xt[xt.length - 1]);
   const fs = 11;
   const head = titleBlock(title, w);
-  const padL = 12 + Math.max(...yt.map((v) => textWidth(fmtTick(v), fs))) + 6;
+  const padL = Math.max(12 + Math.max(...yt.map((v) => textWidth(fmtTick(v), fs))) + 6, 8 + textWidth(fmtTick(xt[0]), fs) / 2);
   const padR = 12 + textWidth(fmtTick(xt[xt.length - 1]), fs) / 2;
   const top = head.height + 8, bottom = top + plotH;
   const X = (x: number): number => padL + ((x - x0) / (x1 - x0)) * (w - padL - padR);
   const Y = (y: number): number => bottom - ((y - y0) / (y1 - y0)) * plotH;
   const grid = yt.map((v) => `<line x1="${padL}" x2="${w - padR}" y1="${Y(v).toFixed(1)}" y2="${Y(v).toFixed(1)}" stroke="#eee"/>` + text(padL - 6, Y(v) + 4, fmtTick(v), fs, { anchor: 'end' })).join('') +
-    xt.map((v) => `<line x1="${X(v).toFixed(1)}" x2="${X(v).toFixed(1)}" y1="${bottom}" y2="${bottom + 4}" stroke="#999"/>` + text(X(v), bottom + 17, fmtTick(v), fs, { anchor: 'middle' })).join('') +
+    xt.map((v) => `<line x1="${X(v).toFixed(1)}" x2="${X(v).toFixed(1)}" y1="${bottom}" y2="${bottom + 4}" stroke="#999"/>` + text(X(v), bottom + 19, fmtTick(v), fs, { anchor: 'middle' })).join('') +
     `<rect x="${padL}" y="${top}" width="${(w - padL - padR).toFixed(1)}" height="${plotH}" fill="none" stroke="#ccc"/>`;
   const lines = fin.filter((s) => s.points.length).map((s) => {
     const d = s.points.map(([x, y], i) => `${i ? 'L' : 'M'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join('');
@@ -138,11 +138,11 @@ export function lineChart(title: string, xLabel: string, series: Series[], w = 6
     const dots = s.points.length <= 30 ? s.points.map(([x, y]) => `<circle cx="${X(x).toFixed(1)}" cy="${Y(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`).join('') : '';
     return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8"/>${dots}`;
   }).join('');
-  const xl = text(w / 2, bottom + 34, xLabel, fs, { anchor: 'middle' });
+  const xl = text(w / 2, bottom + 36, xLabel, fs, { anchor: 'middle' });
   // Legend: its own rows under the x label, wrapped at the chart width.
   const lf = 12, rowH = 18, sw = 10;
   const lx0 = Math.min(padL, 8 + Math.max(0, w - 16 - Math.max(...fin.map((s) => sw + 5 + textWidth(s.name, lf)))));
-  let lx = lx0, ly = bottom + 44, legend = '';
+  let lx = lx0, ly = bottom + 46, legend = '';
   for (const s of fin.filter((x) => x.points.length)) {
     const name = ellipsize(s.name, lf, w - 8 - lx0 - sw - 5);
     const iw = sw + 5 + textWidth(name, lf) + 18;

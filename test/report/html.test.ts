@@ -99,6 +99,10 @@ describe('chart layout', () => {
     assert.ok(new Set(legend.map((l) => l.y0)).size > 1, 'legend did not wrap onto rows');
   });
 
+  it('line chart: wide tick labels on both axes get their margins', () => {
+    checkLayout(lineChart('t', 'x', [{ name: 'a', color: '#000', points: [[123456.7, -0.000123456], [223456.7, 98765.4321]] }], 300), 'ticks');
+  });
+
   it('bar chart: long labels wrap, values above 100 % widen the axis', () => {
     const [g] = checkLayout(barChart('kept', [{ label: 'x'.repeat(10) + ' ' + 'a-very-long-category-label-without-spaces-at-all-here', value: 0.5, err: 0.1 }, { label: 'b', value: 1.37 }], 400), 'barChart');
     assert.ok(g.texts.some((t) => t.s === '150%'), 'axis does not reach the largest value');
