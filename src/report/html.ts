@@ -68,7 +68,7 @@ export const seedsCell = (n: number): string => `n = ${n}`;
 export function htmlPage(title: string, body: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>` +
     `<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse;margin:1em 0}` +
-    `td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}td:not(:first-child){white-space:nowrap}td:first-child{overflow-wrap:anywhere}th{background:#f4f4f4}` +
+    `td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}td:not(:first-child){white-space:nowrap}td:first-child{overflow-wrap:anywhere;min-width:12em}th{background:#f4f4f4}` +
     `td:first-child,th:first-child{text-align:left}svg{display:block;margin:1em 0;max-width:100%;height:auto}.note{color:#555;font-size:90%}</style>` +
     `</head><body><h1>${esc(title)}</h1>${body}</body></html>`;
 }
