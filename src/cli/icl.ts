@@ -1,6 +1,7 @@
 // `icld icl eval` and `icld ict train`: thin wrappers over src/icl.
 
-import { mkdirSync, writeFileSync, appendFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadLM } from './load.js';
@@ -33,27 +34,49 @@ export interface IclEvalArgs {
   sampleDemos: boolean; testLimit?: number; batchSize?: number; instruction?: string; maxNewTokens?: number;
 }
 
+/**
+ * One bad task never aborts the sweep: it is named on stderr and in the JSON `errors`, the other
+ * tasks are evaluated, and predictions/report/JSON of the finished ones are written before the
+ * command fails (exit 1). Predictions are rewritten atomically after each task.
+ */
 export function iclEvalCommand(a: IclEvalArgs): void {
   const log = (s: string): void => { process.stderr.write(s + '\n'); };
   if (a.method !== 'direct' && a.method !== 'channel') throw new Error(`--method must be direct or channel, got '${a.method}'`);
   const taskDir = a.taskDir ?? defaultTaskDir();
   const tasks = resolveTasks(taskDir, a.tasks, a.split, 'test', log);
   const { model, tokenizer } = loadLM(a.model);
-  if (a.predictions) { mkdirSync(dirname(a.predictions), { recursive: true }); writeFileSync(a.predictions, ''); }
+  if (a.predictions) mkdirSync(dirname(a.predictions), { recursive: true });
+  const done: string[] = [];
+  let pending: string[] = [];
   const t0 = performance.now();
   const r = evaluateIcl({
     model, tokenizer, taskDir, tasks, k: a.k, seeds: a.seeds, method: a.method, calibrate: a.calibrate, meanPerToken: a.meanPerToken,
     orders: a.orders, sampleDemos: a.sampleDemos, testLimit: a.testLimit, batchSize: a.batchSize, maxNewTokens: a.maxNewTokens,
-    template: a.instruction ? { instruction: a.instruction } : undefined, log,
-    onPrediction: a.predictions ? (p: Prediction) => appendFileSync(a.predictions!, JSON.stringify(p) + '\n') : undefined,
+    template: a.instruction ? { instruction: a.instruction } : undefined, log, continueOnError: true,
+    onPrediction: a.predictions ? (p: Prediction) => { pending.push(JSON.stringify(p) + '\n'); } : undefined,
+    onTaskDone: (task, err) => {
+      // A failed task's partial predictions are dropped: only finished tasks are reported.
+      if (err) { if (tasks.length > 1) log(`icl eval: task ${task} failed: ${err.message.replace(/\s*\n\s*/g, ' ')}`); } else done.push(...pending);
+      pending = [];
+      if (a.predictions) writeFileAtomic(a.predictions, done.join(''));
+    },
   });
-  log(`evaluated ${tasks.length} task(s) × ${a.seeds.length} seed(s) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const trunc = Object.entries(r.tasks).filter(([, t]) => t.truncated > 0);
-  if (trunc.length) log(`truncated prompts (demonstrations shortened or dropped to fit ${model.config.n_positions} tokens): ${trunc.map(([n, t]) => `${n} ${t.truncated}/${t.examples}`).join(', ')}`);
-  if (a.report) log(`report: ${writeIclReport(a.report, r)}`);
-  if (a.json) { console.log(JSON.stringify(iclJson(r))); return; }
-  for (const [t, v] of Object.entries(r.tasks)) console.log(`${t.padEnd(36)} ${fmtMetrics(v.mean)}`);
-  console.log(`${'average'.padEnd(36)} ${fmtMetrics(r.average)}`);
+  const finished = Object.keys(r.tasks).length;
+  if (finished > 0) {
+    log(`evaluated ${finished} task(s) × ${a.seeds.length} seed(s) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const trunc = Object.entries(r.tasks).filter(([, t]) => t.truncated > 0);
+    if (trunc.length) log(`truncated prompts (demonstrations shortened or dropped to fit ${model.config.n_positions} tokens): ${trunc.map(([n, t]) => `${n} ${t.truncated}/${t.examples}`).join(', ')}`);
+    if (a.report) log(`report: ${writeIclReport(a.report, r)}`);
+    if (a.json) console.log(JSON.stringify(iclJson(r)));
+    else {
+      for (const [t, v] of Object.entries(r.tasks)) console.log(`${t.padEnd(36)} ${fmtMetrics(v.mean)}`);
+      console.log(`${'average'.padEnd(36)} ${fmtMetrics(r.average)}`);
+    }
+  }
+  if (r.errors.length === 1 && tasks.length === 1) throw new Error(`task ${r.errors[0].task}: ${r.errors[0].error}`);
+  if (r.errors.length) {
+    throw new Error(`${r.errors.length} of ${tasks.length} task(s) failed (${r.errors.map((e) => e.task).join(', ')})${finished ? '; the other tasks\' results are written' : ''}`);
+  }
 }
 
 export function parseSeeds(v: string[] | undefined): number[] {

@@ -2,7 +2,15 @@
 // scoring (optionally length-normalised and calibrated), generation for tasks without options,
 // majority vote over demonstration orders, metrics per seed, mean ± std over seeds, average over
 // tasks.
+//
+// Context length: prompts are fitted by tokenizePrompt's rule (query and answer kept whole, long
+// demonstrations shortened, then the oldest dropped). A test example whose query and answer alone
+// (for any option, or the query plus --max-new-tokens for generation) exceed the context cannot be
+// evaluated faithfully, so it is skipped, counted per task and reported with its line number,
+// rather than scored on a cut-off query.
 
+import { readFileSync } from 'node:fs';
+import { join, basename } from 'node:path';
 import { Rng } from '../engine/rng.js';
 import type { GPT2 } from '../models/gpt2.js';
 import { generate } from '../models/generate.js';
@@ -13,8 +21,22 @@ import { accuracy, exactMatch, macroF1, meanStd, tokenF1 } from '../eval/metrics
 
 export type Metrics = Record<string, number>;
 
-export interface TaskResult { seeds: Record<string, Metrics>; mean: Metrics; std: Metrics; truncated: number; examples: number; }
-export interface IclResult { tasks: Record<string, TaskResult>; average: Metrics; config: Record<string, unknown>; }
+export interface TaskResult {
+  seeds: Record<string, Metrics>; mean: Metrics; std: Metrics;
+  /** (example, seed) pairs whose prompt lost demonstration tokens to fit the context. */
+  truncated: number;
+  /** Evaluated (example, seed) pairs: test_examples × seeds. */
+  examples: number;
+  /** Test examples evaluated per seed (after --test-limit, without the skipped ones). */
+  test_examples: number;
+  /** Test examples skipped because the query and answer alone do not fit the context. */
+  skipped: number;
+  /** Their 1-based line numbers in the test file. */
+  skipped_lines: number[];
+}
+/** A task that could not be evaluated (bad file, too few demonstrations, …). */
+export interface TaskError { task: string; error: string; }
+export interface IclResult { tasks: Record<string, TaskResult>; average: Metrics; config: Record<string, unknown>; errors: TaskError[]; }
 
 export interface Prediction { task: string; seed: number; input: string; gold: string; prediction: string; scores: number[]; }
 
@@ -41,6 +63,10 @@ export interface IclEvalOptions {
   maxDemoTokens?: number;
   log?: (s: string) => void;
   onPrediction?: (p: Prediction) => void;
+  /** Record a failing task in `errors` and go on with the others instead of throwing. */
+  continueOnError?: boolean;
+  /** Called after each task (finished or failed) with the results so far. */
+  onTaskDone?: (task: string, error: Error | null, soFar: IclResult) => void;
 }
 
 export function evaluateIcl(o: IclEvalOptions): IclResult {
@@ -48,23 +74,76 @@ export function evaluateIcl(o: IclEvalOptions): IclResult {
   if (o.calibrate && method !== 'direct') throw new Error('--calibrate applies to direct scoring only');
   if (!(o.k >= 0)) throw new Error(`--k must be ≥ 0, got ${o.k}`);
   const enc = new PieceEncoder(o.tokenizer);
-  const tasks: Record<string, TaskResult> = {};
+  const tasks: Record<string, TaskResult> = {}, errors: TaskError[] = [];
+  const config = { k: o.k, seeds: o.seeds, method, calibrate: !!o.calibrate, mean_per_token: !!o.meanPerToken, orders, sample_demos: !!o.sampleDemos, n_positions: o.model.config.n_positions };
+  const soFar = (): IclResult => ({ tasks, average: averageOver(Object.values(tasks).map((t) => t.mean)), config, errors });
   for (const task of o.tasks) {
-    const seeds: Record<string, Metrics> = {};
-    let truncated = 0, examples = 0;
-    for (const seed of o.seeds) {
-      const data = loadTask(o.taskDir, task, o.sampleDemos ? 0 : o.k, seed, { testLimit: o.testLimit });
-      const demos = o.sampleDemos ? new Rng(seed).shuffle(trainingPool(o.taskDir, task).slice()).slice(0, o.k) : data.train;
-      if (demos.length < o.k) throw new Error(`task ${task}: only ${demos.length} training examples for k=${o.k}`);
-      const r = evaluateSeed(o, task, seed, data.test, demos, method, tpl, orders, enc);
-      seeds[String(seed)] = r.metrics;
-      truncated += r.truncated; examples += data.test.length;
-      o.log?.(`${task} seed ${seed}: ${fmtMetrics(r.metrics)}${r.truncated ? ` (${r.truncated} truncated)` : ''}`);
+    let err: Error | null = null;
+    try {
+      tasks[task] = evaluateTask(o, task, method, tpl, orders, enc);
+    } catch (e) {
+      if (!o.continueOnError) throw e;
+      err = e instanceof Error ? e : new Error(String(e));
+      errors.push({ task, error: err.message });
     }
-    tasks[task] = { seeds, ...aggregate(Object.values(seeds)), truncated, examples };
+    o.onTaskDone?.(task, err, soFar());
   }
-  const average = averageOver(Object.values(tasks).map((t) => t.mean));
-  return { tasks, average, config: { k: o.k, seeds: o.seeds, method, calibrate: !!o.calibrate, mean_per_token: !!o.meanPerToken, orders, sample_demos: !!o.sampleDemos } };
+  return soFar();
+}
+
+function evaluateTask(o: IclEvalOptions, task: string, method: Method, tpl: Template, orders: number, enc: PieceEncoder): TaskResult {
+  const seeds: Record<string, Metrics> = {};
+  const maxLength = o.model.config.n_positions;
+  let truncated = 0, examples = 0, testExamples = 0, skippedLines: number[] = [];
+  for (const seed of o.seeds) {
+    const data = loadTask(o.taskDir, task, o.sampleDemos ? 0 : o.k, seed, { testLimit: o.testLimit });
+    const demos = o.sampleDemos ? new Rng(seed).shuffle(trainingPool(o.taskDir, task).slice()).slice(0, o.k) : data.train;
+    if (demos.length < o.k) throw new Error(`task ${task}: only ${demos.length} training examples for k=${o.k}`);
+    const testPath = join(o.taskDir, task, `${task}_test.jsonl`);
+    if (data.test.length === 0) throw new Error(`${testPath}: no test examples`);
+    // Skipping depends on the query and options only, so it is the same for every seed.
+    const fits = data.test.map((ex) => fitsContext(enc, tpl, ex, method, !!o.calibrate, maxLength, ex.options.length ? 0 : genTokens(o, maxLength)));
+    const test = data.test.filter((_, i) => fits[i]);
+    if (seed === o.seeds[0] && fits.includes(false)) {
+      const lines = exampleLines(testPath);
+      skippedLines = fits.flatMap((f, i) => (f ? [] : [lines.length >= data.test.length ? lines[i] : i + 1]));
+      if (skippedLines.length) {
+        o.log?.(`icl eval: ${task}: skipped ${skippedLines.length} of ${data.test.length} test examples longer than the ${maxLength}-token context (first: ${basename(testPath)} line ${skippedLines[0]})`);
+      }
+    }
+    if (test.length === 0) throw new Error(`${testPath}: all ${data.test.length} test examples are longer than the model's ${maxLength}-token context`);
+    const r = evaluateSeed(o, task, seed, test, demos, method, tpl, orders, enc);
+    seeds[String(seed)] = r.metrics;
+    truncated += r.truncated; examples += test.length; testExamples = test.length;
+    o.log?.(`${task} seed ${seed}: ${fmtMetrics(r.metrics)}${r.truncated ? ` (${r.truncated} truncated)` : ''}`);
+  }
+  return { seeds, ...aggregate(Object.values(seeds)), truncated, examples, test_examples: testExamples, skipped: skippedLines.length, skipped_lines: skippedLines };
+}
+
+/** Tokens kept free for the answer of a generation task (the prompt must leave room for them). */
+function genTokens(o: IclEvalOptions, maxLength: number): number {
+  const n = o.maxNewTokens ?? 32;
+  if (n + 2 > maxLength) throw new Error(`--max-new-tokens ${n} leaves no room for a prompt in the model's ${maxLength}-token context`);
+  return n;
+}
+
+/**
+ * Whether the query and answer fit the context whole (demonstrations can always be dropped):
+ * every option's prompt (and its content-free calibration prompt), or for generation the query
+ * plus `reserve` new tokens. The same measure tokenizePrompt uses.
+ */
+export function fitsContext(enc: PieceEncoder, tpl: Template, ex: Example, method: Method, calibrate: boolean, maxLength: number, reserve = 0): boolean {
+  const len = (p: { query: string; continuation: string }): number => enc.encode(p.query).length + enc.encode(p.continuation).length;
+  if (ex.options.length === 0) return len(buildPrompt(tpl, [], ex, ' ', 'direct')) <= maxLength - reserve;
+  return ex.options.every((opt) => len(buildPrompt(tpl, [], ex, opt, method)) <= maxLength &&
+    (!calibrate || len(buildPrompt(tpl, [], { ...ex, input: 'N/A' }, opt, 'direct')) <= maxLength));
+}
+
+/** 1-based line numbers of a jsonl file's non-blank lines (the lines readExamples turns into examples). */
+function exampleLines(path: string): number[] {
+  const out: number[] = [];
+  try { readFileSync(path, 'utf8').split('\n').forEach((l, i) => { if (l.trim()) out.push(i + 1); }); } catch { /* numbered by position instead */ }
+  return out;
 }
 
 function evaluateSeed(o: IclEvalOptions, task: string, seed: number, test: Example[], demos: Example[], method: Method,
