@@ -39,7 +39,7 @@ describe('icld icl eval: one broken task in a sweep', () => {
     const badFile = join(taskDir, 'broken', 'broken_test.jsonl');
     const lines = r.stderr.trim().split('\n');
     assert.ok(lines.some((l) => l.startsWith(`icl eval: task broken failed: ${badFile}:2:`)), r.stderr);
-    assert.match(lines[lines.length - 1], /^icld: 1 of 2 task\(s\) failed \(broken\); the other tasks' results are written$/);
+    assert.match(lines[lines.length - 1], /^icld icl eval: 1 of 2 task\(s\) failed \(broken\); the other tasks' results are written$/);
     const j = JSON.parse(r.stdout) as { tasks: Record<string, { seeds: Record<string, { accuracy: number }> }>; errors: { task: string; error: string }[] };
     assert.deepEqual(Object.keys(j.tasks), ['cls']);
     assert.equal(j.errors.length, 1);
@@ -65,7 +65,7 @@ describe('icld icl eval: one broken task in a sweep', () => {
     assert.equal(r.stdout, '');
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
-    assert.ok(lines[0].startsWith(`icld: task broken: ${join(taskDir, 'broken', 'broken_test.jsonl')}:2:`), lines[0]);
+    assert.ok(lines[0].startsWith(`icld icl eval: task broken: ${join(taskDir, 'broken', 'broken_test.jsonl')}:2:`), lines[0]);
     assert.equal(existsSync(join(out, 'report.html')), false);
   });
 });
