@@ -20,15 +20,17 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 
 // --test-timeout: node applies it to every test and, since each file runs as one subprocess
-// test, to every file as a whole; so it must exceed the slowest file (FILL, measured on the busy
-// 2-vCPU machine). A file that takes longer is hung or has regressed badly.
+// test, to every file as a whole; so it must exceed the slowest file (icl/ict: 157 s in a full
+// run on the 2-vCPU machine shared with other jobs). A file that takes 10 minutes is hung or has
+// regressed badly.
 const TEST_TIMEOUT_MS = 600_000;
 // A whole pass, including work outside tests (imports, before hooks at top level).
 const PASS_TIMEOUT_MS = 30 * 60_000;
 
 // Pass 2 (ICLD_BACKEND=reference): the test files whose engine/model code runs on the default
 // backend. Measured alone on the reference backend (2 vCPUs): pretrain 8.1 s, memory 7.1 s,
-// study 6.3 s, the others ~1 s each; ~35 s for the pass. Not listed, with the reason:
+// study 6.3 s, the others ~1 s each; the whole pass 46 s in a full `npm test` (pass 1: 205 s).
+// Not listed, with the reason:
 //   engine/gradcheck, engine/golden, icl/scorer  already run every op on both backends in pass 1
 //                                                (setBackend over availableBackends())
 //   engine/native-parity                        compares the two backends directly in pass 1

@@ -19,10 +19,11 @@ are not installed, so both are re-implemented from their documented behaviour:
   state dict    GPT2LMHeadModel keys (`transformer.*` + `lm_head.weight`); keys without the
                 `transformer.` prefix get it (base_model_prefix); attn.bias / attn.masked_bias
                 buffers are ignored (_keys_to_ignore_on_load_unexpected); with tied embeddings
-                lm_head.weight is wte.weight whatever the file holds (tie_weights runs after
-                loading; a stored lm_head.weight that differs is an error here). transformers only *warns* about missing or unexpected keys and then
-                initialises missing ones at random; here both are errors, since a directory we
-                wrote must load completely. A shape mismatch is an error in transformers too.
+                lm_head.weight is wte.weight (tie_weights), and a stored lm_head.weight that
+                differs is an error here. transformers only *warns* about missing or unexpected
+                keys and initialises missing ones at random; here both are errors, since a
+                directory we wrote must load completely. A shape mismatch is an error in
+                transformers too.
   forward       eval mode (no dropout), float64 from the stored weights (from_pretrained
                 upcasts F16/BF16 to the default float32; float64 is only a tighter reference):
                 h = wte[ids] + wpe[0..T-1]; per block (pre-LN) h += attn(ln_1(h)), h += mlp(ln_2(h));
