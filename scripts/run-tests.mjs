@@ -113,7 +113,8 @@ function pass(name, list, env) {
     const timer = setTimeout(() => { console.log(`# ${name} pass exceeded ${PASS_TIMEOUT_MS / 60000} min; killed`); child.kill('SIGKILL'); }, PASS_TIMEOUT_MS);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      done({ code: code ?? (signal ? 1 : 1), signal, seconds: (Date.now() - t0) / 1000, skipped });
+      if (/^\s*ok \d+ - .*# SKIP/.test(rest)) skipped.push(rest.trim());
+      done({ code: code ?? 1, signal, seconds: (Date.now() - t0) / 1000, skipped });
     });
   });
 }
