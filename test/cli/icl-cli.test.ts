@@ -45,7 +45,14 @@ describe('icld icl eval', () => {
       assert.deepEqual(Object.keys(j.tasks.cls.seeds[s]).sort(), ['accuracy', 'macro_f1']);
       assert.deepEqual(Object.keys(j.tasks.gen.seeds[s]).sort(), ['em', 'f1']);
     }
-    for (const t of ['cls', 'gen']) { assert.equal(typeof j.tasks[t].mean, 'object'); assert.equal(typeof j.tasks[t].std, 'object'); }
+    // mean and sample std over the two seeds, per metric (a bare `typeof ... 'object'` also passed for null)
+    for (const t of ['cls', 'gen']) {
+      for (const m of Object.keys(j.tasks[t].seeds['100'])) {
+        const [a, b] = [j.tasks[t].seeds['100'][m], j.tasks[t].seeds['13'][m]];
+        assert.ok(Math.abs(j.tasks[t].mean[m] - (a + b) / 2) < 1e-12, `${t} mean ${m}`);
+        assert.ok(Math.abs(j.tasks[t].std[m] - Math.abs(a - b) / Math.SQRT2) < 1e-12, `${t} std ${m}`);
+      }
+    }
     assert.deepEqual(Object.keys(j.average).sort(), ['accuracy', 'em', 'f1', 'macro_f1']);
 
     const html = readFileSync(join(out, 'report.html'), 'utf8');

@@ -9,7 +9,7 @@ import {
   Tensor, tensor, param, add, mul, scale, matmul, transpose, reshape, split, sum, gelu, softmax,
   logSoftmax, crossEntropy, klDiv, layerNorm, attention, maskedFill, setBackend,
 } from '../../src/engine/index.js';
-import { loadNative } from '../../src/engine/backend/native.js';
+import { availableBackends } from '../helpers.js';
 
 interface FxTensor { shape: number[]; dtype: 'float32' | 'int32'; data: number[]; }
 interface Fixture { name: string; meta: Record<string, number | string | boolean>; tensors: Record<string, FxTensor>; }
@@ -55,10 +55,7 @@ function close(what: string, actual: Tensor | null, f: Fixture, name: string): v
 /** y = x @ W^T + b with W in PyTorch layout [out, in]. */
 const linear = (x: Tensor, w: Tensor, b: Tensor): Tensor => add(matmul(x, transpose(w)), b);
 
-const backends: ('reference' | 'native')[] = ['reference'];
-if (loadNative()) backends.push('native');
-
-for (const be of backends) {
+for (const be of availableBackends()) {
   describe(`golden numerics vs PyTorch [${be}]`, () => {
     before(() => { setBackend(be); });
 
