@@ -45,10 +45,16 @@ export function didYouMean(name: string, candidates: readonly string[]): string 
   return c ? ` (did you mean '${c}'?)` : '';
 }
 
+/** A user-given name made safe for a one-line message: control characters escaped, long names cut. */
+export function printable(name: string, max = 80): string {
+  const cut = name.length > max ? name.slice(0, max) + '…' : name;
+  return cut.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** Throw on the first key of `obj` not in `known`: `FILE: unknown key WHERE.KEY (did you mean …?)`. */
 export function checkKeys(obj: Record<string, unknown>, known: readonly string[], file: string, where: string): void {
   for (const k of Object.keys(obj)) {
-    if (!known.includes(k)) throw new Error(`${file}: unknown key ${where ? `${where}.` : ''}${k}${didYouMean(k, known)}`);
+    if (!known.includes(k)) throw new Error(`${file}: unknown key ${where ? `${where}.` : ''}${printable(k)}${didYouMean(k, known)}`);
   }
 }
 
@@ -98,7 +104,7 @@ export function parseJsonStrict(text: string, file: string): unknown {
   let v: unknown;
   try { v = JSON.parse(text); } catch (e) { throw new Error(`${file}: invalid JSON (${(e as Error).message.split('\n')[0]})`); }
   const dup = duplicateJsonKey(text);
-  if (dup !== null) throw new Error(`${file}: duplicate key ${dup}`);
+  if (dup !== null) throw new Error(`${file}: duplicate key ${printable(dup)}`);
   return v;
 }
 
@@ -140,7 +146,8 @@ function typeName(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object') return 'an object';
-  return JSON.stringify(v) ?? typeof v;
+  const s = JSON.stringify(v) ?? typeof v;
+  return s.length > 60 ? s.slice(0, 60) + '…' : s;
 }
 
 function describeSchema(s: Schema): string {
@@ -202,9 +209,15 @@ export function checkSchema(v: unknown, s: Schema, file: string, where: string):
       (v as unknown[]).forEach((x, i) => checkSchema(x, s.of[i], file, `${where}[${i}]`));
       return;
     }
-    case 'oneOf':
-      if (!s.of.some((o) => matches(v, o))) bad();
-      return;
+    case 'oneOf': {
+      if (s.of.some((o) => matches(v, o))) return;
+      // One alternative of the value's own kind: its message is the precise one.
+      const kind = (x: Schema): boolean => (x.t === 'object' ? v !== null && typeof v === 'object' && !Array.isArray(v)
+        : x.t === 'array' || x.t === 'tuple' ? Array.isArray(v) : x.t === 'int' || x.t === 'number' ? typeof v === 'number' : false);
+      const same = s.of.filter(kind);
+      if (same.length === 1) checkSchema(v, same[0], file, where);
+      return bad();
+    }
     case 'object': {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) bad();
       const o = v as Record<string, unknown>;
