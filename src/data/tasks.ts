@@ -51,15 +51,15 @@ export function readExamples(path: string): Example[] {
     try { o = JSON.parse(line); } catch (e) { throw new Error(`${at}: invalid JSON (${(e as Error).message.split('\n')[0]})`); }
     if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`${at}: expected a JSON object {"task","input","output","options"}, got ${oneLine(o)}`);
     const r = o as Record<string, unknown>;
-    if (typeof r.input !== 'string') throw new Error(`${at}: "input" must be a string, got ${oneLine(r.input)}`);
-    if (typeof r.output !== 'string') throw new Error(`${at}: "output" must be a string, got ${oneLine(r.output)}`);
-    if (r.task !== undefined && typeof r.task !== 'string') throw new Error(`${at}: "task" must be a string, got ${oneLine(r.task)}`);
+    if (typeof r.input !== 'string') throw new Error(`${at}: expected "input" to be a string, got ${oneLine(r.input)}`);
+    if (typeof r.output !== 'string') throw new Error(`${at}: expected "output" to be a string, got ${oneLine(r.output)}`);
+    if (r.task !== undefined && typeof r.task !== 'string') throw new Error(`${at}: expected "task" to be a string, got ${oneLine(r.task)}`);
     if (!Object.prototype.hasOwnProperty.call(r, 'options')) throw new Error(`${at}: missing "options" (a list of candidate answers; [] for open-answer tasks)`);
     const opts = r.options;
-    if (!Array.isArray(opts)) throw new Error(`${at}: "options" must be a list of strings ([] for open-answer tasks), got ${oneLine(opts)}`);
+    if (!Array.isArray(opts)) throw new Error(`${at}: expected "options" to be a list of strings ([] for open-answer tasks), got ${oneLine(opts)}`);
     const seen = new Set<string>();
     opts.forEach((x, j) => {
-      if (typeof x !== 'string') throw new Error(`${at}: options[${j}] must be a string, got ${oneLine(x)}`);
+      if (typeof x !== 'string') throw new Error(`${at}: expected options[${j}] to be a string, got ${oneLine(x)}`);
       if (seen.has(x)) throw new Error(`${at}: option ${oneLine(x)} appears twice`);
       seen.add(x);
     });
