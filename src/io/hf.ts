@@ -14,7 +14,7 @@
 
 import { readFileSync, mkdirSync, readdirSync, unlinkSync, statSync } from 'node:fs';
 import { join, basename } from 'node:path';
-import { parseJsonStrict, decodeUtf8 } from './json.js';
+import { parseJsonStrict, decodeUtf8, printable } from './json.js';
 import {
   openSafetensors, writeSafetensors, atomicWrite, writeAll, fileExists, DTYPE_SIZE,
   type SafeDtype, type WriteDtype, type SafetensorsFile,
@@ -107,8 +107,9 @@ function readIndex(path: string): ShardIndex {
   const wm = (v as Record<string, unknown>).weight_map;
   if (wm === null || typeof wm !== 'object' || Array.isArray(wm)) throw new Error(`${path}: "weight_map" must be an object of tensor name → shard file`);
   for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || shard === '' || shard !== basename(shard) || shard === '.' || shard === '..') {
-      throw new Error(`${path}: weight_map entry for '${name}' must be a file name in the same directory, got ${JSON.stringify(shard)}`);
+    // Plain file names only: no directories, no control characters (they would also break messages).
+    if (typeof shard !== 'string' || shard === '' || shard !== basename(shard) || shard === '.' || shard === '..' || /[\u0000-\u001f\u007f\\]/.test(shard) || shard.length > 255) {
+      throw new Error(`${path}: weight_map entry for '${printable(name)}' must be a file name in the same directory, got ${printable(JSON.stringify(shard) ?? String(shard))}`);
     }
   }
   return v as ShardIndex;
@@ -137,7 +138,7 @@ function toStateTensor(f: SafetensorsFile, name: string): StateTensor {
     const d = t.data;
     for (let i = 0; i < d.length; i++) {
       const x = d[i];
-      if (x - x !== 0) throw new Error(`${f.path}: tensor '${name}' holds a non-finite value (${x}) at index ${i}`);
+      if (x - x !== 0) throw new Error(`${f.path}: tensor '${printable(name)}' holds a non-finite value (${x}) at index ${i}`);
     }
   }
   return { shape: t.shape, data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data), dtype: t.dtype };
@@ -163,7 +164,7 @@ export function weightHeaders(dir: string): Map<string, WeightHeader> {
       for (const [n, shard] of Object.entries(names)) {
         if (join(dir, shard) !== p) continue;
         const t = f.tensors.get(n);
-        if (!t) throw new Error(`${index}: weight_map puts '${n}' in ${shard}, but ${p} has no such tensor`);
+        if (!t) throw new Error(`${index}: weight_map puts '${printable(n)}' in ${shard}, but ${p} has no such tensor`);
         out.set(n, { shape: t.shape, dtype: t.dtype, file: p });
       }
     } finally { f.close(); }
@@ -203,7 +204,7 @@ export function loadStateDict(dir: string): Map<string, StateTensor> {
     const f = openSafetensors(p);
     try {
       for (const name of names) {
-        if (!f.has(name)) throw new Error(`${index}: weight_map puts '${name}' in ${shard}, but ${p} has no such tensor`);
+        if (!f.has(name)) throw new Error(`${index}: weight_map puts '${printable(name)}' in ${shard}, but ${p} has no such tensor`);
         out.set(name, toStateTensor(f, name));
       }
     } finally { f.close(); }

@@ -466,7 +466,7 @@ export function openSafetensors(path: string): SafetensorsFile {
   };
   const getTensor = (name: string): SafeTensor => {
     const t = info(name);
-    const data = decodeTensorBytes(getBytes(name), t.dtype, t.numel, `${path}: tensor '${name}'`);
+    const data = decodeTensorBytes(getBytes(name), t.dtype, t.numel, `${path}: tensor ${q(name)}`);
     return { dtype: t.dtype, shape: t.shape.slice(), data };
   };
   return {
@@ -508,7 +508,7 @@ export function parseSafetensors(bytes: Uint8Array, name = '<buffer>'): { tensor
   for (const [tn, t] of h.tensors) {
     const raw = bytes.subarray(t.fileOffset, t.fileOffset + t.byteLength);
     // decodeTensorBytes copies when it would otherwise alias `bytes`
-    tensors.set(tn, { dtype: t.dtype, shape: t.shape.slice(), data: decodeTensorBytes(raw, t.dtype, t.numel, `${name}: tensor '${tn}'`) });
+    tensors.set(tn, { dtype: t.dtype, shape: t.shape.slice(), data: decodeTensorBytes(raw, t.dtype, t.numel, `${name}: tensor ${q(tn)}`) });
   }
   return { tensors, metadata: h.metadata };
 }

@@ -8,7 +8,7 @@ import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn
 import { backend } from '../engine/backend/index.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, GPT2_BUFFER_RE, saveStateDict, normalizeGpt2StateDict, gpt2StateDictForSave, writeJsonAtomic, type SaveOptions } from '../io/hf.js';
 import { join } from 'node:path';
-import { checkSchema, type Schema } from '../io/json.js';
+import { checkSchema, printable, type Schema } from '../io/json.js';
 
 export interface GPT2Config {
   model_type: 'gpt2';
@@ -363,7 +363,7 @@ export function checkGpt2Weights(dir: string, cfg: GPT2Config): void {
     if (name === 'lm_head.weight') { lmHead = h; continue; }
     const canon = name.startsWith('transformer.') ? name : `transformer.${name}`;
     const twin = found.get(canon);
-    if (twin) throw new Error(`${h.file}: tensors '${twin.name}' and '${name}' are both '${canon}'`);
+    if (twin) throw new Error(`${h.file}: tensors '${printable(twin.name)}' and '${printable(name)}' are both '${printable(canon)}'`);
     found.set(canon, { name, ...h });
   }
   const expected = gpt2ParameterShapes(cfg);
@@ -375,7 +375,7 @@ export function checkGpt2Weights(dir: string, cfg: GPT2Config): void {
   if (found.size > expected.length) {
     const want = new Set(expected.map(([n]) => n));
     const extra = [...found.values()].find((h) => !want.has(h.name.startsWith('transformer.') ? h.name : `transformer.${h.name}`))!;
-    throw new Error(`${extra.file}: tensor '${extra.name}' is not part of the GPT-2 that ${implied} describes`);
+    throw new Error(`${extra.file}: tensor '${printable(extra.name)}' is not part of the GPT-2 that ${implied} describes`);
   }
   if (lmHead && !sameShape(lmHead.shape, [cfg.vocab_size, cfg.n_embd])) {
     throw new Error(`${lmHead.file}: tensor 'lm_head.weight' has shape [${lmHead.shape.join(', ')}] but ${implied} implies [${cfg.vocab_size}, ${cfg.n_embd}]`);

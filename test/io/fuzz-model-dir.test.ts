@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GPT2, gpt2ParameterShapes } from '../../src/models/gpt2.js';
 import { readSafetensors, serializeSafetensors, type WriteTensor } from '../../src/io/safetensors.js';
+import { saveStateDict, loadStateDict } from '../../src/io/hf.js';
 import { Fuzz, runCase, type Tally } from './fuzz.js';
 
 const HF_DIR = fileURLToPath(new URL('../../../test/fixtures/gpt2/tiny-hf/', import.meta.url));
@@ -55,7 +56,16 @@ describe('loader fuzz: GPT-2 model directory', () => {
         weights = fz.mutateBytes(baseWeights);
       }
       writeFileSync(join(dir, 'config.json'), cfgText);
-      writeFileSync(join(dir, 'model.safetensors'), weights);
+      let sharded = false;
+      if (fz.chance(0.15)) {
+        // The sharded layout, with its index mutated: missing/renamed shards, paths, wrong names.
+        sharded = true;
+        saveStateDict(dir, new Map([...tensors].map(([k, v]) => [k, { shape: v.shape, data: v.data as Float32Array }])), { maxShardBytes: 4000 });
+        const ip = join(dir, 'model.safetensors.index.json');
+        const idx = JSON.parse(readFileSync(ip, 'utf8'));
+        const shardKeys = [...Object.keys(idx.weight_map), 'weight_map', 'metadata', 'total_size'];
+        writeFileSync(ip, fz.chance(0.8) ? JSON.stringify(fz.mutateJson(idx, [...shardKeys, '../model-00001-of-00009.safetensors'])) ?? 'null' : fz.mutateJsonText(JSON.stringify(idx)));
+      } else writeFileSync(join(dir, 'model.safetensors'), weights);
       // Errors may name config.json or model.safetensors: both live in `dir`.
       runCase(tally, dir, () => GPT2.fromPretrained(dir), (m) => {
         const cfg = JSON.parse(cfgText);
@@ -63,7 +73,7 @@ describe('loader fuzz: GPT-2 model directory', () => {
         const shapes = gpt2ParameterShapes(m.config);
         assert.deepEqual(m.namedParameters().map(([k, p]) => [k, p.shape]), shapes, `case ${i}: parameters`);
         // Every weight equals what the file holds (so nothing was left at zero or read off by a byte).
-        const onDisk = readSafetensors(join(dir, 'model.safetensors')).tensors;
+        const onDisk = sharded ? loadStateDict(dir) : readSafetensors(join(dir, 'model.safetensors')).tensors;
         for (const [k, p] of m.namedParameters()) {
           const t = onDisk.get(k) ?? onDisk.get(k.replace(/^transformer\./, ''))!;
           assert.deepEqual(p.f32, t.data, `case ${i}: ${k}`);
