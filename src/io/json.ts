@@ -10,7 +10,8 @@ export function readJsonFile(path: string, what = 'file'): unknown {
   try { text = new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(path)); } catch (e) {
     throw new Error(`${path}: ${(e as NodeJS.ErrnoException).code === 'EISDIR' ? 'is a directory' : 'not valid UTF-8'}`);
   }
-  try { return JSON.parse(text); } catch (e) { throw new Error(`${path}: invalid JSON (${(e as Error).message})`); }
+  // A key written twice is a silent mistake too (JSON.parse keeps the last): reject it.
+  return parseJsonStrict(text, path);
 }
 
 /** Levenshtein distance (small strings: keys, flags, command names). */
