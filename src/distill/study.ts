@@ -3,8 +3,7 @@
 
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
-import { GPT2, gpt2Config, GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
-import { readJsonStrict, checkSchema, type Schema } from '../io/json.js';
+import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/index.js';
 import { writeSyntheticSuite, syntheticCorpus, type SyntheticOptions } from '../data/synthetic.js';
 import { loadSplit, availableTasks, readExamples } from '../data/tasks.js';
@@ -17,6 +16,9 @@ import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
 import type { Method } from '../data/prompts.js';
 import { backend } from '../engine/backend/index.js';
+// Config validation (readStudyConfig).
+import { GPT2_MODEL_KEYS, GPT2_LIMITS } from '../models/gpt2.js';
+import { readJsonStrict, checkSchema, type Schema } from '../io/json.js';
 
 export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
 export type Arm = (typeof ARMS)[number];

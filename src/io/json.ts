@@ -31,6 +31,7 @@ export function editDistance(a: string, b: string): number {
 
 /** The candidate closest to `name` if it is plausibly a typo of it, else undefined. */
 export function closestMatch(name: string, candidates: readonly string[]): string | undefined {
+  if (name.length > 200) return undefined; // no typo is that long; keeps hostile keys cheap
   let best: string | undefined, bestD = Infinity;
   const norm = (s: string): string => s.toLowerCase().replace(/[-_\s]/g, '');
   for (const c of candidates) {

@@ -5,11 +5,13 @@ import { existsSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { tidy, noGrad } from '../engine/index.js';
-import { GPT2, gpt2Config, GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
-import { readJsonStrict, checkSchema, type Schema } from '../io/json.js';
+import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { Trainer, defaultTrainConfig, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
+// Config validation (readPretrainConfig).
+import { GPT2_MODEL_KEYS, GPT2_LIMITS } from '../models/gpt2.js';
+import { readJsonStrict, checkSchema, type Schema } from '../io/json.js';
 
 export interface PretrainConfig {
   model: Partial<GPT2Config>;
