@@ -79,6 +79,7 @@ describe('loader fuzz: JSON files', () => {
       }, `tokenizer case ${i}`);
       rmSync(p);
     }
+    assert.equal(tally.ok + tally.err, CASES, 'every case ran');
     assert.ok(tally.err > CASES / 3 && tally.ok > 50, `ok ${tally.ok}, errors ${tally.err}`);
   });
 
@@ -99,6 +100,7 @@ describe('loader fuzz: JSON files', () => {
       }, `pretrain case ${i}`);
       rmSync(p);
     }
+    assert.equal(tally.ok + tally.err, CASES, 'every case ran');
     assert.ok(tally.err > CASES / 2 && tally.ok > 50, `ok ${tally.ok}, errors ${tally.err}`);
   });
 
@@ -119,6 +121,7 @@ describe('loader fuzz: JSON files', () => {
       }, `study case ${i}`);
       rmSync(p);
     }
+    assert.equal(tally.ok + tally.err, CASES, 'every case ran');
     assert.ok(tally.err > CASES / 2 && tally.ok > 50, `ok ${tally.ok}, errors ${tally.err}`);
   });
 });

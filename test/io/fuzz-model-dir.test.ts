@@ -82,6 +82,7 @@ describe('loader fuzz: GPT-2 model directory', () => {
       }, `model case ${i}`, 3000, 32 << 20);
       rmSync(dir, { recursive: true });
     }
+    assert.equal(tally.ok + tally.err, CASES, 'every case ran');
     assert.ok(tally.err > CASES / 2 && tally.ok > 30, `ok ${tally.ok}, errors ${tally.err}`);
   });
 

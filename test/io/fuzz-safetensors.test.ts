@@ -116,6 +116,7 @@ describe('safetensors reader fuzz', () => {
       rmSync(p);
     }
     // The mix must really exercise both outcomes and every mutation family.
+    assert.equal(tally.ok + tally.err, 3000, 'every case ran');
     assert.ok(tally.err > 2000, `errors: ${tally.err}`);
     assert.ok(tally.ok > 20, `accepted: ${tally.ok}`);
     for (const k of ['bytes', 'length', 'header']) assert.ok((kinds.get(k) ?? 0) > 200, `mutation family ${k}`);

@@ -41,6 +41,7 @@ describe('loader fuzz: text files', () => {
       }, `vocab case ${i}`);
       rmSync(p);
     }
+    assert.equal(tally.ok + tally.err, CASES, 'every case ran');
     assert.ok(tally.err > 200 && tally.ok > 100, `ok ${tally.ok}, errors ${tally.err}`);
   });
 
@@ -74,6 +75,7 @@ describe('loader fuzz: text files', () => {
       }, `task case ${i}`);
       rmSync(p);
     }
+    assert.equal(tally.ok + tally.err, CASES, 'every case ran');
     assert.ok(tally.err > 300 && tally.ok > 100, `ok ${tally.ok}, errors ${tally.err}`);
   });
 
@@ -105,6 +107,7 @@ describe('loader fuzz: text files', () => {
       }, `chat case ${i}`);
       rmSync(p);
     }
+    assert.equal(tally.ok + tally.err, CASES, 'every case ran');
     assert.ok(tally.err > 300 && tally.ok > 100, `ok ${tally.ok}, errors ${tally.err}`);
   });
 });
