@@ -5,6 +5,7 @@
 
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readJsonStrict } from '../io/json.js';
 
 export interface Example {
   task: string;
@@ -14,23 +15,59 @@ export interface Example {
   options: string[];
 }
 
-/** Read a jsonl file of examples; errors name the file and line. */
+/** Largest task file we read (the biggest shipped one is well under a megabyte). */
+export const MAX_TASK_FILE_BYTES = 1 << 30;
+
+const oneLine = (v: unknown): string => {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 80 ? s.slice(0, 80) + '…' : s;
+};
+
+/**
+ * Read a jsonl file of examples. Every non-blank line must be a JSON object with string "input"
+ * and "output" and an "options" list of distinct strings: empty for open-answer (generative)
+ * tasks, else containing the output. A file with no examples is an error. Every error is one
+ * line naming FILE:LINE.
+ */
 export function readExamples(path: string): Example[] {
-  if (!existsSync(path)) throw new Error(`task file not found: ${path}`);
+  let st;
+  try { st = statSync(path); } catch { throw new Error(`task file not found: ${path}`); }
+  if (!st.isFile()) throw new Error(`${path}: not a regular file`);
+  if (st.size > MAX_TASK_FILE_BYTES) throw new Error(`${path}: ${st.size} bytes is larger than the ${MAX_TASK_FILE_BYTES}-byte limit for a task file`);
+  const buf = readFileSync(path);
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
   const out: Example[] = [];
-  readFileSync(path, 'utf8').split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
+  let start = 0, lineNo = 0;
+  while (start < buf.length || (start === buf.length && lineNo === 0)) {
+    let end = buf.indexOf(0x0a, start);
+    if (end < 0) end = buf.length;
+    lineNo++;
+    const at = `${path}:${lineNo}`;
+    let line: string;
+    try { line = utf8.decode(buf.subarray(start, end)); } catch { throw new Error(`${at}: not valid UTF-8`); }
+    start = end + 1;
+    if (!line.trim()) continue;
     let o: unknown;
-    try { o = JSON.parse(line); } catch (e) { throw new Error(`${path}:${i + 1}: invalid JSON (${(e as Error).message})`); }
-    const r = o as Partial<Example>;
-    if (!r || typeof r !== 'object' || typeof r.input !== 'string' || (typeof r.output !== 'string' && !Array.isArray(r.output))) {
-      throw new Error(`${path}:${i + 1}: expected {"task","input","output","options"} with string input and output`);
-    }
-    const options = Array.isArray(r.options) ? r.options.map(String) : [];
-    const output = Array.isArray(r.output) ? String(r.output[0]) : r.output;
-    if (options.length > 0 && !options.includes(output)) throw new Error(`${path}:${i + 1}: output ${JSON.stringify(output)} is not one of the options`);
-    out.push({ task: typeof r.task === 'string' ? r.task : '', input: r.input, output, options });
-  });
+    try { o = JSON.parse(line); } catch (e) { throw new Error(`${at}: invalid JSON (${(e as Error).message.split('\n')[0]})`); }
+    if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`${at}: expected a JSON object {"task","input","output","options"}, got ${oneLine(o)}`);
+    const r = o as Record<string, unknown>;
+    if (typeof r.input !== 'string') throw new Error(`${at}: expected "input" to be a string, got ${oneLine(r.input)}`);
+    if (typeof r.output !== 'string') throw new Error(`${at}: expected "output" to be a string, got ${oneLine(r.output)}`);
+    if (r.task !== undefined && typeof r.task !== 'string') throw new Error(`${at}: expected "task" to be a string, got ${oneLine(r.task)}`);
+    if (!Object.prototype.hasOwnProperty.call(r, 'options')) throw new Error(`${at}: missing "options" (a list of candidate answers; [] for open-answer tasks)`);
+    const opts = r.options;
+    if (!Array.isArray(opts)) throw new Error(`${at}: expected "options" to be a list of strings ([] for open-answer tasks), got ${oneLine(opts)}`);
+    const seen = new Set<string>();
+    opts.forEach((x, j) => {
+      if (typeof x !== 'string') throw new Error(`${at}: expected options[${j}] to be a string, got ${oneLine(x)}`);
+      if (seen.has(x)) throw new Error(`${at}: option ${oneLine(x)} appears twice`);
+      seen.add(x);
+    });
+    const options = opts as string[];
+    if (options.length > 0 && !seen.has(r.output)) throw new Error(`${at}: output ${oneLine(r.output)} is not one of the options`);
+    out.push({ task: typeof r.task === 'string' ? r.task : '', input: r.input, output: r.output, options });
+  }
+  if (out.length === 0) throw new Error(`${path}: has no examples (empty task file)`);
   return out;
 }
 
@@ -83,7 +120,11 @@ export interface SplitConfig { train: string[]; test: string[]; [k: string]: str
 export function loadSplit(dir: string, name: string): SplitConfig {
   const p = join(dir, '_config', `${name}.json`);
   if (!existsSync(p)) throw new Error(`split '${name}' not found: ${p}`);
-  const s = JSON.parse(readFileSync(p, 'utf8')) as SplitConfig;
+  const s = readJsonStrict(p, 'split file') as SplitConfig;
+  if (s === null || typeof s !== 'object' || Array.isArray(s)) throw new Error(`${p}: expected {"train": [...], "test": [...]}`);
+  for (const [k, v] of Object.entries(s)) {
+    if (!Array.isArray(v) || !v.every((t) => typeof t === 'string')) throw new Error(`${p}: "${k}" must be a list of task names`);
+  }
   if (!Array.isArray(s.train) || !Array.isArray(s.test)) throw new Error(`${p}: expected {"train": [...], "test": [...]}`);
   return s;
 }

@@ -14,6 +14,7 @@
 
 import { readFileSync, mkdirSync, readdirSync, unlinkSync, statSync } from 'node:fs';
 import { join, basename } from 'node:path';
+import { parseJsonStrict, decodeUtf8, printable } from './json.js';
 import {
   openSafetensors, writeSafetensors, atomicWrite, writeAll, fileExists, DTYPE_SIZE,
   type SafeDtype, type WriteDtype, type SafetensorsFile,
@@ -48,20 +49,18 @@ function entriesOf<T>(d: StateDictLike<T>): [string, T][] {
 // ---------------------------------------------------------------------------------------------
 // JSON files
 
-/** Read and parse a JSON file; errors name the path. */
+/** Largest JSON file of a model directory we read (configs and shard indexes are kilobytes). */
+const MAX_JSON_BYTES = 64 << 20;
+
+/** Read and parse a JSON file; errors (missing, not UTF-8, invalid JSON, a key twice, too big) name the path. */
 export function readJson(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${(e as Error).message})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: invalid JSON (${(e as Error).message.split('\n')[0]})`);
-  }
+  let st;
+  try { st = statSync(path); } catch { throw new Error(`${path}: no such file`); }
+  if (!st.isFile()) throw new Error(`${path}: not a regular file`);
+  if (st.size > MAX_JSON_BYTES) throw new Error(`${path}: ${st.size} bytes is larger than the ${MAX_JSON_BYTES}-byte limit for a JSON file`);
+  let buf: Uint8Array;
+  try { buf = readFileSync(path); } catch (e) { throw new Error(`${path}: cannot read (${(e as Error).message.split('\n')[0]})`); }
+  return parseJsonStrict(decodeUtf8(buf, path), path);
 }
 
 /** `dir/config.json` as an object. */
@@ -108,8 +107,9 @@ function readIndex(path: string): ShardIndex {
   const wm = (v as Record<string, unknown>).weight_map;
   if (wm === null || typeof wm !== 'object' || Array.isArray(wm)) throw new Error(`${path}: "weight_map" must be an object of tensor name → shard file`);
   for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || shard === '' || shard !== basename(shard) || shard === '.' || shard === '..') {
-      throw new Error(`${path}: weight_map entry for '${name}' must be a file name in the same directory, got ${JSON.stringify(shard)}`);
+    // Plain file names only: no directories, no control characters (they would also break messages).
+    if (typeof shard !== 'string' || shard === '' || shard !== basename(shard) || shard === '.' || shard === '..' || /[\u0000-\u001f\u007f\\]/.test(shard) || shard.length > 255) {
+      throw new Error(`${path}: weight_map entry for '${printable(name)}' must be a file name in the same directory, got ${printable(JSON.stringify(shard) ?? String(shard))}`);
     }
   }
   return v as ShardIndex;
@@ -122,7 +122,9 @@ export function weightFiles(dir: string): { index: string | null; files: string[
   const indexPath = join(dir, SAFE_WEIGHTS_INDEX_NAME);
   if (fileExists(indexPath)) {
     const idx = readIndex(indexPath);
-    return { index: indexPath, files: [...new Set(Object.values(idx.weight_map))].map((s) => join(dir, s)) };
+    const files = [...new Set(Object.values(idx.weight_map))].map((s) => join(dir, s));
+    for (const p of files) if (!fileExists(p)) throw new Error(`${indexPath}: shard ${basename(p)} is listed in weight_map but ${p} does not exist`);
+    return { index: indexPath, files };
   }
   let hint = '';
   if (fileExists(join(dir, 'pytorch_model.bin'))) hint = ' (pytorch_model.bin found: re-save it with save_pretrained(safe_serialization=True))';
@@ -131,7 +133,43 @@ export function weightFiles(dir: string): { index: string | null; files: string[
 
 function toStateTensor(f: SafetensorsFile, name: string): StateTensor {
   const t = f.getTensor(name);
+  if (t.data instanceof Float32Array) {
+    // NaN/Inf weights make every later result NaN (printed as null): refuse them here, by name.
+    const d = t.data;
+    for (let i = 0; i < d.length; i++) {
+      const x = d[i];
+      if (x - x !== 0) throw new Error(`${f.path}: tensor '${printable(name)}' holds a non-finite value (${x}) at index ${i}`);
+    }
+  }
   return { shape: t.shape, data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data), dtype: t.dtype };
+}
+
+/** What a header says about one tensor, and the file it is in. */
+export interface WeightHeader { shape: number[]; dtype: SafeDtype; file: string }
+
+/**
+ * Names, shapes and dtypes of every tensor of a model dir, from the safetensors headers only (no
+ * tensor data read): `model.safetensors`, or the shards of the index (each must exist and hold the
+ * tensors the index puts in it).
+ */
+export function weightHeaders(dir: string): Map<string, WeightHeader> {
+  if (!fileExists(dir)) throw new Error(`${dir}: no such directory`);
+  const { index, files } = weightFiles(dir);
+  const out = new Map<string, WeightHeader>();
+  const names = index ? readIndex(index).weight_map : null;
+  for (const p of files) {
+    const f = openSafetensors(p);
+    try {
+      if (!names) { for (const [n, t] of f.tensors) out.set(n, { shape: t.shape, dtype: t.dtype, file: p }); continue; }
+      for (const [n, shard] of Object.entries(names)) {
+        if (join(dir, shard) !== p) continue;
+        const t = f.tensors.get(n);
+        if (!t) throw new Error(`${index}: weight_map puts '${printable(n)}' in ${shard}, but ${p} has no such tensor`);
+        out.set(n, { shape: t.shape, dtype: t.dtype, file: p });
+      }
+    } finally { f.close(); }
+  }
+  return out;
 }
 
 /**
@@ -166,7 +204,7 @@ export function loadStateDict(dir: string): Map<string, StateTensor> {
     const f = openSafetensors(p);
     try {
       for (const name of names) {
-        if (!f.has(name)) throw new Error(`${index}: weight_map puts '${name}' in ${shard}, but ${p} has no such tensor`);
+        if (!f.has(name)) throw new Error(`${index}: weight_map puts '${printable(name)}' in ${shard}, but ${p} has no such tensor`);
         out.set(name, toStateTensor(f, name));
       }
     } finally { f.close(); }
@@ -251,7 +289,7 @@ export function saveStateDict(dir: string, tensors: StateDictLike<SaveTensor>, o
 // ---------------------------------------------------------------------------------------------
 // GPT-2 names
 
-const GPT2_BUFFER_RE = /^(transformer\.)?h\.\d+\.(attn|crossattention)\.(bias|masked_bias)$/;
+export const GPT2_BUFFER_RE = /^(transformer\.)?h\.\d+\.(attn|crossattention)\.(bias|masked_bias)$/;
 
 function sameTensor(a: { shape: number[]; data: ArrayLike<number> }, b: { shape: number[]; data: ArrayLike<number> }): boolean {
   if (a === b || a.data === b.data) return true;

@@ -17,6 +17,7 @@
 import { openSync, closeSync, readSync, fstatSync, existsSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { atomicWrite, writeAll } from './atomic.js';
+import { duplicateJsonKey } from './json.js';
 
 export { atomicWrite, writeAll };
 
@@ -77,6 +78,18 @@ function fail(file: string, msg: string): never {
   throw new Error(`${file}: ${msg}`);
 }
 
+/** A name quoted for a one-line message (control characters escaped, long names cut). */
+function q(name: string): string {
+  const cut = name.length > 80 ? name.slice(0, 80) + '…' : name;
+  return `'${cut.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}'`;
+}
+
+/** JSON of a value for a message, cut to a readable length. */
+function short(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 100 ? s.slice(0, 100) + '…' : s;
+}
+
 function describeJson(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
@@ -100,6 +113,9 @@ export function parseHeader(file: string, headerBytes: Uint8Array, dataStart: nu
   } catch (e) {
     fail(file, `safetensors header is not valid JSON (${(e as Error).message.split('\n')[0]})`);
   }
+  // JSON.parse keeps the last of two equal keys; the reference reader rejects the file.
+  const dup = duplicateJsonKey(text);
+  if (dup !== null) fail(file, `safetensors header has the key ${q(dup)} twice`);
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     fail(file, `safetensors header must be a JSON object, got ${describeJson(json)}`);
   }
@@ -113,38 +129,38 @@ export function parseHeader(file: string, headerBytes: Uint8Array, dataStart: nu
       }
       metadata = {};
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(file, `__metadata__ value for '${k}' must be a string, got ${describeJson(v)}`);
+        if (typeof v !== 'string') fail(file, `__metadata__ value for ${q(k)} must be a string, got ${describeJson(v)}`);
         metadata[k] = v;
       }
       continue;
     }
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-      fail(file, `tensor '${name}': entry must be an object, got ${describeJson(raw)}`);
+      fail(file, `tensor ${q(name)}: entry must be an object, got ${describeJson(raw)}`);
     }
     const e = raw as Record<string, unknown>;
     const dtype = e.dtype;
     if (typeof dtype !== 'string' || !Object.prototype.hasOwnProperty.call(DTYPE_SIZE, dtype)) {
-      fail(file, `tensor '${name}': unknown dtype ${JSON.stringify(dtype)}`);
+      fail(file, `tensor ${q(name)}: unknown dtype ${short(dtype)}`);
     }
     const shape = e.shape;
     if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
-      fail(file, `tensor '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+      fail(file, `tensor ${q(name)}: shape must be an array of non-negative integers, got ${short(shape)}`);
     }
     const offs = e.data_offsets;
     if (!Array.isArray(offs) || offs.length !== 2 ||
       !offs.every((o) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)) {
-      fail(file, `tensor '${name}': data_offsets must be [begin, end] of non-negative integers, got ${JSON.stringify(offs)}`);
+      fail(file, `tensor ${q(name)}: data_offsets must be [begin, end] of non-negative integers, got ${short(offs)}`);
     }
     const [begin, end] = offs as [number, number];
     if (begin > end || end > dataLength) {
-      fail(file, `tensor '${name}': data_offsets [${begin}, ${end}] outside the data section of ${dataLength} bytes`);
+      fail(file, `tensor ${q(name)}: data_offsets [${begin}, ${end}] outside the data section of ${dataLength} bytes`);
     }
     let numel = 1;
     for (const d of shape as number[]) numel *= d;
-    if (!Number.isSafeInteger(numel)) fail(file, `tensor '${name}': shape ${JSON.stringify(shape)} is too large`);
+    if (!Number.isSafeInteger(numel)) fail(file, `tensor ${q(name)}: shape ${short(shape)} is too large`);
     const size = DTYPE_SIZE[dtype as SafeDtype];
     if (end - begin !== numel * size) {
-      fail(file, `tensor '${name}': ${end - begin} bytes in data_offsets but shape ${JSON.stringify(shape)} × ${dtype} needs ${numel * size}`);
+      fail(file, `tensor ${q(name)}: ${end - begin} bytes in data_offsets but shape ${short(shape)} × ${dtype} needs ${numel * size}`);
     }
     entries.push([name, {
       dtype: dtype as SafeDtype, shape: (shape as number[]).slice(), dataOffsets: [begin, end],
@@ -152,15 +168,19 @@ export function parseHeader(file: string, headerBytes: Uint8Array, dataStart: nu
     }]);
   }
   entries.sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0] || a[1].dataOffsets[1] - b[1].dataOffsets[1]);
-  // Overlap check on non-empty tensors (empty ones occupy no bytes). Gaps are allowed.
+  // As the reference reader requires: sorted by offset, the tensors tile the data section exactly
+  // (start at 0, no gaps, no overlaps, the last one ends at the end of the file). A header length
+  // that is off by a byte or a truncated/extended file therefore fails here.
   let prevEnd = 0, prevName = '';
   for (const [name, info] of entries) {
-    if (info.byteLength === 0) continue;
-    if (info.dataOffsets[0] < prevEnd) {
-      fail(file, `tensors '${prevName}' and '${name}' overlap in the data section (bytes ${info.dataOffsets[0]}..${prevEnd})`);
-    }
-    prevEnd = info.dataOffsets[1];
+    const [begin, end] = info.dataOffsets;
+    if (begin < prevEnd) fail(file, `tensors ${q(prevName)} and ${q(name)} overlap in the data section (bytes ${begin}..${prevEnd})`);
+    if (begin > prevEnd) fail(file, `tensor ${q(name)} starts at data byte ${begin} but ${prevName ? `${q(prevName)} ends` : 'the data section starts'} at ${prevEnd}: a gap of ${begin - prevEnd} bytes (corrupt header or offsets)`);
+    prevEnd = end;
     prevName = name;
+  }
+  if (prevEnd !== dataLength) {
+    fail(file, `the tensors cover ${prevEnd} bytes but the data section after the ${dataStart - 8}-byte header is ${dataLength} bytes (truncated file, extra bytes, or a wrong header length)`);
   }
   return { tensors: new Map(entries), metadata, dataStart, dataLength };
 }
@@ -446,7 +466,7 @@ export function openSafetensors(path: string): SafetensorsFile {
   };
   const getTensor = (name: string): SafeTensor => {
     const t = info(name);
-    const data = decodeTensorBytes(getBytes(name), t.dtype, t.numel, `${path}: tensor '${name}'`);
+    const data = decodeTensorBytes(getBytes(name), t.dtype, t.numel, `${path}: tensor ${q(name)}`);
     return { dtype: t.dtype, shape: t.shape.slice(), data };
   };
   return {
@@ -488,7 +508,7 @@ export function parseSafetensors(bytes: Uint8Array, name = '<buffer>'): { tensor
   for (const [tn, t] of h.tensors) {
     const raw = bytes.subarray(t.fileOffset, t.fileOffset + t.byteLength);
     // decodeTensorBytes copies when it would otherwise alias `bytes`
-    tensors.set(tn, { dtype: t.dtype, shape: t.shape.slice(), data: decodeTensorBytes(raw, t.dtype, t.numel, `${name}: tensor '${tn}'`) });
+    tensors.set(tn, { dtype: t.dtype, shape: t.shape.slice(), data: decodeTensorBytes(raw, t.dtype, t.numel, `${name}: tensor ${q(tn)}`) });
   }
   return { tensors, metadata: h.metadata };
 }

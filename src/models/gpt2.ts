@@ -6,8 +6,9 @@ import * as O from '../engine/ops.js';
 import { Tensor, Rng, noGrad, empty } from '../engine/index.js';
 import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn/module.js';
 import { backend } from '../engine/backend/index.js';
-import { readConfig, writeConfig, loadStateDict, saveStateDict, normalizeGpt2StateDict, gpt2StateDictForSave, writeJsonAtomic, type SaveOptions } from '../io/hf.js';
+import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, GPT2_BUFFER_RE, saveStateDict, normalizeGpt2StateDict, gpt2StateDictForSave, writeJsonAtomic, type SaveOptions } from '../io/hf.js';
 import { join } from 'node:path';
+import { checkSchema, printable, type Schema } from '../io/json.js';
 
 export interface GPT2Config {
   model_type: 'gpt2';
@@ -29,26 +30,104 @@ export interface GPT2Config {
   [k: string]: unknown;
 }
 
-export function gpt2Config(partial: Partial<GPT2Config> & Pick<GPT2Config, 'vocab_size'>): GPT2Config {
-  const c: GPT2Config = {
-    model_type: 'gpt2', n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12, n_inner: null,
+function gpt2Defaults(vocabSize: number): GPT2Config {
+  return {
+    model_type: 'gpt2', vocab_size: vocabSize, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12, n_inner: null,
     activation_function: 'gelu_new', resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1,
-    layer_norm_epsilon: 1e-5, initializer_range: 0.02, bos_token_id: partial.vocab_size - 1,
-    eos_token_id: partial.vocab_size - 1, tie_word_embeddings: true,
+    layer_norm_epsilon: 1e-5, initializer_range: 0.02, bos_token_id: vocabSize - 1,
+    eos_token_id: vocabSize - 1, tie_word_embeddings: true,
     architectures: ['GPT2LMHeadModel'],
-    ...partial,
   };
+}
+
+export function gpt2Config(partial: Partial<GPT2Config> & Pick<GPT2Config, 'vocab_size'>): GPT2Config {
+  const c: GPT2Config = { ...gpt2Defaults(partial.vocab_size), ...partial };
   validateGPT2Config(c);
   return c;
 }
+/** HF's GPT2Config defaults for a vocabulary size. */
+gpt2Config.defaults = gpt2Defaults;
 
-export function validateGPT2Config(c: GPT2Config, where = 'config'): void {
-  for (const k of ['vocab_size', 'n_positions', 'n_embd', 'n_layer', 'n_head'] as const) {
-    if (!Number.isInteger(c[k]) || (c[k] as number) <= 0) throw new Error(`${where}: ${k} must be a positive integer, got ${JSON.stringify(c[k])}`);
+/**
+ * Upper bounds on GPT-2 hyper-parameters. Far above any real GPT-2 (GPT-2 XL: 48 layers, 1600
+ * wide, 50257 tokens) but low enough that a typo (n_layer 20000, vocab_size 2e7) fails at once
+ * instead of allocating gigabytes first.
+ */
+export const GPT2_LIMITS = {
+  vocab_size: 4_194_304, n_positions: 1_048_576, n_embd: 65_536, n_layer: 1024, n_head: 1024, n_inner: 1_048_576,
+  /** elements in one weight tensor (a JS typed array must stay addressable) */
+  tensor_elements: 2 ** 31 - 1,
+} as const;
+
+export const GPT2_ACTIVATIONS = ['gelu_new', 'gelu_pytorch_tanh', 'gelu', 'relu'] as const;
+
+const posInt = (max: number): Schema => ({ t: 'int', min: 1, max });
+const pdrop: Schema = { t: 'number', min: 0, lt: 1 };
+const tokenId: Schema = { t: 'oneOf', of: [{ t: 'int', min: 0, max: 2 ** 31 - 1 }, { t: 'null' }], what: 'a token id (a non-negative integer) or null' };
+
+/** Types and ranges of the GPT-2 config keys a user may set for a fresh model (a config file's "model" section). */
+export const GPT2_MODEL_KEYS: Readonly<Record<string, Schema>> = {
+  model_type: { t: 'string', enum: ['gpt2'] },
+  vocab_size: posInt(GPT2_LIMITS.vocab_size),
+  n_positions: posInt(GPT2_LIMITS.n_positions),
+  n_embd: posInt(GPT2_LIMITS.n_embd),
+  n_layer: posInt(GPT2_LIMITS.n_layer),
+  n_head: posInt(GPT2_LIMITS.n_head),
+  n_inner: { t: 'oneOf', of: [posInt(GPT2_LIMITS.n_inner), { t: 'null' }], what: `null or an integer in [1, ${GPT2_LIMITS.n_inner}]` },
+  activation_function: { t: 'string', enum: GPT2_ACTIVATIONS },
+  resid_pdrop: pdrop, embd_pdrop: pdrop, attn_pdrop: pdrop,
+  layer_norm_epsilon: { t: 'number', gt: 0, lt: 1 },
+  initializer_range: { t: 'number', min: 0, max: 10 },
+  bos_token_id: tokenId, eos_token_id: tokenId,
+  tie_word_embeddings: { t: 'bool' },
+  scale_attn_weights: { t: 'bool' },
+  scale_attn_by_inverse_layer_idx: { t: 'bool' },
+};
+
+/** Keys we read from a model directory's config.json (any other HF key is tolerated and kept). */
+const GPT2_DIR_KEYS: Record<string, Schema> = {
+  ...GPT2_MODEL_KEYS,
+  n_ctx: posInt(GPT2_LIMITS.n_positions),
+  add_cross_attention: { t: 'bool' },
+  reorder_and_upcast_attn: { t: 'bool' },
+  architectures: { t: 'array', of: { t: 'string' } },
+};
+
+/**
+ * Check every GPT-2 key we use: types, ranges, n_embd % n_head, token ids inside the vocab, and
+ * the size of the largest weight tensor. Unknown keys are allowed (HF config.json files carry
+ * many). `where` starts every message (a file path, or "config").
+ */
+export function validateGPT2Config(c: GPT2Config, where = 'config', prefix = ''): void {
+  checkSchema(c, { t: 'object', keys: GPT2_DIR_KEYS, open: true, required: ['vocab_size', 'n_positions', 'n_embd', 'n_layer', 'n_head'] }, where, prefix.replace(/\.$/, ''));
+  const p = prefix;
+  if (c.n_embd % c.n_head !== 0) throw new Error(`${where}: ${p}n_embd ${c.n_embd} is not divisible by ${p}n_head ${c.n_head}`);
+  for (const k of ['bos_token_id', 'eos_token_id'] as const) {
+    const id = c[k] as number | null | undefined;
+    if (typeof id === 'number' && id >= c.vocab_size) throw new Error(`${where}: ${p}${k} ${id} is outside the vocabulary (vocab_size ${c.vocab_size})`);
   }
-  if (c.n_embd % c.n_head !== 0) throw new Error(`${where}: n_embd ${c.n_embd} is not divisible by n_head ${c.n_head}`);
-  const act = c.activation_function;
-  if (!['gelu_new', 'gelu_pytorch_tanh', 'gelu', 'relu'].includes(act)) throw new Error(`${where}: activation_function '${act}' is not supported (gelu_new, gelu_pytorch_tanh, gelu, relu)`);
+  if (c.tie_word_embeddings === false) throw new Error(`${where}: ${p}tie_word_embeddings false is not supported (GPT-2's LM head is tied to wte)`);
+  if (c.add_cross_attention === true) throw new Error(`${where}: ${p}add_cross_attention true is not supported (decoder-only GPT-2)`);
+  if (c.reorder_and_upcast_attn === true) throw new Error(`${where}: ${p}reorder_and_upcast_attn true is not supported`);
+  const inner = c.n_inner ?? 4 * c.n_embd;
+  for (const [what, n] of [['vocab_size × n_embd', c.vocab_size * c.n_embd], ['n_positions × n_embd', c.n_positions * c.n_embd], ['n_embd × 3·n_embd', 3 * c.n_embd * c.n_embd], ['n_embd × n_inner', c.n_embd * inner]] as const) {
+    if (n > GPT2_LIMITS.tensor_elements) throw new Error(`${where}: a ${what} weight would have ${n} elements, more than the ${GPT2_LIMITS.tensor_elements} one tensor can hold`);
+  }
+}
+
+/** Parameter names and shapes a GPT-2 of this config has, in namedParameters() order. */
+export function gpt2ParameterShapes(c: GPT2Config): [string, number[]][] {
+  const C = c.n_embd, inner = c.n_inner ?? 4 * C;
+  const out: [string, number[]][] = [['transformer.wte.weight', [c.vocab_size, C]], ['transformer.wpe.weight', [c.n_positions, C]]];
+  for (let i = 0; i < c.n_layer; i++) {
+    const h = `transformer.h.${i}.`;
+    out.push([`${h}ln_1.weight`, [C]], [`${h}ln_1.bias`, [C]],
+      [`${h}attn.c_attn.weight`, [C, 3 * C]], [`${h}attn.c_attn.bias`, [3 * C]], [`${h}attn.c_proj.weight`, [C, C]], [`${h}attn.c_proj.bias`, [C]],
+      [`${h}ln_2.weight`, [C]], [`${h}ln_2.bias`, [C]],
+      [`${h}mlp.c_fc.weight`, [C, inner]], [`${h}mlp.c_fc.bias`, [inner]], [`${h}mlp.c_proj.weight`, [inner, C]], [`${h}mlp.c_proj.bias`, [C]]);
+  }
+  out.push(['transformer.ln_f.weight', [C]], ['transformer.ln_f.bias', [C]]);
+  return out;
 }
 
 /** Per-layer key/value buffers for incremental decoding: [B, H, maxT, D] each. */
@@ -69,11 +148,11 @@ class Attention extends Module {
   readonly c_attn: Linear;
   readonly c_proj: Linear;
   readonly resid: Dropout;
-  constructor(private readonly cfg: GPT2Config, rng: Rng) {
+  constructor(private readonly cfg: GPT2Config, rng: Rng, init: boolean) {
     super();
     const C = cfg.n_embd;
-    this.c_attn = this.addModule('c_attn', new Linear(C, 3 * C, rng, { std: cfg.initializer_range }));
-    this.c_proj = this.addModule('c_proj', new Linear(C, C, rng, { std: cfg.initializer_range / Math.sqrt(2 * cfg.n_layer) }));
+    this.c_attn = this.addModule('c_attn', new Linear(C, 3 * C, rng, { std: cfg.initializer_range, init }));
+    this.c_proj = this.addModule('c_proj', new Linear(C, C, rng, { std: cfg.initializer_range / Math.sqrt(2 * cfg.n_layer), init }));
     this.resid = this.addModule('resid_dropout', new Dropout(cfg.resid_pdrop, rng));
     this.rng = rng;
   }
@@ -110,11 +189,11 @@ class MLP extends Module {
   readonly c_fc: Linear;
   readonly c_proj: Linear;
   readonly drop: Dropout;
-  constructor(private readonly cfg: GPT2Config, rng: Rng) {
+  constructor(private readonly cfg: GPT2Config, rng: Rng, init: boolean) {
     super();
     const C = cfg.n_embd, inner = cfg.n_inner ?? 4 * C;
-    this.c_fc = this.addModule('c_fc', new Linear(C, inner, rng, { std: cfg.initializer_range }));
-    this.c_proj = this.addModule('c_proj', new Linear(inner, C, rng, { std: cfg.initializer_range / Math.sqrt(2 * cfg.n_layer) }));
+    this.c_fc = this.addModule('c_fc', new Linear(C, inner, rng, { std: cfg.initializer_range, init }));
+    this.c_proj = this.addModule('c_proj', new Linear(inner, C, rng, { std: cfg.initializer_range / Math.sqrt(2 * cfg.n_layer), init }));
     this.drop = this.addModule('dropout', new Dropout(cfg.resid_pdrop, rng));
   }
   forward(x: Tensor): Tensor {
@@ -130,12 +209,12 @@ class Block extends Module {
   readonly attn: Attention;
   readonly ln_2: LayerNorm;
   readonly mlp: MLP;
-  constructor(cfg: GPT2Config, rng: Rng) {
+  constructor(cfg: GPT2Config, rng: Rng, init: boolean) {
     super();
     this.ln_1 = this.addModule('ln_1', new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon));
-    this.attn = this.addModule('attn', new Attention(cfg, rng));
+    this.attn = this.addModule('attn', new Attention(cfg, rng, init));
     this.ln_2 = this.addModule('ln_2', new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon));
-    this.mlp = this.addModule('mlp', new MLP(cfg, rng));
+    this.mlp = this.addModule('mlp', new MLP(cfg, rng, init));
   }
   forward(x: Tensor, keyMask: Tensor | undefined, cache: KVCache | undefined, layer: number): Tensor {
     x = O.add(x, this.attn.forward(this.ln_1.forward(x), keyMask, cache, layer));
@@ -149,13 +228,13 @@ class GPT2Model extends Module {
   readonly drop: Dropout;
   readonly h: ModuleList<Block>;
   readonly ln_f: LayerNorm;
-  constructor(cfg: GPT2Config, rng: Rng) {
+  constructor(cfg: GPT2Config, rng: Rng, init: boolean) {
     super();
-    this.wte = this.addModule('wte', new Embedding(cfg.vocab_size, cfg.n_embd, rng, cfg.initializer_range));
-    this.wpe = this.addModule('wpe', new Embedding(cfg.n_positions, cfg.n_embd, rng, cfg.initializer_range));
+    this.wte = this.addModule('wte', new Embedding(cfg.vocab_size, cfg.n_embd, rng, cfg.initializer_range, init));
+    this.wpe = this.addModule('wpe', new Embedding(cfg.n_positions, cfg.n_embd, rng, cfg.initializer_range, init));
     this.drop = this.addModule('drop', new Dropout(cfg.embd_pdrop, rng));
     this.h = this.addModule('h', new ModuleList<Block>());
-    for (let i = 0; i < cfg.n_layer; i++) this.h.add(new Block(cfg, rng));
+    for (let i = 0; i < cfg.n_layer; i++) this.h.add(new Block(cfg, rng, init));
     this.ln_f = this.addModule('ln_f', new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon));
   }
 }
@@ -174,12 +253,16 @@ export class GPT2 extends Module {
   /** Drives every dropout mask (its state is saved in checkpoints for exact resume). */
   readonly rng: Rng;
 
-  constructor(config: GPT2Config, seed = 0) {
+  /**
+   * `init: false` leaves the weights zero (LayerNorms at 1/0) without drawing from the seed: for
+   * models whose weights are loaded right after (fromPretrained), so nothing is initialised twice.
+   */
+  constructor(config: GPT2Config, seed = 0, opts: { init?: boolean } = {}) {
     super();
     validateGPT2Config(config);
     this.config = config;
     this.rng = new Rng(seed);
-    this.transformer = this.addModule('transformer', new GPT2Model(config, this.rng));
+    this.transformer = this.addModule('transformer', new GPT2Model(config, this.rng, opts.init ?? true));
   }
 
   /**
@@ -188,12 +271,16 @@ export class GPT2 extends Module {
    * attn.bias buffers, tied lm_head).
    */
   static fromPretrained(dir: string): GPT2 {
+    const cfgPath = join(dir, CONFIG_NAME);
     const raw = readConfig(dir) as Partial<GPT2Config>;
-    if (raw.model_type !== undefined && raw.model_type !== 'gpt2') throw new Error(`${join(dir, 'config.json')}: model_type is '${String(raw.model_type)}', expected 'gpt2'`);
-    if (raw.vocab_size === undefined) throw new Error(`${join(dir, 'config.json')}: vocab_size is missing`);
-    const cfg = gpt2Config({ ...raw, vocab_size: raw.vocab_size, model_type: 'gpt2' });
+    if (raw.model_type !== undefined && raw.model_type !== 'gpt2') throw new Error(`${cfgPath}: model_type is ${JSON.stringify(raw.model_type)}, expected 'gpt2'`);
+    if (raw.vocab_size === undefined) throw new Error(`${cfgPath}: vocab_size is missing`);
+    const cfg = { ...gpt2Config.defaults(raw.vocab_size), ...raw, model_type: 'gpt2' } as GPT2Config;
+    validateGPT2Config(cfg, cfgPath);
+    // Compare the weight files' headers with what config.json implies before allocating anything.
+    checkGpt2Weights(dir, cfg);
     const sd = normalizeGpt2StateDict(loadStateDict(dir));
-    const model = new GPT2(cfg);
+    const model = new GPT2(cfg, 0, { init: false });
     model.loadStateDict(sd, dir);
     return model;
   }
@@ -255,5 +342,42 @@ export class GPT2 extends Module {
   newCache(batch: number, maxT = this.config.n_positions): KVCache {
     const c = this.config;
     return new KVCache(batch, c.n_layer, c.n_head, maxT, c.n_embd / c.n_head);
+  }
+}
+
+const sameShape = (a: number[], b: number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+
+/**
+ * The weight files of `dir` must hold exactly the tensors `cfg` implies, with those shapes (hub or
+ * transformers naming; mask buffers and a tied lm_head.weight allowed). Reads headers only; the
+ * first mismatch is an error naming the tensor and its file.
+ */
+export function checkGpt2Weights(dir: string, cfg: GPT2Config): void {
+  const heads = weightHeaders(dir);
+  const cfgPath = join(dir, CONFIG_NAME);
+  const implied = `${cfgPath} (n_layer ${cfg.n_layer}, n_embd ${cfg.n_embd}, vocab_size ${cfg.vocab_size}, n_positions ${cfg.n_positions})`;
+  const found = new Map<string, { name: string; shape: number[]; file: string }>();
+  let lmHead: { shape: number[]; file: string } | undefined;
+  for (const [name, h] of heads) {
+    if (GPT2_BUFFER_RE.test(name)) continue;
+    if (name === 'lm_head.weight') { lmHead = h; continue; }
+    const canon = name.startsWith('transformer.') ? name : `transformer.${name}`;
+    const twin = found.get(canon);
+    if (twin) throw new Error(`${h.file}: tensors '${printable(twin.name)}' and '${printable(name)}' are both '${printable(canon)}'`);
+    found.set(canon, { name, ...h });
+  }
+  const expected = gpt2ParameterShapes(cfg);
+  for (const [name, shape] of expected) {
+    const h = found.get(name);
+    if (!h) throw new Error(`${heads.size ? [...heads.values()][0].file : dir}: tensor '${name}' is missing, but ${implied} needs it`);
+    if (!sameShape(h.shape, shape)) throw new Error(`${h.file}: tensor '${h.name}' has shape [${h.shape.join(', ')}] but ${implied} implies [${shape.join(', ')}]`);
+  }
+  if (found.size > expected.length) {
+    const want = new Set(expected.map(([n]) => n));
+    const extra = [...found.values()].find((h) => !want.has(h.name.startsWith('transformer.') ? h.name : `transformer.${h.name}`))!;
+    throw new Error(`${extra.file}: tensor '${printable(extra.name)}' is not part of the GPT-2 that ${implied} describes`);
+  }
+  if (lmHead && !sameShape(lmHead.shape, [cfg.vocab_size, cfg.n_embd])) {
+    throw new Error(`${lmHead.file}: tensor 'lm_head.weight' has shape [${lmHead.shape.join(', ')}] but ${implied} implies [${cfg.vocab_size}, ${cfg.n_embd}]`);
   }
 }

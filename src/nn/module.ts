@@ -21,7 +21,8 @@ export class Module {
   namedParameters(prefix = ''): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     for (const [n, p] of this.params) out.push([prefix + n, p]);
-    for (const [n, c] of this.children) out.push(...c.namedParameters(`${prefix}${n}.`));
+    // A loop, not push(...): spreading hundreds of thousands of entries overflows the stack.
+    for (const [n, c] of this.children) for (const e of c.namedParameters(`${prefix}${n}.`)) out.push(e);
     return out;
   }
   parameters(): Tensor[] { return this.namedParameters().map(([, p]) => p); }
@@ -61,9 +62,10 @@ export class ModuleList<M extends Module> extends Module {
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, opts: { bias?: boolean; std?: number } = {}) {
+  /** `init: false`: zero weight, no draw from `rng` (the weights are loaded afterwards). */
+  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, opts: { bias?: boolean; std?: number; init?: boolean } = {}) {
     super();
-    this.weight = this.addParam('weight', O.randn([inFeatures, outFeatures], rng, opts.std ?? 0.02));
+    this.weight = this.addParam('weight', opts.init === false ? O.zeros([inFeatures, outFeatures]) : O.randn([inFeatures, outFeatures], rng, opts.std ?? 0.02));
     this.bias = opts.bias === false ? null : this.addParam('bias', O.zeros([outFeatures]));
   }
   forward(x: Tensor): Tensor {
@@ -74,9 +76,9 @@ export class Linear extends Module {
 
 export class Embedding extends Module {
   readonly weight: Tensor;
-  constructor(readonly num: number, readonly dim: number, rng: Rng, std = 0.02) {
+  constructor(readonly num: number, readonly dim: number, rng: Rng, std = 0.02, init = true) {
     super();
-    this.weight = this.addParam('weight', O.randn([num, dim], rng, std));
+    this.weight = this.addParam('weight', init ? O.randn([num, dim], rng, std) : O.zeros([num, dim]));
   }
   forward(ids: Tensor): Tensor { return O.embedding(this.weight, ids); }
 }

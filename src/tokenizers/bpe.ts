@@ -17,6 +17,7 @@
 
 import { readFileSync, writeFileSync, mkdirSync, renameSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseJsonStrict, decodeUtf8 } from '../io/json.js';
 
 // ---------------------------------------------------------------------------------------------
 // Byte ↔ unicode table (GPT-2's bytes_to_unicode): printable bytes map to themselves, the other
@@ -184,6 +185,17 @@ export interface TokenizerJson {
 }
 
 const LONG_WORD = 48;
+
+/** Token ids are int32 everywhere downstream: larger values would wrap (2^53 → 0). */
+function isTokenId(id: unknown): id is number {
+  return typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 && id < 2 ** 31;
+}
+
+/** JSON of a value for a one-line message, cut to a readable length. */
+function shortJson(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 80 ? s.slice(0, 80) + '…' : s;
+}
 const CACHE_LIMIT = 200_000;
 
 function escapeRegex(s: string): string { return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'); }
@@ -234,7 +246,7 @@ export class BPETokenizer {
     this.vocab = init.vocab instanceof Map ? new Map(init.vocab) : new Map(Object.entries(init.vocab));
     this.idToTok = [];
     for (const [t, id] of this.vocab) {
-      if (!Number.isInteger(id) || id < 0) throw new Error(`vocab: id of token ${JSON.stringify(t)} must be a non-negative integer, got ${id}`);
+      if (!isTokenId(id)) throw new Error(`vocab: id of token ${shortJson(t)} must be an integer in [0, 2^31), got ${shortJson(id)}`);
       if (this.idToTok[id] !== undefined) throw new Error(`vocab: id ${id} is used by both ${JSON.stringify(this.idToTok[id])} and ${JSON.stringify(t)}`);
       this.idToTok[id] = t;
     }
@@ -271,7 +283,7 @@ export class BPETokenizer {
   }
 
   private addToken(t: AddedToken): void {
-    if (!Number.isInteger(t.id) || t.id < 0) throw new Error(`added_tokens: id of ${JSON.stringify(t.content)} must be a non-negative integer`);
+    if (!isTokenId(t.id)) throw new Error(`added_tokens: id of ${shortJson(t.content)} must be an integer in [0, 2^31), got ${shortJson(t.id)}`);
     if (typeof t.content !== 'string' || t.content.length === 0) throw new Error(`added_tokens: token ${t.id} has no content`);
     const tok: AddedToken = {
       id: t.id, content: t.content, single_word: !!t.single_word, lstrip: !!t.lstrip, rstrip: !!t.rstrip,
@@ -819,15 +831,20 @@ class PairHeap {
 // ---------------------------------------------------------------------------------------------
 // tokenizer.json parsing
 
+/** Largest tokenizer file we read (GPT-2's tokenizer.json is 1.4 MB; big multilingual ones ~20 MB). */
+const MAX_TOKENIZER_FILE_BYTES = 512 << 20;
+
 function readTextFile(path: string): string {
   if (!existsSync(path)) throw new Error(`${path}: file not found`);
-  if (statSync(path).isDirectory()) throw new Error(`${path}: is a directory, expected a file`);
-  return readFileSync(path, 'utf8');
+  const st = statSync(path);
+  if (st.isDirectory()) throw new Error(`${path}: is a directory, expected a file`);
+  if (st.size > MAX_TOKENIZER_FILE_BYTES) throw new Error(`${path}: ${st.size} bytes is larger than the ${MAX_TOKENIZER_FILE_BYTES}-byte limit for a tokenizer file`);
+  return decodeUtf8(readFileSync(path), path);
 }
 
+/** Parsed JSON; invalid JSON, invalid UTF-8 and duplicate keys (a token listed twice) name the file. */
 function readJsonFile(path: string): unknown {
-  const text = readTextFile(path);
-  try { return JSON.parse(text); } catch (e) { throw new Error(`${path}: invalid JSON (${(e as Error).message})`); }
+  return parseJsonStrict(readTextFile(path), path);
 }
 
 type Obj = Record<string, unknown>;
@@ -878,25 +895,42 @@ function fromJsonObject(obj: unknown, where: string, opts: { bosToken?: string; 
   }
 
   const vocab = new Map<string, number>();
+  const tokenOfId = new Map<number, string>();
   for (const [t, id] of Object.entries(model.vocab as Obj)) {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) fail('model.vocab', `id of ${JSON.stringify(t)} is not a non-negative integer`);
+    if (!isTokenId(id)) fail('model.vocab', `id of ${shortJson(t)} must be an integer in [0, 2^31), got ${shortJson(id)}`);
+    const other = tokenOfId.get(id as number);
+    if (other !== undefined) fail('model.vocab', `id ${id} is used by both ${shortJson(other)} and ${shortJson(t)}`);
+    tokenOfId.set(id as number, t);
     vocab.set(t, id as number);
+  }
+  // Byte-level BPE encodes every byte through its symbol: a missing one would silently drop
+  // characters (HF does) — refuse the file instead.
+  for (let b = 0; b < 256; b++) {
+    if (!vocab.has(BYTE_TO_CHAR[b])) fail('model.vocab', `byte-level symbol ${shortJson(BYTE_TO_CHAR[b])} (byte 0x${b.toString(16).padStart(2, '0')}) is missing, so text containing that byte could not be encoded`);
   }
 
   const added: AddedToken[] = [];
+  const addedByContent = new Map<string, { id: number; content: string }>(), addedById = new Map<number, { id: number; content: string }>();
   if (root.added_tokens !== undefined && root.added_tokens !== null) {
     if (!Array.isArray(root.added_tokens)) fail('added_tokens', 'not an array');
     (root.added_tokens as unknown[]).forEach((t, i) => {
       if (!isObj(t) || typeof t.id !== 'number' || typeof t.content !== 'string') return fail(`added_tokens[${i}]`, 'expected {id, content, ...}');
+      if (!isTokenId(t.id)) return fail(`added_tokens[${i}]`, `id must be an integer in [0, 2^31), got ${shortJson(t.id)}`);
+      if (t.content === '') return fail(`added_tokens[${i}]`, 'content is empty');
+      const twin = addedByContent.get(t.content) ?? addedById.get(t.id);
+      if (twin) return fail(`added_tokens[${i}]`, `${shortJson(t.content)} (id ${t.id}) repeats added token ${shortJson(twin.content)} (id ${twin.id})`);
+      const inVocab = vocab.get(t.content);
+      if (inVocab !== undefined && inVocab !== t.id) return fail(`added_tokens[${i}]`, `${shortJson(t.content)} has id ${t.id} but the vocab gives it id ${inVocab}`);
+      { const e = { id: t.id, content: t.content }; addedByContent.set(t.content, e); addedById.set(t.id, e); }
       added.push({
         id: t.id, content: t.content, single_word: !!t.single_word, lstrip: !!t.lstrip, rstrip: !!t.rstrip,
         normalized: t.normalized === undefined ? !t.special : !!t.normalized, special: !!t.special,
       });
     });
   }
+  const isKnownId = (id: unknown): boolean => isTokenId(id) && (tokenOfId.has(id) || addedById.has(id));
   const idOfSpecial = (s: string, field: string): number => {
-    const hit = added.find((t) => t.content === s);
-    const id = hit?.id ?? vocab.get(s);
+    const id = addedByContent.get(s)?.id ?? vocab.get(s);
     if (id === undefined) return fail(field, `token ${JSON.stringify(s)} is not in the vocab`);
     return id;
   };
@@ -920,8 +954,9 @@ function fromJsonObject(obj: unknown, where: string, opts: { bosToken?: string; 
         if (isObj(piece) && isObj(piece.SpecialToken) && typeof piece.SpecialToken.id === 'string') {
           const name = piece.SpecialToken.id;
           const sp = isObj(p.special_tokens) ? (p.special_tokens as Obj)[name] : undefined;
-          const ids = isObj(sp) && Array.isArray(sp.ids) ? (sp.ids as number[]) : [idOfSpecial(name, 'post_processor.single')];
-          (seenA ? suffix : prefix).push(...ids);
+          const ids = isObj(sp) && Array.isArray(sp.ids) ? (sp.ids as unknown[]) : [idOfSpecial(name, 'post_processor.single')];
+          ids.forEach((id) => { if (!isKnownId(id)) fail(`post_processor.special_tokens.${name}`, `id ${shortJson(id)} is not a token id of this tokenizer`); });
+          (seenA ? suffix : prefix).push(...(ids as number[]));
           continue;
         }
         return fail('post_processor.single', `unsupported piece ${JSON.stringify(piece)}`);
@@ -931,6 +966,8 @@ function fromJsonObject(obj: unknown, where: string, opts: { bosToken?: string; 
     if (p.type === 'RobertaProcessing' || p.type === 'BertProcessing') {
       const cls = p.cls as unknown[], sep = p.sep as unknown[];
       if (!Array.isArray(cls) || !Array.isArray(sep)) return fail('post_processor', 'cls/sep missing');
+      if (!isKnownId(cls[1])) fail('post_processor.cls', `id ${shortJson(cls[1])} is not a token id of this tokenizer`);
+      if (!isKnownId(sep[1])) fail('post_processor.sep', `id ${shortJson(sep[1])} is not a token id of this tokenizer`);
       return { type: 'Template', prefix: [cls[1] as number], suffix: [sep[1] as number], raw };
     }
     return fail('post_processor', `${JSON.stringify(p.type)} is not supported (ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing)`);

@@ -9,6 +9,9 @@ import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { Trainer, defaultTrainConfig, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
+// Config validation (readPretrainConfig).
+import { GPT2_MODEL_KEYS, GPT2_LIMITS } from '../models/gpt2.js';
+import { readJsonStrict, checkSchema, type Schema } from '../io/json.js';
 
 export interface PretrainConfig {
   model: Partial<GPT2Config>;
@@ -21,17 +24,47 @@ export interface PretrainConfig {
   };
 }
 
-const TRAIN_KEYS = ['steps', 'batch_size', 'seq_len', 'lr', 'warmup_steps', 'schedule', 'min_lr_ratio', 'weight_decay', 'betas', 'grad_clip', 'grad_accum', 'eval_every', 'eval_batches', 'save_every', 'save_total_limit', 'log_every', 'seed', 'val_fraction'];
+const nonNegInt: Schema = { t: 'int', min: 0 };
+const posInt: Schema = { t: 'int', min: 1 };
 
+/** Every key a pretraining config may hold, with its type and range. */
+const PRETRAIN_SCHEMA: Schema = {
+  t: 'object', required: ['model', 'train'],
+  keys: {
+    model: { t: 'object', keys: { ...GPT2_MODEL_KEYS } },
+    tokenizer: {
+      t: 'object', keys: {
+        path: { t: 'string', nonEmpty: true },
+        vocab_size: { t: 'int', min: 257, max: GPT2_LIMITS.vocab_size },
+        special_tokens: { t: 'array', of: { t: 'string', nonEmpty: true }, unique: true },
+        min_frequency: nonNegInt,
+      },
+    },
+    train: {
+      t: 'object', keys: {
+        steps: posInt, batch_size: posInt, seq_len: posInt, lr: { t: 'number', gt: 0 }, warmup_steps: nonNegInt,
+        schedule: { t: 'string', enum: ['cosine', 'linear', 'constant'] }, min_lr_ratio: { t: 'number', min: 0, max: 1 },
+        weight_decay: { t: 'number', min: 0 }, betas: { t: 'tuple', of: [{ t: 'number', min: 0, lt: 1 }, { t: 'number', min: 0, lt: 1 }] },
+        grad_clip: { t: 'number', min: 0 }, grad_accum: posInt, eval_every: nonNegInt, eval_batches: posInt,
+        save_every: nonNegInt, save_total_limit: nonNegInt, log_every: posInt, seed: nonNegInt,
+        val_fraction: { t: 'number', gt: 0, lt: 1 },
+      },
+    },
+  },
+};
+
+/**
+ * Read and check a pretraining config: every section and key known (a typo names the closest
+ * valid key), types and ranges right, "model" and "train" present. One-line errors naming the file.
+ */
 export function readPretrainConfig(path: string): PretrainConfig {
-  if (!existsSync(path)) throw new Error(`config file not found: ${path}`);
-  let c: PretrainConfig;
-  try { c = JSON.parse(readFileSync(path, 'utf8')) as PretrainConfig; } catch (e) { throw new Error(`${path}: invalid JSON (${(e as Error).message})`); }
-  if (!c || typeof c !== 'object' || typeof c.model !== 'object') throw new Error(`${path}: expected an object with "model", "tokenizer" and "train" sections`);
-  c.tokenizer ??= {};
-  c.train ??= {};
-  for (const k of Object.keys(c.train)) if (!TRAIN_KEYS.includes(k)) throw new Error(`${path}: unknown key train.${k} (known: ${TRAIN_KEYS.join(', ')})`);
-  return c;
+  const c = readJsonStrict(path, 'config file', 16 << 20);
+  checkSchema(c, PRETRAIN_SCHEMA, path, '');
+  const cfg = c as PretrainConfig;
+  cfg.tokenizer ??= {};
+  const m = cfg.model;
+  if (m.n_embd !== undefined && m.n_head !== undefined && m.n_embd % m.n_head !== 0) throw new Error(`${path}: model.n_embd ${m.n_embd} is not divisible by model.n_head ${m.n_head}`);
+  return cfg;
 }
 
 export interface PretrainOptions { config: PretrainConfig; data: string[]; out: string; resume?: string; log?: (s: string) => void; }
