@@ -90,7 +90,8 @@ const commands: Record<string, Command> = {
       config: { type: 'string', help: 'JSON with "model", "tokenizer", "train" sections (required)' },
       data: { type: 'list', help: 'training text files (required)' },
       out: { type: 'string', help: 'run directory (required)' },
-      resume: { type: 'string', help: 'run or checkpoint directory to continue from' },
+      resume: { type: 'string', help: 'run or checkpoint directory to continue from (its newest complete checkpoint)' },
+      overwrite: { type: 'boolean', help: 'start again in a non-empty --out (its old checkpoints are deleted)' },
       steps: { type: 'number', help: 'override train.steps' },
     },
     run: async (a) => {
@@ -98,7 +99,7 @@ const commands: Record<string, Command> = {
       const { pretrain, readPretrainConfig } = await import('../train/pretrain.js');
       const config = readPretrainConfig(need(a, 'config') as string);
       if (a.steps !== undefined) config.train.steps = a.steps as number;
-      const r = pretrain({ config, data: need(a, 'data') as string[], out: need(a, 'out') as string, resume: a.resume as string | undefined });
+      const r = pretrain({ config, data: need(a, 'data') as string[], out: need(a, 'out') as string, resume: a.resume as string | undefined, overwrite: !!a.overwrite });
       const summary = { out: r.out, steps: r.state.global_step, params: r.params, train_tokens: r.tokens.train, val_tokens: r.tokens.val, final_eval: r.final_eval, elapsed_s: +r.state.elapsed_s.toFixed(1) };
       console.log(a.json ? JSON.stringify(summary) : `done: ${summary.steps} steps, model in ${r.out} (report: ${r.out}/report.html)${r.final_eval ? `, val loss ${r.final_eval.loss.toFixed(4)} ppl ${r.final_eval.ppl.toFixed(2)}` : ''}`);
     },
