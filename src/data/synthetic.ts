@@ -4,7 +4,8 @@
 // demonstrations and copying its label (an induction-style skill that in-context tuning teaches).
 // Written in the CrossFit/MetaICL layout so every pipeline reads it like real data.
 
-import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { mkdirSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import { Rng } from '../engine/rng.js';
 import type { Example } from './tasks.js';
@@ -69,6 +70,7 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
   if (existsSync(splitPath) && existsSync(join(dir, '_config', 'options.json')) && readFileSync(join(dir, '_config', 'options.json'), 'utf8') === stamp) {
     return JSON.parse(readFileSync(splitPath, 'utf8')) as { train: string[]; test: string[] };
   }
+  rmSync(join(dir, '_config', 'options.json'), { force: true }); // not complete until rewritten at the end
   const rng = new Rng(o.seed);
   if (o.symbols && o.vocabulary > 26) throw new Error(`synthetic suite: symbols allow a vocabulary of at most 26, got ${o.vocabulary}`);
   const vocab = o.symbols ? Array.from({ length: o.vocabulary }, (_, i) => String.fromCharCode(65 + i)).concat(nonceWords(rng, 100)) : nonceWords(rng, o.vocabulary + 100);
@@ -88,14 +90,15 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
     const jsonl = (ex: Example[]): string => ex.map((e) => JSON.stringify(e)).join('\n') + '\n';
     for (const s of o.seeds) {
       const r = new Rng((o.seed * 7919 + t * 104729 + s) >>> 0);
-      writeFileSync(join(tdir, `${name}_16_${s}_train.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
-      writeFileSync(join(tdir, `${name}_16_${s}_dev.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
+      writeFileAtomic(join(tdir, `${name}_16_${s}_train.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
+      writeFileAtomic(join(tdir, `${name}_16_${s}_dev.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
     }
-    writeFileSync(join(tdir, `${name}_test.jsonl`), jsonl(taskExamples(name, words, labels, mapping, o.testSize, new Rng(o.seed + t), fillers, o.context, false)));
+    writeFileAtomic(join(tdir, `${name}_test.jsonl`), jsonl(taskExamples(name, words, labels, mapping, o.testSize, new Rng(o.seed + t), fillers, o.context, false)));
   }
   mkdirSync(join(dir, '_config'), { recursive: true });
-  writeFileSync(splitPath, JSON.stringify(split));
-  writeFileSync(join(dir, '_config', 'options.json'), stamp);
+  // options.json is the completion stamp: written last, so a suite cut short is rewritten.
+  writeFileAtomic(splitPath, JSON.stringify(split));
+  writeFileAtomic(join(dir, '_config', 'options.json'), stamp);
   return split;
 }
 

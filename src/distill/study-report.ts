@@ -1,7 +1,7 @@
 // report.html for a study: the paper-style table (arms × task groups, mean ± std over seeds),
 // the teacher's row, compression vs retained score, epoch cost, and training curves.
 
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { htmlPage, htmlTable, lineChart, barChart } from '../eval/report.js';
 import type { CellResult, StudyConfig, StudyResults } from './study.js';
 
@@ -29,7 +29,7 @@ export function writeStudyReport(path: string, c: StudyConfig, r: StudyResults, 
     curves.length ? lineChart(`Training loss (seed ${firstSeed})`, 'step', curves) : '',
     `<h2>Per seed</h2>` + htmlTable(['arm', ...c.seeds.map(String)], [['Teacher', ...c.seeds.map((s) => pct(r.teacher.seeds[String(s)]?.[metric]))], ...armNames.map((a) => [a, ...c.seeds.map((s) => pct(r.arms[a].seeds[String(s)]?.[metric]))])]),
   ].join('\n');
-  writeFileSync(path, htmlPage(`ICL distillation study: ${c.name}`, body));
+  writeFileAtomic(path, htmlPage(`ICL distillation study: ${c.name}`, body));
   return path;
 }
 

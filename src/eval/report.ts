@@ -1,6 +1,6 @@
 // Self-contained HTML reports (inline SVG, no scripts or network): training curves.
 
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 
 export interface Series { name: string; points: [number, number][]; color: string; }
 
@@ -62,7 +62,7 @@ export function writeTrainingReport(path: string, st: TrainingLike): void {
     st.eval_history.length ? htmlTable(['step', ...Object.keys(st.eval_history[0]).filter((k) => k !== 'step')],
       st.eval_history.map((e) => [e.step, ...Object.entries(e).filter(([k]) => k !== 'step').map(([, v]) => +v.toFixed(4))])) : '',
   ].join('\n');
-  writeFileSync(path, htmlPage('Training report', body));
+  writeFileAtomic(path, htmlPage('Training report', body));
 }
 
 /** Horizontal bar chart (values in [0, 1] shown as percentages), optional error bars. */

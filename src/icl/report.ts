@@ -1,6 +1,7 @@
 // report.html and JSON shaping for `icld icl eval`.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import { barChart, htmlPage, htmlTable } from '../eval/report.js';
 import type { IclResult } from './evaluate.js';
@@ -22,7 +23,7 @@ export function writeIclReport(dir: string, r: IclResult, title = 'In-context le
     barChart(`${main} per task (mean over seeds, ± std)`, bars),
   ].join('\n');
   const p = join(dir, 'report.html');
-  writeFileSync(p, htmlPage(title, body));
+  writeFileAtomic(p, htmlPage(title, body));
   return p;
 }
 
