@@ -27,6 +27,7 @@ export function crashPoint(label: string): void {
 export function writeAll(fd: number, data: Uint8Array): void {
   let done = 0;
   while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done);
+  crashPoint('atomic:chunk'); // fault injection: killed with part of a file written
 }
 
 /** fsync a directory so a rename inside it survives a crash (best effort where unsupported). */
