@@ -85,6 +85,8 @@ export async function runStudy(c: StudyConfig, out: string, log: (s: string) => 
 
 async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => void): Promise<object> {
   const t0 = performance.now();
+  // Inputs are read-only: a tokenizer the config names must exist; one trained here lives under --out.
+  if (c.tokenizer.path && !existsSync(c.tokenizer.path)) throw new Error(`study config: tokenizer.path ${c.tokenizer.path} not found (leave it out to train one under --out)`);
   mkdirSync(out, { recursive: true });
   cleanStaleTemps(out);
   checkSameStudy(c, out, log);
@@ -116,9 +118,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     if (!text.trim()) throw new Error('study config: lm_data gives no text (set synthetic_corpus or files)');
     writeLmText(lmFile, text);
   }
-  // Inputs are read-only: a tokenizer the config names must exist; one trained here lives under --out.
   let tok: BPETokenizer;
-  if (c.tokenizer.path && !existsSync(c.tokenizer.path)) throw new Error(`study config: tokenizer.path ${c.tokenizer.path} not found (leave it out to train one under --out)`);
   const tokPath = c.tokenizer.path ?? join(out, 'tokenizer', 'tokenizer.json');
   if (existsSync(tokPath)) tok = BPETokenizer.fromTokenizerJson(tokPath);
   else {
