@@ -1,7 +1,7 @@
 // Pretraining pipeline: tokenizer (load or train) → cached token shards → train/val split →
 // GPT-2 → the shared Trainer. Config is one JSON file with "model", "tokenizer" and "train".
 
-import { existsSync, readFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { tidy, noGrad } from '../engine/index.js';
@@ -10,7 +10,6 @@ import { BPETokenizer } from '../tokenizers/bpe.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, listCheckpoints, recoverRunDir, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
 import { removeDirAtomic } from '../io/atomic.js';
-import { rmSync } from 'node:fs';
 
 export interface PretrainConfig {
   model: Partial<GPT2Config>;
