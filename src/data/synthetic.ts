@@ -6,6 +6,7 @@
 
 import { mkdirSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../io/atomic.js';
+import { readJsonFile } from '../io/json.js';
 import { join } from 'node:path';
 import { Rng } from '../engine/rng.js';
 import type { Example } from './tasks.js';
@@ -68,7 +69,7 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
   const stamp = JSON.stringify(o);
   const splitPath = join(dir, '_config', 'synthetic.json');
   if (existsSync(splitPath) && existsSync(join(dir, '_config', 'options.json')) && readFileSync(join(dir, '_config', 'options.json'), 'utf8') === stamp) {
-    return JSON.parse(readFileSync(splitPath, 'utf8')) as { train: string[]; test: string[] };
+    return readJsonFile(splitPath, 'synthetic split') as { train: string[]; test: string[] };
   }
   rmSync(join(dir, '_config', 'options.json'), { force: true }); // not complete until rewritten at the end
   const rng = new Rng(o.seed);
@@ -106,7 +107,10 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
 export function syntheticCorpus(dir: string, tasks: string[], seed: number, ioSep = '\n'): string {
   const parts: string[] = [];
   for (const t of tasks) {
-    const lines = readFileSync(join(dir, t, `${t}_16_${seed}_train.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Example);
+    const f = join(dir, t, `${t}_16_${seed}_train.jsonl`);
+    const lines = readFileSync(f, 'utf8').trim().split('\n').map((l, i) => {
+      try { return JSON.parse(l) as Example; } catch (e) { throw new Error(`${f}:${i + 1}: invalid JSON (${(e as Error).message})`); }
+    });
     parts.push(lines.map((e) => `${e.input}${ioSep}${e.output}`).join('\n\n'));
   }
   return parts.join('\n\n');
