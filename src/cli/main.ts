@@ -96,6 +96,7 @@ const commands: Record<string, Command> = {
     },
     run: async (a) => {
       if (a.arch !== 'gpt2') throw new UsageError(`icld pretrain: --arch ${String(a.arch)} is not supported yet (gpt2)`);
+      if (a.resume !== undefined && a.overwrite) throw new UsageError('icld pretrain: --resume and --overwrite exclude each other (resume continues the run, overwrite starts it again)');
       const { pretrain, readPretrainConfig } = await import('../train/pretrain.js');
       const config = readPretrainConfig(need(a, 'config') as string);
       if (a.steps !== undefined) config.train.steps = a.steps as number;

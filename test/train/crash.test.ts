@@ -116,7 +116,9 @@ test('a fresh run into an old run\'s dir is refused without --overwrite; --resum
   assert.match(r.stderr, /resuming from .*checkpoint-4 at step 4/);
   assert.ok(sameBytes(join(out, 'model.safetensors'), join(ref1, 'model.safetensors')));
   assert.ok(!sameBytes(join(out, 'model.safetensors'), join(REF, 'model.safetensors')), 'seed 1 must not give the seed-0 model');
-  assert.equal(icld(args(cfg0, out, '--resume', out, '--overwrite')).status, 1);
+  const both = icld(args(cfg0, out, '--resume', out, '--overwrite'));
+  assert.equal(both.status, 2, 'a usage error');
+  assert.match(both.stderr, /--resume and --overwrite exclude each other/);
 });
 
 test('resume validation: damaged checkpoint files are errors naming the file (never a partial copy)', () => {
