@@ -5,7 +5,7 @@
 // Written in the CrossFit/MetaICL layout so every pipeline reads it like real data.
 
 import { mkdirSync, existsSync, readFileSync, rmSync } from 'node:fs';
-import { writeFileAtomic } from '../io/atomic.js';
+import { cleanStaleTemps, writeFileAtomic } from '../io/atomic.js';
 import { readJsonFile } from '../io/json.js';
 import { join } from 'node:path';
 import { Rng } from '../engine/rng.js';
@@ -88,6 +88,7 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
     words.forEach((w, i) => mapping.set(w, i < labels.length ? labels[i] : labels[rng.int(labels.length)]));
     const tdir = join(dir, name);
     mkdirSync(tdir, { recursive: true });
+    cleanStaleTemps(tdir); // temp files of a killed earlier write
     const jsonl = (ex: Example[]): string => ex.map((e) => JSON.stringify(e)).join('\n') + '\n';
     for (const s of o.seeds) {
       const r = new Rng((o.seed * 7919 + t * 104729 + s) >>> 0);

@@ -191,6 +191,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     for (const arm of arms) {
       const cellDir = join(out, 'cells', slug(arm), String(seed));
       const resPath = join(cellDir, 'result.json');
+      cleanStaleTemps(cellDir);
       const done = readCachedJson<CellResult>(resPath, (v) => isCell(v, arm, seed), log);
       if (done) { cells.push(done); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
       log(`— ${arm}, seed ${seed}`);
