@@ -175,7 +175,6 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   }
   for (const k of Object.keys(teacherRes)) if (!c.seeds.map(String).includes(k)) delete teacherRes[k];
   log(`teacher: ${fmtAvg(Object.values(teacherRes).map((x) => x.average))}`);
-  const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(teacher, studentProbe, tok, taskDir, testTasks[0], c.k), log);
   // 6. Arms × seeds.
   const arms = c.arms ?? [...ARMS];
   const d = c.distill;
@@ -226,7 +225,8 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       student.dispose();
     }
   }
-  // 7. Results.
+  // 7. Results. (Speed is measured after the cells, so a killed study has its cells saved first.)
+  const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(teacher, studentProbe, tok, taskDir, testTasks[0], c.k), log);
   const groups = taskGroups(taskDir, testTasks);
   const results = assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed);
   writeJsonAtomic(join(out, 'results.json'), results);

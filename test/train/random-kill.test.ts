@@ -35,21 +35,22 @@ function complete(args: string[]): number {
  * before its kill starts the chain again in a fresh dir. Returns the dir of the last chain,
  * completed by one more uninterrupted run.
  */
-async function killChain(kills: number, lo: number, hi: number, freshDir: () => string, argsFor: (dir: string) => string[], check: (dir: string) => void): Promise<{ dir: string; killed: number }> {
+async function killChain(kills: number, lo: number, hi: number, freshDir: () => string, argsFor: (dir: string) => string[], check: (dir: string) => string): Promise<{ dir: string; killed: number; seen: string[] }> {
   let dir = freshDir(), killed = 0;
+  const seen: string[] = [];
   for (let i = 0; i < kills; i++) {
     const ms = Math.round(lo + rng.next() * (hi - lo));
     const r = await killAfter(argsFor(dir), ms);
     if (r.killed) killed++;
     else { assert.equal(r.status, 0, `run ended early but failed (kill at ${ms} ms): ${r.stderr}`); }
-    check(dir);
+    seen.push(`${r.killed ? 'killed' : 'finished'} at ${ms} ms: ${check(dir)}`);
     if (!r.killed) dir = freshDir();
   }
   complete(argsFor(dir));
-  return { dir, killed };
+  return { dir, killed, seen };
 }
 
-test('pretrain with a checkpoint every step, killed at random moments: checkpoints intact, resume bit-exact', async () => {
+test('pretrain with a checkpoint every step, killed at random moments: checkpoints intact, resume bit-exact', async (t) => {
   const ref = join(T.dir, 'pt-ref');
   const cfgRef = T.config({ steps: 10, save_every: 1, save_total_limit: 0, eval_every: 5 });
   const cfg = T.config({ steps: 10, save_every: 1, save_total_limit: 2, eval_every: 5 });
@@ -59,11 +60,13 @@ test('pretrain with a checkpoint every step, killed at random moments: checkpoin
     if (listCheckpoints(out).length) return [...base(cfg, out), '--resume', out];
     return existsSync(out) && readdirSync(out).length ? [...base(cfg, out), '--overwrite'] : base(cfg, out);
   };
-  const { dir, killed } = await killChain(8, 100, dur, () => join(mkdtempSync(join(T.dir, 'pt-')), 'out'), argsFor, (out) => {
-    if (!existsSync(out)) return;
-    assertCheckpointsLikeReference(out, ref);
+  const { dir, killed, seen } = await killChain(8, 100, dur, () => join(mkdtempSync(join(T.dir, 'pt-')), 'out'), argsFor, (out) => {
+    if (!existsSync(out)) return 'nothing written';
+    const cks = assertCheckpointsLikeReference(out, ref);
     for (const f of ['model.safetensors', 'config.json', 'tokenizer.json']) if (existsSync(join(out, f))) assert.ok(sameBytes(join(out, f), join(ref, f)), `${out}/${f} torn`);
+    return `checkpoints [${cks.join(', ')}]`;
   });
+  t.diagnostic(seen.join('; '));
   assert.ok(killed >= 2, `only ${killed} of 8 runs were actually killed`);
   assert.ok(sameBytes(join(dir, 'model.safetensors'), join(ref, 'model.safetensors')), 'final weights differ from the uninterrupted run');
   assertCheckpointsLikeReference(dir, ref);
@@ -97,7 +100,7 @@ for (let i = 0; i < 40; i++) { const v = i % 2 ? 1 : 2; writeSafetensors(process
   assert.deepEqual(readdirSync(dir).sort(), ['child.mjs', 'model.safetensors']);
 });
 
-test('teacher-cache build killed at random moments: no cache or the complete one, then the same bytes', async () => {
+test('teacher-cache build killed at random moments: no cache or the complete one, then the same bytes', async (t) => {
   const dir = mkdtempSync(join(T.dir, 'tc-'));
   const child = join(dir, 'child.mjs');
   writeFileSync(child, `const { GPT2, gpt2Config } = await import(${JSON.stringify(distModule('models/gpt2.js'))});
@@ -105,7 +108,7 @@ const { TeacherCache } = await import(${JSON.stringify(distModule('distill/cache
 const { Rng } = await import(${JSON.stringify(distModule('engine/rng.js'))});
 const teacher = new GPT2(gpt2Config({ n_positions: 64, n_embd: 64, n_layer: 2, n_head: 2, vocab_size: 300 }), 7);
 const rng = new Rng(1);
-const instances = Array.from({ length: 150 }, () => ({ prefix: [], suffix: Array.from({ length: 40 }, () => rng.int(300)), contStart: 35, task: 't', options: [], gold: '' }));
+const instances = Array.from({ length: 400 }, () => ({ prefix: [], suffix: Array.from({ length: 40 }, () => rng.int(300)), contStart: 35, task: 't', options: [], gold: '' }));
 TeacherCache.ensure(process.argv[2], teacher, instances, { tau: 2, topK: 8, pad: 0, log: (s) => process.stderr.write(s + '\\n') });
 `);
   const ref = join(dir, 'ref', '100');
@@ -113,11 +116,13 @@ TeacherCache.ensure(process.argv[2], teacher, instances, { tau: 2, topK: 8, pad:
   complete([child, ref]);
   const dur = performance.now() - t0;
   const same = (d: string): boolean => ['meta.json', 'targets.bin'].every((f) => sameBytes(join(d, f), join(ref, f)));
-  const { dir: last, killed } = await killChain(6, 100, dur, () => join(mkdtempSync(join(dir, 'k-')), '100'), (d) => [child, d], (d) => {
-    if (!existsSync(d)) return;
+  const { dir: last, killed, seen } = await killChain(6, 100, dur, () => join(mkdtempSync(join(dir, 'k-')), '100'), (d) => [child, d], (d) => {
+    if (!existsSync(d)) return 'no cache';
     TeacherCache.open(d, 300);
     assert.ok(same(d), `${d}: a cache other than the complete one`);
+    return 'complete cache';
   });
+  t.diagnostic(seen.join('; '));
   assert.ok(killed >= 2, `only ${killed} of 6 runs were killed`);
   assert.ok(same(last));
   // and a rerun is a cache hit
@@ -135,7 +140,7 @@ function allJsonParses(dir: string): void {
   }
 }
 
-test('study killed at random moments: files old or new, rerun gives the uninterrupted results.json', async () => {
+test('study killed at random moments: files old or new, rerun gives the uninterrupted results.json', async (t) => {
   const dir = mkdtempSync(join(T.dir, 'study-'));
   const cfg = join(dir, 'study.json');
   writeFileSync(cfg, JSON.stringify({
@@ -154,8 +159,8 @@ test('study killed at random moments: files old or new, rerun gives the uninterr
   const dur = complete(args(ref));
   const timing = (o: Record<string, unknown>, keys: string[]): Record<string, unknown> => Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
   const json = (p: string): Record<string, unknown> => JSON.parse(readFileSync(p, 'utf8'));
-  const check = (out: string): void => {
-    if (!existsSync(out)) return;
+  const check = (out: string): string => {
+    if (!existsSync(out)) return 'nothing written';
     allJsonParses(out);
     for (const f of ['lm.txt', 'tokenizer/tokenizer.json', 'teacher-eval.json', 'teacher/model.safetensors', 'teacher-cache/100/targets.bin']) {
       if (existsSync(join(out, f))) assert.ok(sameBytes(join(out, f), join(ref, f)), `${out}/${f} is not the uninterrupted run's`);
@@ -164,8 +169,10 @@ test('study killed at random moments: files old or new, rerun gives the uninterr
       const p = join(out, 'cells', arm, '100', 'result.json');
       if (existsSync(p)) assert.deepEqual(timing(json(p), ['train_s', 'epoch_s']), timing(json(join(ref, relative(out, p))), ['train_s', 'epoch_s']), p);
     }
+    return readdirSync(out).sort().join(' ');
   };
-  const { dir: last, killed } = await killChain(5, 300, dur, () => join(mkdtempSync(join(dir, 'k-')), 'out'), args, check);
+  const { dir: last, killed, seen } = await killChain(5, 300, 0.6 * dur, () => join(mkdtempSync(join(dir, 'k-')), 'out'), args, check);
+  t.diagnostic(seen.join('; '));
   assert.ok(killed >= 2, `only ${killed} of 5 runs were killed`);
   const drop = ['speedup', 'speed', 'epoch_cost'];
   assert.deepEqual(timing(json(join(last, 'results.json')), drop), timing(json(join(ref, 'results.json')), drop));
