@@ -366,7 +366,7 @@ export function resolveCheckpoint(dir: string, log: (s: string) => void = () => 
   if (!existsSync(dir)) throw new Error(`--resume: ${dir} does not exist`);
   recoverRunDir(dir, log);
   const cks = listCheckpoints(dir);
-  if (cks.length === 0) throw new Error(`--resume: ${dir} is neither a checkpoint nor a run directory with checkpoint-* inside`);
+  if (cks.length === 0) throw new Error(`--resume: ${dir} is neither a checkpoint nor a run directory with checkpoint-* inside (a run killed before its first checkpoint must start again: --overwrite)`);
   for (let i = cks.length - 1; i >= 0; i--) {
     const ck = join(dir, `checkpoint-${cks[i]}`);
     const why = checkpointProblem(ck);
