@@ -3,9 +3,11 @@
 // go through a file descriptor (pread of just the window needed), so corpora larger than RAM work.
 
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync, fsyncSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, fsyncSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../engine/rng.js';
+import { cleanStaleTemps, publishDir, removeDirAtomic, tempSibling, writeAll, writeJsonAtomic } from '../io/atomic.js';
+import { readJsonFile } from '../io/json.js';
 
 export interface Encoder { encode(text: string): number[]; readonly vocabSize: number; }
 
@@ -42,8 +44,10 @@ export function buildShards(files: string[], tok: Encoder, tokenizerJson: string
   const dir = join(cacheDir, key);
   if (existsSync(join(dir, 'meta.json'))) { opts.log?.(`token cache hit: ${dir}`); return dir; }
   mkdirSync(cacheDir, { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}`;
-  mkdirSync(tmp, { recursive: true });
+  cleanStaleTemps(cacheDir);
+  if (existsSync(dir)) removeDirAtomic(dir); // a dir without meta.json is not a finished cache
+  const tmp = tempSibling(dir);
+  mkdirSync(tmp);
   const wide = tok.vocabSize > 65535;
   const fd = openSync(join(tmp, 'tokens.bin'), 'w');
   const meta: ShardMeta = { version: 1, dtype: wide ? 'uint32' : 'uint16', tokens: 0, files: [], key, eos };
@@ -54,15 +58,18 @@ export function buildShards(files: string[], tok: Encoder, tokenizerJson: string
       const ids = tok.encode(text);
       if (eos !== null) ids.push(eos);
       const arr = wide ? Uint32Array.from(ids) : Uint16Array.from(ids);
-      writeSync(fd, new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
+      writeAll(fd, new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
       meta.tokens += ids.length;
       meta.files.push({ path: f, bytes: Buffer.byteLength(text), tokens: ids.length });
       opts.log?.(`tokenised ${f}: ${ids.length} tokens (${(Buffer.byteLength(text) / 1e6 / ((performance.now() - t0) / 1000)).toFixed(2)} MB/s)`);
     }
     fsyncSync(fd);
   } finally { closeSync(fd); }
-  writeFileSync(join(tmp, 'meta.json'), JSON.stringify(meta, null, 2));
-  renameSync(tmp, dir); // atomic publish: a half-written cache is never picked up
+  writeJsonAtomic(join(tmp, 'meta.json'), meta);
+  try { publishDir(tmp, dir); } catch (e) { // another process published the same key first
+    removeDirAtomic(tmp);
+    if (!existsSync(join(dir, 'meta.json'))) throw e;
+  }
   return dir;
 }
 
@@ -74,7 +81,10 @@ export class TokenFile {
   constructor(readonly dir: string) {
     const mp = join(dir, 'meta.json');
     if (!existsSync(mp)) throw new Error(`token shard ${dir} has no meta.json`);
-    this.meta = JSON.parse(readFileSync(mp, 'utf8')) as ShardMeta;
+    this.meta = readJsonFile(mp, 'token shard meta') as ShardMeta;
+    if (!this.meta || typeof this.meta !== 'object' || !['uint16', 'uint32'].includes(this.meta.dtype) || !Number.isSafeInteger(this.meta.tokens) || this.meta.tokens < 0) {
+      throw new Error(`${mp}: expected {"dtype": "uint16"|"uint32", "tokens": integer ≥ 0, …}`);
+    }
     this.width = this.meta.dtype === 'uint32' ? 4 : 2;
     this.fd = openSync(join(dir, 'tokens.bin'), 'r');
     const size = statSync(join(dir, 'tokens.bin')).size;
@@ -101,19 +111,29 @@ export interface LoaderState { epoch: number; index: number; }
 export class EpochOrder {
   private order: Int32Array = new Int32Array(0);
   private orderEpoch = -1;
-  state: LoaderState = { epoch: 0, index: 0 };
+  private pos: LoaderState = { epoch: 0, index: 0 };
   constructor(readonly n: number, private readonly seed: number) {}
+  get state(): LoaderState { return this.pos; }
+  /** Restore a position (from a checkpoint): non-negative integers, index within the epoch. */
+  set state(s: LoaderState) {
+    const ok = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+    if (!s || typeof s !== 'object' || !ok(s.epoch) || !ok(s.index) || s.index >= this.n) {
+      throw new Error(`data position ${JSON.stringify(s)} is invalid: need integers epoch ≥ 0 and 0 ≤ index < ${this.n}`);
+    }
+    this.pos = { epoch: s.epoch, index: s.index };
+  }
   /** The next item; `wrapped` is true when it was the last of its epoch. */
   next(): { item: number; wrapped: boolean } {
-    if (this.orderEpoch !== this.state.epoch) {
+    const pos = this.pos;
+    if (this.orderEpoch !== pos.epoch) {
       const o = Array.from({ length: this.n }, (_, i) => i);
-      new Rng((this.seed * 1000003 + this.state.epoch) >>> 0).shuffle(o);
+      new Rng((this.seed * 1000003 + pos.epoch) >>> 0).shuffle(o);
       this.order = Int32Array.from(o);
-      this.orderEpoch = this.state.epoch;
+      this.orderEpoch = pos.epoch;
     }
-    const item = this.order[this.state.index];
-    const wrapped = ++this.state.index >= this.n;
-    if (wrapped) { this.state.epoch++; this.state.index = 0; }
+    const item = this.order[pos.index];
+    const wrapped = ++pos.index >= this.n;
+    if (wrapped) { pos.epoch++; pos.index = 0; }
     return { item, wrapped };
   }
 }

@@ -4,7 +4,9 @@
 // demonstrations and copying its label (an induction-style skill that in-context tuning teaches).
 // Written in the CrossFit/MetaICL layout so every pipeline reads it like real data.
 
-import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { mkdirSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { cleanStaleTemps, writeFileAtomic } from '../io/atomic.js';
+import { readJsonFile } from '../io/json.js';
 import { join } from 'node:path';
 import { Rng } from '../engine/rng.js';
 import type { Example } from './tasks.js';
@@ -67,8 +69,9 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
   const stamp = JSON.stringify(o);
   const splitPath = join(dir, '_config', 'synthetic.json');
   if (existsSync(splitPath) && existsSync(join(dir, '_config', 'options.json')) && readFileSync(join(dir, '_config', 'options.json'), 'utf8') === stamp) {
-    return JSON.parse(readFileSync(splitPath, 'utf8')) as { train: string[]; test: string[] };
+    return readJsonFile(splitPath, 'synthetic split') as { train: string[]; test: string[] };
   }
+  rmSync(join(dir, '_config', 'options.json'), { force: true }); // not complete until rewritten at the end
   const rng = new Rng(o.seed);
   if (o.symbols && o.vocabulary > 26) throw new Error(`synthetic suite: symbols allow a vocabulary of at most 26, got ${o.vocabulary}`);
   const vocab = o.symbols ? Array.from({ length: o.vocabulary }, (_, i) => String.fromCharCode(65 + i)).concat(nonceWords(rng, 100)) : nonceWords(rng, o.vocabulary + 100);
@@ -85,17 +88,19 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
     words.forEach((w, i) => mapping.set(w, i < labels.length ? labels[i] : labels[rng.int(labels.length)]));
     const tdir = join(dir, name);
     mkdirSync(tdir, { recursive: true });
+    cleanStaleTemps(tdir); // temp files of a killed earlier write
     const jsonl = (ex: Example[]): string => ex.map((e) => JSON.stringify(e)).join('\n') + '\n';
     for (const s of o.seeds) {
       const r = new Rng((o.seed * 7919 + t * 104729 + s) >>> 0);
-      writeFileSync(join(tdir, `${name}_16_${s}_train.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
-      writeFileSync(join(tdir, `${name}_16_${s}_dev.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
+      writeFileAtomic(join(tdir, `${name}_16_${s}_train.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
+      writeFileAtomic(join(tdir, `${name}_16_${s}_dev.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context, true)));
     }
-    writeFileSync(join(tdir, `${name}_test.jsonl`), jsonl(taskExamples(name, words, labels, mapping, o.testSize, new Rng(o.seed + t), fillers, o.context, false)));
+    writeFileAtomic(join(tdir, `${name}_test.jsonl`), jsonl(taskExamples(name, words, labels, mapping, o.testSize, new Rng(o.seed + t), fillers, o.context, false)));
   }
   mkdirSync(join(dir, '_config'), { recursive: true });
-  writeFileSync(splitPath, JSON.stringify(split));
-  writeFileSync(join(dir, '_config', 'options.json'), stamp);
+  // options.json is the completion stamp: written last, so a suite cut short is rewritten.
+  writeFileAtomic(splitPath, JSON.stringify(split));
+  writeFileAtomic(join(dir, '_config', 'options.json'), stamp);
   return split;
 }
 
@@ -103,7 +108,10 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
 export function syntheticCorpus(dir: string, tasks: string[], seed: number, ioSep = '\n'): string {
   const parts: string[] = [];
   for (const t of tasks) {
-    const lines = readFileSync(join(dir, t, `${t}_16_${seed}_train.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Example);
+    const f = join(dir, t, `${t}_16_${seed}_train.jsonl`);
+    const lines = readFileSync(f, 'utf8').trim().split('\n').map((l, i) => {
+      try { return JSON.parse(l) as Example; } catch (e) { throw new Error(`${f}:${i + 1}: invalid JSON (${(e as Error).message})`); }
+    });
     parts.push(lines.map((e) => `${e.input}${ioSep}${e.output}`).join('\n\n'));
   }
   return parts.join('\n\n');

@@ -5,8 +5,10 @@
 // meta.json records the key (teacher weights, instances, τ, k) and per-instance offsets.
 
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { cleanStaleTemps, crashPoint, publishDir, removeDirAtomic, tempSibling, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { readJsonFile } from '../io/json.js';
 import { tidy, noGrad } from '../engine/index.js';
 import * as O from '../engine/ops.js';
 import type { GPT2 } from '../models/gpt2.js';
@@ -51,14 +53,21 @@ export function liveTargets(teacher: GPT2, batch: Instance[], pad: number, tau: 
 export class TeacherCache {
   private constructor(readonly dir: string, readonly meta: CacheMeta, private readonly buf: Buffer) {}
 
-  /** Load the cache in `dir` if its key matches, else compute it with the teacher and write it atomically. */
+  /**
+   * Load the cache in `dir` if its key matches and it passes validation, else compute it with the
+   * teacher and publish it atomically (temp dir + rename). A damaged cache is recomputed, saying so.
+   */
   static ensure(dir: string, teacher: GPT2, instances: Instance[], o: { tau: number; topK: number; pad: number; batchSize?: number; log?: (s: string) => void }): TeacherCache {
     const key = `${weightsHash(teacher)}-${instancesHash(instances)}-t${o.tau}-k${o.topK}`;
     const mp = join(dir, 'meta.json');
+    mkdirSync(dirname(dir), { recursive: true });
+    cleanStaleTemps(dirname(dir));
     if (existsSync(mp)) {
-      const meta = JSON.parse(readFileSync(mp, 'utf8')) as CacheMeta;
-      if (meta.key === key) { o.log?.(`teacher cache hit: ${dir}`); return new TeacherCache(dir, meta, readFileSync(join(dir, 'targets.bin'))); }
-      o.log?.(`teacher cache ${dir} was made for a different teacher/data/τ/k; recomputing`);
+      try {
+        const c = TeacherCache.open(dir, teacher.config.vocab_size);
+        if (c.meta.key === key) { o.log?.(`teacher cache hit: ${dir}`); return c; }
+        o.log?.(`teacher cache ${dir} was made for a different teacher/data/τ/k; recomputing`);
+      } catch (e) { o.log?.(`${(e as Error).message}; recomputing the teacher cache`); }
     }
     const t0 = performance.now();
     const chunks: Buffer[] = [];
@@ -78,19 +87,62 @@ export class TeacherCache {
           chunks.push(buf); bytes += buf.length; positions++;
         }
       }
+      crashPoint('cache:batch');
     }
     offsets.push(bytes);
     const meta: CacheMeta = { version: 1, key, tau: o.tau, top_k: o.topK, instances: instances.length, positions, offsets, bytes };
-    const tmp = `${dir}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
+    const tmp = tempSibling(dir);
+    mkdirSync(tmp);
     const all = Buffer.concat(chunks);
-    writeFileSync(join(tmp, 'targets.bin'), all);
-    writeFileSync(join(tmp, 'meta.json'), JSON.stringify(meta));
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+    writeFileAtomic(join(tmp, 'targets.bin'), all);
+    writeJsonAtomic(join(tmp, 'meta.json'), meta);
+    // A cache is recomputable: drop the old one, then publish the new one in one rename.
+    if (existsSync(dir)) removeDirAtomic(dir);
+    publishDir(tmp, dir);
     o.log?.(`teacher cache: ${instances.length} instances, ${positions} answer positions, ${(bytes / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${dir}`);
     return new TeacherCache(dir, meta, all);
+  }
+
+  /**
+   * Open and fully validate a cache dir: meta.json's fields and offsets, targets.bin's size, and
+   * every record (counts within the file, ids within the vocabulary) before anything is
+   * allocated from a count. Errors name the file.
+   */
+  static open(dir: string, vocabSize: number): TeacherCache {
+    const mp = join(dir, 'meta.json'), bp = join(dir, 'targets.bin');
+    const meta = readJsonFile(mp, 'teacher cache meta') as CacheMeta;
+    const bad = (what: string): never => { throw new Error(`${mp}: ${what}`); };
+    const nat = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+    if (!meta || typeof meta !== 'object' || Array.isArray(meta)) bad('expected a JSON object');
+    if (meta.version !== 1) bad(`version ${JSON.stringify(meta.version)} is not 1`);
+    if (typeof meta.key !== 'string') bad('key must be a string');
+    if (typeof meta.tau !== 'number' || !(meta.tau > 0)) bad(`tau must be a number > 0, got ${JSON.stringify(meta.tau)}`);
+    for (const k of ['top_k', 'instances', 'positions', 'bytes'] as const) if (!nat(meta[k])) bad(`${k} must be an integer ≥ 0, got ${JSON.stringify(meta[k])}`);
+    if (!Array.isArray(meta.offsets) || meta.offsets.length !== meta.instances + 1) bad(`offsets must be an array of instances + 1 = ${meta.instances + 1} numbers`);
+    meta.offsets.forEach((x, i) => {
+      if (!nat(x)) bad(`offsets[${i}] must be an integer ≥ 0, got ${JSON.stringify(x)}`);
+      if (i === 0 ? x !== 0 : x < meta.offsets[i - 1]) bad(`offsets must start at 0 and never decrease (offsets[${i}] = ${x})`);
+    });
+    if (meta.offsets[meta.instances] !== meta.bytes) bad(`the last offset ${meta.offsets[meta.instances]} is not bytes ${meta.bytes}`);
+    if (!existsSync(bp)) throw new Error(`${bp}: missing`);
+    const size = statSync(bp).size;
+    if (size !== meta.bytes) throw new Error(`${bp}: ${size} bytes, ${mp} says ${meta.bytes}`);
+    const buf = readFileSync(bp);
+    let positions = 0;
+    for (let i = 0; i < meta.instances; i++) {
+      let p = meta.offsets[i];
+      const end = meta.offsets[i + 1];
+      while (p < end) {
+        if (p + 4 > end) throw new Error(`${bp}: record at byte ${p} is cut off`);
+        const c = buf.readUInt32LE(p);
+        if (c > vocabSize || p + 4 + 8 * c + 4 > end) throw new Error(`${bp}: record at byte ${p} claims ${c} tokens, more than ${c > vocabSize ? `the vocabulary (${vocabSize})` : 'its instance holds'}`);
+        for (let j = 0; j < c; j++) { const id = buf.readInt32LE(p + 4 + 4 * j); if (id < 0 || id >= vocabSize) throw new Error(`${bp}: token id ${id} at byte ${p + 4 + 4 * j} is outside the vocabulary (${vocabSize})`); }
+        p += 4 + 8 * c + 4;
+        positions++;
+      }
+    }
+    if (positions !== meta.positions) bad(`positions ${meta.positions}, targets.bin holds ${positions}`);
+    return new TeacherCache(dir, meta, buf);
   }
 
   /** Targets of instance i (one per answer position). */

@@ -5,14 +5,15 @@
 //   LM-KD         KL (+CE) on plain text only, no ICT instances
 // The teacher comes live (forward on each batch) or from a TeacherCache built once.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import type { Tensor } from '../engine/index.js';
 import type { GPT2 } from '../models/gpt2.js';
 import { makeBatch, type Instance } from '../icl/ict.js';
 import { EpochOrder, type WindowLoader } from '../data/shards.js';
-import { Trainer, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
+import { Trainer, checkPosition, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 import { alphaAt, combineLoss, distillKL, teacherTarget, type KLMode, type TeacherTarget } from './loss.js';
 import { TeacherCache, answerRows, liveTargets } from './cache.js';
 
@@ -80,7 +81,7 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
   const lmIds = o.lm ? new Int32Array(o.lm.batchSize * o.lm.loader.T) : null, lmTg = lmIds ? new Int32Array(lmIds.length) : null;
   let tokens = 0;
   mkdirSync(o.out, { recursive: true });
-  writeFileSync(join(o.out, 'distill_config.json'), JSON.stringify({ objective: o.objective, ...d, epochs: o.epochs, batch_size: o.batchSize, instances: insts.length, cached_teacher: !!o.cache }, null, 2));
+  writeJsonAtomic(join(o.out, 'distill_config.json'), { objective: o.objective, ...d, epochs: o.epochs, batch_size: o.batchSize, instances: insts.length, cached_teacher: !!o.cache });
   const trainer = new Trainer(o.student, cfg, {
     get tokensPerStep() { return tokens; },
     microStep: () => {
@@ -128,10 +129,9 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
     saveModel: (dir) => { o.student.savePretrained(dir); o.tokenizer.save(dir); },
     getState: () => ({ pos: { ...order.state }, lm: o.lm ? { ...o.lm.loader.state } : null, dropout_rng: o.student.rng.getState() }),
     setState: (s) => {
-      const st = s as { pos: { epoch: number; index: number }; lm: { epoch: number; index: number } | null; dropout_rng: number[] };
-      order.state = { ...st.pos };
-      if (o.lm && st.lm) o.lm.loader.state = { ...st.lm };
-      o.student.rng.setState(st.dropout_rng);
+      order.state = checkPosition(s.pos, 'pos');
+      if (o.lm) o.lm.loader.state = checkPosition(s.lm, 'lm');
+      o.student.rng.setState(checkRngState(s.dropout_rng, 'dropout_rng'));
     },
   }, o.out, log);
   log(`training ${o.objective === 'ict' ? `on ${insts.length} instances × ${o.epochs} epoch(s)` : 'on plain text (LM-KD)'}: ${steps} steps${useKL ? `, KL (${d.kl}, τ=${d.temperature}, top-k ${d.topK || 'all'}) from a ${o.cache ? 'cached' : 'live'} teacher` : ''}${d.beta > 0 ? `, β=${d.beta}` : ''}`);

@@ -19,6 +19,9 @@ import { backend } from '../engine/backend/index.js';
 // Config validation (readStudyConfig).
 import { GPT2_MODEL_KEYS, GPT2_LIMITS } from '../models/gpt2.js';
 import { readJsonStrict, checkSchema, type Schema } from '../io/json.js';
+import { createHash } from 'node:crypto';
+import { cleanStaleTemps, publishDir, removeDirAtomic, tempSibling, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { readJsonFile } from '../io/json.js';
 
 export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
 export type Arm = (typeof ARMS)[number];
@@ -174,8 +177,12 @@ export async function runStudy(c: StudyConfig, out: string, log: (s: string) => 
 
 async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => void): Promise<object> {
   const t0 = performance.now();
+  // Inputs are read-only: a tokenizer the config names must exist; one trained here lives under --out.
+  if (c.tokenizer.path && !existsSync(c.tokenizer.path)) throw new Error(`study config: tokenizer.path ${c.tokenizer.path} not found (leave it out to train one under --out)`);
   mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'study_config.json'), JSON.stringify(c, null, 2));
+  cleanStaleTemps(out);
+  checkSameStudy(c, out, log);
+  writeJsonAtomic(join(out, 'study_config.json'), c);
   // 1. Tasks.
   let taskDir: string, trainTasks: string[], testTasks: string[];
   if (c.tasks.synthetic) {
@@ -195,13 +202,13 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const dedupe = !c.tasks.synthetic;
   // 2. Plain text for L_LM / LM-KD, and the tokenizer.
   const lmFile = join(out, 'lm.txt');
-  if (!existsSync(lmFile)) {
+  if (!lmTextIntact(lmFile, log)) {
     let text = '';
     if (c.lm_data.synthetic_corpus) for (const s of c.seeds) text += syntheticCorpus(taskDir, trainTasks, s) + '\n\n';
     for (const f of c.lm_data.files ?? []) text += readFileSync(f, 'utf8') + '\n\n';
     if (c.lm_data.max_bytes) text = text.slice(0, c.lm_data.max_bytes);
     if (!text.trim()) throw new Error('study config: lm_data gives no text (set synthetic_corpus or files)');
-    writeFileSync(lmFile, text);
+    writeLmText(lmFile, text);
   }
   let tok: BPETokenizer;
   const tokPath = c.tokenizer.path ?? join(out, 'tokenizer', 'tokenizer.json');
@@ -215,11 +222,14 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const shard = new TokenFile(buildShards([lmFile], tok, JSON.stringify(tok.toTokenizerJson()), join(out, 'lm-tokens'), { eos: tok.eosTokenId ?? null }));
   // 3. Base models.
   const base = (who: 'teacher' | 'student', spec: StudyConfig['student'], seed: number): string => {
-    if (spec.path) return spec.path;
+    if (spec.path) return spec.path; // the user's model: only ever read
     const dir = join(out, `${who}-base`);
-    if (!existsSync(join(dir, 'model.safetensors'))) {
+    if (!existsSync(dir)) {
+      // Built under a temp name and published in one rename: the dir exists only when complete.
       const m = new GPT2(gpt2Config({ resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, ...spec.model, vocab_size: tok.vocabSize, bos_token_id: tok.eosTokenId ?? 0, eos_token_id: tok.eosTokenId ?? 0 }), seed);
-      m.savePretrained(dir); tok.save(dir);
+      const tmp = tempSibling(dir);
+      m.savePretrained(tmp); tok.save(tmp);
+      publishDir(tmp, dir);
     }
     return dir;
   };
@@ -240,15 +250,23 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   }
   const teacher = GPT2.fromPretrained(teacherDir);
   const studentProbe = GPT2.fromPretrained(studentBase);
-  const evalOpts = { taskDir, tasks: testTasks, k: c.k, method: c.eval.method ?? 'direct', testLimit: c.eval.test_limit, batchSize: c.eval.batch_size };
   // 5. Teacher row.
-  const teacherRes = cached(join(out, 'teacher-eval.json'), () => {
-    const r: Record<string, { tasks: Record<string, Metrics>; average: Metrics }> = {};
-    for (const s of c.seeds) { const e = evaluateIcl({ ...evalOpts, model: teacher, tokenizer: tok, seeds: [s] }); r[String(s)] = { tasks: mapTasks(e.tasks), average: e.average }; }
-    log(`teacher: ${fmtAvg(Object.values(r).map((x) => x.average))}`);
-    return r;
-  });
-  const speed = cached(join(out, 'speed.json'), () => measureSpeedup(teacher, studentProbe, tok, taskDir, testTasks[0], c.k));
+  for (const [who, dir] of [['teacher', teacherBase], ['student', studentBase]]) {
+    const m = who === 'teacher' ? teacher : studentProbe;
+    if (m.config.vocab_size < tok.vocabSize) throw new Error(`${dir}: model vocab_size ${m.config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens (${tokPath})`);
+  }
+  const evalOpts = { taskDir, tasks: testTasks, k: c.k, method: c.eval.method ?? 'direct', testLimit: c.eval.test_limit, batchSize: c.eval.batch_size };
+  // 5. Teacher row: one entry per seed; seeds added since the last run are evaluated and added.
+  type SeedEval = Record<string, { tasks: Record<string, Metrics>; average: Metrics }>;
+  const tePath = join(out, 'teacher-eval.json');
+  const teacherRes: SeedEval = readCachedJson<SeedEval>(tePath, (v) => !!v && typeof v === 'object' && !Array.isArray(v), log) ?? {};
+  const missing = c.seeds.filter((s) => !teacherRes[String(s)]);
+  if (missing.length) {
+    for (const s of missing) { const e = evaluateIcl({ ...evalOpts, model: teacher, tokenizer: tok, seeds: [s] }); teacherRes[String(s)] = { tasks: mapTasks(e.tasks), average: e.average }; }
+    writeJsonAtomic(tePath, teacherRes);
+  }
+  for (const k of Object.keys(teacherRes)) if (!c.seeds.map(String).includes(k)) delete teacherRes[k];
+  log(`teacher: ${fmtAvg(Object.values(teacherRes).map((x) => x.average))}`);
   // 6. Arms × seeds.
   const arms = c.arms ?? [...ARMS];
   const d = c.distill;
@@ -264,7 +282,9 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     for (const arm of arms) {
       const cellDir = join(out, 'cells', slug(arm), String(seed));
       const resPath = join(cellDir, 'result.json');
-      if (existsSync(resPath)) { cells.push(JSON.parse(readFileSync(resPath, 'utf8')) as CellResult); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
+      cleanStaleTemps(cellDir);
+      const done = readCachedJson<CellResult>(resPath, (v) => isCell(v, arm, seed), log);
+      if (done) { cells.push(done); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
       log(`— ${arm}, seed ${seed}`);
       const student = GPT2.fromPretrained(studentBase);
       const tc = performance.now();
@@ -291,16 +311,17 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const e = evaluateIcl({ ...evalOpts, model: student, tokenizer: tok, seeds: [seed] });
       const cell: CellResult = { arm, seed, tasks: mapTasks(e.tasks), average: e.average, train_s: +trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve };
       mkdirSync(cellDir, { recursive: true });
-      writeFileSync(resPath, JSON.stringify(cell, null, 2));
+      writeJsonAtomic(resPath, cell);
       log(`${arm} seed ${seed}: ${fmtAvg([e.average])} (${trainS.toFixed(0)} s)`);
       cells.push(cell);
       student.dispose();
     }
   }
-  // 7. Results.
+  // 7. Results. (Speed is measured after the cells, so a killed study has its cells saved first.)
+  const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(teacher, studentProbe, tok, taskDir, testTasks[0], c.k), log);
   const groups = taskGroups(taskDir, testTasks);
   const results = assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed);
-  writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 2));
+  writeJsonAtomic(join(out, 'results.json'), results);
   const report = writeStudyReport(join(out, 'report.html'), c, results, cells);
   log(`study finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   return { ...results, report, out };
@@ -315,14 +336,93 @@ function syntheticOrTaskText(dir: string, task: string): string {
 /** Drop intermediate checkpoints of a finished run (the final model stays in the run dir). */
 function rmCheckpoints(dir: string): void {
   if (!existsSync(dir)) return;
-  for (const e of readdirSync(dir)) if (/^checkpoint-\d+$/.test(e)) rmSync(join(dir, e), { recursive: true, force: true });
+  for (const e of readdirSync(dir)) if (/^checkpoint-\d+$/.test(e)) removeDirAtomic(join(dir, e));
 }
 
-function cached<T>(path: string, f: () => T): T {
-  if (existsSync(path)) return JSON.parse(readFileSync(path, 'utf8')) as T;
+/**
+ * A JSON file written by an earlier run, or null when absent. One that does not parse or fails
+ * `ok` (torn by a crash, edited by hand) is not fatal: it is named in the log and recomputed.
+ */
+function readCachedJson<T>(path: string, ok: (v: unknown) => boolean, log: (s: string) => void): T | null {
+  if (!existsSync(path)) return null;
+  let v: unknown;
+  try { v = readJsonFile(path); } catch (e) { log(`${(e as Error).message}; recomputing it`); return null; }
+  if (!ok(v)) { log(`${path}: not what this study writes there; recomputing it`); return null; }
+  return v as T;
+}
+
+function cached<T>(path: string, ok: (v: unknown) => boolean, f: () => T, log: (s: string) => void): T {
+  const old = readCachedJson<T>(path, ok, log);
+  if (old !== null) return old;
   const v = f();
-  writeFileSync(path, JSON.stringify(v, null, 2));
+  writeJsonAtomic(path, v);
   return v;
+}
+
+function isCell(v: unknown, arm: string, seed: number): boolean {
+  const c = v as Partial<CellResult> | null;
+  return !!c && typeof c === 'object' && c.arm === arm && c.seed === seed && !!c.average && typeof c.average === 'object' && !!c.tasks && typeof c.tasks === 'object' && Array.isArray(c.curve);
+}
+
+/** lm.txt is written atomically, then a stamp with its length and sha256 (also atomically). */
+function writeLmText(path: string, text: string): void {
+  const bytes = Buffer.from(text, 'utf8');
+  writeFileAtomic(path, bytes);
+  writeJsonAtomic(`${path}.stamp.json`, { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+}
+
+/** Whether lm.txt exists and matches its stamp; an empty, cut or unstamped file is rebuilt (saying so). */
+function lmTextIntact(path: string, log: (s: string) => void): boolean {
+  if (!existsSync(path)) return false;
+  const stampPath = `${path}.stamp.json`;
+  let stamp = null as { bytes?: unknown; sha256?: unknown } | null;
+  try { stamp = readJsonFile(stampPath) as typeof stamp; } catch { /* missing or torn: rebuild */ }
+  const bytes = readFileSync(path);
+  const ok = !!stamp && stamp.bytes === bytes.length && bytes.length > 0 && stamp.sha256 === createHash('sha256').update(bytes).digest('hex');
+  if (!ok) log(`${path} does not match ${stampPath} (cut short or changed); rebuilding it`);
+  return ok;
+}
+
+/**
+ * Keys whose change cannot alter any finished cell: labels and documentation, and which arms run
+ * (each arm's cells are independent, so adding or dropping arms only adds or hides cells).
+ */
+const STUDY_FREE_KEYS = ['name', 'notes', 'expected_minutes', 'quick', 'arms'];
+
+function flatten(v: unknown, prefix: string, out: Map<string, string>): void {
+  if (v && typeof v === 'object' && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+  } else out.set(prefix, JSON.stringify(v));
+}
+
+/**
+ * Refuse to resume into a study directory made with a config that would give different
+ * results. Seeds may be added (only the new seeds' cells run) when nothing shared depends on
+ * them; with lm_data.synthetic_corpus (the LM text and so the tokenizer are built from every
+ * seed's data) or the multitask setting (teacher episodes come from the seeds' files), a
+ * different seed list changes the shared teacher and tokenizer, so it is refused too.
+ */
+export function studyConfigChanges(old: StudyConfig, c: StudyConfig): string[] {
+  const a = new Map<string, string>(), b = new Map<string, string>();
+  flatten(old, '', a); flatten(c, '', b);
+  const changes: string[] = [];
+  const seedsShared = !!c.lm_data.synthetic_corpus || c.setting === 'multitask';
+  for (const k of new Set([...a.keys(), ...b.keys()])) {
+    if (STUDY_FREE_KEYS.some((f) => k === f || k.startsWith(`${f}.`)) || a.get(k) === b.get(k)) continue;
+    if (k === 'seeds' && !seedsShared && Array.isArray(old.seeds) && old.seeds.every((s) => c.seeds.includes(s))) continue;
+    changes.push(`${k} ${a.get(k) ?? '(unset)'} → ${b.get(k) ?? '(unset)'}`);
+  }
+  return changes;
+}
+
+function checkSameStudy(c: StudyConfig, out: string, log: (s: string) => void): void {
+  const p = join(out, 'study_config.json');
+  if (!existsSync(p)) return;
+  let old: StudyConfig;
+  try { old = readJsonFile(p, 'study config') as StudyConfig; } catch (e) { throw new Error(`${(e as Error).message}: cannot tell what config made ${out}; use a new --out or delete ${out}`); }
+  if (!old || typeof old !== 'object' || !old.lm_data || !Array.isArray(old.seeds)) { log(`${p}: not a study config; replacing it`); return; }
+  const changes = studyConfigChanges(old, c);
+  if (changes.length) throw new Error(`--out ${out} was made with a different study config: ${changes.join(', ')}; use a new --out or delete ${out}`);
 }
 
 function mapTasks(tasks: Record<string, { mean: Metrics }>): Record<string, Metrics> {

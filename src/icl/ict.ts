@@ -5,14 +5,15 @@
 //   demos=false (Multitask-FT baseline): the same data with no demonstrations in the prompt
 // Instances come from IctSampler (also used by distillation), training from the shared Trainer.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { Rng, tidy, noGrad } from '../engine/index.js';
 import type { GPT2 } from '../models/gpt2.js';
 import { loadTask, trainingPool, type Example } from '../data/tasks.js';
 import { buildPrompt, makeTemplate, PieceEncoder, tokenizePrompt, verbalize, type Method, type Template, type Tokenizer } from '../data/prompts.js';
-import { Trainer, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
+import { Trainer, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 
 export type Setting = 'meta' | 'multitask';
 
@@ -152,7 +153,7 @@ export function trainIct(o: IctTrainOptions): TrainerState {
   const evalSet = Array.from({ length: o.evalInstances ?? 32 }, () => evalSampler.next());
   const pad = o.tokenizer.eosTokenId ?? 0;
   mkdirSync(o.out, { recursive: true });
-  writeFileSync(join(o.out, 'ict_config.json'), JSON.stringify({ setting: o.setting, k: o.k, demos: o.demos, method: o.method, tasks: [...o.pools.keys()], batch_size: o.batchSize, ...o.meta }, null, 2));
+  writeJsonAtomic(join(o.out, 'ict_config.json'), { setting: o.setting, k: o.k, demos: o.demos, method: o.method, tasks: [...o.pools.keys()], batch_size: o.batchSize, ...o.meta });
   let tokens = 0;
   const trainer = new Trainer(o.model, cfg, {
     get tokensPerStep() { return tokens * cfg.gradAccum; },
@@ -164,7 +165,7 @@ export function trainIct(o: IctTrainOptions): TrainerState {
     evaluate: () => ({ loss: batchedLoss(o.model, evalSet, pad, o.batchSize) }),
     saveModel: (dir) => { o.model.savePretrained(dir); o.tokenizer.save(dir); },
     getState: () => ({ sampler_rng: sampler.rng.getState(), dropout_rng: o.model.rng.getState() }),
-    setState: (s) => { const st = s as { sampler_rng: number[]; dropout_rng: number[] }; sampler.rng.setState(st.sampler_rng); o.model.rng.setState(st.dropout_rng); },
+    setState: (s) => { sampler.rng.setState(checkRngState(s.sampler_rng, 'sampler_rng')); o.model.rng.setState(checkRngState(s.dropout_rng, 'dropout_rng')); },
   }, o.out, log);
   if (o.resume) trainer.resume(o.resume);
   return trainer.run();

@@ -27,6 +27,7 @@ export function crashPoint(label: string): void {
 export function writeAll(fd: number, data: Uint8Array): void {
   let done = 0;
   while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done);
+  crashPoint('atomic:chunk'); // fault injection: killed with part of a file written
 }
 
 /** fsync a directory so a rename inside it survives a crash (best effort where unsupported). */
@@ -106,5 +107,35 @@ export function removeDirAtomic(dir: string): void {
   try { renameSync(dir, trash); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; throw e; }
   fsyncDir(dirname(dir));
   crashPoint('remove:after-rename');
+  if (process.env.ICLD_CRASH_AT) {
+    // Fault injection: delete file by file so a kill can land midway through the removal.
+    for (const e of readdirSync(trash)) {
+      rmSync(join(trash, e), { recursive: true, force: true });
+      crashPoint('remove:partial');
+    }
+  }
   rmSync(trash, { recursive: true, force: true });
+}
+
+/** Whether a process id belongs to a live process other than this one. */
+export function otherProcessAlive(pid: number): boolean {
+  if (pid === process.pid) return false; // our own leftovers come from an earlier, failed call
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/**
+ * Remove temp and trash entries (tempSibling names: .NAME.TAG-PID-HEX) that processes no longer
+ * running left directly in `dir` after a crash. Returns the names removed.
+ */
+export function cleanStaleTemps(dir: string, tags: readonly string[] = ['tmp', 'trash']): string[] {
+  let names: string[];
+  try { names = readdirSync(dir); } catch { return []; }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = /^\..+\.([a-z]+)-(\d+)-[0-9a-f]{8}$/.exec(name);
+    if (!m || !tags.includes(m[1]) || otherProcessAlive(Number(m[2]))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }

@@ -15,7 +15,8 @@
 // HF's rule. Pair counts are updated incrementally through a pair → words index and a lazy
 // max-heap, so each merge only touches the words that contain the pair.
 
-import { readFileSync, writeFileSync, mkdirSync, renameSync, existsSync, statSync } from 'node:fs';
+import { readFileSync, mkdirSync, existsSync, statSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import { parseJsonStrict, decodeUtf8 } from '../io/json.js';
 
@@ -575,9 +576,7 @@ export class BPETokenizer {
   save(dir: string): string {
     mkdirSync(dir, { recursive: true });
     const path = join(dir, 'tokenizer.json');
-    const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-    writeFileSync(tmp, JSON.stringify(this.toTokenizerJson(), null, 2) + '\n');
-    renameSync(tmp, path);
+    writeFileAtomic(path, JSON.stringify(this.toTokenizerJson(), null, 2) + '\n');
     return path;
   }
 

@@ -1,14 +1,15 @@
 // Pretraining pipeline: tokenizer (load or train) → cached token shards → train/val split →
 // GPT-2 → the shared Trainer. Config is one JSON file with "model", "tokenizer" and "train".
 
-import { existsSync, readFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { tidy, noGrad } from '../engine/index.js';
 import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
-import { Trainer, defaultTrainConfig, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
+import { Trainer, checkPosition, checkRngState, defaultTrainConfig, listCheckpoints, recoverRunDir, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
+import { removeDirAtomic } from '../io/atomic.js';
 // Config validation (readPretrainConfig).
 import { GPT2_MODEL_KEYS, GPT2_LIMITS } from '../models/gpt2.js';
 import { readJsonStrict, checkSchema, type Schema } from '../io/json.js';
@@ -67,17 +68,44 @@ export function readPretrainConfig(path: string): PretrainConfig {
   return cfg;
 }
 
-export interface PretrainOptions { config: PretrainConfig; data: string[]; out: string; resume?: string; log?: (s: string) => void; }
+export interface PretrainOptions {
+  config: PretrainConfig; data: string[]; out: string; resume?: string;
+  /** Allow a non-empty `out` without resume: its checkpoints and final model files are removed first. */
+  overwrite?: boolean;
+  log?: (s: string) => void;
+}
+
+/** Files a finished run leaves in its directory (removed by --overwrite; anything else is kept). */
+const RUN_FILES = ['model.safetensors', 'model.safetensors.index.json', 'config.json', 'generation_config.json', 'tokenizer.json', 'trainer_state.json', 'report.html'];
+
+/**
+ * Like the Hugging Face Trainer's overwrite_output_dir: a non-empty run directory is only used
+ * to resume or when overwriting was asked for (old checkpoints must never be picked up later).
+ */
+function prepareOut(o: PretrainOptions, log: (s: string) => void): void {
+  const out = o.out;
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new Error(`--out ${out} exists and is not a directory`);
+  const entries = existsSync(out) ? readdirSync(out) : [];
+  if (o.resume && o.overwrite) throw new Error('--resume and --overwrite exclude each other (resume continues the run, overwrite starts it again)');
+  if (entries.length === 0 || o.resume) return;
+  if (!o.overwrite) throw new Error(`--out ${out} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}): pass --resume ${out} to continue that run or --overwrite to start again`);
+  recoverRunDir(out, log);
+  const cks = listCheckpoints(out);
+  for (const c of cks) removeDirAtomic(join(out, `checkpoint-${c}`));
+  for (const f of RUN_FILES) rmSync(join(out, f), { force: true });
+  if (cks.length) log(`--overwrite: removed ${cks.length} old checkpoint(s) from ${out}`);
+}
 
 export interface PretrainResult { out: string; state: TrainerState; params: number; tokens: { train: number; val: number }; final_eval: Record<string, number> | null; }
 
 export function pretrain(o: PretrainOptions): PretrainResult {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   const c = o.config, t = c.train;
-  mkdirSync(o.out, { recursive: true });
+  prepareOut(o, log);
   // Tokenizer: a resumed run must reuse its own; otherwise load the given one or train one.
   let tok: BPETokenizer;
-  const resumeDir = o.resume ? resolveCheckpoint(o.resume) : null;
+  const resumeDir = o.resume ? resolveCheckpoint(o.resume, log) : null;
+  mkdirSync(o.out, { recursive: true });
   if (resumeDir) tok = BPETokenizer.fromTokenizerJson(join(resumeDir, 'tokenizer.json'));
   else if (c.tokenizer.path) tok = BPETokenizer.fromTokenizerJson(c.tokenizer.path);
   else {
@@ -150,9 +178,8 @@ export function trainLM(o: TrainLMOptions): TrainerState {
     saveModel: (dir) => { model.savePretrained(dir); o.tokenizer.save(dir); },
     getState: () => ({ loader: { ...loader.state }, dropout_rng: model.rng.getState() }),
     setState: (s) => {
-      const st = s as { loader: { epoch: number; index: number }; dropout_rng: number[] };
-      loader.state = { ...st.loader };
-      model.rng.setState(st.dropout_rng);
+      loader.state = checkPosition(s.loader, 'loader');
+      model.rng.setState(checkRngState(s.dropout_rng, 'dropout_rng'));
     },
   }, o.out, o.log);
   if (o.resume) trainer.resume(o.resume);

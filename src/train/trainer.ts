@@ -2,16 +2,22 @@
 // It owns: AdamW with decay/no-decay groups, warmup + cosine/linear schedules, gradient
 // accumulation and clipping, periodic evaluation, progress, atomic checkpoints
 // (model + optimizer + trainer_state.json) and exact resume.
+// Checkpoints are filled under .tmp-checkpoint-*, fsynced and published by one rename; an older
+// one (or the one being re-saved, moved aside to .old-checkpoint-*) is deleted only after the new
+// one is in place, so a kill at any moment leaves at least one complete checkpoint.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import { tidy, type Tensor } from '../engine/index.js';
 import { scale } from '../engine/ops.js';
 import type { Module } from '../nn/module.js';
 import { AdamW, clipGradNorm, type ParamGroup } from '../optim/adamw.js';
 import { learningRate, type Schedule } from '../optim/schedule.js';
-import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { loadStateDict } from '../io/hf.js';
+import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { loadStateDict, weightFiles } from '../io/hf.js';
+import { cleanStaleTemps, crashPoint, fsyncDir, otherProcessAlive, publishDir, removeDirAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { readJsonFile } from '../io/json.js';
 import { Progress } from './progress.js';
 import { writeTrainingReport } from '../eval/report.js';
 
@@ -77,6 +83,12 @@ export function paramGroups(model: Module, weightDecay: number): ParamGroup[] {
   return [{ params: decay, weightDecay }, { params: none, weightDecay: 0 }];
 }
 
+/** TrainConfig keys that only change bookkeeping (not the weights), free to change on resume. */
+const RESUME_FREE_KEYS: readonly string[] = ['steps', 'saveEvery', 'saveTotalLimit', 'logEvery', 'evalEvery'];
+
+const snake = (k: string): string => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+const show = (v: unknown): string => (v === undefined ? '(unset)' : JSON.stringify(v));
+
 export class Trainer {
   readonly opt: AdamW;
   state: TrainerState;
@@ -92,27 +104,64 @@ export class Trainer {
     this.state = { global_step: 0, config: cfg, log_history: [], eval_history: [], user_state: {}, elapsed_s: 0 };
   }
 
-  /** Load a checkpoint directory (or the newest checkpoint-* inside a run directory). */
+  /**
+   * Load a checkpoint directory (or the newest complete checkpoint-* inside a run directory).
+   * Everything is validated before anything is copied: a bad file is an error naming it, and a
+   * checkpoint made with a different configuration is refused, naming the keys that differ.
+   */
   resume(dir: string): void {
-    const ck = resolveCheckpoint(dir);
-    this.model.loadStateDict(loadStateDict(ck), `resume: ${ck}`, false);
-    const opt = readSafetensors(join(ck, 'optimizer.safetensors'));
-    this.names.forEach((n, i) => {
-      const m = opt.tensors.get(`exp_avg.${n}`), v = opt.tensors.get(`exp_avg_sq.${n}`);
-      if (!m || !v) throw new Error(`resume: ${ck}/optimizer.safetensors lacks the moments of '${n}'`);
-      this.opt.m[i].f32.set(m.data as Float32Array);
-      this.opt.v[i].f32.set(v.data as Float32Array);
-    });
-    const st = JSON.parse(readFileSync(join(ck, 'trainer_state.json'), 'utf8')) as TrainerState;
+    const ck = resolveCheckpoint(dir, this.log);
+    const stPath = join(ck, 'trainer_state.json');
+    const st = readTrainerState(stPath);
+    if (st.global_step > this.cfg.steps) throw new Error(`${stPath}: global_step ${st.global_step} exceeds train.steps ${this.cfg.steps}`);
+    const diffs: string[] = [];
+    const saved = (st.config ?? {}) as unknown as Record<string, unknown>, cur = this.cfg as unknown as Record<string, unknown>;
+    for (const k of new Set([...Object.keys(cur), ...Object.keys(saved)])) {
+      if (RESUME_FREE_KEYS.includes(k)) continue;
+      if (JSON.stringify(saved[k]) !== JSON.stringify(cur[k])) diffs.push(`train.${snake(k)} ${show(saved[k])} → ${show(cur[k])}`);
+    }
+    const mcfg = (this.model as unknown as { config?: Record<string, unknown> }).config;
+    if (mcfg && typeof mcfg === 'object' && existsSync(join(ck, 'config.json'))) {
+      const savedM = readJsonFile(join(ck, 'config.json'), 'model config') as Record<string, unknown>;
+      if (!savedM || typeof savedM !== 'object') throw new Error(`${join(ck, 'config.json')}: expected a JSON object`);
+      for (const k of Object.keys(mcfg)) if (k in savedM && JSON.stringify(savedM[k]) !== JSON.stringify(mcfg[k])) diffs.push(`model.${k} ${show(savedM[k])} → ${show(mcfg[k])}`);
+    }
+    if (diffs.length) throw new Error(`--resume: ${ck} was made with a different configuration: ${diffs.join(', ')} (use the same config, or start again with --overwrite)`);
+    // Optimizer moments: every tensor checked (present, F32, shape of its parameter) before any is copied.
+    const optPath = join(ck, 'optimizer.safetensors');
+    const moments: [Float32Array, Float32Array][] = [];
+    const f = withFile(optPath, () => openSafetensors(optPath));
+    try {
+      this.names.forEach((n, i) => {
+        const want = this.opt.m[i].shape;
+        const pair = (['exp_avg', 'exp_avg_sq'] as const).map((kind) => {
+          const key = `${kind}.${n}`;
+          if (!f.has(key)) throw new Error(`${optPath}: lacks tensor '${key}'`);
+          const info = f.tensors.get(key)!;
+          if (info.dtype !== 'F32' || info.shape.join(',') !== want.join(',')) {
+            throw new Error(`${optPath}: tensor '${key}' is ${info.dtype} [${info.shape.join(', ')}], the parameter is F32 [${want.join(', ')}]`);
+          }
+          const data = withFile(optPath, () => f.get(key));
+          if (data.length !== this.opt.m[i].f32.length) throw new Error(`${optPath}: tensor '${key}' has ${data.length} values, expected ${this.opt.m[i].f32.length}`);
+          return data;
+        });
+        moments.push([pair[0], pair[1]]);
+      });
+    } finally { f.close(); }
+    const weights = withFile(ck, () => loadStateDict(ck));
+    // Checked everything that can be checked up front; now fill model, optimizer and hooks.
+    this.model.loadStateDict(weights, `resume: ${ck}`, false);
+    moments.forEach(([m, v], i) => { this.opt.m[i].f32.set(m); this.opt.v[i].f32.set(v); });
+    try { this.hooks.setState(st.user_state); } catch (e) { throw new Error(`${stPath}: user_state: ${(e as Error).message}`); }
     this.opt.step = st.global_step;
     this.state = { ...st, config: this.cfg };
-    this.hooks.setState(st.user_state);
-    this.log(`resumed from ${ck} at step ${st.global_step}`);
+    this.log(`resuming from ${ck} at step ${st.global_step} of ${this.cfg.steps}`);
   }
 
   run(): TrainerState {
     const cfg = this.cfg, params = [...this.opt.params()];
     mkdirSync(this.outDir, { recursive: true });
+    recoverRunDir(this.outDir, this.log);
     const progress = new Progress(cfg.steps, this.state.global_step, this.log);
     const t0 = performance.now() - this.state.elapsed_s * 1000;
     let windowLoss = 0, windowSteps = 0, windowStart = performance.now();
@@ -156,22 +205,28 @@ export class Trainer {
     progress.finish();
     this.state.elapsed_s = (performance.now() - t0) / 1000;
     this.checkpoint();
-    // The run directory itself holds the final model, state and report.
+    crashPoint('train:before-final');
+    // The run directory itself holds the final model, state and report (each file atomic; a
+    // kill in between is repaired by --resume from the final checkpoint, which rewrites them).
     this.hooks.saveModel(this.outDir);
-    writeFileSync(join(this.outDir, 'trainer_state.json'), JSON.stringify(this.stateJson(), null, 2));
+    crashPoint('train:before-final-state');
+    writeJsonAtomic(join(this.outDir, 'trainer_state.json'), this.stateJson());
     writeTrainingReport(join(this.outDir, 'report.html'), this.state);
     return this.state;
   }
 
   private stateJson(): TrainerState { return { ...this.state, user_state: this.hooks.getState() }; }
 
-  /** Write checkpoint-<step> atomically (temp dir + rename) and prune old ones. */
+  /**
+   * Write checkpoint-<step>: fill a temp dir, fsync it, publish it by rename (an existing
+   * checkpoint of the same step is first moved aside and deleted only afterwards), then prune.
+   */
   checkpoint(): string {
     const step = this.state.global_step;
     const final = join(this.outDir, `checkpoint-${step}`);
-    const tmp = join(this.outDir, `.tmp-checkpoint-${step}-${process.pid}`);
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
+    const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+    const tmp = join(this.outDir, `.tmp-checkpoint-${step}-${tag}`);
+    mkdirSync(tmp);
     this.hooks.saveModel(tmp);
     const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
     this.names.forEach((n, i) => {
@@ -179,19 +234,74 @@ export class Trainer {
       tensors[`exp_avg_sq.${n}`] = { dtype: 'F32', shape: this.opt.v[i].shape, data: this.opt.v[i].f32 };
     });
     writeSafetensors(join(tmp, 'optimizer.safetensors'), tensors, { step: String(step), optimizer: 'AdamW' });
-    writeFileSync(join(tmp, 'trainer_state.json'), JSON.stringify(this.stateJson(), null, 2));
-    rmSync(final, { recursive: true, force: true });
-    renameSync(tmp, final);
-    this.prune();
+    crashPoint('checkpoint:optimizer-written');
+    writeJsonAtomic(join(tmp, 'trainer_state.json'), this.stateJson());
+    crashPoint('checkpoint:tmp-complete');
+    let aside: string | null = null;
+    if (existsSync(final)) {
+      aside = join(this.outDir, `.old-checkpoint-${step}-${tag}`);
+      renameSync(final, aside);
+      fsyncDir(this.outDir);
+      crashPoint('checkpoint:old-moved-aside');
+    }
+    publishDir(tmp, final);
+    crashPoint('checkpoint:published');
+    if (aside) removeDirAtomic(aside);
+    this.prune(step);
     return final;
   }
 
-  private prune(): void {
+  /** Keep the newest saveTotalLimit checkpoints; the one just written is never removed. */
+  private prune(current: number): void {
     const lim = this.cfg.saveTotalLimit;
     if (lim <= 0) return;
-    const cks = listCheckpoints(this.outDir);
-    for (const c of cks.slice(0, Math.max(0, cks.length - lim))) rmSync(join(this.outDir, `checkpoint-${c}`), { recursive: true, force: true });
+    const others = listCheckpoints(this.outDir).filter((s) => s !== current);
+    for (const c of others.slice(0, Math.max(0, others.length - (lim - 1)))) {
+      removeDirAtomic(join(this.outDir, `checkpoint-${c}`));
+      crashPoint('prune:removed-one');
+    }
   }
+}
+
+/** Run a file read, making sure any error names the file. */
+function withFile<T>(path: string, f: () => T): T {
+  try { return f(); } catch (e) {
+    const msg = (e as Error).message;
+    throw new Error(msg.includes(path) ? msg : `${path}: ${msg}`);
+  }
+}
+
+/** Parse and check trainer_state.json (types only; the step range is checked against the run). */
+export function readTrainerState(path: string): TrainerState {
+  const st = readJsonFile(path, 'trainer state') as Partial<TrainerState> | null;
+  if (!st || typeof st !== 'object' || Array.isArray(st)) throw new Error(`${path}: expected a JSON object`);
+  const g = st.global_step;
+  if (typeof g !== 'number' || !Number.isSafeInteger(g) || g < 0) throw new Error(`${path}: global_step must be a non-negative integer, got ${JSON.stringify(g)}`);
+  if (!Array.isArray(st.log_history)) throw new Error(`${path}: log_history must be an array`);
+  if (!Array.isArray(st.eval_history)) throw new Error(`${path}: eval_history must be an array`);
+  if (!st.user_state || typeof st.user_state !== 'object' || Array.isArray(st.user_state)) throw new Error(`${path}: user_state must be an object`);
+  if (typeof st.elapsed_s !== 'number' || !Number.isFinite(st.elapsed_s) || st.elapsed_s < 0) throw new Error(`${path}: elapsed_s must be a finite number ≥ 0, got ${JSON.stringify(st.elapsed_s)}`);
+  if (st.config !== undefined && (typeof st.config !== 'object' || st.config === null || Array.isArray(st.config))) throw new Error(`${path}: config must be an object`);
+  return st as TrainerState;
+}
+
+/** A data position {epoch, index} from saved state: non-negative integers (else an error). */
+export function checkPosition(v: unknown, what: string): { epoch: number; index: number } {
+  const o = v as { epoch?: unknown; index?: unknown } | null;
+  if (!o || typeof o !== 'object') throw new Error(`${what} must be an object {epoch, index}, got ${JSON.stringify(v)}`);
+  for (const k of ['epoch', 'index'] as const) {
+    const x = o[k];
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) throw new Error(`${what}.${k} must be a non-negative integer, got ${JSON.stringify(x) ?? 'nothing'}`);
+  }
+  return { epoch: o.epoch as number, index: o.index as number };
+}
+
+/** An Rng state from saved state: 4 integers in [0, 2^32). */
+export function checkRngState(v: unknown, what: string): number[] {
+  if (!Array.isArray(v) || v.length !== 4 || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x < 2 ** 32)) {
+    throw new Error(`${what} must be 4 integers in [0, 2^32), got ${JSON.stringify(v)}`);
+  }
+  return v as number[];
 }
 
 export function listCheckpoints(dir: string): number[] {
@@ -199,12 +309,71 @@ export function listCheckpoints(dir: string): number[] {
   return readdirSync(dir).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter((m): m is RegExpExecArray => !!m).map((m) => Number(m[1])).sort((a, b) => a - b);
 }
 
-/** A checkpoint dir itself, or the newest checkpoint-* under a run dir. */
-export function resolveCheckpoint(dir: string): string {
-  if (existsSync(join(dir, 'trainer_state.json')) && existsSync(join(dir, 'optimizer.safetensors'))) return dir;
+/** Why `dir` is not a complete checkpoint, or null when it is. */
+export function checkpointProblem(dir: string): string | null {
+  try {
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) return 'no such directory';
+    for (const f of ['trainer_state.json', 'optimizer.safetensors', 'config.json', 'tokenizer.json']) if (!existsSync(join(dir, f))) return `${f} is missing`;
+    readTrainerState(join(dir, 'trainer_state.json'));
+    readJsonFile(join(dir, 'config.json'));
+    readJsonFile(join(dir, 'tokenizer.json'));
+    for (const w of [join(dir, 'optimizer.safetensors'), ...weightFiles(dir).files]) openSafetensors(w).close();
+    return null;
+  } catch (e) { return (e as Error).message; }
+}
+
+/**
+ * Repair a run directory after a crash: a checkpoint that was moved aside for a re-save and
+ * never replaced is put back; temp, aside and trash directories of dead processes are removed.
+ * Names: .tmp-checkpoint-STEP-PID-HEX, .old-checkpoint-STEP-PID-HEX, and removeDirAtomic's
+ * .NAME.trash-PID-HEX of any of these or of a checkpoint-STEP.
+ */
+export function recoverRunDir(dir: string, log: (s: string) => void = () => {}): void {
+  if (!existsSync(dir)) return;
+  for (const n of cleanStaleTemps(dir)) log(`removed ${n}, left by an interrupted write`);
+  for (const name of readdirSync(dir).sort()) {
+    const trash = /^\.\.?(?:tmp-|old-)?checkpoint-\d+.*\.trash-(\d+)-[0-9a-f]+$/.exec(name);
+    const tmp = /^\.tmp-checkpoint-\d+-(\d+)-[0-9a-f]+$/.exec(name);
+    const old = /^\.old-checkpoint-(\d+)-(\d+)-[0-9a-f]+$/.exec(name);
+    const pid = trash ? trash[1] : tmp ? tmp[1] : old ? old[2] : null;
+    if (pid === null || otherProcessAlive(Number(pid))) continue;
+    const p = join(dir, name);
+    if (old) {
+      const final = join(dir, `checkpoint-${old[1]}`);
+      if (!existsSync(final) && checkpointProblem(p) === null) {
+        renameSync(p, final);
+        fsyncDir(dir);
+        log(`recovered checkpoint-${old[1]} (a re-save of it was interrupted)`);
+        continue;
+      }
+    }
+    removeDirAtomic(p);
+    log(`removed ${name}, left by an interrupted run`);
+  }
+}
+
+/**
+ * A checkpoint dir itself, or the newest complete checkpoint-* under a run dir (a run dir is
+ * repaired first, see recoverRunDir). Incomplete ones are skipped, saying so.
+ */
+export function resolveCheckpoint(dir: string, log: (s: string) => void = () => {}): string {
+  if (/^checkpoint-\d+$/.test(basename(dir)) && !existsSync(dir)) recoverRunDir(dirname(dir), log);
+  if (existsSync(join(dir, 'trainer_state.json')) && existsSync(join(dir, 'optimizer.safetensors'))) {
+    const why = checkpointProblem(dir);
+    if (why) throw new Error(`--resume: ${dir} is not a complete checkpoint: ${why}`);
+    return dir;
+  }
+  if (!existsSync(dir)) throw new Error(`--resume: ${dir} does not exist`);
+  recoverRunDir(dir, log);
   const cks = listCheckpoints(dir);
-  if (cks.length === 0) throw new Error(`--resume: ${dir} is neither a checkpoint nor a run directory with checkpoint-* inside`);
-  return join(dir, `checkpoint-${cks[cks.length - 1]}`);
+  if (cks.length === 0) throw new Error(`--resume: ${dir} is neither a checkpoint nor a run directory with checkpoint-* inside (a run killed before its first checkpoint must start again: --overwrite)`);
+  for (let i = cks.length - 1; i >= 0; i--) {
+    const ck = join(dir, `checkpoint-${cks[i]}`);
+    const why = checkpointProblem(ck);
+    if (why === null) return ck;
+    log(`skipping incomplete ${ck}: ${why}`);
+  }
+  throw new Error(`--resume: no complete checkpoint in ${dir} (${cks.map((c) => `checkpoint-${c}`).join(', ')} are all incomplete)`);
 }
 
 export function validateTrainConfig(c: TrainConfig): void {

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync, unlinkSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { atomicWrite, writeAll } from '../../src/io/atomic.js';
 import {
   readSafetensors, openSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors,
   f16ToNumber, f32BitsToF16Bits, f32BitsToBf16Bits, bf16ToNumber, type WriteTensor,
@@ -266,21 +268,40 @@ describe('header validation errors name the file', () => {
 });
 
 describe('atomic writes', () => {
-  it('a failing serialisation leaves the existing file intact and no temp files behind', () => {
+  it('a process killed after writing part or all of the new bytes leaves the old file intact', () => {
     const dir = mkdtempSync(join(tmp, 'atomic-'));
     const p = join(dir, 'model.safetensors');
     writeSafetensors(p, { w: { dtype: 'F32', shape: [2], data: Float32Array.of(1, 2) } });
     const before = readFileSync(p);
-    assert.throws(() => writeSafetensors(p, {
-      w: { dtype: 'F32', shape: [2], data: Float32Array.of(3, 4) },
-      bad: { dtype: 'F32', shape: [5], data: new Float32Array(4) },
-    }), /model\.safetensors: tensor 'bad'/);
+    // A child overwrites it with a 4 MB tensor (several chunks) and is SIGKILLed at a crash point.
+    const n = 1 << 20;
+    const child = join(dir, 'child.mjs');
+    writeFileSync(child, `import { writeSafetensors } from ${JSON.stringify(new URL('../../src/io/safetensors.js', import.meta.url).href)};
+writeSafetensors(process.argv[2], { w: { dtype: 'F32', shape: [${n}], data: new Float32Array(${n}).fill(7) } });`);
+    const tempSize = (): number => {
+      const t = readdirSync(dir).filter((f) => f.startsWith('.model.safetensors.tmp-'));
+      assert.equal(t.length, 1, 'the killed writer left its temp file');
+      const size = readFileSync(join(dir, t[0])).length;
+      unlinkSync(join(dir, t[0]));
+      return size;
+    };
+    const full = 8 + 4 * n; // plus the header's JSON
+    for (const [point, whole] of [['atomic:chunk#2', false], ['atomic:before-rename', true]] as const) {
+      const r = spawnSync(process.execPath, [child, p], { env: { ...process.env, ICLD_CRASH_AT: point }, encoding: 'utf8' });
+      assert.equal(r.signal, 'SIGKILL', `${point}: ${r.stderr}`);
+      assert.deepEqual(readFileSync(p), before, `${point}: the old file changed`);
+      const size = tempSize(); // bytes of the new version really were written before the kill
+      if (whole) assert.ok(size > full, `${point}: temp file ${size} bytes, expected the whole new file`);
+      else assert.ok(size > 4 * (1 << 18) && size < full, `${point}: temp file ${size} bytes, expected part of the new file`);
+    }
+    // In process: a writer that fails after writing its bytes changes nothing and leaves nothing.
+    assert.throws(() => atomicWrite(p, (fd) => { writeAll(fd, new Uint8Array(1000).fill(1)); throw new Error('disk full'); }), /disk full/);
     assert.deepEqual(readFileSync(p), before);
-    assert.deepEqual(readdirSync(dir), ['model.safetensors']);
+    assert.deepEqual(readdirSync(dir).sort(), ['child.mjs', 'model.safetensors']);
     // a successful overwrite replaces it
     writeSafetensors(p, { w: { dtype: 'F32', shape: [2], data: Float32Array.of(3, 4) } });
     assert.deepEqual([...readSafetensors(p).tensors.get('w')!.data], [3, 4]);
-    assert.deepEqual(readdirSync(dir), ['model.safetensors']);
+    assert.deepEqual(readdirSync(dir).sort(), ['child.mjs', 'model.safetensors']);
   });
 
   it('writeJsonAtomic / readConfig', () => {
