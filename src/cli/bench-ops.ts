@@ -81,7 +81,6 @@ function timeIt(run: () => void, quick: boolean): { ms: number; reps: number } {
   return { ms, reps: n };
 }
 
-function keepAll(...ts: Tensor[]): void { for (const t of ts) t.keep(); }
 function disposeAll(...ts: Tensor[]): void { for (const t of ts) t.dispose(); }
 function zeroGrad(...ts: Tensor[]): void {
   for (const t of ts) { if (t.grad) { t.grad.dispose(); t.grad = null; } }

@@ -272,11 +272,12 @@ export const commands: Record<string, Command> = {
     flags: {
       json,
       full: { type: 'boolean', help: 'run the full study instead of its quick version' },
-      out: { type: 'string', default: 'runs/synthetic-study', help: 'study directory (rerun to resume)' },
+      out: { type: 'string', help: 'study directory, rerun to resume (default runs/synthetic-study, or runs/synthetic-study-full with --full: the two versions use different data and cannot share one)' },
     },
     run: async (a) => {
       const { runStart } = await import('./start.js');
-      await runStart({ full: !!a.full, out: a.out as string, json: !!a.json });
+      const out = (a.out as string | undefined) ?? (a.full ? 'runs/synthetic-study-full' : 'runs/synthetic-study');
+      await runStart({ full: !!a.full, out, json: !!a.json });
     },
   },
 };

@@ -5,7 +5,7 @@
 
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJsonStrict } from '../io/json.js';
+import { readJsonFile } from '../io/json.js';
 
 export interface Example {
   task: string;
@@ -120,7 +120,7 @@ export interface SplitConfig { train: string[]; test: string[]; [k: string]: str
 export function loadSplit(dir: string, name: string): SplitConfig {
   const p = join(dir, '_config', `${name}.json`);
   if (!existsSync(p)) throw new Error(`split '${name}' not found: ${p}`);
-  const s = readJsonStrict(p, 'split file') as SplitConfig;
+  const s = readJsonFile(p, 'split file') as SplitConfig;
   if (s === null || typeof s !== 'object' || Array.isArray(s)) throw new Error(`${p}: expected {"train": [...], "test": [...]}`);
   for (const [k, v] of Object.entries(s)) {
     if (!Array.isArray(v) || !v.every((t) => typeof t === 'string')) throw new Error(`${p}: "${k}" must be a list of task names`);

@@ -1,9 +1,9 @@
 // `icld study`: every arm × seed of the ICL-distillation comparison, resumable (each finished
 // cell's result.json is kept and not recomputed), ending with results.json and report.html.
 
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
-import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
+import { GPT2, gpt2Config, GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/index.js';
 import { writeSyntheticSuite, syntheticCorpus, type SyntheticOptions } from '../data/synthetic.js';
 import { loadSplit, availableTasks, readExamples } from '../data/tasks.js';
@@ -16,12 +16,9 @@ import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
 import type { Method } from '../data/prompts.js';
 import { backend } from '../engine/backend/index.js';
-// Config validation (readStudyConfig).
-import { GPT2_MODEL_KEYS, GPT2_LIMITS } from '../models/gpt2.js';
-import { readJsonStrict, checkSchema, type Schema } from '../io/json.js';
+import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 import { createHash } from 'node:crypto';
 import { cleanStaleTemps, publishDir, removeDirAtomic, tempSibling, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
-import { readJsonFile } from '../io/json.js';
 
 export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
 export type Arm = (typeof ARMS)[number];
@@ -129,7 +126,7 @@ function partialSchema(s: Schema): Schema {
  * "quick" overrides (checked the same way) are merged in and the result checked again.
  */
 export function readStudyConfig(path: string, full: boolean): StudyConfig {
-  const raw = readJsonStrict(path, 'study config', 16 << 20);
+  const raw = readJsonFile(path, 'study config', 16 << 20);
   checkSchema(raw, STUDY_SCHEMA, path, '');
   let c = raw as StudyConfig;
   if (c.quick !== undefined) checkSchema(c.quick, partialSchema(STUDY_SCHEMA), path, 'quick');

@@ -1,18 +1,7 @@
 // Reading user JSON: parse errors name the file, unknown keys are errors that name the key and
 // suggest the closest known one (a typo must never be silently ignored).
 
-import { existsSync, readFileSync, statSync } from 'node:fs';
-
-/** Parse a JSON file; every failure is one line naming the file. */
-export function readJsonFile(path: string, what = 'file'): unknown {
-  if (!existsSync(path)) throw new Error(`${what} not found: ${path}`);
-  let text: string;
-  try { text = new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(path)); } catch (e) {
-    throw new Error(`${path}: ${(e as NodeJS.ErrnoException).code === 'EISDIR' ? 'is a directory' : 'not valid UTF-8'}`);
-  }
-  // A key written twice is a silent mistake too (JSON.parse keeps the last): reject it.
-  return parseJsonStrict(text, path);
-}
+import { readFileSync, statSync } from 'node:fs';
 
 /** Levenshtein distance (small strings: keys, flags, command names). */
 export function editDistance(a: string, b: string): number {
@@ -119,7 +108,7 @@ export function decodeUtf8(bytes: Uint8Array, file: string, what = 'file'): stri
  * Read a user JSON file strictly: must exist, be a regular file under `maxBytes`, UTF-8, valid
  * JSON without duplicate keys. Every failure is one line naming the file.
  */
-export function readJsonStrict(path: string, what = 'file', maxBytes = 1 << 30): unknown {
+export function readJsonFile(path: string, what = 'file', maxBytes = 1 << 30): unknown {
   let st;
   try { st = statSync(path); } catch { throw new Error(`${what} not found: ${path}`); }
   if (st.isDirectory()) throw new Error(`${path}: is a directory, expected a JSON file`);

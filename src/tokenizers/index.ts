@@ -1,8 +1,9 @@
 // Tokenizers: byte-level BPE (GPT-2 style) with HF tokenizer.json load/save and training.
 
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPETokenizer } from './bpe.js';
+import { readJsonFile } from '../io/json.js';
 
 export {
   BPETokenizer, GPT2_PATTERN, bytesToUnicode, toByteLevel,
@@ -31,10 +32,9 @@ export function loadTokenizer(dir: string): BPETokenizer {
   for (const f of ['special_tokens_map.json', 'tokenizer_config.json']) {
     const p = join(dir, f);
     if (!existsSync(p)) continue;
-    let cfg: Record<string, unknown>;
-    try { cfg = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>; } catch (e) {
-      throw new Error(`${p}: invalid JSON (${(e as Error).message})`);
-    }
+    const raw = readJsonFile(p, f, 16 << 20);
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${p}: expected a JSON object`);
+    const cfg = raw as Record<string, unknown>;
     const bos = tokenName(cfg.bos_token), eos = tokenName(cfg.eos_token), pad = tokenName(cfg.pad_token);
     if (bos !== undefined) roles.bosToken = bos;
     if (eos !== undefined) roles.eosToken = eos;

@@ -5,14 +5,12 @@ import { existsSync, readFileSync, mkdirSync, readdirSync, rmSync, statSync } fr
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { tidy, noGrad } from '../engine/index.js';
-import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
+import { GPT2, gpt2Config, GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, listCheckpoints, recoverRunDir, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
 import { removeDirAtomic } from '../io/atomic.js';
-// Config validation (readPretrainConfig).
-import { GPT2_MODEL_KEYS, GPT2_LIMITS } from '../models/gpt2.js';
-import { readJsonStrict, checkSchema, type Schema } from '../io/json.js';
+import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 
 export interface PretrainConfig {
   model: Partial<GPT2Config>;
@@ -59,7 +57,7 @@ const PRETRAIN_SCHEMA: Schema = {
  * valid key), types and ranges right, "model" and "train" present. One-line errors naming the file.
  */
 export function readPretrainConfig(path: string): PretrainConfig {
-  const c = readJsonStrict(path, 'config file', 16 << 20);
+  const c = readJsonFile(path, 'config file', 16 << 20);
   checkSchema(c, PRETRAIN_SCHEMA, path, '');
   const cfg = c as PretrainConfig;
   cfg.tokenizer ??= {};

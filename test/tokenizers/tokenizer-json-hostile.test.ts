@@ -19,7 +19,6 @@ function write(content: unknown, raw = false): string {
   writeFileSync(p, raw ? (content as string | Uint8Array) : JSON.stringify(content));
   return p;
 }
-const esc = (s: string): string => s.replace(/[.\\/]/g, '\\$&');
 function rejects(p: string, re: RegExp): void {
   assert.throws(() => BPETokenizer.fromTokenizerJson(p), (e: Error) => e.constructor === Error && e.message.startsWith(p + ':') && re.test(e.message) && !e.message.includes('\n'));
 }
