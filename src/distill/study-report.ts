@@ -3,7 +3,8 @@
 
 import { writeFileAtomic } from '../io/atomic.js';
 import { barChart, esc, htmlPage, htmlTable, lineChart, meanStdCell, seedsCell } from '../report/html.js';
-import type { CellResult, StudyConfig, StudyResults } from './study.js';
+import type { StudyConfig } from './study-config.js';
+import type { CellResult, StudyResults } from './study-results.js';
 
 const COLORS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1'];
 

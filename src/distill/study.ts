@@ -2,167 +2,28 @@
 // cell's result.json is kept and not recomputed), ending with results.json and report.html.
 
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
-import { join, resolve, dirname } from 'node:path';
-import { GPT2, gpt2Config, GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
+import { join, dirname } from 'node:path';
+import { GPT2, gpt2Config } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/index.js';
-import { writeSyntheticSuite, syntheticCorpus, type SyntheticOptions } from '../data/synthetic.js';
+import { writeSyntheticSuite, syntheticCorpus } from '../data/synthetic.js';
 import { loadSplit, availableTasks, readExamples } from '../data/tasks.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
-import { episodePools, IctSampler, trainIct, type Setting } from '../icl/ict.js';
-import { evaluateIcl, aggregate, type Metrics } from '../icl/evaluate.js';
+import { episodePools, IctSampler, trainIct } from '../icl/ict.js';
+import { evaluateIcl, type Metrics } from '../icl/evaluate.js';
 import { scoreContinuations } from '../icl/scorer.js';
 import { trainDistill, type DistillConfig } from './distill.js';
 import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
-import type { Method } from '../data/prompts.js';
 import { backend } from '../engine/backend/index.js';
-import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
+import { ARMS, studyConfigChanges, type StudyConfig } from './study-config.js';
+import { assemble, fmtAvg, mapTasks, taskGroups, type CellResult } from './study-results.js';
+
+export { ARMS, readStudyConfig, studyConfigChanges, type Arm, type StudyConfig } from './study-config.js';
+export { taskGroups, type CellResult, type SeedRow, type StudyResults } from './study-results.js';
+import { readJsonFile } from '../io/json.js';
 import { createHash } from 'node:crypto';
 import { cleanStaleTemps, publishDir, removeDirAtomic, tempSibling, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 
-export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
-export type Arm = (typeof ARMS)[number];
-
-export interface StudyConfig {
-  name: string;
-  tasks: { synthetic?: Partial<SyntheticOptions>; dir?: string; split?: string };
-  setting: Setting;
-  k: number;
-  seeds: number[];
-  eval: { method?: Method; test_limit?: number; batch_size?: number };
-  tokenizer: { path?: string; vocab_size?: number };
-  lm_data: { synthetic_corpus?: boolean; files?: string[]; max_bytes?: number; seq_len: number; batch_size: number };
-  teacher: { path?: string; model?: Partial<GPT2Config>; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null };
-  student: { path?: string; model?: Partial<GPT2Config> };
-  train: { instances: number; epochs: number; batch_size: number; lr: number; warmup_steps?: number };
-  distill: { alpha: number; alpha_end?: number; alpha_schedule?: 'constant' | 'linear'; temperature: number; kl: 'full' | 'options'; top_k: number; beta: number; lm_kd_steps: number };
-  arms?: Arm[];
-  /** Overrides applied unless --full (a quick version of the study). */
-  quick?: Partial<StudyConfig>;
-  notes?: string;
-  /** Kernel threads for this study (tiny models run faster, and reproducibly, on 1). */
-  threads?: number;
-  /** Expected run time in minutes (documentation). */
-  expected_minutes?: number;
-}
-
-const sInt = (min: number, max?: number): Schema => ({ t: 'int', min, max });
-const sNum = (o: { min?: number; max?: number; gt?: number; lt?: number }): Schema => ({ t: 'number', ...o });
-const sPath: Schema = { t: 'string', nonEmpty: true };
-const sModel: Schema = { t: 'object', keys: { ...GPT2_MODEL_KEYS } };
-
-/** Every key of a study config (StudyConfig above), with types and ranges; `required` lists apply to the full config, not to "quick". */
-const STUDY_SCHEMA: Schema = {
-  t: 'object', required: ['name', 'tasks', 'setting', 'k', 'seeds', 'teacher', 'student', 'train', 'distill', 'lm_data'],
-  keys: {
-    name: { t: 'string', nonEmpty: true },
-    tasks: {
-      t: 'object', keys: {
-        synthetic: {
-          t: 'object', keys: {
-            trainTasks: sInt(1), testTasks: sInt(1), wordsPerTask: sInt(1), labelsPerTask: sInt(2), testSize: sInt(1),
-            seeds: { t: 'array', of: sInt(0), minLen: 1, unique: true }, seed: sInt(0), context: sInt(0), vocabulary: sInt(1),
-            symbols: { t: 'bool' }, outputSpace: { t: 'bool' },
-          },
-        },
-        dir: sPath, split: sPath,
-      },
-    },
-    setting: { t: 'string', enum: ['meta', 'multitask'] },
-    k: sInt(0, 100_000),
-    seeds: { t: 'array', of: sInt(0), minLen: 1, unique: true },
-    eval: { t: 'object', keys: { method: { t: 'string', enum: ['direct', 'channel'] }, test_limit: sInt(1), batch_size: sInt(1) } },
-    tokenizer: { t: 'object', keys: { path: sPath, vocab_size: sInt(257, GPT2_LIMITS.vocab_size) } },
-    lm_data: {
-      t: 'object', required: ['seq_len', 'batch_size'], keys: {
-        synthetic_corpus: { t: 'bool' }, files: { t: 'array', of: sPath }, max_bytes: sInt(1), seq_len: sInt(1), batch_size: sInt(1),
-      },
-    },
-    teacher: {
-      t: 'object', keys: {
-        path: sPath, model: sModel,
-        ict: {
-          t: 'oneOf', what: 'null or an object {steps, lr, batch_size, warmup_steps}', of: [{ t: 'null' }, {
-            t: 'object', required: ['steps', 'lr', 'batch_size'],
-            keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), warmup_steps: sInt(0) },
-          }],
-        },
-      },
-    },
-    student: { t: 'object', keys: { path: sPath, model: sModel } },
-    train: {
-      t: 'object', required: ['instances', 'epochs', 'batch_size', 'lr'],
-      keys: { instances: sInt(1), epochs: sInt(1), batch_size: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0) },
-    },
-    distill: {
-      t: 'object', required: ['alpha', 'temperature', 'kl', 'top_k', 'beta', 'lm_kd_steps'],
-      keys: {
-        alpha: sNum({ min: 0, max: 1 }), alpha_end: sNum({ min: 0, max: 1 }), alpha_schedule: { t: 'string', enum: ['constant', 'linear'] },
-        temperature: sNum({ gt: 0 }), kl: { t: 'string', enum: ['full', 'options'] }, top_k: sInt(0), beta: sNum({ min: 0 }), lm_kd_steps: sInt(0),
-      },
-    },
-    arms: { t: 'array', of: { t: 'string', enum: ARMS }, minLen: 1, unique: true },
-    quick: { t: 'any' }, // checked below against this schema without its required keys
-    notes: { t: 'string' },
-    threads: sInt(1, 1024),
-    expected_minutes: sNum({ min: 0 }),
-  },
-};
-
-/** The schema with no required keys at any depth (what a "quick" override may hold), and no nested "quick". */
-function partialSchema(s: Schema): Schema {
-  if (s.t === 'object') {
-    const keys: Record<string, Schema> = {};
-    for (const [k, v] of Object.entries(s.keys)) if (k !== 'quick') keys[k] = partialSchema(v);
-    return { ...s, keys, required: [] };
-  }
-  if (s.t === 'oneOf') return { ...s, of: s.of.map(partialSchema) };
-  return s;
-}
-
-/**
- * Read and check a study config: unknown keys anywhere (a typo names the closest valid key), wrong
- * types or ranges, and missing sections are one-line errors naming the file. Unless `full`, the
- * "quick" overrides (checked the same way) are merged in and the result checked again.
- */
-export function readStudyConfig(path: string, full: boolean): StudyConfig {
-  const raw = readJsonFile(path, 'study config', 16 << 20);
-  checkSchema(raw, STUDY_SCHEMA, path, '');
-  let c = raw as StudyConfig;
-  if (c.quick !== undefined) checkSchema(c.quick, partialSchema(STUDY_SCHEMA), path, 'quick');
-  if (!full && c.quick) {
-    c = deepMerge(c, c.quick) as StudyConfig;
-    checkSchema(c, STUDY_SCHEMA, `${path} (with its "quick" overrides)`, '');
-  }
-  const t = c.tasks;
-  if (!t.synthetic && !(t.dir && t.split)) throw new Error(`${path}: tasks needs "synthetic" or both "dir" and "split"`);
-  if (t.synthetic && (t.dir || t.split)) throw new Error(`${path}: tasks has both "synthetic" and "dir"/"split"; give one`);
-  for (const who of ['teacher', 'student'] as const) {
-    if (c[who].path && c[who].model) throw new Error(`${path}: ${who} has both "path" and "model"; give one`);
-    const m = c[who].model;
-    if (m && m.n_embd !== undefined && m.n_head !== undefined && m.n_embd % m.n_head !== 0) throw new Error(`${path}: ${who}.model.n_embd ${m.n_embd} is not divisible by ${who}.model.n_head ${m.n_head}`);
-  }
-  // Relative paths in the config are relative to the config file.
-  const base = dirname(resolve(path));
-  const abs = (p: string | undefined): string | undefined => (p ? resolve(base, p) : p);
-  c.tasks.dir = abs(c.tasks.dir); c.tokenizer ??= {}; c.tokenizer.path = abs(c.tokenizer.path); c.teacher.path = abs(c.teacher.path); c.student.path = abs(c.student.path);
-  c.eval ??= {};
-  if (c.lm_data.files) c.lm_data.files = c.lm_data.files.map((f) => abs(f)!);
-  return c;
-}
-
-/** b over a: objects merge key by key (recursively), anything else in b replaces a. */
-function deepMerge(a: unknown, b: unknown): unknown {
-  if (b === undefined) return a;
-  if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
-    const out: Record<string, unknown> = { ...(a as Record<string, unknown>) };
-    for (const [k, v] of Object.entries(b as Record<string, unknown>)) out[k] = deepMerge(out[k], v);
-    return out;
-  }
-  return b;
-}
-
-export interface CellResult { arm: string; seed: number; tasks: Record<string, Metrics>; average: Metrics; train_s: number; steps: number; epoch_s: number | null; curve: [number, number][]; }
 
 const slug = (s: string): string => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/-+$/, '').toLowerCase();
 
@@ -380,37 +241,6 @@ function lmTextIntact(path: string, log: (s: string) => void): boolean {
   return ok;
 }
 
-/**
- * Keys whose change cannot alter any finished cell: labels and documentation, and which arms run
- * (each arm's cells are independent, so adding or dropping arms only adds or hides cells).
- */
-const STUDY_FREE_KEYS = ['name', 'notes', 'expected_minutes', 'quick', 'arms'];
-
-function flatten(v: unknown, prefix: string, out: Map<string, string>): void {
-  if (v && typeof v === 'object' && !Array.isArray(v)) {
-    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) flatten(x, prefix ? `${prefix}.${k}` : k, out);
-  } else out.set(prefix, JSON.stringify(v));
-}
-
-/**
- * Refuse to resume into a study directory made with a config that would give different
- * results. Seeds may be added (only the new seeds' cells run) when nothing shared depends on
- * them; with lm_data.synthetic_corpus (the LM text and so the tokenizer are built from every
- * seed's data) or the multitask setting (teacher episodes come from the seeds' files), a
- * different seed list changes the shared teacher and tokenizer, so it is refused too.
- */
-export function studyConfigChanges(old: StudyConfig, c: StudyConfig): string[] {
-  const a = new Map<string, string>(), b = new Map<string, string>();
-  flatten(old, '', a); flatten(c, '', b);
-  const changes: string[] = [];
-  const seedsShared = !!c.lm_data.synthetic_corpus || c.setting === 'multitask';
-  for (const k of new Set([...a.keys(), ...b.keys()])) {
-    if (STUDY_FREE_KEYS.some((f) => k === f || k.startsWith(`${f}.`)) || a.get(k) === b.get(k)) continue;
-    if (k === 'seeds' && !seedsShared && Array.isArray(old.seeds) && old.seeds.every((s) => c.seeds.includes(s))) continue;
-    changes.push(`${k} ${a.get(k) ?? '(unset)'} → ${b.get(k) ?? '(unset)'}`);
-  }
-  return changes;
-}
 
 function checkSameStudy(c: StudyConfig, out: string, log: (s: string) => void): void {
   const p = join(out, 'study_config.json');
@@ -420,26 +250,6 @@ function checkSameStudy(c: StudyConfig, out: string, log: (s: string) => void): 
   if (!old || typeof old !== 'object' || !old.lm_data || !Array.isArray(old.seeds)) { log(`${p}: not a study config; replacing it`); return; }
   const changes = studyConfigChanges(old, c);
   if (changes.length) throw new Error(`--out ${out} was made with a different study config: ${changes.join(', ')}; use a new --out or delete ${out}`);
-}
-
-function mapTasks(tasks: Record<string, { mean: Metrics }>): Record<string, Metrics> {
-  const o: Record<string, Metrics> = {};
-  for (const [t, v] of Object.entries(tasks)) o[t] = v.mean;
-  return o;
-}
-
-const fmtAvg = (ms: Metrics[]): string => Object.entries(aggregate(ms).mean).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}`).join('  ');
-
-/** Column groups: classification (one option set for the whole task) vs multiple-choice. */
-export function taskGroups(dir: string, tasks: string[]): Record<string, string[]> {
-  const g: Record<string, string[]> = {};
-  for (const t of tasks) {
-    const ex = readExamples(join(dir, t, `${t}_test.jsonl`)).slice(0, 50);
-    const fixed = ex.every((e) => e.options.join('\u0000') === ex[0].options.join('\u0000'));
-    const name = ex[0]?.options.length ? (fixed ? 'classification' : 'multiple-choice') : 'generation';
-    (g[name] ??= []).push(t);
-  }
-  return g;
 }
 
 /** Teacher/student inference speed on the same scoring workload (tokens/s ratio). */
@@ -461,56 +271,4 @@ function measureSpeedup(teacher: GPT2, student: GPT2, tok: BPETokenizer, taskDir
   };
   const ts = time(teacher), ss = time(student);
   return { teacher_tokens_per_s: Math.round(ts), student_tokens_per_s: Math.round(ss), speedup: +(ss / ts).toFixed(2) };
-}
-
-/** One seed's average metrics plus per-group averages. */
-export type SeedRow = Record<string, number | Record<string, Metrics>> & { groups: Record<string, Metrics> };
-
-export interface StudyResults {
-  arms: Record<string, { seeds: Record<string, SeedRow>; mean: Metrics; std: Metrics; groups: Record<string, { mean: Metrics; std: Metrics }>; retained: number | null }>;
-  teacher: { seeds: Record<string, SeedRow>; mean: Metrics; std: Metrics; groups: Record<string, { mean: Metrics; std: Metrics }> };
-  student_params: number;
-  teacher_params: number;
-  compression: number;
-  speedup: number;
-  speed: { teacher_tokens_per_s: number; student_tokens_per_s: number };
-  groups: Record<string, string[]>;
-  epoch_cost: { ict_s: number | null; icl_d_cached_s: number | null; ratio: number | null };
-}
-
-function groupAverages(tasks: Record<string, Metrics>, groups: Record<string, string[]>): Record<string, Metrics> {
-  const out: Record<string, Metrics> = {};
-  for (const [g, ts] of Object.entries(groups)) out[g] = aggregateMean(ts.map((t) => tasks[t]).filter(Boolean));
-  return out;
-}
-function aggregateMean(ms: Metrics[]): Metrics { return aggregate(ms).mean; }
-
-function assemble(c: StudyConfig, cells: CellResult[], teacherRes: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>, groups: Record<string, string[]>,
-  tParams: number, sParams: number, speed: { teacher_tokens_per_s: number; student_tokens_per_s: number; speedup: number }): StudyResults {
-  const main = (m: Metrics): number => m.accuracy ?? m.em ?? NaN;
-  const seedRows = (per: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>) => {
-    const seeds: Record<string, SeedRow> = {};
-    for (const [s, r] of Object.entries(per)) seeds[s] = { ...r.average, groups: groupAverages(r.tasks, groups) } as SeedRow;
-    const agg = aggregate(Object.values(per).map((r) => r.average));
-    const g: Record<string, { mean: Metrics; std: Metrics }> = {};
-    for (const name of Object.keys(groups)) g[name] = aggregate(Object.values(seeds).map((s) => s.groups[name]));
-    return { seeds, ...agg, groups: g };
-  };
-  const teacher = seedRows(teacherRes);
-  const arms: StudyResults['arms'] = {};
-  for (const arm of c.arms ?? ARMS) {
-    const per: Record<string, { tasks: Record<string, Metrics>; average: Metrics }> = {};
-    for (const cell of cells.filter((x) => x.arm === arm)) per[String(cell.seed)] = cell;
-    if (Object.keys(per).length === 0) continue;
-    const r = seedRows(per);
-    arms[arm] = { ...r, retained: main(teacher.mean) > 0 ? +(main(r.mean) / main(teacher.mean)).toFixed(4) : null };
-  }
-  const epoch = (arm: string): number | null => { const xs = cells.filter((x) => x.arm === arm && x.epoch_s !== null).map((x) => x.epoch_s!); return xs.length ? xs.reduce((a, b) => a + b) / xs.length : null; };
-  const ict = epoch('ICT'), icld = epoch('ICL-D');
-  return {
-    arms, teacher: { seeds: teacher.seeds, mean: teacher.mean, std: teacher.std, groups: teacher.groups },
-    student_params: sParams, teacher_params: tParams, compression: +(tParams / sParams).toFixed(2),
-    speedup: speed.speedup, speed: { teacher_tokens_per_s: speed.teacher_tokens_per_s, student_tokens_per_s: speed.student_tokens_per_s }, groups,
-    epoch_cost: { ict_s: ict, icl_d_cached_s: icld, ratio: ict && icld ? +(icld / ict).toFixed(3) : null },
-  };
 }

@@ -1,0 +1,82 @@
+// A study's results: per-cell metrics grouped by task type, mean ± std over seeds, the teacher
+// row, compression and speed-up, assembled into results.json.
+
+import { join } from 'node:path';
+import { readExamples } from '../data/tasks.js';
+import { aggregate, type Metrics } from '../icl/evaluate.js';
+import { ARMS, type StudyConfig } from './study-config.js';
+
+export interface CellResult { arm: string; seed: number; tasks: Record<string, Metrics>; average: Metrics; train_s: number; steps: number; epoch_s: number | null; curve: [number, number][]; }
+
+export function mapTasks(tasks: Record<string, { mean: Metrics }>): Record<string, Metrics> {
+  const o: Record<string, Metrics> = {};
+  for (const [t, v] of Object.entries(tasks)) o[t] = v.mean;
+  return o;
+}
+
+export const fmtAvg = (ms: Metrics[]): string => Object.entries(aggregate(ms).mean).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}`).join('  ');
+
+/** Column groups: classification (one option set for the whole task) vs multiple-choice. */
+export function taskGroups(dir: string, tasks: string[]): Record<string, string[]> {
+  const g: Record<string, string[]> = {};
+  for (const t of tasks) {
+    const ex = readExamples(join(dir, t, `${t}_test.jsonl`)).slice(0, 50);
+    const fixed = ex.every((e) => e.options.join('\u0000') === ex[0].options.join('\u0000'));
+    const name = ex[0]?.options.length ? (fixed ? 'classification' : 'multiple-choice') : 'generation';
+    (g[name] ??= []).push(t);
+  }
+  return g;
+}
+
+
+/** One seed's average metrics plus per-group averages. */
+export type SeedRow = Record<string, number | Record<string, Metrics>> & { groups: Record<string, Metrics> };
+
+export interface StudyResults {
+  arms: Record<string, { seeds: Record<string, SeedRow>; mean: Metrics; std: Metrics; groups: Record<string, { mean: Metrics; std: Metrics }>; retained: number | null }>;
+  teacher: { seeds: Record<string, SeedRow>; mean: Metrics; std: Metrics; groups: Record<string, { mean: Metrics; std: Metrics }> };
+  student_params: number;
+  teacher_params: number;
+  compression: number;
+  speedup: number;
+  speed: { teacher_tokens_per_s: number; student_tokens_per_s: number };
+  groups: Record<string, string[]>;
+  epoch_cost: { ict_s: number | null; icl_d_cached_s: number | null; ratio: number | null };
+}
+
+function groupAverages(tasks: Record<string, Metrics>, groups: Record<string, string[]>): Record<string, Metrics> {
+  const out: Record<string, Metrics> = {};
+  for (const [g, ts] of Object.entries(groups)) out[g] = aggregateMean(ts.map((t) => tasks[t]).filter(Boolean));
+  return out;
+}
+function aggregateMean(ms: Metrics[]): Metrics { return aggregate(ms).mean; }
+
+export function assemble(c: StudyConfig, cells: CellResult[], teacherRes: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>, groups: Record<string, string[]>,
+  tParams: number, sParams: number, speed: { teacher_tokens_per_s: number; student_tokens_per_s: number; speedup: number }): StudyResults {
+  const main = (m: Metrics): number => m.accuracy ?? m.em ?? NaN;
+  const seedRows = (per: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>) => {
+    const seeds: Record<string, SeedRow> = {};
+    for (const [s, r] of Object.entries(per)) seeds[s] = { ...r.average, groups: groupAverages(r.tasks, groups) } as SeedRow;
+    const agg = aggregate(Object.values(per).map((r) => r.average));
+    const g: Record<string, { mean: Metrics; std: Metrics }> = {};
+    for (const name of Object.keys(groups)) g[name] = aggregate(Object.values(seeds).map((s) => s.groups[name]));
+    return { seeds, ...agg, groups: g };
+  };
+  const teacher = seedRows(teacherRes);
+  const arms: StudyResults['arms'] = {};
+  for (const arm of c.arms ?? ARMS) {
+    const per: Record<string, { tasks: Record<string, Metrics>; average: Metrics }> = {};
+    for (const cell of cells.filter((x) => x.arm === arm)) per[String(cell.seed)] = cell;
+    if (Object.keys(per).length === 0) continue;
+    const r = seedRows(per);
+    arms[arm] = { ...r, retained: main(teacher.mean) > 0 ? +(main(r.mean) / main(teacher.mean)).toFixed(4) : null };
+  }
+  const epoch = (arm: string): number | null => { const xs = cells.filter((x) => x.arm === arm && x.epoch_s !== null).map((x) => x.epoch_s!); return xs.length ? xs.reduce((a, b) => a + b) / xs.length : null; };
+  const ict = epoch('ICT'), icld = epoch('ICL-D');
+  return {
+    arms, teacher: { seeds: teacher.seeds, mean: teacher.mean, std: teacher.std, groups: teacher.groups },
+    student_params: sParams, teacher_params: tParams, compression: +(tParams / sParams).toFixed(2),
+    speedup: speed.speedup, speed: { teacher_tokens_per_s: speed.teacher_tokens_per_s, student_tokens_per_s: speed.student_tokens_per_s }, groups,
+    epoch_cost: { ict_s: ict, icl_d_cached_s: icld, ratio: ict && icld ? +(icld / ict).toFixed(3) : null },
+  };
+}
