@@ -5,6 +5,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { barChart, esc, htmlPage, htmlTable, lineChart, meanStdCell, seedsCell } from '../report/html.js';
 import type { StudyConfig } from './study-config.js';
 import type { CellResult, StudyResults } from './study-results.js';
+import type { Claim } from './claims.js';
 
 const COLORS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1'];
 
@@ -34,9 +35,19 @@ export function studyReportHtml(c: StudyConfig, r: StudyResults, cells: CellResu
     kept.length ? barChart(`Share of the teacher's ${metric} the student keeps (at ${r.compression}× compression, ${r.speedup}× faster)`, kept) : '',
     r.epoch_cost.ratio !== null ? `<p>Cost of one training epoch: ICT ${r.epoch_cost.ict_s!.toFixed(2)} s, ICL-D with the cached teacher ${r.epoch_cost.icl_d_cached_s!.toFixed(2)} s (ratio ${r.epoch_cost.ratio}).</p>` : '',
     curves.length ? lineChart(`Training loss (seed ${firstSeed})`, 'step', curves) : '',
+    claimsSection(r.claims ?? []),
     `<h2>Per seed</h2>` + htmlTable(['arm', ...c.seeds.map(String)], [['Teacher', ...c.seeds.map((s) => pct(r.teacher.seeds[String(s)]?.[metric]))], ...armNames.map((a) => [a, ...c.seeds.map((s) => pct(r.arms[a].seeds[String(s)]?.[metric]))])]),
   ].join('\n');
   return htmlPage(`ICL distillation study: ${c.name}`, body);
+}
+
+/** The paper's claims with the measured numbers and the verdict (rule in src/distill/claims.ts). */
+export function claimsSection(claims: Claim[]): string {
+  if (claims.length === 0) return '';
+  const rows = claims.map((c) => [c.claim, c.paper, c.verdict === 'not tested here' && c.reason ? `– (${c.reason})` : c.measured, c.verdict]);
+  return `<h2>The paper's claims</h2><p class="note">Paired over seeds × tasks (headline metric per task). ${esc(claims.find((c) => c.kind === 'greater')?.rule ?? '')}; `
+    + `"≈" and "does not beat" claims use an equivalence margin (see results.json <code>claims[].rule</code>).</p>`
+    + htmlTable(['claim', 'paper', 'measured', 'verdict'], rows);
 }
 
 export function writeStudyReport(path: string, c: StudyConfig, r: StudyResults, cells: CellResult[]): string {

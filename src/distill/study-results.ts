@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { readExamples } from '../data/tasks.js';
 import { aggregate, type Metrics } from '../icl/evaluate.js';
 import { ARMS, type StudyConfig } from './study-config.js';
+import { evaluateClaims, type Claim } from './claims.js';
 
 export interface CellResult { arm: string; seed: number; tasks: Record<string, Metrics>; average: Metrics; train_s: number; steps: number; epoch_s: number | null; curve: [number, number][]; }
 
@@ -42,6 +43,8 @@ export interface StudyResults {
   speed: { teacher_tokens_per_s: number; student_tokens_per_s: number };
   groups: Record<string, string[]>;
   epoch_cost: { ict_s: number | null; icl_d_cached_s: number | null; ratio: number | null };
+  /** The paper's claims this study can test, with verdicts (src/distill/claims.ts). */
+  claims: Claim[];
 }
 
 function groupAverages(tasks: Record<string, Metrics>, groups: Record<string, string[]>): Record<string, Metrics> {
@@ -78,5 +81,6 @@ export function assemble(c: StudyConfig, cells: CellResult[], teacherRes: Record
     student_params: sParams, teacher_params: tParams, compression: +(tParams / sParams).toFixed(2),
     speedup: speed.speedup, speed: { teacher_tokens_per_s: speed.teacher_tokens_per_s, student_tokens_per_s: speed.student_tokens_per_s }, groups,
     epoch_cost: { ict_s: ict, icl_d_cached_s: icld, ratio: ict && icld ? +(icld / ict).toFixed(3) : null },
+    claims: evaluateClaims([{ setting: c.setting, cells: cells.filter((x) => (c.arms ?? ARMS).includes(x.arm as never)), teacher: teacherRes, compression: +(tParams / sParams).toFixed(2), speedup: speed.speedup }]),
   };
 }
