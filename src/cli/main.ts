@@ -252,6 +252,65 @@ export const commands: Record<string, Command> = {
       console.log(a.json ? JSON.stringify(r) : formatIctSummary(r));
     },
   },
+  distill: {
+    summary: 'ICL distillation of one student from a teacher (both model directories sharing a tokenizer): the study\'s ICL-D arm as a command (progress, checkpoints, --resume); --out becomes a model directory.',
+    details: 'Instances (k demonstrations + a query) are sampled once from the tasks (meta: --split\'s training tasks; multitask: the target tasks\' k-shot train files), the teacher\'s soft targets come live or from --teacher-cache, and the loss is α(t)·CE + (1 − α(t))·τ²·KL (+ β·L_LM on --lm-data), α going linearly from --alpha-start to --alpha-end.',
+    flags: {
+      json,
+      teacher: { type: 'string', path: 'dir', help: 'teacher model directory (required)' },
+      student: { type: 'string', path: 'dir', help: 'student model directory to start from (required; only read)' },
+      tasks: { type: 'list', help: 'task names (instead of --split)' },
+      split: { type: 'string', help: 'MetaICL split: meta trains on its training tasks, multitask on its test tasks' },
+      'task-dir': { type: 'string', path: 'dir', help: 'task folder (default: data/tasks/crossfit)' },
+      setting: { type: 'string', choices: ['meta', 'multitask'], help: 'Meta-ICT or Multitask-ICT (required)' },
+      k: { type: 'number', ...nonNegInt, max: 100_000, help: 'demonstrations per instance (required)' },
+      method: { type: 'string', default: 'direct', choices: ['direct', 'channel'], help: 'instance order (channel: the input is predicted given the answer)' },
+      'alpha-start': { type: 'number', default: 1, min: 0, max: 1, help: 'weight of the hard-label loss at the first step' },
+      'alpha-end': { type: 'number', default: 0, min: 0, max: 1, help: 'weight of the hard-label loss at the last step (linear in between; equal = constant)' },
+      temperature: { type: 'number', default: 2, min: 0, minExclusive: true, help: 'distillation temperature τ' },
+      kl: { type: 'string', default: 'full', choices: ['full', 'options'], help: 'KL over the full vocabulary or over the answer options (direct only)' },
+      'top-k': { type: 'number', default: 32, ...nonNegInt, help: 'teacher tokens kept per position, the rest in one bucket (0 = full vocabulary)' },
+      beta: { type: 'number', default: 0, min: 0, help: 'weight of the LM term on --lm-data (0 = off)' },
+      'lm-data': { type: 'list', path: 'file', help: 'plain-text files for the LM term' },
+      'lm-seq-len': { type: 'number', default: 128, ...posInt, help: 'LM window length (capped at the student\'s n_positions)' },
+      'lm-batch-size': { type: 'number', default: 4, ...posInt, help: 'LM windows per step' },
+      'teacher-cache': { type: 'string', help: 'directory of the teacher\'s cached targets (made if absent or stale, reused otherwise)' },
+      seeds: { type: 'list', items: 'number', ...seedRange, default: ['100'], help: 'multitask: whose k-shot train files form the data' },
+      'no-dedupe': { type: 'boolean', help: 'keep repeated examples across seed files' },
+      instances: { type: 'number', ...posInt, help: 'instances sampled once and trained on each epoch (default 256)' },
+      epochs: { type: 'number', ...posInt, help: 'passes over the instances (default 1)' },
+      steps: { type: 'number', ...posInt, help: 'instead of --instances/--epochs: steps × batch-size instances, one epoch' },
+      'batch-size': { type: 'number', default: 8, ...posInt, help: 'instances per step' },
+      lr: { type: 'number', default: 1e-4, min: 0, minExclusive: true, help: 'peak learning rate (linear decay)' },
+      warmup: { type: 'number', default: 0, ...nonNegInt, help: 'warmup steps' },
+      seed: { type: 'number', default: 0, ...seedRange, help: 'instance sampling / data order / dropout seed' },
+      'save-every': { type: 'number', default: 0, ...nonNegInt, help: 'checkpoint every N steps (0 = only at the end)' },
+      out: { type: 'string', help: 'output (model) directory (required)' },
+      resume: { type: 'string', path: 'dir', help: 'run or checkpoint directory to continue from (same flags)' },
+    },
+    run: async (a) => {
+      const { runDistill } = await import('../distill/run-distill.js');
+      const { resolveTasks, defaultTaskDir, parseSeeds } = await import('./icl.js');
+      if (a.steps !== undefined && (a.instances !== undefined || a.epochs !== undefined)) throw new UsageError(`${current}: give --steps or --instances/--epochs, not both`);
+      if ((a.beta as number) > 0 && !a['lm-data']) throw new UsageError(`${current}: --beta ${String(a.beta)} needs --lm-data FILE… (the text of the LM term)`);
+      if (a.kl === 'options' && a.method === 'channel') throw new UsageError(`${current}: --kl options needs --method direct (a channel instance's answer is the input text, not an option)`);
+      const setting = need(a, 'setting') as 'meta' | 'multitask', k = need(a, 'k') as number, out = need(a, 'out') as string;
+      const teacher = need(a, 'teacher') as string, student = need(a, 'student') as string;
+      const batchSize = a['batch-size'] as number;
+      const log = (s: string): void => { process.stderr.write(s + '\n'); };
+      const taskDir = (a['task-dir'] as string | undefined) ?? defaultTaskDir();
+      const tasks = resolveTasks(taskDir, a.tasks as string[] | undefined, a.split as string | undefined, setting === 'meta' ? 'train' : 'test', log);
+      const r = runDistill({
+        teacher, student, taskDir, tasks, setting, k, method: a.method as 'direct' | 'channel', seeds: parseSeeds(a.seeds as string[]), dedupe: !a['no-dedupe'],
+        instances: a.steps !== undefined ? (a.steps as number) * batchSize : (a.instances as number | undefined) ?? 256, epochs: (a.epochs as number | undefined) ?? 1,
+        batchSize, lr: a.lr as number, warmup: a.warmup as number, seed: a.seed as number, saveEvery: a['save-every'] as number,
+        alphaStart: a['alpha-start'] as number, alphaEnd: a['alpha-end'] as number, temperature: a.temperature as number, kl: a.kl as 'full' | 'options', topK: a['top-k'] as number,
+        beta: a.beta as number, lmData: a['lm-data'] as string[] | undefined, lmSeqLen: a['lm-seq-len'] as number, lmBatchSize: a['lm-batch-size'] as number,
+        teacherCache: a['teacher-cache'] as string | undefined, out, resume: a.resume as string | undefined, log,
+      });
+      console.log(a.json ? JSON.stringify(r) : `distilled ${r.steps} steps (${r.instances} instances × ${r.epochs} epoch(s)) in ${r.elapsed_s.toFixed(1)} s; final loss ${r.final_loss ?? '–'}\nmodel: ${r.out}`);
+    },
+  },
   study: {
     summary: 'Run every arm × seed of an ICL-distillation study (resumable) and write results.json + report.html.',
     flags: {

@@ -49,6 +49,8 @@ export interface DistillTrainOptions {
   lmSteps?: number;
   train: Partial<TrainConfig>;
   out: string;
+  /** Run or checkpoint directory to continue from (Trainer.resume). */
+  resume?: string;
   log?: (s: string) => void;
 }
 
@@ -134,6 +136,7 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
       o.student.rng.setState(checkRngState(s.dropout_rng, 'dropout_rng'));
     },
   }, o.out, log);
+  if (o.resume) trainer.resume(o.resume);
   log(`training ${o.objective === 'ict' ? `on ${insts.length} instances × ${o.epochs} epoch(s)` : 'on plain text (LM-KD)'}: ${steps} steps${useKL ? `, KL (${d.kl}, τ=${d.temperature}, top-k ${d.topK || 'all'}) from a ${o.cache ? 'cached' : 'live'} teacher` : ''}${d.beta > 0 ? `, β=${d.beta}` : ''}`);
   return trainer.run();
 }
