@@ -14,6 +14,9 @@
 // The Wilcoxon signed-rank and sign tests are reported beside the t-test as a check; they do not
 // change the verdict.
 
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { readJsonFile } from '../io/json.js';
 import type { Metrics } from '../icl/evaluate.js';
 import { pairedTTest, signTest, tQuantile, wilcoxonSignedRank } from '../eval/stats.js';
 import type { CellResult } from './study-results.js';
@@ -208,4 +211,33 @@ export function evaluateClaims(studies: ClaimStudy[], opts: ClaimOptions = {}): 
     }
   }
   return out;
+}
+
+/**
+ * A finished study directory (`icld study --out DIR`) as claim input: its setting, every cell's
+ * result.json, the teacher's per-seed scores and the compression, so that several studies (a Meta
+ * and a Multitask one) can be judged together with evaluateClaims. Errors name the file.
+ */
+export function readClaimStudy(dir: string, label?: string): ClaimStudy {
+  const cfgPath = join(dir, 'study_config.json');
+  if (!existsSync(cfgPath)) throw new Error(`${dir}: not a study directory (no study_config.json)`);
+  const cfg = readJsonFile(cfgPath, 'study config') as { setting?: unknown; name?: unknown };
+  if (cfg?.setting !== 'meta' && cfg?.setting !== 'multitask') throw new Error(`${cfgPath}: setting must be "meta" or "multitask", got ${JSON.stringify(cfg?.setting)}`);
+  const cells: CellResult[] = [];
+  const cellsDir = join(dir, 'cells');
+  if (existsSync(cellsDir)) {
+    for (const arm of readdirSync(cellsDir).sort()) {
+      for (const seed of readdirSync(join(cellsDir, arm)).sort()) {
+        const p = join(cellsDir, arm, seed, 'result.json');
+        if (!existsSync(p)) continue;
+        const c = readJsonFile(p, 'cell result') as CellResult;
+        if (!c || typeof c.arm !== 'string' || typeof c.seed !== 'number' || !c.tasks || typeof c.tasks !== 'object') throw new Error(`${p}: not a cell result (needs arm, seed, tasks)`);
+        cells.push(c);
+      }
+    }
+  }
+  const tPath = join(dir, 'teacher-eval.json'), rPath = join(dir, 'results.json');
+  const teacher = existsSync(tPath) ? readJsonFile(tPath, 'teacher evaluation') as ClaimStudy['teacher'] : undefined;
+  const res = existsSync(rPath) ? readJsonFile(rPath, 'study results') as { compression?: number; speedup?: number } : {};
+  return { label: label ?? (typeof cfg.name === 'string' ? cfg.name : undefined), setting: cfg.setting, cells, teacher, compression: res.compression, speedup: res.speedup };
 }

@@ -103,3 +103,47 @@ test('two studies: the cross-setting claim pairs the same seeds × tasks; headli
   assert.equal(y.verdict, 'not tested here');
   assert.match(y.reason!, /0 \(seed, task\) pair/);
 });
+
+test('assemble() puts the claims in results.json and report.html shows them', async () => {
+  const { assemble } = await import('../../src/distill/study-results.js');
+  const { studyReportHtml, claimsSection } = await import('../../src/distill/study-report.js');
+  const cells = [...arm('ICT', base), ...arm('ICL-D', (s, t) => base(s, t) + 0.05 + 0.01 * noise(s, t, 1))];
+  const teacherRes = Object.fromEntries(SEEDS.map((s) => [String(s), { tasks: Object.fromEntries(TASKS.map((t, i) => [t, { accuracy: base(s, i) + 0.1 }])), average: { accuracy: 0.6 } }]));
+  const c = { name: 'x', setting: 'meta', k: 4, seeds: SEEDS, arms: ['ICT', 'ICL-D'] } as unknown as Parameters<typeof assemble>[0];
+  const r = assemble(c, cells, teacherRes, { classification: TASKS }, 4e5, 1e5, { teacher_tokens_per_s: 100, student_tokens_per_s: 300, speedup: 3 });
+  const x = find(r.claims, 'ICL-D > ICT (Meta-ICT)');
+  assert.equal(x.verdict, 'reproduced');
+  assert.equal(find(r.claims, 'student beats the teacher (Meta-ICT)').compression, 4);
+  const parsed = JSON.parse(JSON.stringify(r)); // results.json round trip
+  assert.equal(parsed.claims.length, r.claims.length);
+  const html = studyReportHtml(c, r, cells);
+  assert.ok(html.includes('The paper&#39;s claims') || html.includes("The paper's claims"), 'no claims section');
+  assert.ok(html.includes('ICL-D &gt; ICT (Meta-ICT)'), 'claim not escaped into the table');
+  assert.ok(html.includes('not tested here (needs a Multitask-ICT study)') || html.includes('– (needs a Multitask-ICT study)'));
+  assert.equal(claimsSection([]), '');
+});
+
+test('readClaimStudy: two study directories judged together', async () => {
+  const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { readClaimStudy } = await import('../../src/distill/claims.js');
+  const root = mkdtempSync(join(tmpdir(), 'icld-claims-'));
+  const write = (dir: string, setting: string, cs: CellResult[]): string => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'study_config.json'), JSON.stringify({ name: setting, setting }));
+    for (const c of cs) { const d = join(dir, 'cells', c.arm.toLowerCase(), String(c.seed)); mkdirSync(d, { recursive: true }); writeFileSync(join(d, 'result.json'), JSON.stringify(c)); }
+    return dir;
+  };
+  const me = readClaimStudy(write(join(root, 'meta'), 'meta', arm('ICT', base)));
+  const mt = readClaimStudy(write(join(root, 'mt'), 'multitask', arm('ICT', (s, t) => base(s, t) + 0.05 + 0.01 * noise(s, t, 9))));
+  assert.equal(me.cells.length, 5); assert.equal(me.label, 'meta');
+  const x = find(evaluateClaims([me, mt]), 'Multitask-ICT > Meta-ICT');
+  assert.equal(x.verdict, 'reproduced');
+  assert.equal(x.pairs, 30);
+  writeFileSync(join(root, 'bad.json'), '');
+  mkdirSync(join(root, 'bad'));
+  writeFileSync(join(root, 'bad', 'study_config.json'), JSON.stringify({ setting: 'both' }));
+  assert.throws(() => readClaimStudy(join(root, 'bad')), /bad\/study_config\.json: setting must be "meta" or "multitask", got "both"/);
+  assert.throws(() => readClaimStudy(join(root, 'nothing')), /not a study directory/);
+});
