@@ -41,13 +41,17 @@ export function studyReportHtml(c: StudyConfig, r: StudyResults, cells: CellResu
   return htmlPage(`ICL distillation study: ${c.name}`, body);
 }
 
-/** The paper's claims with the measured numbers and the verdict (rule in src/distill/claims.ts). */
+/** The paper's claims with the measured numbers and the verdict (rules in src/distill/claims.ts). */
 export function claimsSection(claims: Claim[]): string {
   if (claims.length === 0) return '';
-  const rows = claims.map((c) => [c.claim, c.paper, c.verdict === 'not tested here' && c.reason ? `– (${c.reason})` : c.measured, c.verdict]);
-  return `<h2>The paper's claims</h2><p class="note">Paired over seeds × tasks (headline metric per task). ${esc(claims.find((c) => c.kind === 'greater')?.rule ?? '')}; `
-    + `"≈" and "does not beat" claims use an equivalence margin (see results.json <code>claims[].rule</code>).</p>`
-    + htmlTable(['claim', 'paper', 'measured', 'verdict'], rows);
+  const rules = [...new Map(claims.map((c) => [c.kind, c.rule])).entries()];
+  const label: Record<string, string> = { greater: 'A > B', 'not-greater': 'A does not beat B', equivalent: 'A ≈ B', keeps: 'keeps ≥ r of the teacher' };
+  // Long text cells wrap (the page's tables keep number cells on one line).
+  const td = (x: string): string => `<td style="white-space:normal;text-align:left">${esc(x)}</td>`;
+  const rows = claims.map((c) => `<tr>${td(c.claim)}${td(c.paper)}${td(c.verdict === 'not tested here' && c.reason ? `– (${c.reason})` : c.measured)}<td><b>${esc(c.verdict)}</b></td></tr>`);
+  return `<h2>The paper's claims</h2><p class="note">Each difference is paired over seeds × tasks on each task's headline metric (its <code>headline</code> value where the evaluation gives one, else accuracy).</p>`
+    + `<ul class="note">${rules.map(([k, r]) => `<li>${esc(label[k] ?? k)}: ${esc(r)}</li>`).join('')}</ul>`
+    + `<table><tr>${['claim', 'paper', 'measured', 'verdict'].map((h) => `<th>${h}</th>`).join('')}</tr>${rows.join('')}</table>`;
 }
 
 export function writeStudyReport(path: string, c: StudyConfig, r: StudyResults, cells: CellResult[]): string {
