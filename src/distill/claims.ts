@@ -130,7 +130,7 @@ export function judge(spec: Spec, a: Scores, b: Scores, o: Required<ClaimOptions
   const seeds = new Set(keys.map((k) => k.split('\u0000')[0])).size, tasks = new Set(keys.map((k) => k.split('\u0000')[1])).size;
   const bLabel = r === 1 ? spec.bName : `${(100 * r).toFixed(1)}% of ${spec.bName}`;
   const measured = `${spec.aName} ${pts(mean(av))} vs ${bLabel} ${pts(mean(bv))}: ${signed(t.mean)} points (95% CI ${signed(ci[0])} to ${signed(ci[1])}), `
-    + `one-sided p for the claim: t-test ${pfmt(pClaimed)}${spec.kind === 'equivalent' ? ' (TOST)' : ''}, Wilcoxon ${pfmt(wClaimed)}; ${keys.length} pairs (${seeds} seed(s) × ${tasks} task(s))`;
+    + `one-sided p for the claim: t-test ${pfmt(pClaimed)}${spec.kind === 'equivalent' ? ' (TOST)' : ''}, Wilcoxon ${spec.kind === 'equivalent' ? 'two-sided ' : ''}${pfmt(wClaimed)}; ${keys.length} pairs (${seeds} seed(s) × ${tasks} task(s))`;
   return {
     ...base, verdict, measured,
     a: { what: spec.aName, mean: mean(av) }, b: { what: bLabel, mean: mean(bv) }, difference: t.mean, ci95: ci, pairs: keys.length, seeds, tasks,
