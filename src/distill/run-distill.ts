@@ -3,8 +3,8 @@
 // cache (TeacherCache), and trainDistill (the one Trainer: progress, checkpoints, --resume).
 // The output directory is a loadable model directory (weights + tokenizer.json).
 
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { readJsonFile } from '../io/json.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { GPT2 } from '../models/gpt2.js';
@@ -88,6 +88,11 @@ export function runDistill(o: DistillRunOptions): DistillRunSummary {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   if (o.kl === 'options' && o.method === 'channel') throw new Error('--kl options needs direct instances (a channel instance\'s answer is the input text, not an option); use --kl full');
   if (o.beta > 0 && !o.lmData?.length) throw new Error('--beta > 0 needs --lm-data FILE… (the text of the LM term)');
+  // The user's models are only read; a finished or interrupted run in --out is only continued (--resume).
+  for (const [who, dir] of [['teacher', o.teacher], ['student', o.student]]) if (resolve(dir) === resolve(o.out)) throw new Error(`--out ${o.out} is the ${who} directory; give a new directory (the ${who} is only read)`);
+  if (!o.resume && existsSync(o.out) && readdirSync(o.out).some((f) => f === 'trainer_state.json' || /^checkpoint-\d+$/.test(f))) {
+    throw new Error(`--out ${o.out} already holds a training run; continue it with --resume ${o.out}, or give a new --out`);
+  }
   const tok = checkSameTokenizer(o.teacher, o.student);
   const teacher = GPT2.fromPretrained(o.teacher), student = GPT2.fromPretrained(o.student);
   if (teacher.config.vocab_size !== student.config.vocab_size) throw new Error(`teacher ${o.teacher} has vocab_size ${teacher.config.vocab_size}, student ${o.student} has ${student.config.vocab_size}: distillation matches them token by token`);

@@ -71,6 +71,14 @@ describe('icld distill', () => {
     assert.match(r2.stderr, /teacher cache hit/);
     assert.match(r2.stdout, /distilled 4 steps/);
     assert.deepEqual(weights(out2), trained);
+    // A finished run is not overwritten by accident, and the student's own dir is never the output.
+    const again = icld(['distill', ...common(), '--out', out]);
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /already holds a training run; continue it with --resume/);
+    assert.deepEqual(weights(out), trained);
+    const into = icld(['distill', ...common(), '--out', student]);
+    assert.equal(into.status, 1);
+    assert.match(into.stderr, /is the student directory/);
   });
 
   it('channel instances with a live teacher', () => {
