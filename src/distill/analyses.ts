@@ -47,6 +47,8 @@ export interface AnalysesResults {
 }
 
 const DEFAULT_ARMS: Arm[] = ['ICT', 'ICL-D'];
+/** Arms whose student never sees the teacher (names as in ARMS; 'ICT (LM)' where that arm exists). */
+const TEACHERLESS: string[] = ['Raw', 'Multitask-FT', 'ICT', 'ICT (LM)'];
 const slug = (s: string): string => s.replace(/[^A-Za-z0-9.]+/g, '-').replace(/^-+|-+$/g, '').toLowerCase();
 
 /** The directory the main study's teacher ends up in (read-only for sub-studies). */
@@ -96,8 +98,12 @@ export function expandAnalyses(c: StudyConfig, out: string, trainTasks: string[]
       s.student = z.path ? { ...st, path: z.path } : { ...st, model: structuredClone(z.model) };
     }) });
   }
+  // Arms without a teacher are the same under every teacher: teacher-size points run only the others.
+  const taught = arms.filter((x) => !TEACHERLESS.includes(x));
+  if (a.teacher_sizes && !taught.length) throw new Error(`study config: analyses.teacher_sizes needs an arm that learns from the teacher in analyses.arms (has ${arms.join(', ')})`);
   for (const z of a.teacher_sizes ?? []) {
     add({ kind: 'teacher_sizes', name: `teacher-${slug(z.name)}`, label: `teacher ${z.name}`, config: sub(`teacher ${z.name}`, (s) => {
+      s.arms = [...taught];
       const t = structuredClone(c.teacher); delete t.path; delete t.model;
       s.teacher = z.path ? { ...t, path: z.path } : { ...t, model: structuredClone(z.model) };
     }) });

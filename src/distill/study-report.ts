@@ -71,16 +71,16 @@ export function analysesSection(a: AnalysesResults): string {
     const z = a.teacher_sizes;
     const series = [...armSeries((arm) => z.filter((p) => p.arms[arm]).map((p) => ({ x: p.teacher_params / 1e6, y: p.arms[arm].mean, err: p.arms[arm].std }))),
       { name: 'Teacher itself', color: '#555', points: z.map((p) => ({ x: p.teacher_params / 1e6, y: p.teacher.mean })) }];
-    parts.push('<h3>Teacher size</h3>',
+    parts.push('<h3>Teacher size</h3><p class="note">Arms that never see the teacher are run with the main study\'s teacher only.</p>',
       pointChart(`Student ${M} by teacher size`, 'teacher parameters (millions)', series, { yPercent: true }),
       htmlTable(['teacher', 'parameters', 'teacher score', ...a.arms],
         z.map((p) => [p.name, p.teacher_params.toLocaleString(), pct(p.teacher.mean), ...a.arms.map((x) => (p.arms[x] ? mStd(p.arms[x], p.arms[x].n) : '–'))])));
   }
-  const abl = (title: string, xLabel: string, pts: NonNullable<AnalysesResults['meta_task_fraction']>, xName: string, fx: (x: number) => string): string[] => [
+  const abl = (title: string, xLabel: string, pts: NonNullable<AnalysesResults['meta_task_fraction']>, xName: string, sets: boolean): string[] => [
     pointChart(title, xLabel, armSeries((arm) => pts.filter((p) => p.arms[arm]).map((p) => ({ x: p.x, y: p.arms[arm].mean, err: p.arms[arm].std }))), { yPercent: true }),
-    htmlTable([xName, 'task sets', ...a.arms], pts.map((p) => [fx(p.x), p.sources.length, ...a.arms.map((x) => (p.arms[x] ? mStd(p.arms[x], p.arms[x].n) : '–'))])),
+    htmlTable([xName, ...(sets ? ['task sets'] : []), ...a.arms], pts.map((p) => [String(p.x), ...(sets ? [p.sources.length] : []), ...a.arms.map((x) => (p.arms[x] ? mStd(p.arms[x], p.arms[x].n) : '–'))])),
   ];
-  if (a.meta_task_fraction?.length) parts.push('<h3>Examples per meta-training task</h3>', ...abl(`Student ${M} by the fraction of each meta-training task's examples`, 'fraction of examples per meta-training task', a.meta_task_fraction, 'fraction', (x) => String(x)));
-  if (a.meta_task_count?.length) parts.push('<h3>Number of meta-training tasks</h3>', ...abl(`Student ${M} by the number of meta-training tasks`, 'meta-training tasks', a.meta_task_count, 'tasks', (x) => String(x)));
+  if (a.meta_task_fraction?.length) parts.push('<h3>Examples per meta-training task</h3>', ...abl(`Student ${M} by the fraction of each meta-training task's examples`, 'fraction of examples per meta-training task', a.meta_task_fraction, 'fraction', false));
+  if (a.meta_task_count?.length) parts.push('<h3>Number of meta-training tasks</h3>', ...abl(`Student ${M} by the number of meta-training tasks`, 'meta-training tasks', a.meta_task_count, 'tasks', true));
   return parts.join('\n');
 }

@@ -44,7 +44,8 @@ test('analyses expand into sub-study configs: names, models, teacher, tokenizer,
   assert.deepEqual(pts.map((p) => p.name), ['student-s-small', 'student-user', 'teacher-big', 'fraction-0.125', 'fraction-0.5', 'fraction-1', 'tasks-3-set-1', 'tasks-3-set-2', 'tasks-8']);
   for (const p of pts) {
     const s = p.config!;
-    assert.deepEqual(s.arms, ['ICT', 'ICL-D']); assert.deepEqual(s.seeds, [100, 13]);
+    assert.deepEqual(s.arms, p.kind === 'teacher_sizes' ? ['ICL-D'] : ['ICT', 'ICL-D'], p.name); // ICT never sees the teacher
+    assert.deepEqual(s.seeds, [100, 13]);
     assert.equal(s.analyses, undefined); assert.equal(s.quick, undefined);
     assert.deepEqual(s.tokenizer, { path: '/out/tokenizer/tokenizer.json' });
     assert.deepEqual(s.tasks.synthetic, c.tasks.synthetic);
@@ -74,6 +75,8 @@ test('analyses expand into sub-study configs: names, models, teacher, tokenizer,
   assert.throws(() => expandAnalyses(bad, '/out', TASKS), /analyses\.meta_task_fraction .* needs setting "meta"/);
   const many = config(); many.analyses = { meta_task_count: { counts: [3, 9] } };
   assert.throws(() => expandAnalyses(many, '/out', TASKS), /meta_task_count\.counts 9 exceed the study's 8 meta-training tasks/);
+  const noTeacher = config(); noTeacher.analyses = { arms: ['Raw', 'ICT'], teacher_sizes: [{ name: 'x', model: {} }] };
+  assert.throws(() => expandAnalyses(noTeacher, '/out', TASKS), /teacher_sizes needs an arm that learns from the teacher/);
   const dup = config(); dup.analyses = { student_sizes: [{ name: 'a b', model: {} }, { name: 'a-b', model: {} }] };
   assert.throws(() => expandAnalyses(dup, '/out', TASKS), /two points named "student-a-b"/);
 });
