@@ -13,7 +13,7 @@ import { ARMS, type Arm, type StudyConfig } from './study-config.js';
 import type { CellResult, StudyResults } from './study-results.js';
 import { writeStudyReport } from './study-report.js';
 import { taskSets } from './task-subset.js';
-import { writeSyntheticSuite } from '../data/synthetic.js';
+import { defaultSyntheticOptions, writeSyntheticSuite } from '../data/synthetic.js';
 import { availableTasks, loadSplit } from '../data/tasks.js';
 import { readJsonFile } from '../io/json.js';
 import { writeJsonAtomic } from '../io/atomic.js';
@@ -216,6 +216,11 @@ function readCells(out: string, arms: string[]): CellResult[] {
  * the main results.json and its plots to report.html. Rerunning resumes every part.
  */
 export async function runStudyWithAnalyses(c: StudyConfig, out: string, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
+  // A bad analyses section is refused before the main study runs, not after it.
+  if (c.analyses && c.setting === 'meta') {
+    const n = c.tasks.synthetic ? (c.tasks.synthetic.trainTasks ?? defaultSyntheticOptions.trainTasks) : studyTrainTasks(c, out).length;
+    expandAnalyses(c, out, Array.from({ length: n }, (_, i) => `task-${i}`));
+  } else if (c.analyses) expandAnalyses(c, out, []);
   const r = await runStudy(c, out, log) as StudyResults & { report: string; out: string };
   if (!c.analyses) return r;
   const points = expandAnalyses(c, out, c.setting === 'meta' ? studyTrainTasks(c, out) : []);

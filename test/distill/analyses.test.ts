@@ -153,6 +153,15 @@ test('pointChart: points, error bars and a reference line inside the viewBox', (
   assert.match(pointChart('none', 'x', []), /no data/);
 });
 
+test('a bad analyses section is refused before the main study runs', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'icld-analyses-bad-'));
+  const c = config(); c.analyses = { meta_task_count: { counts: [4, 9] } };
+  await assert.rejects(runStudyWithAnalyses(c, out, () => {}), /meta_task_count\.counts 9 exceed the study's 8 meta-training tasks/);
+  const m = config(); m.setting = 'multitask'; m.analyses = { meta_task_fraction: [0.5] };
+  await assert.rejects(runStudyWithAnalyses(m, out, () => {}), /needs setting "meta"/);
+  assert.deepEqual(readdirSync(out), [], 'the main study ran first');
+});
+
 test('end to end: a tiny study with student-size and ablation analyses', async () => {
   const out = mkdtempSync(join(tmpdir(), 'icld-analyses-'));
   const c = config();
