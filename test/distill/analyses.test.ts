@@ -123,18 +123,22 @@ test('task subsetting is exact, seeded and keeps file order', () => {
   assert.ok(new Set(ts[0].sets.map((s) => s.join())).size > 1, 'every set the same');
 });
 
-/** Every text box of every <svg> lies inside its viewBox (same width estimate as the layout). */
+/** Every text box of every <svg> lies inside its viewBox and overlaps no other (same width estimate as the layout). */
 function checkFits(html: string): number {
   const svgs = [...html.matchAll(/<svg[^>]*viewBox="0 0 (\d+) (\d+)"[^>]*>([\s\S]*?)<\/svg>/g)];
   for (const m of svgs) {
     const w = +m[1], h = +m[2];
+    const boxes: { s: string; x0: number; x1: number; y0: number; y1: number }[] = [];
     for (const t of m[3].matchAll(/<text x="([-\d.]+)" y="([-\d.]+)"(?: text-anchor="(\w+)")? font-size="(\d+)"( font-weight="bold")?[^>]*>([^<]*)<\/text>/g)) {
       const x = +t[1], y = +t[2], size = +t[4];
       const s = t[6].replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&amp;/g, '&');
       const tw = textWidth(s, size, !!t[5]);
       const x0 = t[3] === 'end' ? x - tw : t[3] === 'middle' ? x - tw / 2 : x;
       assert.ok(x0 >= 0 && x0 + tw <= w && y - size >= 0 && y + 0.3 * size <= h, `"${s}" outside its ${w}×${h} viewBox`);
+      for (const b of boxes) assert.ok(!(x0 < b.x1 && b.x0 < x0 + tw && y - size < b.y1 && b.y0 < y + 0.3 * size), `"${s}" overlaps "${b.s}"`);
+      boxes.push({ s, x0, x1: x0 + tw, y0: y - size, y1: y + 0.3 * size });
     }
+    assert.ok(boxes.length > 3, 'texts not found');
   }
   return svgs.length;
 }
@@ -150,6 +154,12 @@ test('pointChart: points, error bars and a reference line inside the viewBox', (
   assert.ok(svg.includes('stroke-dasharray') && svg.includes('>teacher = 100%<'));
   assert.deepEqual([...svg.matchAll(/text-anchor="end" font-size="11">([^<]*)</g)].map((m) => m[1]), ['40%', '60%', '80%', '100%', '120%'], 'y ticks are not percentages of the range');
   assert.equal(checkFits(pointChart('one', 'x', [{ name: 'a', color: '#000', points: [{ x: 5, y: 0.5 }] }])), 1);
+  // A reference line at the top of the plot has its label below it, clear of the title.
+  const topRef = pointChart('Kept share', 'x', [{ name: 'a', color: '#000', points: [{ x: 1, y: 0.5 }, { x: 2, y: 0.9 }] }], { yPercent: true, refs: [{ y: 1, label: 'teacher = 100%' }] });
+  assert.equal(checkFits(topRef), 1);
+  const refY = Number(/<line x1="[\d.]+" x2="[\d.]+" y1="([\d.]+)" y2="[\d.]+" stroke="#777"/.exec(topRef)![1]);
+  const labelY = Number(/y="([\d.]+)" text-anchor="end" font-size="11" fill="#555">teacher = 100%/.exec(topRef)![1]);
+  assert.ok(labelY > refY, `label at ${labelY} is not below the line at ${refY}`);
   assert.match(pointChart('none', 'x', []), /no data/);
 });
 
