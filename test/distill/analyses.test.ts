@@ -25,7 +25,7 @@ const config = (): StudyConfig => ({
   student: { model: { n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2 } },
   train: { instances: 32, epochs: 1, batch_size: 8, lr: 3e-3 },
   distill: { alpha: 0.5, alpha_end: 0.2, alpha_schedule: 'linear', temperature: 2, kl: 'options', top_k: 8, beta: 0.5, lm_kd_steps: 6 },
-  arms: ['ICT'],
+  arms: ['ICT'], threads: 1,
 });
 
 const TASKS = Array.from({ length: 8 }, (_, i) => `synth-train-00${i}`);
