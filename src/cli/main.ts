@@ -320,9 +320,10 @@ export const commands: Record<string, Command> = {
       full: { type: 'boolean', help: 'ignore the config\'s "quick" overrides and run the full study' },
     },
     run: async (a) => {
-      const { runStudy, readStudyConfig } = await import('../distill/study.js');
+      const { readStudyConfig } = await import('../distill/study.js');
+      const { runStudyWithAnalyses } = await import('../distill/analyses.js'); // the main study, then its "analyses" sub-studies
       const cfg = readStudyConfig(need(a, 'config') as string, !!a.full);
-      const r = await runStudy(cfg, need(a, 'out') as string) as { report: string; out: string };
+      const r = await runStudyWithAnalyses(cfg, need(a, 'out') as string) as { report: string; out: string };
       console.log(a.json ? JSON.stringify(r) : `results: ${r.out}/results.json\nreport:  ${r.report}`);
     },
   },

@@ -13,7 +13,13 @@ export type Arm = (typeof ARMS)[number];
 
 export interface StudyConfig {
   name: string;
-  tasks: { synthetic?: Partial<SyntheticOptions>; dir?: string; split?: string };
+  tasks: {
+    synthetic?: Partial<SyntheticOptions>; dir?: string; split?: string;
+    /** Students train only on these of the fitting tasks (the task-count ablation; the teacher keeps all). */
+    train_subset?: string[];
+    /** Students train on this fraction of each fitting task's examples, drawn by seed (the example-fraction ablation). */
+    train_fraction?: number;
+  };
   setting: Setting;
   k: number;
   seeds: number[];
@@ -32,6 +38,22 @@ export interface StudyConfig {
   threads?: number;
   /** Expected run time in minutes (documentation). */
   expected_minutes?: number;
+  /** The paper's analyses, run as sub-studies after the main one (src/distill/analyses.ts). */
+  analyses?: AnalysesConfig;
+}
+
+export interface AnalysesSize { name: string; model?: Partial<GPT2Config>; path?: string }
+export interface AnalysesConfig {
+  /** Arms each sub-study runs (default ICT and ICL-D). */
+  arms?: Arm[];
+  /** Seeds of the sub-studies (default the study's seeds). */
+  seeds?: number[];
+  student_sizes?: AnalysesSize[];
+  teacher_sizes?: AnalysesSize[];
+  /** Fractions of each meta-training task's examples (e.g. 0.125, 0.25, 0.5, 1). */
+  meta_task_fraction?: number[];
+  /** Numbers of meta-training tasks, each with `sets` random task sets (drawn with `seed`). */
+  meta_task_count?: { counts: number[]; sets?: number; seed?: number };
 }
 
 const sInt = (min: number, max?: number): Schema => ({ t: 'int', min, max });
@@ -54,6 +76,7 @@ const STUDY_SCHEMA: Schema = {
           },
         },
         dir: sPath, split: sPath,
+        train_subset: { t: 'array', of: sPath, minLen: 1, unique: true }, train_fraction: sNum({ gt: 0, max: 1 }),
       },
     },
     setting: { t: 'string', enum: ['meta', 'multitask'] },
@@ -94,6 +117,16 @@ const STUDY_SCHEMA: Schema = {
     notes: { t: 'string' },
     threads: sInt(1, 1024),
     expected_minutes: sNum({ min: 0 }),
+    analyses: {
+      t: 'object', keys: {
+        arms: { t: 'array', of: { t: 'string', enum: ARMS }, minLen: 1, unique: true },
+        seeds: { t: 'array', of: sInt(0), minLen: 1, unique: true },
+        student_sizes: { t: 'array', minLen: 1, of: { t: 'object', required: ['name'], keys: { name: { t: 'string', nonEmpty: true }, model: sModel, path: sPath } } },
+        teacher_sizes: { t: 'array', minLen: 1, of: { t: 'object', required: ['name'], keys: { name: { t: 'string', nonEmpty: true }, model: sModel, path: sPath } } },
+        meta_task_fraction: { t: 'array', of: sNum({ gt: 0, max: 1 }), minLen: 1, unique: true },
+        meta_task_count: { t: 'object', required: ['counts'], keys: { counts: { t: 'array', of: sInt(1), minLen: 1, unique: true }, sets: sInt(1, 1000), seed: sInt(0) } },
+      },
+    },
   },
 };
 
@@ -135,6 +168,10 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
   const abs = (p: string | undefined): string | undefined => (p ? resolve(base, p) : p);
   c.tasks.dir = abs(c.tasks.dir); c.tokenizer ??= {}; c.tokenizer.path = abs(c.tokenizer.path); c.teacher.path = abs(c.teacher.path); c.student.path = abs(c.student.path);
   c.eval ??= {};
+  for (const key of ['student_sizes', 'teacher_sizes'] as const) for (const z of c.analyses?.[key] ?? []) {
+    if (!!z.path === !!z.model) throw new Error(`${path}: analyses.${key} entry "${z.name}" needs exactly one of "path" and "model"`);
+    z.path = abs(z.path);
+  }
   if (c.lm_data.files) c.lm_data.files = c.lm_data.files.map((f) => abs(f)!);
   return c;
 }
@@ -153,9 +190,10 @@ function deepMerge(a: unknown, b: unknown): unknown {
 
 /**
  * Keys whose change cannot alter any finished cell: labels and documentation, and which arms run
- * (each arm's cells are independent, so adding or dropping arms only adds or hides cells).
+ * (each arm's cells are independent, so adding or dropping arms only adds or hides cells), and
+ * the analyses (they run in their own sub-study directories).
  */
-const STUDY_FREE_KEYS = ['name', 'notes', 'expected_minutes', 'quick', 'arms'];
+const STUDY_FREE_KEYS = ['name', 'notes', 'expected_minutes', 'quick', 'arms', 'analyses'];
 
 function flatten(v: unknown, prefix: string, out: Map<string, string>): void {
   if (v && typeof v === 'object' && !Array.isArray(v)) {

@@ -2,7 +2,8 @@
 // the teacher's row, compression vs retained score, epoch cost, and training curves.
 
 import { writeFileAtomic } from '../io/atomic.js';
-import { barChart, esc, htmlPage, htmlTable, lineChart, meanStdCell, seedsCell } from '../report/html.js';
+import { barChart, esc, htmlPage, htmlTable, lineChart, meanStdCell, pointChart, seedsCell, type PointSeries } from '../report/html.js';
+import type { AnalysesResults } from './analyses.js';
 import type { StudyConfig } from './study-config.js';
 import type { CellResult, StudyResults } from './study-results.js';
 import type { Claim } from './claims.js';
@@ -38,7 +39,8 @@ export function studyReportHtml(c: StudyConfig, r: StudyResults, cells: CellResu
     claimsSection(r.claims ?? []),
     `<h2>Per seed</h2>` + htmlTable(['arm', ...c.seeds.map(String)], [['Teacher', ...c.seeds.map((s) => pct(r.teacher.seeds[String(s)]?.[metric]))], ...armNames.map((a) => [a, ...c.seeds.map((s) => pct(r.arms[a].seeds[String(s)]?.[metric]))])]),
   ].join('\n');
-  return htmlPage(`ICL distillation study: ${c.name}`, body);
+  const analyses = (r as StudyResults & { analyses?: AnalysesResults }).analyses;
+  return htmlPage(`ICL distillation study: ${c.name}`, body + (analyses ? '\n' + analysesSection(analyses) : ''));
 }
 
 /** The paper's claims with the measured numbers and the verdict (rules in src/distill/claims.ts). */
@@ -57,4 +59,43 @@ export function claimsSection(claims: Claim[]): string {
 export function writeStudyReport(path: string, c: StudyConfig, r: StudyResults, cells: CellResult[]): string {
   writeFileAtomic(path, studyReportHtml(c, r, cells));
   return path;
+}
+
+// ---- The paper's analyses (src/distill/analyses.ts): sizes and ablations, each a plot and a table.
+
+const mStd = (m: { mean: number; std: number }, n: number): string => meanStdCell(m.mean, m.std, n, pct);
+const fold = (v: number): string => `${+v.toFixed(2)}×`;
+
+export function analysesSection(a: AnalysesResults): string {
+  const M = a.metric;
+  const armSeries = (f: (arm: string, i: number) => PointSeries['points']): PointSeries[] =>
+    a.arms.map((arm, i) => ({ name: arm, color: COLORS[i % COLORS.length], points: f(arm, i) })).filter((s) => s.points.length);
+  const parts: string[] = [`<h2>Analyses</h2><p class="note">Each point is a sub-study under analyses/ (or the main study), ${esc(M)} in %, mean ± std over seeds (and task sets).</p>`];
+  if (a.student_sizes?.length) {
+    const z = a.student_sizes;
+    const kept = (x: (p: (typeof z)[number]) => number): PointSeries[] => armSeries((arm) => z.filter((p) => p.arms[arm]?.kept != null).map((p) => ({ x: x(p), y: p.arms[arm].kept! })));
+    const ref = [{ y: 1, label: 'teacher = 100%' }];
+    parts.push('<h3>Student size</h3>',
+      pointChart(`Share of the teacher's ${M} the student keeps, by compression`, 'compression (teacher parameters ÷ student parameters)', kept((p) => p.compression), { yPercent: true, refs: ref }),
+      pointChart(`Share of the teacher's ${M} the student keeps, by measured speed-up`, 'inference speed-up (student tokens/s ÷ teacher tokens/s)', kept((p) => p.speedup), { yPercent: true, refs: ref }),
+      htmlTable(['student', 'parameters', 'compression', 'speed-up', 'teacher', ...a.arms.flatMap((x) => [x, `${x} kept`])],
+        z.map((p) => [p.name, p.student_params.toLocaleString(), fold(p.compression), fold(p.speedup), pct(p.teacher.mean),
+          ...a.arms.flatMap((x) => (p.arms[x] ? [mStd(p.arms[x], p.arms[x].n), p.arms[x].kept === null ? '–' : `${(100 * p.arms[x].kept!).toFixed(1)}%`] : ['–', '–']))])));
+  }
+  if (a.teacher_sizes?.length) {
+    const z = a.teacher_sizes;
+    const series = [...armSeries((arm) => z.filter((p) => p.arms[arm]).map((p) => ({ x: p.teacher_params / 1e6, y: p.arms[arm].mean, err: p.arms[arm].std }))),
+      { name: 'Teacher itself', color: '#555', points: z.map((p) => ({ x: p.teacher_params / 1e6, y: p.teacher.mean })) }];
+    parts.push('<h3>Teacher size</h3><p class="note">Arms that never see the teacher are run with the main study\'s teacher only.</p>',
+      pointChart(`Student ${M} by teacher size`, 'teacher parameters (millions)', series, { yPercent: true }),
+      htmlTable(['teacher', 'parameters', 'teacher score', ...a.arms],
+        z.map((p) => [p.name, p.teacher_params.toLocaleString(), pct(p.teacher.mean), ...a.arms.map((x) => (p.arms[x] ? mStd(p.arms[x], p.arms[x].n) : '–'))])));
+  }
+  const abl = (title: string, xLabel: string, pts: NonNullable<AnalysesResults['meta_task_fraction']>, xName: string, sets: boolean): string[] => [
+    pointChart(title, xLabel, armSeries((arm) => pts.filter((p) => p.arms[arm]).map((p) => ({ x: p.x, y: p.arms[arm].mean, err: p.arms[arm].std }))), { yPercent: true }),
+    htmlTable([xName, ...(sets ? ['task sets'] : []), ...a.arms], pts.map((p) => [String(p.x), ...(sets ? [p.sources.length] : []), ...a.arms.map((x) => (p.arms[x] ? mStd(p.arms[x], p.arms[x].n) : '–'))])),
+  ];
+  if (a.meta_task_fraction?.length) parts.push('<h3>Examples per meta-training task</h3>', ...abl(`Student ${M} by the fraction of each meta-training task's examples`, 'fraction of examples per meta-training task', a.meta_task_fraction, 'fraction', false));
+  if (a.meta_task_count?.length) parts.push('<h3>Number of meta-training tasks</h3>', ...abl(`Student ${M} by the number of meta-training tasks`, 'meta-training tasks', a.meta_task_count, 'tasks', true));
+  return parts.join('\n');
 }

@@ -13,6 +13,7 @@ import { evaluateIcl, type Metrics } from '../icl/evaluate.js';
 import { scoreContinuations } from '../icl/scorer.js';
 import { trainDistill, type DistillConfig } from './distill.js';
 import { TeacherCache } from './cache.js';
+import { restrictPools } from './task-subset.js';
 import { writeStudyReport } from './study-report.js';
 import { backend } from '../engine/backend/index.js';
 import { ARMS, studyConfigChanges, type StudyConfig } from './study-config.js';
@@ -130,7 +131,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const d = c.distill;
   const cells: CellResult[] = [];
   for (const seed of c.seeds) {
-    const pools = episodePools(taskDir, fitTasks, c.setting, c.k, [seed], dedupe);
+    const pools = restrictPools(episodePools(taskDir, fitTasks, c.setting, c.k, [seed], dedupe), c.tasks, seed); // analyses: tasks.train_subset / train_fraction
     const sample = (demos: boolean): ReturnType<IctSampler['next']>[] => {
       const s = new IctSampler(tok, { pools, k: c.k, demos, method: 'direct', maxLength: Math.min(teacher.config.n_positions, studentProbe.config.n_positions), seed });
       return Array.from({ length: c.train.instances }, () => s.next());

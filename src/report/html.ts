@@ -193,3 +193,64 @@ export function barChart(title: string, bars: Bar[], w = 720): string {
   const h = Math.ceil(axisY + 24);
   return `${svgOpen(w, h, title)}${head.svg}${axis}${rows}</svg>`;
 }
+
+export interface PointSeries { name: string; color: string; points: { x: number; y: number; err?: number }[]; }
+
+/**
+ * Points joined in x order (a line with markers), with optional ± error bars and dashed
+ * horizontal reference lines (e.g. the teacher at 100%) labelled inside the plot. With
+ * `yPercent` the y values are fractions shown as percentages. Same layout rules as lineChart.
+ */
+export function pointChart(title: string, xLabel: string, series: PointSeries[], o: { yPercent?: boolean; refs?: { y: number; label: string }[]; w?: number; plotH?: number } = {}): string {
+  const w = o.w ?? 640, plotH = o.plotH ?? 220;
+  const fin = series.map((s) => ({ ...s, points: s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)).sort((a, b) => a.x - b.x) })).filter((s) => s.points.length);
+  const pts = fin.flatMap((s) => s.points);
+  if (pts.length === 0) return `<p>${esc(title)}: no data</p>`;
+  const refs = (o.refs ?? []).filter((r) => Number.isFinite(r.y));
+  let x0 = Math.min(...pts.map((p) => p.x)), x1 = Math.max(...pts.map((p) => p.x));
+  const ys = [...pts.flatMap((p) => [p.y - (p.err ?? 0), p.y + (p.err ?? 0)]), ...refs.map((r) => r.y)];
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (x1 === x0) { x0 -= Math.abs(x0) * 0.1 || 1; x1 += Math.abs(x1) * 0.1 || 1; }
+  if (y1 === y0) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
+  const yt = niceTicks(y0, y1), xt = niceTicks(x0, x1);
+  y0 = Math.min(y0, yt[0]); y1 = Math.max(y1, yt[yt.length - 1]);
+  x0 = Math.min(x0, xt[0]); x1 = Math.max(x1, xt[xt.length - 1]);
+  const fy = (v: number): string => (o.yPercent ? `${fmtTick(100 * v)}%` : fmtTick(v));
+  const fs = 11;
+  const head = titleBlock(title, w);
+  const padL = Math.max(12 + Math.max(...yt.map((v) => textWidth(fy(v), fs))) + 6, 8 + textWidth(fmtTick(xt[0]), fs) / 2);
+  const padR = 12 + textWidth(fmtTick(xt[xt.length - 1]), fs) / 2;
+  const top = head.height + 8, bottom = top + plotH;
+  const X = (x: number): number => padL + ((x - x0) / (x1 - x0)) * (w - padL - padR);
+  const Y = (y: number): number => bottom - ((y - y0) / (y1 - y0)) * plotH;
+  const n1 = (v: number): string => v.toFixed(1);
+  const grid = yt.map((v) => `<line x1="${padL}" x2="${n1(w - padR)}" y1="${n1(Y(v))}" y2="${n1(Y(v))}" stroke="#eee"/>` + text(padL - 6, Y(v) + 4, fy(v), fs, { anchor: 'end' })).join('') +
+    xt.map((v) => `<line x1="${n1(X(v))}" x2="${n1(X(v))}" y1="${bottom}" y2="${bottom + 4}" stroke="#999"/>` + text(X(v), bottom + 19, fmtTick(v), fs, { anchor: 'middle' })).join('') +
+    `<rect x="${padL}" y="${top}" width="${n1(w - padL - padR)}" height="${plotH}" fill="none" stroke="#ccc"/>`;
+  // Reference labels sit just above their line, or below it when that would leave the plot; cut to the plot width.
+  const refSvg = refs.map((r) => {
+    const yl = Y(r.y) - top < 4 + fs + 2 ? Y(r.y) + 4 + fs : Y(r.y) - 4;
+    return `<line x1="${padL}" x2="${n1(w - padR)}" y1="${n1(Y(r.y))}" y2="${n1(Y(r.y))}" stroke="#777" stroke-dasharray="4 3"/>` +
+      text(w - padR - 4, yl, ellipsize(r.label, fs, w - padL - padR - 8), fs, { anchor: 'end', fill: '#555' });
+  }).join('');
+  const marks = fin.map((s) => {
+    const d = s.points.map((p, i) => `${i ? 'L' : 'M'}${n1(X(p.x))},${n1(Y(p.y))}`).join('');
+    const errs = s.points.filter((p) => p.err).map((p) => `<line x1="${n1(X(p.x))}" x2="${n1(X(p.x))}" y1="${n1(Y(p.y - p.err!))}" y2="${n1(Y(p.y + p.err!))}" stroke="${s.color}"/>` +
+      [p.y - p.err!, p.y + p.err!].map((v) => `<line x1="${n1(X(p.x) - 3)}" x2="${n1(X(p.x) + 3)}" y1="${n1(Y(v))}" y2="${n1(Y(v))}" stroke="${s.color}"/>`).join('')).join('');
+    const dots = s.points.map((p) => `<circle cx="${n1(X(p.x))}" cy="${n1(Y(p.y))}" r="3.5" fill="${s.color}"/>`).join('');
+    return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.5"/>${errs}${dots}`;
+  }).join('');
+  const xl = text(w / 2, bottom + 36, ellipsize(xLabel, fs, w - 16), fs, { anchor: 'middle' });
+  const lf = 12, rowH = 18, sw = 10;
+  const lx0 = Math.min(padL, 8 + Math.max(0, w - 16 - Math.max(...fin.map((s) => sw + 5 + textWidth(s.name, lf)))));
+  let lx = lx0, ly = bottom + 46, legend = '';
+  for (const s of fin) {
+    const name = ellipsize(s.name, lf, w - 8 - lx0 - sw - 5);
+    const iw = sw + 5 + textWidth(name, lf) + 18;
+    if (lx > lx0 && lx + iw - 18 > w - 8) { lx = lx0; ly += rowH; }
+    legend += `<rect x="${n1(lx)}" y="${ly + 3}" width="${sw}" height="${sw}" fill="${s.color}"/>` + text(lx + sw + 5, ly + 12, name, lf, { fill: '#222' });
+    lx += iw;
+  }
+  const h = Math.ceil(ly + rowH + 6);
+  return `${svgOpen(w, h, title)}${head.svg}${grid}${refSvg}${marks}${xl}${legend}</svg>`;
+}
