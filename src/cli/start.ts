@@ -5,7 +5,8 @@
 // config's quick version (one seed); --full runs all of it. Ends with the report's path.
 
 import { fileURLToPath } from 'node:url';
-import { readStudyConfig, runStudy, type StudyResults } from '../distill/study.js';
+import { readStudyConfig, type StudyResults } from '../distill/study.js';
+import { runStudyWithAnalyses } from '../distill/analyses.js';
 import { info, formatInfo } from './info.js';
 
 export async function runStart(opts: { full: boolean; out: string; json: boolean }): Promise<void> {
@@ -14,7 +15,7 @@ export async function runStart(opts: { full: boolean; out: string; json: boolean
   const cfgPath = fileURLToPath(new URL('../../../studies/synthetic.json', import.meta.url));
   const cfg = readStudyConfig(cfgPath, opts.full);
   log(`study ${cfg.name} (${opts.full ? 'full' : 'quick version; --full for all seeds'}) → ${opts.out} (rerun to resume)`);
-  const r = (await runStudy(cfg, opts.out, log)) as StudyResults & { report: string };
+  const r = (await runStudyWithAnalyses(cfg, opts.out, log)) as StudyResults & { report: string };
   if (opts.json) { console.log(JSON.stringify(r)); return; }
   const m = (x: Record<string, number>): string => `${(100 * (x.accuracy ?? NaN)).toFixed(1)}%`;
   console.log(`\nunseen-task accuracy (mean over seeds ${cfg.seeds.join(', ')}):`);
