@@ -7,7 +7,7 @@
 //                     demonstrations, evaluated with none (k = 0), selected on the dev examples.
 // Instances are built in the evaluated order (direct, or channel: P(x | y, demos)).
 
-import type { GPT2 } from '../models/gpt2.js';
+import { GPT2, type GPT2Config } from '../models/gpt2.js';
 import type { Example } from '../data/tasks.js';
 import type { Method, Tokenizer } from '../data/prompts.js';
 import { episodePools, multitaskSplits, IctSampler, type Instance } from '../icl/ict.js';
@@ -49,4 +49,12 @@ export function devScorer(tok: Tokenizer & { decode(ids: number[]): string }, fe
     if (xs.length === 0) throw new Error('model selection: no task has validation examples');
     return xs.reduce((a, b) => a + b, 0) / xs.length;
   };
+}
+
+/**
+ * The student a cell starts from: a fresh student gets its own random initialisation per seed
+ * (so seeds measure init variance too); a brought checkpoint (student.path) is the same for all.
+ */
+export function seedStudent(c: StudyConfig, studentBase: string, config: GPT2Config, seed: number): GPT2 {
+  return c.student.path ? GPT2.fromPretrained(studentBase) : new GPT2(config, 1000 + seed);
 }

@@ -9,7 +9,7 @@ import { writeSyntheticSuite, syntheticCorpus } from '../data/synthetic.js';
 import { loadSplit, availableTasks, readExamples } from '../data/tasks.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { episodePools, trainIct } from '../icl/ict.js';
-import { devScorer, sampleInstances, seedData } from './study-arms.js';
+import { devScorer, sampleInstances, seedData, seedStudent } from './study-arms.js';
 import { evaluateIcl, type Metrics } from '../icl/evaluate.js';
 import { scoreContinuations } from '../icl/scorer.js';
 import { trainDistill, type DistillConfig } from './distill.js';
@@ -165,7 +165,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const done = readCachedJson<CellResult>(resPath, (v) => isCell(v, arm, seed), log);
       if (done) { cells.push(done); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
       log(`— ${arm}, seed ${seed}`);
-      const student = c.student.path ? GPT2.fromPretrained(studentBase) : new GPT2(studentProbe.config, 1000 + seed);
+      const student = seedStudent(c, studentBase, studentProbe.config, seed);
       const tc = performance.now();
       let steps = 0, curve: [number, number][] = [], epochS: number | null = null, bestStep: number | null = null;
       const lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(c.lm_data.seq_len, student.config.n_positions), seed), batchSize: c.lm_data.batch_size };
