@@ -7,8 +7,8 @@ import { aggregate, type Metrics } from '../icl/evaluate.js';
 import { headlineMetric } from '../eval/metrics.js';
 import { ARMS, type StudyConfig } from './study-config.js';
 
-/** best_step: the step model selection kept (multitask setting and Multitask-FT, when dev_every > 0). */
-export interface CellResult { arm: string; seed: number; tasks: Record<string, Metrics>; average: Metrics; train_s: number; steps: number; epoch_s: number | null; curve: [number, number][]; best_step?: number; }
+/** best_step: the step model selection kept (multitask setting and Multitask-FT, when dev_every > 0); eval_k: demonstrations at evaluation (0 for Multitask-FT). */
+export interface CellResult { arm: string; seed: number; tasks: Record<string, Metrics>; average: Metrics; train_s: number; steps: number; epoch_s: number | null; curve: [number, number][]; best_step?: number; eval_k?: number; }
 
 export function mapTasks(tasks: Record<string, { mean: Metrics }>): Record<string, Metrics> {
   const o: Record<string, Metrics> = {};

@@ -199,7 +199,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const trainS = (performance.now() - tc) / 1000;
       // Multitask-FT is evaluated as it was trained: without demonstrations.
       const e = evaluateIcl({ ...evalOpts, method, k: ft ? 0 : c.k, model: student, tokenizer: tok, seeds: [seed] });
-      const cell: CellResult = { arm, seed, tasks: mapTasks(e.tasks), average: e.average, train_s: +trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, ...(bestStep !== null ? { best_step: bestStep } : {}) };
+      const cell: CellResult = { arm, seed, tasks: mapTasks(e.tasks), average: e.average, train_s: +trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, eval_k: e.config.k as number, ...(bestStep !== null ? { best_step: bestStep } : {}) };
       mkdirSync(cellDir, { recursive: true });
       writeJsonAtomic(resPath, cell);
       log(`${arm} seed ${seed}: ${fmtAvg([e.average])} (${trainS.toFixed(0)} s)`);

@@ -53,6 +53,7 @@ test('multitask study: per-seed teachers, dev selection, Multitask-FT at k = 0, 
     const scores = hist.eval_history.map((e: { dev_score: number }) => e.dev_score);
     assert.equal(hist.best.value, Math.max(...scores));
     assert.equal(typeof r.arms[arm].seeds[s].headline, 'number');
+    assert.equal(cell.eval_k, arm === 'Multitask-FT' ? 0 : 4, `${arm}: demonstrations at evaluation`);
   }
   assert.equal(typeof r.arms.ICT.mean.headline, 'number');
   // Multitask-FT: its cell is the selected model evaluated with no demonstrations (k = 0).
