@@ -7,7 +7,7 @@
 // linear from alpha to alphaEnd by default. The ICT teacher targets come live or from a
 // TeacherCache; the LM-text targets always from the live teacher (random windows are not cached).
 
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
@@ -151,7 +151,8 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
   }, o.out, log);
   log(`training ${o.objective === 'ict' ? `on ${insts.length} instances × ${o.epochs} epoch(s)` : 'on plain text (LM-KD)'}: ${steps} steps${useKL ? `, KL (${d.kl}, τ=${d.temperature}, top-k ${d.topK || 'all'}) from a ${o.cache ? 'cached' : 'live'} teacher` : ''}${d.beta > 0 ? `, β=${d.beta}` : ''}`);
   const st = trainer.run();
-  if (o.select && st.best) {
+  if (o.select && st.best && !existsSync(join(o.out, 'best', 'config.json'))) log(`model selection: ${join(o.out, 'best')} is missing (interrupted while being replaced); keeping the last step's weights`);
+  else if (o.select && st.best) {
     // The selected step's weights become the student and the run's model.
     o.student.loadStateDict(normalizeGpt2StateDict(loadStateDict(join(o.out, 'best'))), join(o.out, 'best'));
     o.student.savePretrained(o.out); o.tokenizer.save(o.out);

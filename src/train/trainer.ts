@@ -231,11 +231,14 @@ export class Trainer {
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`keep-best: evaluation gave no finite '${kb.metric}' at step ${step}`);
     const b = this.state.best;
     if (b && !(kb.mode === 'max' ? v > b.value : v < b.value)) return;
+    // Filled under a temp name; the old best is moved aside before the rename and deleted after.
     const dir = join(this.outDir, 'best'), tmp = tempSibling(dir);
     mkdirSync(tmp);
     this.hooks.saveModel(tmp);
-    if (existsSync(dir)) removeDirAtomic(dir);
+    let aside: string | null = null;
+    if (existsSync(dir)) { aside = tempSibling(dir, 'trash'); renameSync(dir, aside); }
     publishDir(tmp, dir);
+    if (aside) removeDirAtomic(aside);
     this.state.best = { step, metric: kb.metric, value: v };
   }
 
@@ -305,6 +308,10 @@ export function readTrainerState(path: string): TrainerState {
   if (!Array.isArray(st.eval_history)) throw new Error(`${path}: eval_history must be an array`);
   if (!st.user_state || typeof st.user_state !== 'object' || Array.isArray(st.user_state)) throw new Error(`${path}: user_state must be an object`);
   if (typeof st.elapsed_s !== 'number' || !Number.isFinite(st.elapsed_s) || st.elapsed_s < 0) throw new Error(`${path}: elapsed_s must be a finite number ≥ 0, got ${JSON.stringify(st.elapsed_s)}`);
+  const b = st.best as { step?: unknown; metric?: unknown; value?: unknown } | undefined;
+  if (b !== undefined && (!b || typeof b !== 'object' || !Number.isSafeInteger(b.step) || typeof b.metric !== 'string' || typeof b.value !== 'number' || !Number.isFinite(b.value))) {
+    throw new Error(`${path}: best must be {step, metric, value} with a finite value, got ${JSON.stringify(b)}`);
+  }
   if (st.config !== undefined && (typeof st.config !== 'object' || st.config === null || Array.isArray(st.config))) throw new Error(`${path}: config must be an object`);
   return st as TrainerState;
 }
