@@ -122,6 +122,9 @@ function partialSchema(s: Schema): Schema {
  */
 export function readStudyConfig(path: string, full: boolean): StudyConfig {
   const raw = readJsonFile(path, 'study config', 16 << 20);
+  for (const [where, sec] of [['distill', (raw as { distill?: unknown })?.distill], ['quick.distill', (raw as { quick?: { distill?: unknown } })?.quick?.distill]] as const) {
+    if (sec && typeof sec === 'object' && 'alpha' in sec) throw new Error(`${path}: ${where}.alpha is now ${where}.alpha_start (α(t) goes from alpha_start to alpha_end, default 0, linearly unless alpha_schedule is "constant")`);
+  }
   checkSchema(raw, STUDY_SCHEMA, path, '');
   let c = raw as StudyConfig;
   if (c.quick !== undefined) checkSchema(c.quick, partialSchema(STUDY_SCHEMA), path, 'quick');
@@ -129,6 +132,7 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
     c = deepMerge(c, c.quick) as StudyConfig;
     checkSchema(c, STUDY_SCHEMA, `${path} (with its "quick" overrides)`, '');
   }
+  if (c.eval?.method === 'channel' && c.distill.kl === 'options') throw new Error(`${path}: distill.kl "options" needs direct scoring (in channel order the answer is the input text); use "full"`);
   const t = c.tasks;
   if (!t.synthetic && !(t.dir && t.split)) throw new Error(`${path}: tasks needs "synthetic" or both "dir" and "split"`);
   if (t.synthetic && (t.dir || t.split)) throw new Error(`${path}: tasks has both "synthetic" and "dir"/"split"; give one`);

@@ -4,7 +4,7 @@
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runStudy, type StudyConfig } from '../../src/distill/study.js';
@@ -75,4 +75,17 @@ test('each seed starts a fresh student from its own initialisation; a brought st
   new GPT2(cfg, 5).savePretrained(dir);
   const brought = { ...c, student: { path: dir } };
   assert.deepEqual(w0(seedStudent(brought, dir, cfg, 100)), w0(seedStudent(brought, dir, cfg, 13)));
+});
+
+test('config: distill.alpha is migrated by a one-line error; ICT (LM) is an arm; channel studies refuse KL over options', async () => {
+  const { readStudyConfig, ARMS } = await import('../../src/distill/study.js');
+  const dir = mkdtempSync(join(tmpdir(), 'icld-cfg-'));
+  const c = config() as unknown as Record<string, Record<string, unknown>>;
+  const old = { ...c, distill: { ...c.distill, alpha: 0.5 } };
+  delete (old.distill as Record<string, unknown>).alpha_start;
+  writeFileSync(join(dir, 'old.json'), JSON.stringify(old));
+  assert.throws(() => readStudyConfig(join(dir, 'old.json'), true), /old\.json: distill\.alpha is now distill\.alpha_start/);
+  assert.ok((ARMS as readonly string[]).includes('ICT (LM)'));
+  const ch = { ...config(), distill: { ...config().distill, kl: 'options' as const } };
+  await assert.rejects(runStudy(ch, join(dir, 'out'), () => {}), /kl "options" needs direct scoring/);
 });
