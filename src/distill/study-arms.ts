@@ -22,8 +22,11 @@ export interface SeedData {
   fewShot: { train: Map<string, Example[]>; dev: Map<string, Example[]> };
 }
 
-export function seedData(c: StudyConfig, taskDir: string, trainTasks: string[], testTasks: string[], seed: number, dedupe: boolean): SeedData {
-  const fewShot = multitaskSplits(taskDir, testTasks, seed, c.train.few_shot_train ?? 32, c.train.few_shot_dev ?? 32, dedupe);
+export function seedData(c: StudyConfig, taskDir: string, trainTasks: string[], testTasks: string[], seed: number, dedupe: boolean, arms: readonly string[]): SeedData {
+  // A Meta study reads the target tasks' few-shot data only for Multitask-FT.
+  const fewShot = c.setting === 'multitask' || arms.includes('Multitask-FT')
+    ? multitaskSplits(taskDir, testTasks, seed, c.train.few_shot_train ?? 32, c.train.few_shot_dev ?? 32, dedupe)
+    : { train: new Map<string, Example[]>(), dev: new Map<string, Example[]>() };
   const pools = c.setting === 'meta' ? episodePools(taskDir, trainTasks, 'meta', c.k, [seed], dedupe) : fewShot.train;
   return { pools, fewShot };
 }

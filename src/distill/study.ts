@@ -137,7 +137,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const maxLength = Math.min(teacher.config.n_positions, studentProbe.config.n_positions);
   const cells: CellResult[] = [];
   for (const seed of c.seeds) {
-    const sd = seedData(c, taskDir, trainTasks, testTasks, seed, dedupe);
+    const sd = seedData(c, taskDir, trainTasks, testTasks, seed, dedupe, arms);
     const instances = sampleInstances(tok, sd.pools, { k: c.k, demos: true, method, maxLength, seed, n: c.train.instances });
     let seedTeacher = teacher;
     if (c.setting === 'multitask' && c.teacher.ict) {
