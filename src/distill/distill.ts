@@ -8,7 +8,7 @@
 // TeacherCache; the LM-text targets always from the live teacher (random windows are not cached).
 
 import { existsSync, mkdirSync } from 'node:fs';
-import { writeJsonAtomic } from '../io/atomic.js';
+import { removeDirAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import type { Tensor } from '../engine/index.js';
@@ -156,6 +156,7 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
     // The selected step's weights become the student and the run's model.
     o.student.loadStateDict(normalizeGpt2StateDict(loadStateDict(join(o.out, 'best'))), join(o.out, 'best'));
     o.student.savePretrained(o.out); o.tokenizer.save(o.out);
+    removeDirAtomic(join(o.out, 'best')); // the run's model is now the selected one
     log(`model selection: step ${st.best.step} of ${steps} (dev ${(100 * st.best.value).toFixed(1)})`);
   }
   return st;
