@@ -1,12 +1,14 @@
 // Student training on a fixed set of in-context instances with the distillation objective.
 // One trainer serves every arm of the study:
 //   ICT           α ≡ 1, no teacher           Multitask-FT   ICT on instances without demos
-//   ICL-D         α(t), teacher KL            ICL-D (LM)     + β·L_LM on plain text
-//   LM-KD         KL (+CE) on plain text only, no ICT instances
-// The teacher comes live (forward on each batch) or from a TeacherCache built once.
+//   ICL-D         α(t), teacher KL            ICL-D (LM)     + β·(L_LM^hard, L_LM^soft) on plain text
+//   ICT (LM)      α ≡ 1, ICT + β·L_LM^hard    LM-KD          KL (+CE) on plain text only
+// Objective: α(t)·(L_ICT^hard + β·L_LM^hard) + (1 − α(t))·τ²·(L_ICT^soft + β·L_LM^soft), α(t)
+// linear from alpha to alphaEnd by default. The ICT teacher targets come live or from a
+// TeacherCache; the LM-text targets always from the live teacher (random windows are not cached).
 
-import { mkdirSync } from 'node:fs';
-import { writeJsonAtomic } from '../io/atomic.js';
+import { existsSync, mkdirSync } from 'node:fs';
+import { removeDirAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import type { Tensor } from '../engine/index.js';
@@ -14,13 +16,15 @@ import type { GPT2 } from '../models/gpt2.js';
 import { makeBatch, type Instance } from '../icl/ict.js';
 import { EpochOrder, type WindowLoader } from '../data/shards.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
+import { loadStateDict, normalizeGpt2StateDict } from '../io/hf.js';
 import { alphaAt, combineLoss, distillKL, teacherTarget, type KLMode, type TeacherTarget } from './loss.js';
 import { TeacherCache, answerRows, liveTargets } from './cache.js';
 
 export interface DistillConfig {
-  /** Weight of the gold cross-entropy: α(t) from alpha to alphaEnd (linear) or constant. */
+  /** Hard-label weight at the first step: α(t) goes linearly from alpha to alphaEnd (default 0), or stays at alpha ('constant'). */
   alpha: number;
   alphaEnd?: number;
+  /** Default 'linear' (the paper's α(t)). */
   alphaSchedule?: 'constant' | 'linear';
   temperature: number;
   kl: KLMode;
@@ -41,8 +45,14 @@ export interface DistillTrainOptions {
   /** Live teacher (used when no cache is given, and always for LM-KD). */
   teacher?: GPT2;
   cache?: TeacherCache;
-  /** Plain text for β·L_LM and LM-KD. */
+  /** Plain text for β·L_LM and LM-KD (with α < 1 and β > 0 the live teacher is needed for L_LM^soft). */
   lm?: { loader: WindowLoader; batchSize: number };
+  /**
+   * Model selection on validation data: `score(student)` (higher is better) every `every` steps
+   * and at the end; the best step's weights are loaded back into the student and saved as the
+   * run's model (state.best names the step).
+   */
+  select?: { every: number; score: (student: GPT2) => number };
   /** 'ict' trains on instances; 'lm-kd' distils on plain text only. */
   objective: 'ict' | 'lm-kd';
   /** Steps when objective is lm-kd (no instance epochs to count). */
@@ -60,14 +70,17 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
   if (o.objective === 'ict' && insts.length === 0) throw new Error('distillation: no training instances');
   if (o.objective === 'lm-kd' && !o.lm) throw new Error('LM-KD needs plain-text data (lm)');
   if (d.beta > 0 && !o.lm) throw new Error('β > 0 needs plain-text data for the LM term');
-  const useKL = o.objective === 'lm-kd' || d.alpha < 1 || (d.alphaEnd ?? d.alpha) < 1;
+  const schedule = d.alphaSchedule ?? 'linear', alphaEnd = schedule === 'constant' ? d.alpha : (d.alphaEnd ?? 0);
+  const useKL = o.objective === 'lm-kd' || d.alpha < 1 || alphaEnd < 1;
   if (useKL && !o.teacher && !o.cache) throw new Error('distillation with α < 1 needs a teacher or a teacher cache');
+  if (useKL && d.beta > 0 && o.objective === 'ict' && !o.teacher) throw new Error('the soft LM term (β > 0, α < 1) needs the live teacher for the plain-text windows, not only a cache');
   if (o.cache && o.cache.meta.instances !== insts.length) throw new Error(`teacher cache holds ${o.cache.meta.instances} instances, the data has ${insts.length}`);
   if (o.cache && o.cache.meta.tau !== d.temperature) throw new Error(`teacher cache was built at τ=${o.cache.meta.tau}, this run uses τ=${d.temperature}`);
   if (d.kl === 'options' && o.objective === 'lm-kd') throw new Error('KL restricted to options needs ICT instances (not LM-KD)');
   const stepsPerEpoch = Math.ceil(insts.length / o.batchSize);
   const steps = o.objective === 'lm-kd' ? (o.lmSteps ?? 100) : stepsPerEpoch * o.epochs;
   const cfg: TrainConfig = { ...defaultTrainConfig, warmupSteps: 0, schedule: 'linear', minLrRatio: 0, lr: 1e-4, weightDecay: 0, evalEvery: 0, saveEvery: 0, ...o.train, steps };
+  if (o.select) cfg.evalEvery = o.select.every;
   const pad = o.tokenizer.eosTokenId ?? 0;
   // Epoch order: a seeded permutation per epoch; the last batch of an epoch may be short.
   const order = new EpochOrder(insts.length, cfg.seed);
@@ -83,13 +96,13 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
   const lmIds = o.lm ? new Int32Array(o.lm.batchSize * o.lm.loader.T) : null, lmTg = lmIds ? new Int32Array(lmIds.length) : null;
   let tokens = 0;
   mkdirSync(o.out, { recursive: true });
-  writeJsonAtomic(join(o.out, 'distill_config.json'), { objective: o.objective, ...d, epochs: o.epochs, batch_size: o.batchSize, instances: insts.length, cached_teacher: !!o.cache });
-  const trainer = new Trainer(o.student, cfg, {
+  writeJsonAtomic(join(o.out, 'distill_config.json'), { objective: o.objective, ...d, alphaSchedule: schedule, alphaEnd, epochs: o.epochs, batch_size: o.batchSize, instances: insts.length, cached_teacher: !!o.cache });
+  const trainer: Trainer = new Trainer(o.student, cfg, {
     get tokensPerStep() { return tokens; },
     microStep: () => {
       const step = trainer.state.global_step;
-      const alpha = alphaAt(step, steps, d.alpha, d.alphaEnd ?? d.alpha, d.alphaSchedule ?? 'constant');
-      let ce: Tensor | null = null, kl: Tensor | null = null, lm: Tensor | null = null;
+      const alpha = useKL ? alphaAt(step, steps, d.alpha, alphaEnd, schedule) : 1;
+      let ce: Tensor | null = null, kl: Tensor | null = null, lm: Tensor | null = null, lmKl: Tensor | null = null;
       tokens = 0;
       if (o.objective === 'ict') {
         const { batch, idx } = nextBatch();
@@ -116,18 +129,20 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
         const logits = o.student.forward(O.fromData(lmIds!, [B, T]));
         const V = logits.shape[2];
         ce = O.crossEntropy(logits, O.fromData(lmTg!, [B, T]));
-        const tl = O.noGrad(() => { o.teacher!.eval(); return o.teacher!.forward(O.fromData(lmIds!, [B, T])); });
-        const targets = Array.from({ length: B * T }, (_, r) => teacherTarget(tl.f32.subarray(r * V, (r + 1) * V), d.topK, d.temperature));
-        kl = distillKL(O.reshape(logits, [B * T, V]), targets, d.temperature, 'full');
+        kl = distillKL(O.reshape(logits, [B * T, V]), lmTextTargets(o.teacher!, lmIds!, B, T, d.topK, d.temperature), d.temperature, 'full');
       }
       if (d.beta > 0 && o.objective === 'ict') {
+        // β·L_LM: hard (gold next token) and, while α < 1, soft (the teacher on the same window).
         o.lm!.loader.next(o.lm!.batchSize, lmIds!, lmTg!);
         const B = o.lm!.batchSize, T = o.lm!.loader.T;
         tokens += B * T;
-        lm = O.crossEntropy(o.student.forward(O.fromData(lmIds!, [B, T])), O.fromData(lmTg!, [B, T]));
+        const logits = o.student.forward(O.fromData(lmIds!, [B, T]));
+        lm = O.crossEntropy(logits, O.fromData(lmTg!, [B, T]));
+        if (useKL && alpha < 1) lmKl = distillKL(O.reshape(logits, [B * T, logits.shape[2]]), lmTextTargets(o.teacher!, lmIds!, B, T, d.topK, d.temperature), d.temperature, 'full');
       }
-      return combineLoss({ ce, kl, lm }, kl ? alpha : 1, d.temperature, d.beta);
+      return combineLoss({ ce, kl, lm, lmKl }, kl || lmKl ? alpha : 1, d.temperature, d.beta);
     },
+    ...(o.select ? { evaluate: () => ({ dev_score: o.select!.score(o.student) }), keepBest: { metric: 'dev_score', mode: 'max' as const } } : {}),
     saveModel: (dir) => { o.student.savePretrained(dir); o.tokenizer.save(dir); },
     getState: () => ({ pos: { ...order.state }, lm: o.lm ? { ...o.lm.loader.state } : null, dropout_rng: o.student.rng.getState() }),
     setState: (s) => {
@@ -138,5 +153,24 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
   }, o.out, log);
   if (o.resume) trainer.resume(o.resume);
   log(`training ${o.objective === 'ict' ? `on ${insts.length} instances × ${o.epochs} epoch(s)` : 'on plain text (LM-KD)'}: ${steps} steps${useKL ? `, KL (${d.kl}, τ=${d.temperature}, top-k ${d.topK || 'all'}) from a ${o.cache ? 'cached' : 'live'} teacher` : ''}${d.beta > 0 ? `, β=${d.beta}` : ''}`);
-  return trainer.run();
+  const st = trainer.run();
+  if (o.select && st.best && !existsSync(join(o.out, 'best', 'config.json'))) log(`model selection: ${join(o.out, 'best')} is missing (interrupted while being replaced); keeping the last step's weights`);
+  else if (o.select && st.best) {
+    // The selected step's weights become the student and the run's model.
+    o.student.loadStateDict(normalizeGpt2StateDict(loadStateDict(join(o.out, 'best'))), join(o.out, 'best'));
+    o.student.savePretrained(o.out); o.tokenizer.save(o.out);
+    removeDirAtomic(join(o.out, 'best')); // the run's model is now the selected one
+    log(`model selection: step ${st.best.step} of ${steps} (dev ${(100 * st.best.value).toFixed(1)})`);
+  }
+  return st;
+}
+
+/** Teacher targets at every position of B plain-text windows of length T (live, no gradient). */
+export function lmTextTargets(teacher: GPT2, ids: Int32Array, B: number, T: number, topK: number, tau: number): TeacherTarget[] {
+  return O.noGrad(() => {
+    teacher.eval();
+    const tl = teacher.forward(O.fromData(ids, [B, T]));
+    const V = tl.shape[2];
+    return Array.from({ length: B * T }, (_, r) => teacherTarget(tl.f32.subarray(r * V, (r + 1) * V), topK, tau));
+  });
 }

@@ -1,5 +1,7 @@
-// Distillation objective:
-//   L = α(t)·CE(student, gold) + (1 − α(t))·τ²·KL(softmax(z_T/τ) ‖ softmax(z_S/τ)) + β·L_LM
+// Distillation objective (the paper's, In-context Learning Distillation eq. 3):
+//   L = α(t)·(L_ICT^hard + β·L_LM^hard) + (1 − α(t))·τ²·(L_ICT^soft + β·L_LM^soft)
+// hard = cross-entropy with the gold tokens, soft = KL(softmax(z_T/τ) ‖ softmax(z_S/τ)); the LM
+// terms are on plain-text windows (every position), the ICT terms on the answer positions.
 // The teacher side of the KL is a compact target per answer position: the teacher's top-k
 // tokens (plus any option tokens) with their raw logits and the log-sum-exp of all logits at
 // temperature τ. The probability mass outside the stored tokens is one "rest" bucket, matched
@@ -109,14 +111,24 @@ export function alphaAt(step: number, steps: number, a0: number, a1: number, sch
   return a0 + (a1 - a0) * Math.min(1, step / (steps - 1));
 }
 
-export interface CombinedLossParts { ce: Tensor | null; kl: Tensor | null; lm: Tensor | null; }
+export interface CombinedLossParts {
+  /** L_ICT^hard */ ce: Tensor | null;
+  /** L_ICT^soft (no τ²) */ kl: Tensor | null;
+  /** L_LM^hard */ lm: Tensor | null;
+  /** L_LM^soft (no τ²) */ lmKl?: Tensor | null;
+}
 
-/** α·CE + (1−α)·τ²·KL + β·LM, skipping absent parts. */
+/**
+ * α·(CE + β·LM) + (1−α)·τ²·(KL + β·KL_LM), skipping absent parts. Without any soft part the
+ * caller passes α = 1 (no teacher: CE + β·LM).
+ */
 export function combineLoss(p: CombinedLossParts, alpha: number, tau: number, beta: number): Tensor {
   const terms: Tensor[] = [];
+  const t2 = tau * tau;
   if (p.ce && alpha > 0) terms.push(O.scale(p.ce, alpha));
-  if (p.kl && alpha < 1) terms.push(O.scale(p.kl, (1 - alpha) * tau * tau));
-  if (p.lm && beta > 0) terms.push(O.scale(p.lm, beta));
+  if (p.lm && beta > 0 && alpha > 0) terms.push(O.scale(p.lm, alpha * beta));
+  if (p.kl && alpha < 1) terms.push(O.scale(p.kl, (1 - alpha) * t2));
+  if (p.lmKl && beta > 0 && alpha < 1) terms.push(O.scale(p.lmKl, (1 - alpha) * t2 * beta));
   if (terms.length === 0) throw new Error('distillation: every loss term has weight 0');
   return terms.reduce((a, b) => O.add(a, b));
 }

@@ -8,7 +8,8 @@ import type { Setting } from '../icl/ict.js';
 import type { Method } from '../data/prompts.js';
 import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 
-export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
+/** ICT (LM): the student's ICT + β·L_LM^hard with no teacher (separates the LM text's effect from distillation's). */
+export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICT (LM)', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
 export type Arm = (typeof ARMS)[number];
 
 export interface StudyConfig {
@@ -28,8 +29,14 @@ export interface StudyConfig {
   lm_data: { synthetic_corpus?: boolean; files?: string[]; max_bytes?: number; seq_len: number; batch_size: number };
   teacher: { path?: string; model?: Partial<GPT2Config>; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null };
   student: { path?: string; model?: Partial<GPT2Config> };
-  train: { instances: number; epochs: number; batch_size: number; lr: number; warmup_steps?: number };
-  distill: { alpha: number; alpha_end?: number; alpha_schedule?: 'constant' | 'linear'; temperature: number; kl: 'full' | 'options'; top_k: number; beta: number; lm_kd_steps: number };
+  /**
+   * few_shot_train / few_shot_dev: the target tasks' few-shot data per seed (default 32 + 32, the
+   * paper's; Multitask-ICT and Multitask-FT train on it); dev_every: steps between validation
+   * scores for model selection in the multitask setting (0 = off; default: once per epoch).
+   */
+  train: { instances: number; epochs: number; batch_size: number; lr: number; warmup_steps?: number; few_shot_train?: number; few_shot_dev?: number; dev_every?: number };
+  /** α(t) goes from alpha_start to alpha_end (default 0) linearly (default) or stays at alpha_start ('constant'). */
+  distill: { alpha_start: number; alpha_end?: number; alpha_schedule?: 'constant' | 'linear'; temperature: number; kl: 'full' | 'options'; top_k: number; beta: number; lm_kd_steps: number };
   arms?: Arm[];
   /** Overrides applied unless --full (a quick version of the study). */
   quick?: Partial<StudyConfig>;
@@ -103,12 +110,12 @@ const STUDY_SCHEMA: Schema = {
     student: { t: 'object', keys: { path: sPath, model: sModel } },
     train: {
       t: 'object', required: ['instances', 'epochs', 'batch_size', 'lr'],
-      keys: { instances: sInt(1), epochs: sInt(1), batch_size: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0) },
+      keys: { instances: sInt(1), epochs: sInt(1), batch_size: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0), few_shot_train: sInt(2), few_shot_dev: sInt(1), dev_every: sInt(0) },
     },
     distill: {
-      t: 'object', required: ['alpha', 'temperature', 'kl', 'top_k', 'beta', 'lm_kd_steps'],
+      t: 'object', required: ['alpha_start', 'temperature', 'kl', 'top_k', 'beta', 'lm_kd_steps'],
       keys: {
-        alpha: sNum({ min: 0, max: 1 }), alpha_end: sNum({ min: 0, max: 1 }), alpha_schedule: { t: 'string', enum: ['constant', 'linear'] },
+        alpha_start: sNum({ min: 0, max: 1 }), alpha_end: sNum({ min: 0, max: 1 }), alpha_schedule: { t: 'string', enum: ['constant', 'linear'] },
         temperature: sNum({ gt: 0 }), kl: { t: 'string', enum: ['full', 'options'] }, top_k: sInt(0), beta: sNum({ min: 0 }), lm_kd_steps: sInt(0),
       },
     },
@@ -148,6 +155,9 @@ function partialSchema(s: Schema): Schema {
  */
 export function readStudyConfig(path: string, full: boolean): StudyConfig {
   const raw = readJsonFile(path, 'study config', 16 << 20);
+  for (const [where, sec] of [['distill', (raw as { distill?: unknown })?.distill], ['quick.distill', (raw as { quick?: { distill?: unknown } })?.quick?.distill]] as const) {
+    if (sec && typeof sec === 'object' && 'alpha' in sec) throw new Error(`${path}: ${where}.alpha is now ${where}.alpha_start (α(t) goes from alpha_start to alpha_end, default 0, linearly unless alpha_schedule is "constant")`);
+  }
   checkSchema(raw, STUDY_SCHEMA, path, '');
   let c = raw as StudyConfig;
   if (c.quick !== undefined) checkSchema(c.quick, partialSchema(STUDY_SCHEMA), path, 'quick');
@@ -155,6 +165,7 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
     c = deepMerge(c, c.quick) as StudyConfig;
     checkSchema(c, STUDY_SCHEMA, `${path} (with its "quick" overrides)`, '');
   }
+  if (c.eval?.method === 'channel' && c.distill.kl === 'options') throw new Error(`${path}: distill.kl "options" needs direct scoring (in channel order the answer is the input text); use "full"`);
   const t = c.tasks;
   if (!t.synthetic && !(t.dir && t.split)) throw new Error(`${path}: tasks needs "synthetic" or both "dir" and "split"`);
   if (t.synthetic && (t.dir || t.split)) throw new Error(`${path}: tasks has both "synthetic" and "dir"/"split"; give one`);

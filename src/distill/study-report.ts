@@ -13,7 +13,7 @@ const COLORS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948'
 const pct = (v: unknown): string => (typeof v !== 'number' || !Number.isFinite(v) ? '–' : (100 * v).toFixed(1));
 
 export function studyReportHtml(c: StudyConfig, r: StudyResults, cells: CellResult[]): string {
-  const metric = Object.keys(r.teacher.mean).includes('accuracy') ? 'accuracy' : Object.keys(r.teacher.mean)[0];
+  const metric = Object.keys(r.teacher.mean).includes('headline') ? 'headline' : Object.keys(r.teacher.mean).includes('accuracy') ? 'accuracy' : Object.keys(r.teacher.mean)[0];
   const groups = Object.keys(r.groups);
   // n = the seeds behind the row: a single seed has no spread to show.
   const cell = (m: { mean: Record<string, number>; std: Record<string, number> } | undefined, n: number): string =>

@@ -4,10 +4,12 @@
 import { join } from 'node:path';
 import { readExamples } from '../data/tasks.js';
 import { aggregate, type Metrics } from '../icl/evaluate.js';
+import { headlineMetric } from '../eval/metrics.js';
 import { ARMS, type StudyConfig } from './study-config.js';
 import { evaluateClaims, type Claim } from './claims.js';
 
-export interface CellResult { arm: string; seed: number; tasks: Record<string, Metrics>; average: Metrics; train_s: number; steps: number; epoch_s: number | null; curve: [number, number][]; }
+/** best_step: the step model selection kept (multitask setting and Multitask-FT, when dev_every > 0); eval_k: demonstrations at evaluation (0 for Multitask-FT). */
+export interface CellResult { arm: string; seed: number; tasks: Record<string, Metrics>; average: Metrics; train_s: number; steps: number; epoch_s: number | null; curve: [number, number][]; best_step?: number; eval_k?: number; }
 
 export function mapTasks(tasks: Record<string, { mean: Metrics }>): Record<string, Metrics> {
   const o: Record<string, Metrics> = {};
@@ -47,6 +49,18 @@ export interface StudyResults {
   claims: Claim[];
 }
 
+/**
+ * Each task's metrics with its `headline` (macro-F1 for classification, accuracy for
+ * multiple-choice, EM for generation), and the average with `headline` = their mean over tasks:
+ * the study's headline metric, as the paper and MetaICL report it.
+ */
+export function withHeadline(r: { tasks: Record<string, Metrics>; average: Metrics }): { tasks: Record<string, Metrics>; average: Metrics } {
+  const tasks: Record<string, Metrics> = {};
+  for (const [t, m] of Object.entries(r.tasks)) tasks[t] = { ...m, headline: headlineMetric(m) };
+  const hs = Object.values(tasks).map((m) => m.headline).filter(Number.isFinite);
+  return { tasks, average: { ...r.average, headline: hs.length ? hs.reduce((a, b) => a + b, 0) / hs.length : NaN } };
+}
+
 function groupAverages(tasks: Record<string, Metrics>, groups: Record<string, string[]>): Record<string, Metrics> {
   const out: Record<string, Metrics> = {};
   for (const [g, ts] of Object.entries(groups)) out[g] = aggregateMean(ts.map((t) => tasks[t]).filter(Boolean));
@@ -56,8 +70,10 @@ function aggregateMean(ms: Metrics[]): Metrics { return aggregate(ms).mean; }
 
 export function assemble(c: StudyConfig, cells: CellResult[], teacherRes: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>, groups: Record<string, string[]>,
   tParams: number, sParams: number, speed: { teacher_tokens_per_s: number; student_tokens_per_s: number; speedup: number }): StudyResults {
-  const main = (m: Metrics): number => m.accuracy ?? m.em ?? NaN;
-  const seedRows = (per: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>) => {
+  const main = (m: Metrics): number => m.headline ?? NaN;
+  const seedRows = (raw: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>) => {
+    const per: Record<string, { tasks: Record<string, Metrics>; average: Metrics }> = {};
+    for (const [s, r] of Object.entries(raw)) per[s] = withHeadline(r);
     const seeds: Record<string, SeedRow> = {};
     for (const [s, r] of Object.entries(per)) seeds[s] = { ...r.average, groups: groupAverages(r.tasks, groups) } as SeedRow;
     const agg = aggregate(Object.values(per).map((r) => r.average));

@@ -8,12 +8,12 @@ import { BPETokenizer } from '../tokenizers/index.js';
 import { writeSyntheticSuite, syntheticCorpus } from '../data/synthetic.js';
 import { loadSplit, availableTasks, readExamples } from '../data/tasks.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
-import { episodePools, IctSampler, trainIct } from '../icl/ict.js';
+import { episodePools, trainIct } from '../icl/ict.js';
+import { devScorer, sampleInstances, seedData, seedStudent } from './study-arms.js';
 import { evaluateIcl, type Metrics } from '../icl/evaluate.js';
 import { scoreContinuations } from '../icl/scorer.js';
 import { trainDistill, type DistillConfig } from './distill.js';
 import { TeacherCache } from './cache.js';
-import { restrictPools } from './task-subset.js';
 import { writeStudyReport } from './study-report.js';
 import { backend } from '../engine/backend/index.js';
 import { ARMS, studyConfigChanges, type StudyConfig } from './study-config.js';
@@ -126,17 +126,37 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   }
   for (const k of Object.keys(teacherRes)) if (!c.seeds.map(String).includes(k)) delete teacherRes[k];
   log(`teacher: ${fmtAvg(Object.values(teacherRes).map((x) => x.average))}`);
-  // 6. Arms × seeds.
+  // 6. Arms × seeds (see study-arms.ts for what each arm trains on). Every seed starts a fresh
+  // student from its own random initialisation; a student the user brings (student.path) is the
+  // same for every seed. In the multitask setting each seed has its own teacher, in-context tuned
+  // on that seed's few-shot data only, so the teacher never sees data its student does not.
   const arms = c.arms ?? [...ARMS];
   const d = c.distill;
+  const method = c.eval.method ?? 'direct';
+  if (method === 'channel' && d.kl === 'options') throw new Error('study config: distill.kl "options" needs direct scoring (in channel order the answer is the input text); use "full"');
+  const maxLength = Math.min(teacher.config.n_positions, studentProbe.config.n_positions);
   const cells: CellResult[] = [];
   for (const seed of c.seeds) {
-    const pools = restrictPools(episodePools(taskDir, fitTasks, c.setting, c.k, [seed], dedupe), c.tasks, seed); // analyses: tasks.train_subset / train_fraction
-    const sample = (demos: boolean): ReturnType<IctSampler['next']>[] => {
-      const s = new IctSampler(tok, { pools, k: c.k, demos, method: 'direct', maxLength: Math.min(teacher.config.n_positions, studentProbe.config.n_positions), seed });
-      return Array.from({ length: c.train.instances }, () => s.next());
-    };
-    const instances = sample(true);
+    const sd = seedData(c, taskDir, trainTasks, testTasks, seed, dedupe, arms);
+    const instances = sampleInstances(tok, sd.pools, { k: c.k, demos: true, method, maxLength, seed, n: c.train.instances });
+    let seedTeacher = teacher;
+    if (c.setting === 'multitask' && c.teacher.ict) {
+      const ti = c.teacher.ict, tdir = join(out, 'teacher-seeds', String(seed));
+      if (!existsSync(join(tdir, 'trainer_state.json'))) {
+        log(`teacher for seed ${seed}: in-context tuning on this seed's few-shot data for ${ti.steps} steps`);
+        trainIct({ model: GPT2.fromPretrained(teacherBase), tokenizer: tok, pools: sd.fewShot.train, setting: 'multitask', k: c.k, demos: true, method, batchSize: ti.batch_size, out: tdir, log,
+          train: { steps: ti.steps, lr: ti.lr, warmupSteps: ti.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 } });
+        rmCheckpoints(tdir);
+      }
+      seedTeacher = GPT2.fromPretrained(tdir);
+      const te = cached(join(tdir, 'eval.json'), (v) => !!v && typeof v === 'object' && !!(v as { average?: unknown }).average, () => {
+        const e = evaluateIcl({ ...evalOpts, method, model: seedTeacher, tokenizer: tok, seeds: [seed] });
+        return { tasks: mapTasks(e.tasks), average: e.average };
+      }, log);
+      teacherRes[String(seed)] = te;
+      log(`teacher seed ${seed}: ${fmtAvg([te.average])}`);
+    }
+    const select = c.setting === 'multitask' && (c.train.dev_every ?? 1) > 0;
     let cache: TeacherCache | null = null;
     for (const arm of arms) {
       const cellDir = join(out, 'cells', slug(arm), String(seed));
@@ -145,36 +165,48 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const done = readCachedJson<CellResult>(resPath, (v) => isCell(v, arm, seed), log);
       if (done) { cells.push(done); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
       log(`— ${arm}, seed ${seed}`);
-      const student = GPT2.fromPretrained(studentBase);
+      const student = seedStudent(c, studentBase, studentProbe.config, seed);
       const tc = performance.now();
-      let steps = 0, curve: [number, number][] = [], epochS: number | null = null;
+      let steps = 0, curve: [number, number][] = [], epochS: number | null = null, bestStep: number | null = null;
       const lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(c.lm_data.seq_len, student.config.n_positions), seed), batchSize: c.lm_data.batch_size };
+      const ft = arm === 'Multitask-FT';
+      const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
       const common = { student, tokenizer: tok, epochs: c.train.epochs, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
-        train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 } };
-      const dcfg = (alpha: number, beta: number): DistillConfig => ({ alpha, alphaEnd: alpha === 1 ? 1 : (d.alpha_end ?? alpha), alphaSchedule: d.alpha_schedule ?? 'constant', temperature: d.temperature, kl: d.kl, topK: d.top_k, beta });
+        train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
+        select: (select || ft) && (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: devScorer(tok, sd.fewShot, ft ? 0 : c.k, method, c.eval.batch_size, seed) } : undefined };
+      // α(t): alpha_start → alpha_end (linear by default); α ≡ 1 for the arms without a teacher.
+      const dcfg = (teacherArm: boolean, beta: number): DistillConfig => teacherArm
+        ? { alpha: d.alpha_start, alphaEnd: d.alpha_end ?? 0, alphaSchedule: d.alpha_schedule ?? 'linear', temperature: d.temperature, kl: d.kl, topK: d.top_k, beta }
+        : { alpha: 1, alphaEnd: 1, alphaSchedule: 'constant', temperature: d.temperature, kl: d.kl, topK: d.top_k, beta };
       if (arm !== 'Raw') {
         let st;
-        if (arm === 'Multitask-FT') st = trainDistill({ ...common, instances: sample(false), distill: dcfg(1, 0), objective: 'ict' });
-        else if (arm === 'ICT') st = trainDistill({ ...common, instances, distill: dcfg(1, 0), objective: 'ict' });
-        else if (arm === 'LM-KD') st = trainDistill({ ...common, distill: { ...dcfg(d.alpha, 0), kl: 'full' }, objective: 'lm-kd', teacher, lm, lmSteps: d.lm_kd_steps }); // plain text has no options: full-vocabulary KL
+        if (ft) st = trainDistill({ ...common, instances: sampleInstances(tok, sd.fewShot.train, { k: 0, demos: false, method, maxLength, seed, n: c.train.instances }), distill: dcfg(false, 0), objective: 'ict' });
+        else if (arm === 'ICT') st = trainDistill({ ...common, instances, distill: dcfg(false, 0), objective: 'ict' });
+        else if (arm === 'ICT (LM)') st = trainDistill({ ...common, instances, distill: dcfg(false, d.beta), objective: 'ict', lm });
+        else if (arm === 'LM-KD') st = trainDistill({ ...common, select: undefined, distill: { ...dcfg(true, 0), kl: 'full' }, objective: 'lm-kd', teacher: seedTeacher, lm, lmSteps: d.lm_kd_steps }); // plain text has no options: full-vocabulary KL
         else {
-          cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), teacher, instances, { tau: d.temperature, topK: d.top_k, pad: tok.eosTokenId ?? 0, log });
-          st = trainDistill({ ...common, instances, distill: dcfg(d.alpha, arm === 'ICL-D (LM)' ? d.beta : 0), objective: 'ict', cache, lm: arm === 'ICL-D (LM)' ? lm : undefined });
+          cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), seedTeacher, instances, { tau: d.temperature, topK: d.top_k, pad: tok.eosTokenId ?? 0, log });
+          const withLm = arm === 'ICL-D (LM)';
+          // The soft LM term needs the teacher on the plain-text windows (live; the ICT targets come from the cache).
+          st = trainDistill({ ...common, instances, distill: dcfg(true, withLm ? d.beta : 0), objective: 'ict', cache, teacher: withLm ? seedTeacher : undefined, lm: withLm ? lm : undefined });
         }
         steps = st.global_step;
+        bestStep = st.best?.step ?? null;
         curve = st.log_history.map((e) => [e.step, e.loss]);
         if (arm !== 'LM-KD') epochS = st.elapsed_s / c.train.epochs;
         rmCheckpoints(join(cellDir, 'run'));
       }
       const trainS = (performance.now() - tc) / 1000;
-      const e = evaluateIcl({ ...evalOpts, model: student, tokenizer: tok, seeds: [seed] });
-      const cell: CellResult = { arm, seed, tasks: mapTasks(e.tasks), average: e.average, train_s: +trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve };
+      // Multitask-FT is evaluated as it was trained: without demonstrations.
+      const e = evaluateIcl({ ...evalOpts, method, k: ft ? 0 : c.k, model: student, tokenizer: tok, seeds: [seed] });
+      const cell: CellResult = { arm, seed, tasks: mapTasks(e.tasks), average: e.average, train_s: +trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, eval_k: e.config.k as number, ...(bestStep !== null ? { best_step: bestStep } : {}) };
       mkdirSync(cellDir, { recursive: true });
       writeJsonAtomic(resPath, cell);
       log(`${arm} seed ${seed}: ${fmtAvg([e.average])} (${trainS.toFixed(0)} s)`);
       cells.push(cell);
       student.dispose();
     }
+    if (seedTeacher !== teacher) seedTeacher.dispose();
   }
   // 7. Results. (Speed is measured after the cells, so a killed study has its cells saved first.)
   const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(teacher, studentProbe, tok, taskDir, testTasks[0], c.k), log);

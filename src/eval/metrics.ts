@@ -28,6 +28,34 @@ export function macroF1(golds: readonly string[], preds: readonly string[], labe
   return sum / labels.length;
 }
 
+/** A classification task: every example offers the same set of options (in any order). */
+export function isClassification(optionSets: readonly (readonly string[])[]): boolean {
+  if (optionSets.length === 0 || optionSets[0].length === 0) return false;
+  const key = (o: readonly string[]): string => [...new Set(o)].sort().join('\u0000');
+  const k0 = key(optionSets[0]);
+  return optionSets.every((o) => key(o) === k0);
+}
+
+/**
+ * Metrics of one option-scored task: accuracy, and for a classification task (one shared label
+ * set) macro-F1 over that set; a multiple-choice task (options per example) has no macro-F1
+ * (its "labels" differ per example). See headlineMetric.
+ */
+export function optionTaskMetrics(golds: readonly string[], preds: readonly string[], optionSets: readonly (readonly string[])[]): Record<string, number> {
+  if (optionSets.length !== golds.length) throw new Error(`optionTaskMetrics: ${optionSets.length} option sets for ${golds.length} examples`);
+  const acc = accuracy(golds, preds);
+  if (!isClassification(optionSets)) return { accuracy: acc };
+  return { accuracy: acc, macro_f1: macroF1(golds, preds, [...new Set(optionSets[0])]) };
+}
+
+/**
+ * A task's headline as MetaICL and the paper report it: macro-F1 for classification, accuracy
+ * for multiple-choice, exact match for generation (NaN when none is there).
+ */
+export function headlineMetric(m: Record<string, number>): number {
+  return m.macro_f1 ?? m.accuracy ?? m.em ?? NaN;
+}
+
 /**
  * SQuAD normalisation (the official evaluate-v1.1 script): lower case, delete punctuation (not
  * replace it: "U.S." → "us", "don't" → "dont"), drop articles, collapse whitespace.

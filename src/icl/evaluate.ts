@@ -17,7 +17,7 @@ import { generate } from '../models/generate.js';
 import { loadTask, trainingPool, type Example } from '../data/tasks.js';
 import { buildPrompt, makeTemplate, PieceEncoder, promptString, tokenizePrompt, type Method, type Template, type Tokenizer } from '../data/prompts.js';
 import { scoreContinuations, type ScoreItem } from './scorer.js';
-import { accuracy, exactMatch, macroF1, meanStd, tokenF1 } from '../eval/metrics.js';
+import { exactMatch, meanStd, optionTaskMetrics, tokenF1 } from '../eval/metrics.js';
 
 export type Metrics = Record<string, number>;
 
@@ -212,8 +212,21 @@ function evaluateSeed(o: IclEvalOptions, task: string, seed: number, test: Examp
     golds.push(ex.output); preds.push(pred);
     o.onPrediction?.({ task, seed, input: ex.input, gold: ex.output, prediction: pred, scores: total });
   });
-  const labels = test[0].options;
-  return { metrics: { accuracy: accuracy(golds, preds), macro_f1: macroF1(golds, preds, labels) }, truncated: truncatedEx.size };
+  return { metrics: optionTaskMetrics(golds, preds, test.map((e) => e.options)), truncated: truncatedEx.size };
+}
+
+/**
+ * Score a fixed list of examples with given demonstrations (e.g. a validation split for model
+ * selection): the same prompts and metrics as evaluateIcl, no task files read.
+ */
+export function evaluateExamples(o: { model: GPT2; tokenizer: Tokenizer & { decode(ids: number[]): string }; method?: Method; template?: Partial<Template>; batchSize?: number },
+  task: string, demos: Example[], test: Example[], seed = 0): Metrics {
+  const method = o.method ?? 'direct', tpl = makeTemplate(o.template), enc = new PieceEncoder(o.tokenizer);
+  const maxLength = o.model.config.n_positions;
+  const fit = test.filter((ex) => fitsContext(enc, tpl, ex, method, false, maxLength, ex.options.length ? 0 : 32));
+  if (fit.length === 0) throw new Error(`task ${task}: no example fits the model's ${maxLength}-token context`);
+  const full: IclEvalOptions = { model: o.model, tokenizer: o.tokenizer, taskDir: '', tasks: [task], k: demos.length, seeds: [seed], method, template: o.template, batchSize: o.batchSize };
+  return evaluateSeed(full, task, seed, fit, demos, method, tpl, 1, enc).metrics;
 }
 
 function argmaxFirst(xs: number[]): number { let b = 0; for (let i = 1; i < xs.length; i++) if (xs[i] > xs[b]) b = i; return b; }

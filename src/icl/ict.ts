@@ -1,7 +1,7 @@
 // In-context tuning (ICT): train a causal LM on prompts of k demonstrations + a query from the
 // same task, with the loss only on the query's answer tokens (-100 elsewhere).
 //   meta      : episodes from the split's training tasks (all of their training data), tested on unseen tasks
-//   multitask : episodes from the target tasks' own k-shot training examples
+//   multitask : episodes from the target tasks' own few-shot examples (multitaskSplits: 32 train + 32 dev)
 //   demos=false (Multitask-FT baseline): the same data with no demonstrations in the prompt
 // Instances come from IctSampler (also used by distillation), training from the shared Trainer.
 
@@ -43,6 +43,32 @@ export function episodePools(taskDir: string, tasks: string[], setting: Setting,
     pools.set(t, pool);
   }
   return pools;
+}
+
+/**
+ * Multitask-ICT data as in the paper: per target task, nTrain training + nDev validation
+ * examples, disjoint, drawn from the task's shipped training data (every *_train / *_dev k-shot
+ * file, identical examples merged unless dedupe is false; the test file is never read) by a
+ * shuffle seeded with (seed, task name), so each seed sees its own fixed 32 + 32. A task with
+ * fewer than nTrain + nDev examples gives half (at most nTrain) to training and the rest to dev.
+ */
+export function multitaskSplits(taskDir: string, tasks: string[], seed: number, nTrain = 32, nDev = 32, dedupe = true): { train: Map<string, Example[]>; dev: Map<string, Example[]> } {
+  const train = new Map<string, Example[]>(), dev = new Map<string, Example[]>();
+  for (const t of tasks) {
+    const pool = new Rng(taskSeed(seed, t)).shuffle(trainingPool(taskDir, t, dedupe).slice());
+    const nt = pool.length >= nTrain + nDev ? nTrain : Math.min(nTrain, Math.ceil(pool.length / 2));
+    if (nt < 2) throw new Error(`task ${t}: needs at least 3 training examples under ${taskDir}/${t} for a train/dev split, has ${pool.length}`);
+    train.set(t, pool.slice(0, nt));
+    dev.set(t, pool.slice(nt, nt + nDev));
+  }
+  return { train, dev };
+}
+
+/** A 32-bit seed from (seed, task name) (FNV-1a), so a task's split does not depend on the task list. */
+function taskSeed(seed: number, task: string): number {
+  let h = 0x811c9dc5 ^ (seed >>> 0);
+  for (let i = 0; i < task.length; i++) h = Math.imul(h ^ task.charCodeAt(i), 0x01000193) >>> 0;
+  return h >>> 0;
 }
 
 export interface Instance {

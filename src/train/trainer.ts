@@ -16,7 +16,7 @@ import { AdamW, clipGradNorm, type ParamGroup } from '../optim/adamw.js';
 import { learningRate, type Schedule } from '../optim/schedule.js';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { loadStateDict, weightFiles } from '../io/hf.js';
-import { cleanStaleTemps, crashPoint, fsyncDir, otherProcessAlive, publishDir, removeDirAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { cleanStaleTemps, crashPoint, fsyncDir, otherProcessAlive, publishDir, removeDirAtomic, tempSibling, writeJsonAtomic } from '../io/atomic.js';
 import { readJsonFile } from '../io/json.js';
 import { Progress } from './progress.js';
 import { writeTrainingReport } from '../eval/report.js';
@@ -59,6 +59,11 @@ export interface TrainHooks {
   setState(s: Record<string, unknown>): void;
   /** Tokens consumed per optimizer step (for tokens/s). */
   tokensPerStep: number;
+  /**
+   * Model selection: after each evaluation whose `metric` beats the best so far, the model is
+   * saved to <out>/best (atomically) and state.best records the step.
+   */
+  keepBest?: { metric: string; mode: 'max' | 'min' };
 }
 
 export interface LogEntry { step: number; loss: number; lr: number; grad_norm: number; tokens_per_s: number; elapsed_s: number; }
@@ -71,6 +76,8 @@ export interface TrainerState {
   eval_history: EvalEntry[];
   user_state: Record<string, unknown>;
   elapsed_s: number;
+  /** The best evaluation so far when hooks.keepBest is set (its model is in <out>/best). */
+  best?: { step: number; metric: string; value: number };
 }
 
 /** HF convention: no weight decay on biases and LayerNorm weights. */
@@ -198,6 +205,7 @@ export class Trainer {
         const m = this.hooks.evaluate();
         this.state.eval_history.push({ step: done, ...m });
         progress.note(`eval @ ${done}: ${Object.entries(m).map(([k, v]) => `${k} ${v.toFixed(4)}`).join('  ')}`);
+        this.keepIfBest(done, m);
       }
       this.state.elapsed_s = (performance.now() - t0) / 1000;
       if (cfg.saveEvery > 0 && done % cfg.saveEvery === 0 && done < cfg.steps) this.checkpoint();
@@ -213,6 +221,25 @@ export class Trainer {
     writeJsonAtomic(join(this.outDir, 'trainer_state.json'), this.stateJson());
     writeTrainingReport(join(this.outDir, 'report.html'), this.state);
     return this.state;
+  }
+
+  /** Save the model to <out>/best when this evaluation beats state.best (ties keep the earlier step). */
+  private keepIfBest(step: number, m: Record<string, number>): void {
+    const kb = this.hooks.keepBest;
+    if (!kb) return;
+    const v = m[kb.metric];
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`keep-best: evaluation gave no finite '${kb.metric}' at step ${step}`);
+    const b = this.state.best;
+    if (b && !(kb.mode === 'max' ? v > b.value : v < b.value)) return;
+    // Filled under a temp name; the old best is moved aside before the rename and deleted after.
+    const dir = join(this.outDir, 'best'), tmp = tempSibling(dir);
+    mkdirSync(tmp);
+    this.hooks.saveModel(tmp);
+    let aside: string | null = null;
+    if (existsSync(dir)) { aside = tempSibling(dir, 'trash'); renameSync(dir, aside); }
+    publishDir(tmp, dir);
+    if (aside) removeDirAtomic(aside);
+    this.state.best = { step, metric: kb.metric, value: v };
   }
 
   private stateJson(): TrainerState { return { ...this.state, user_state: this.hooks.getState() }; }
@@ -281,6 +308,10 @@ export function readTrainerState(path: string): TrainerState {
   if (!Array.isArray(st.eval_history)) throw new Error(`${path}: eval_history must be an array`);
   if (!st.user_state || typeof st.user_state !== 'object' || Array.isArray(st.user_state)) throw new Error(`${path}: user_state must be an object`);
   if (typeof st.elapsed_s !== 'number' || !Number.isFinite(st.elapsed_s) || st.elapsed_s < 0) throw new Error(`${path}: elapsed_s must be a finite number ≥ 0, got ${JSON.stringify(st.elapsed_s)}`);
+  const b = st.best as { step?: unknown; metric?: unknown; value?: unknown } | undefined;
+  if (b !== undefined && (!b || typeof b !== 'object' || !Number.isSafeInteger(b.step) || typeof b.metric !== 'string' || typeof b.value !== 'number' || !Number.isFinite(b.value))) {
+    throw new Error(`${path}: best must be {step, metric, value} with a finite value, got ${JSON.stringify(b)}`);
+  }
   if (st.config !== undefined && (typeof st.config !== 'object' || st.config === null || Array.isArray(st.config))) throw new Error(`${path}: config must be an object`);
   return st as TrainerState;
 }

@@ -61,10 +61,10 @@ test('distillKL gradient passes a finite-difference check (full, top-k, options)
   gradcheck('kl options', (s) => distillKL(s, tz.map((z, i) => teacherTarget(z, 1, 1, c[i])), 1, 'options', c), [leaf([3, 6], r)]);
 });
 
-test('combined loss: α·CE + (1−α)·τ²·KL + β·LM, and the α schedule', () => {
+test('combined loss: α·(CE + β·LM) + (1−α)·τ²·KL, and the α schedule', () => {
   const ce = O.scalar(2), kl = O.scalar(0.5), lm = O.scalar(3);
   assert.ok(Math.abs(combineLoss({ ce, kl, lm: null }, 0.3, 2, 0).item() - (0.3 * 2 + 0.7 * 4 * 0.5)) < 1e-6);
-  assert.ok(Math.abs(combineLoss({ ce, kl, lm }, 0.3, 3, 0.5).item() - (0.6 + 0.7 * 9 * 0.5 + 1.5)) < 1e-6);
+  assert.ok(Math.abs(combineLoss({ ce, kl, lm }, 0.3, 3, 0.5).item() - (0.3 * (2 + 0.5 * 3) + 0.7 * 9 * 0.5)) < 1e-6);
   assert.equal(alphaAt(0, 11, 1, 0, 'linear'), 1);
   assert.ok(Math.abs(alphaAt(5, 11, 1, 0, 'linear') - 0.5) < 1e-12);
   assert.equal(alphaAt(10, 11, 1, 0, 'linear'), 0);

@@ -92,3 +92,31 @@ describe('meanStd', () => {
     assert.ok(Number.isNaN(e.mean) && Number.isNaN(e.std));
   });
 });
+
+it('headline by task type, by hand: macro-F1 for classification, accuracy for multiple-choice', async () => {
+  const { optionTaskMetrics, isClassification, headlineMetric } = await import('../../src/eval/metrics.js');
+  // Classification over {a, b, c} (the same set in any order): golds a a b c, preds a b b b.
+  // F1: a = 2·1·0.5/1.5 = 2/3, b = 2·(1/3)·1/(4/3) = 1/2, c = 0 → macro 7/18; accuracy 2/4.
+  const cls = optionTaskMetrics(['a', 'a', 'b', 'c'], ['a', 'b', 'b', 'b'], [['a', 'b', 'c'], ['c', 'b', 'a'], ['a', 'b', 'c'], ['b', 'a', 'c']]);
+  assert.ok(Math.abs(cls.macro_f1 - 7 / 18) < 1e-12, String(cls.macro_f1));
+  assert.equal(cls.accuracy, 0.5);
+  assert.equal(headlineMetric(cls), cls.macro_f1);
+  // Multiple-choice: each example its own options; macro-F1 over the first example's options
+  // ({x, y}) would be meaningless, so the headline is accuracy (1 of 3).
+  const mc = optionTaskMetrics(['x', 'p', 'u'], ['x', 'q', 'v'], [['x', 'y'], ['p', 'q', 'r'], ['u', 'v']]);
+  assert.deepEqual(mc, { accuracy: 1 / 3 });
+  assert.equal(headlineMetric(mc), 1 / 3);
+  assert.equal(headlineMetric({ em: 0.25, f1: 0.5 }), 0.25, 'generation: exact match');
+  assert.equal(isClassification([['a', 'b'], ['b', 'a']]), true);
+  assert.equal(isClassification([['a', 'b'], ['a', 'c']]), false);
+  assert.equal(isClassification([[]]), false);
+});
+
+it('the study headline: per-task headline by type, averaged over tasks', async () => {
+  const { withHeadline } = await import('../../src/distill/study-results.js');
+  const r = withHeadline({ tasks: { cls: { accuracy: 0.5, macro_f1: 7 / 18 }, mc: { accuracy: 1 / 3 } }, average: { accuracy: 5 / 12, macro_f1: 7 / 18 } });
+  assert.equal(r.tasks.cls.headline, 7 / 18);
+  assert.equal(r.tasks.mc.headline, 1 / 3);
+  assert.ok(Math.abs(r.average.headline - (7 / 18 + 1 / 3) / 2) < 1e-12);
+  assert.equal(r.average.accuracy, 5 / 12, 'the other averages are kept');
+});

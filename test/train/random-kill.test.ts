@@ -151,7 +151,7 @@ test('study killed at random moments: files old or new, rerun gives the uninterr
     teacher: { model: { n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 }, ict: { steps: 20, lr: 3e-3, batch_size: 8 } },
     student: { model: { n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2 } },
     train: { instances: 32, epochs: 2, batch_size: 8, lr: 3e-3 },
-    distill: { alpha: 0.5, alpha_end: 0.2, alpha_schedule: 'linear', temperature: 2, kl: 'options', top_k: 8, beta: 0.5, lm_kd_steps: 6 },
+    distill: { alpha_start: 0.5, alpha_end: 0.2, alpha_schedule: 'linear', temperature: 2, kl: 'options', top_k: 8, beta: 0.5, lm_kd_steps: 6 },
     arms: ['Raw', 'ICT', 'ICL-D', 'ICL-D (LM)'],
   }));
   const args = (out: string): string[] => [MAIN, 'study', '--config', cfg, '--out', out];

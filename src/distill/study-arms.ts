@@ -1,0 +1,65 @@
+// What each arm of a study trains on, per seed, as the paper defines it:
+//   Meta setting      ICT arms: episodes of the meta-training tasks (all their training data).
+//   Multitask setting ICT arms: episodes of the target tasks' own few-shot data, 32 train + 32 dev
+//                     per task and seed (multitaskSplits), k demonstrations sampled per instance
+//                     from the 32; the dev examples select the best checkpoint.
+//   Multitask-FT      (both settings) fine-tuning on the target tasks' 32 train examples with no
+//                     demonstrations, evaluated with none (k = 0), selected on the dev examples.
+// Instances are built in the evaluated order (direct, or channel: P(x | y, demos)).
+
+import { restrictPools } from './task-subset.js';
+import { GPT2, type GPT2Config } from '../models/gpt2.js';
+import type { Example } from '../data/tasks.js';
+import type { Method, Tokenizer } from '../data/prompts.js';
+import { episodePools, multitaskSplits, IctSampler, type Instance } from '../icl/ict.js';
+import { evaluateExamples } from '../icl/evaluate.js';
+import { headlineMetric } from '../eval/metrics.js';
+import type { StudyConfig } from './study-config.js';
+
+export interface SeedData {
+  /** Episode pools of the ICT arms. */
+  pools: Map<string, Example[]>;
+  /** The target tasks' few-shot data of this seed. */
+  fewShot: { train: Map<string, Example[]>; dev: Map<string, Example[]> };
+}
+
+export function seedData(c: StudyConfig, taskDir: string, trainTasks: string[], testTasks: string[], seed: number, dedupe: boolean, arms: readonly string[]): SeedData {
+  // A Meta study reads the target tasks' few-shot data only for Multitask-FT.
+  const fewShot = c.setting === 'multitask' || arms.includes('Multitask-FT')
+    ? multitaskSplits(taskDir, testTasks, seed, c.train.few_shot_train ?? 32, c.train.few_shot_dev ?? 32, dedupe)
+    : { train: new Map<string, Example[]>(), dev: new Map<string, Example[]>() };
+  // tasks.train_subset / train_fraction (the analyses' ablations) restrict the students' meta-training pools.
+  const pools = c.setting === 'meta' ? restrictPools(episodePools(taskDir, trainTasks, 'meta', c.k, [seed], dedupe), c.tasks, seed) : fewShot.train;
+  return { pools, fewShot };
+}
+
+/** `n` instances from a seeded sampler (demos = false: the query alone, Multitask-FT). */
+export function sampleInstances(tok: Tokenizer, pools: Map<string, Example[]>, o: { k: number; demos: boolean; method: Method; maxLength: number; seed: number; n: number }): Instance[] {
+  const s = new IctSampler(tok, { pools, k: o.k, demos: o.demos, method: o.method, maxLength: o.maxLength, seed: o.seed });
+  return Array.from({ length: o.n }, () => s.next());
+}
+
+/**
+ * Validation score for model selection: the mean over target tasks of the headline metric
+ * (macro-F1 / accuracy) on the dev examples, with the first k train examples as demonstrations
+ * (k = 0 for Multitask-FT), scored like the evaluation.
+ */
+export function devScorer(tok: Tokenizer & { decode(ids: number[]): string }, fewShot: SeedData['fewShot'], k: number, method: Method, batchSize: number | undefined, seed: number): (m: GPT2) => number {
+  return (model) => {
+    const xs: number[] = [];
+    for (const [task, dev] of fewShot.dev) {
+      if (dev.length === 0) continue;
+      xs.push(headlineMetric(evaluateExamples({ model, tokenizer: tok, method, batchSize }, task, fewShot.train.get(task)!.slice(0, k), dev, seed)));
+    }
+    if (xs.length === 0) throw new Error('model selection: no task has validation examples');
+    return xs.reduce((a, b) => a + b, 0) / xs.length;
+  };
+}
+
+/**
+ * The student a cell starts from: a fresh student gets its own random initialisation per seed
+ * (so seeds measure init variance too); a brought checkpoint (student.path) is the same for all.
+ */
+export function seedStudent(c: StudyConfig, studentBase: string, config: GPT2Config, seed: number): GPT2 {
+  return c.student.path ? GPT2.fromPretrained(studentBase) : new GPT2(config, 1000 + seed);
+}
