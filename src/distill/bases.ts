@@ -2,7 +2,7 @@
 // --out — freshly initialised, or pretrained here with trainLM on the config's LM text
 // ("pretrain"), so the cpu-* studies start from models our own pipeline trained.
 
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
 import type { BPETokenizer } from '../tokenizers/index.js';
@@ -60,6 +60,7 @@ export function ensureBase(o: EnsureBaseOptions): string {
   if (spec.path) { checkUserModel(who, spec.path); return spec.path; }
   const dir = join(out, `${who}-base`);
   if (existsSync(dir)) return dir;
+  mkdirSync(out, { recursive: true });
   const eos = tok.eosTokenId ?? 0;
   const m = new GPT2(gpt2Config({ resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, ...spec.model, vocab_size: tok.vocabSize, bos_token_id: eos, eos_token_id: eos }), o.seed);
   let summary: object | null = null;
