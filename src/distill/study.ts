@@ -181,6 +181,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
 /** Explicit task lists (tasks.train / tasks.test): every task named must be there. */
 function listedTasks(dir: string, train: string[], test: string[]): { train: string[]; test: string[] } {
   for (const t of [...train, ...test]) if (!existsSync(join(dir, t))) throw new Error(`study config: task '${t}' of tasks.train/tasks.test not found under ${dir}`);
+  for (const t of test) if (!existsSync(join(dir, t, `${t}_test.jsonl`))) throw new Error(`study config: task '${t}' of tasks.test has no test file ${join(dir, t, `${t}_test.jsonl`)}`);
   return { train, test };
 }
 

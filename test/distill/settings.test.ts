@@ -78,6 +78,12 @@ describe('config keys for the settings still to come', () => {
     assert.throws(() => readStudyConfig(variant((c) => { c.tasks.test = []; }), true), /test/);
   });
 
+  it('an explicit task list naming a missing task, or a test task without a test file, fails naming it', async () => {
+    const cfg = (test: string[]) => readStudyConfig(variant((c) => { c.setting = 'multitask'; delete c.tasks.split; c.tasks.test = test; }), true);
+    await assert.rejects(runStudy(cfg(['superglue-cb', 'no-such-task']), join(tmp, 'L1'), () => {}), /task 'no-such-task' of tasks\.train\/tasks\.test not found under .*crossfit/);
+    await assert.rejects(runStudy(cfg(['glue-qqp']), join(tmp, 'L2'), () => {}), /task 'glue-qqp' of tasks\.test has no test file .*glue-qqp_test\.jsonl/);
+  });
+
   it('pretrain keys are checked, and exclude a model you bring', () => {
     assert.throws(() => readStudyConfig(variant((c) => { c.student.pretrain.stepz = 3; }), true), /stepz/);
     assert.throws(() => readStudyConfig(variant((c) => { delete c.student.pretrain.lr; }), true), /lr/);
