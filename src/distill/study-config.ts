@@ -165,9 +165,9 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
 /** tasks: "synthetic", or "dir" with either a MetaICL "split" or explicit "train"/"test" lists (train needed for meta). */
 function checkTaskSource(c: StudyConfig, path: string): void {
   const t = c.tasks, lists = !!(t.train || t.test);
-  if (t.synthetic && (t.dir || t.split || lists)) throw new Error(`${path}: tasks has both "synthetic" and "dir"; give one`);
+  if (t.synthetic && (t.dir || t.split || lists)) throw new Error(`${path}: tasks has both "synthetic" and "dir"/"split"; give one`);
   if (t.synthetic) return;
-  if (!t.dir) throw new Error(`${path}: tasks needs "synthetic" or "dir" (with "split" or "train"/"test" lists)`);
+  if (!t.dir) throw new Error(`${path}: tasks needs "synthetic" or both "dir" and "split" (or "dir" with "train"/"test" task lists)`);
   if (t.split && lists) throw new Error(`${path}: tasks has both "split" and "train"/"test" lists; give one`);
   if (!t.split && !t.test) throw new Error(`${path}: tasks needs "split" or a "test" list of tasks under ${t.dir}`);
   if (!t.split && c.setting === 'meta' && !t.train) throw new Error(`${path}: setting "meta" needs a tasks.train list (the meta-training tasks)`);
