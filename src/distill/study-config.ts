@@ -7,6 +7,7 @@ import type { SyntheticOptions } from '../data/synthetic.js';
 import type { Setting } from '../icl/ict.js';
 import type { Method } from '../data/prompts.js';
 import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
+import type { BasePretrain } from './bases.js';
 
 /** ICT (LM): the student's ICT + β·L_LM^hard with no teacher (separates the LM text's effect from distillation's). */
 export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICT (LM)', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
@@ -16,19 +17,27 @@ export interface StudyConfig {
   name: string;
   tasks: {
     synthetic?: Partial<SyntheticOptions>; dir?: string; split?: string;
+    /** Explicit task lists under dir (instead of a split): the Multitask setting's target tasks. */
+    train?: string[]; test?: string[];
+    /** LAMA relations (settings 1 and 3): the shape is accepted, running it lands with the masked-LM issue. */
+    lama?: { dir?: string; relations?: string[] };
     /** Students train only on these of the fitting tasks (the task-count ablation; the teacher keeps all). */
     train_subset?: string[];
     /** Students train on this fraction of each fitting task's examples, drawn by seed (the example-fraction ablation). */
     train_fraction?: number;
   };
+  /** Model family: gpt2 now; bert (masked LM, the LAMA settings) lands with the masked-LM issue. */
+  arch?: 'gpt2' | 'bert';
+  /** Headline metric: "paper" = macro-F1 for classification tasks, accuracy for the others (MetaICL's choice). */
+  metric?: 'paper' | 'accuracy' | 'macro_f1';
   setting: Setting;
   k: number;
   seeds: number[];
   eval: { method?: Method; test_limit?: number; batch_size?: number };
   tokenizer: { path?: string; vocab_size?: number };
   lm_data: { synthetic_corpus?: boolean; files?: string[]; max_bytes?: number; seq_len: number; batch_size: number };
-  teacher: { path?: string; model?: Partial<GPT2Config>; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null };
-  student: { path?: string; model?: Partial<GPT2Config> };
+  teacher: { path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null };
+  student: { path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain };
   /**
    * few_shot_train / few_shot_dev: the target tasks' few-shot data per seed (default 32 + 32, the
    * paper's; Multitask-ICT and Multitask-FT train on it); dev_every: steps between validation
@@ -67,6 +76,12 @@ const sInt = (min: number, max?: number): Schema => ({ t: 'int', min, max });
 const sNum = (o: { min?: number; max?: number; gt?: number; lt?: number }): Schema => ({ t: 'number', ...o });
 const sPath: Schema = { t: 'string', nonEmpty: true };
 const sModel: Schema = { t: 'object', keys: { ...GPT2_MODEL_KEYS } };
+/** Pretraining a base model here (teacher.pretrain / student.pretrain, see bases.ts). */
+const sPretrain: Schema = {
+  t: 'object', required: ['files', 'steps', 'batch_size', 'seq_len', 'lr'],
+  keys: { files: { t: 'array', of: sPath, minLen: 1 }, max_bytes: sInt(1), steps: sInt(1), batch_size: sInt(1), seq_len: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0) },
+};
+const sTaskList: Schema = { t: 'array', of: sPath, minLen: 1, unique: true };
 
 /** Every key of a study config (StudyConfig above), with types and ranges; `required` lists apply to the full config, not to "quick". */
 const STUDY_SCHEMA: Schema = {
@@ -84,9 +99,13 @@ const STUDY_SCHEMA: Schema = {
         },
         dir: sPath, split: sPath,
         train_subset: { t: 'array', of: sPath, minLen: 1, unique: true }, train_fraction: sNum({ gt: 0, max: 1 }),
+        train: sTaskList, test: sTaskList,
+        lama: { t: 'object', keys: { dir: sPath, relations: { t: 'array', of: sPath } } },
       },
     },
     setting: { t: 'string', enum: ['meta', 'multitask'] },
+    arch: { t: 'string', enum: ['gpt2', 'bert'] },
+    metric: { t: 'string', enum: ['paper', 'accuracy', 'macro_f1'] },
     k: sInt(0, 100_000),
     seeds: { t: 'array', of: sInt(0), minLen: 1, unique: true },
     eval: { t: 'object', keys: { method: { t: 'string', enum: ['direct', 'channel'] }, test_limit: sInt(1), batch_size: sInt(1) } },
@@ -99,6 +118,7 @@ const STUDY_SCHEMA: Schema = {
     teacher: {
       t: 'object', keys: {
         path: sPath, model: sModel,
+        pretrain: sPretrain,
         ict: {
           t: 'oneOf', what: 'null or an object {steps, lr, batch_size, warmup_steps}', of: [{ t: 'null' }, {
             t: 'object', required: ['steps', 'lr', 'batch_size'],
@@ -107,7 +127,7 @@ const STUDY_SCHEMA: Schema = {
         },
       },
     },
-    student: { t: 'object', keys: { path: sPath, model: sModel } },
+    student: { t: 'object', keys: { path: sPath, model: sModel, pretrain: sPretrain } },
     train: {
       t: 'object', required: ['instances', 'epochs', 'batch_size', 'lr'],
       keys: { instances: sInt(1), epochs: sInt(1), batch_size: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0), few_shot_train: sInt(2), few_shot_dev: sInt(1), dev_every: sInt(0) },
@@ -167,10 +187,12 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
   }
   if (c.eval?.method === 'channel' && c.distill.kl === 'options') throw new Error(`${path}: distill.kl "options" needs direct scoring (in channel order the answer is the input text); use "full"`);
   const t = c.tasks;
-  if (!t.synthetic && !(t.dir && t.split)) throw new Error(`${path}: tasks needs "synthetic" or both "dir" and "split"`);
-  if (t.synthetic && (t.dir || t.split)) throw new Error(`${path}: tasks has both "synthetic" and "dir"/"split"; give one`);
+  if (c.arch === 'bert') throw new Error(`${path}: arch "bert" lands with the masked-LM issue (the paper's LAMA/BERT settings 1 and 3); use "gpt2" for now`);
+  if (t.lama) throw new Error(`${path}: tasks.lama (the paper's LAMA settings) is not supported yet: it lands with the masked-LM issue; use tasks.dir with a split or train/test lists`);
+  checkTaskSource(c, path);
   for (const who of ['teacher', 'student'] as const) {
     if (c[who].path && c[who].model) throw new Error(`${path}: ${who} has both "path" and "model"; give one`);
+    if (c[who].path && c[who].pretrain) throw new Error(`${path}: ${who} has both "path" and "pretrain" (a model you bring is only read); give one`);
     const m = c[who].model;
     if (m && m.n_embd !== undefined && m.n_head !== undefined && m.n_embd % m.n_head !== 0) throw new Error(`${path}: ${who}.model.n_embd ${m.n_embd} is not divisible by ${who}.model.n_head ${m.n_head}`);
   }
@@ -184,7 +206,19 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
     z.path = abs(z.path);
   }
   if (c.lm_data.files) c.lm_data.files = c.lm_data.files.map((f) => abs(f)!);
+  for (const who of ['teacher', 'student'] as const) { const p = c[who].pretrain; if (p) p.files = p.files.map((f) => abs(f)!); }
   return c;
+}
+
+/** tasks: "synthetic", or "dir" with either a MetaICL "split" or explicit "train"/"test" lists (train needed for meta). */
+function checkTaskSource(c: StudyConfig, path: string): void {
+  const t = c.tasks, lists = !!(t.train || t.test);
+  if (t.synthetic && (t.dir || t.split || lists)) throw new Error(`${path}: tasks has both "synthetic" and "dir"/"split"; give one`);
+  if (t.synthetic) return;
+  if (!t.dir) throw new Error(`${path}: tasks needs "synthetic" or both "dir" and "split" (or "dir" with "train"/"test" task lists)`);
+  if (t.split && lists) throw new Error(`${path}: tasks has both "split" and "train"/"test" lists; give one`);
+  if (!t.split && !t.test) throw new Error(`${path}: tasks needs "split" or a "test" list of tasks under ${t.dir}`);
+  if (!t.split && c.setting === 'meta' && !t.train) throw new Error(`${path}: setting "meta" needs a tasks.train list (the meta-training tasks)`);
 }
 
 /** b over a: objects merge key by key (recursively), anything else in b replaces a. */

@@ -54,9 +54,11 @@ export interface StudyResults {
  * multiple-choice, EM for generation), and the average with `headline` = their mean over tasks:
  * the study's headline metric, as the paper and MetaICL report it.
  */
-export function withHeadline(r: { tasks: Record<string, Metrics>; average: Metrics }): { tasks: Record<string, Metrics>; average: Metrics } {
+export function withHeadline(r: { tasks: Record<string, Metrics>; average: Metrics }, metric: StudyConfig['metric'] = 'paper'): { tasks: Record<string, Metrics>; average: Metrics } {
+  // config "metric": paper (default) as above; accuracy or macro_f1 everywhere (EM for generation; accuracy where a task has no macro-F1).
+  const pick = (m: Metrics): number => metric === 'accuracy' ? m.accuracy ?? m.em ?? NaN : metric === 'macro_f1' ? m.macro_f1 ?? m.accuracy ?? m.em ?? NaN : headlineMetric(m);
   const tasks: Record<string, Metrics> = {};
-  for (const [t, m] of Object.entries(r.tasks)) tasks[t] = { ...m, headline: headlineMetric(m) };
+  for (const [t, m] of Object.entries(r.tasks)) tasks[t] = { ...m, headline: pick(m) };
   const hs = Object.values(tasks).map((m) => m.headline).filter(Number.isFinite);
   return { tasks, average: { ...r.average, headline: hs.length ? hs.reduce((a, b) => a + b, 0) / hs.length : NaN } };
 }
@@ -73,7 +75,7 @@ export function assemble(c: StudyConfig, cells: CellResult[], teacherRes: Record
   const main = (m: Metrics): number => m.headline ?? NaN;
   const seedRows = (raw: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>) => {
     const per: Record<string, { tasks: Record<string, Metrics>; average: Metrics }> = {};
-    for (const [s, r] of Object.entries(raw)) per[s] = withHeadline(r);
+    for (const [s, r] of Object.entries(raw)) per[s] = withHeadline(r, c.metric);
     const seeds: Record<string, SeedRow> = {};
     for (const [s, r] of Object.entries(per)) seeds[s] = { ...r.average, groups: groupAverages(r.tasks, groups) } as SeedRow;
     const agg = aggregate(Object.values(per).map((r) => r.average));
@@ -97,6 +99,7 @@ export function assemble(c: StudyConfig, cells: CellResult[], teacherRes: Record
     student_params: sParams, teacher_params: tParams, compression: +(tParams / sParams).toFixed(2),
     speedup: speed.speedup, speed: { teacher_tokens_per_s: speed.teacher_tokens_per_s, student_tokens_per_s: speed.student_tokens_per_s }, groups,
     epoch_cost: { ict_s: ict, icl_d_cached_s: icld, ratio: ict && icld ? +(icld / ict).toFixed(3) : null },
-    claims: evaluateClaims([{ setting: c.setting, cells: cells.filter((x) => (c.arms ?? ARMS).includes(x.arm as never)), teacher: teacherRes, compression: +(tParams / sParams).toFixed(2), speedup: speed.speedup }]),
+    claims: evaluateClaims([{ setting: c.setting, cells: cells.filter((x) => (c.arms ?? ARMS).includes(x.arm as never)).map((x) => ({ ...x, ...withHeadline(x, c.metric) })),
+      teacher: Object.fromEntries(Object.entries(teacherRes).map(([s, r]) => [s, withHeadline(r, c.metric)])), compression: +(tParams / sParams).toFixed(2), speedup: speed.speedup }]),
   };
 }

@@ -3,7 +3,7 @@
 
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
-import { GPT2, gpt2Config } from '../models/gpt2.js';
+import { GPT2 } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/index.js';
 import { writeSyntheticSuite, syntheticCorpus } from '../data/synthetic.js';
 import { loadSplit, availableTasks, readExamples } from '../data/tasks.js';
@@ -22,8 +22,10 @@ import { assemble, fmtAvg, mapTasks, taskGroups, type CellResult } from './study
 export { ARMS, readStudyConfig, studyConfigChanges, type Arm, type StudyConfig } from './study-config.js';
 export { taskGroups, type CellResult, type SeedRow, type StudyResults } from './study-results.js';
 import { readJsonFile } from '../io/json.js';
+import { ensureBase, checkUserModel } from './bases.js';
+import { readLmText } from '../data/text.js';
 import { createHash } from 'node:crypto';
-import { cleanStaleTemps, publishDir, removeDirAtomic, tempSibling, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { cleanStaleTemps, removeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 
 
 const slug = (s: string): string => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/-+$/, '').toLowerCase();
@@ -37,6 +39,7 @@ export async function runStudy(c: StudyConfig, out: string, log: (s: string) => 
 async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => void): Promise<object> {
   const t0 = performance.now();
   // Inputs are read-only: a tokenizer the config names must exist; one trained here lives under --out.
+  for (const who of ['teacher', 'student'] as const) { const p = c[who].path; if (p) checkUserModel(who, p); }
   if (c.tokenizer.path && !existsSync(c.tokenizer.path)) throw new Error(`study config: tokenizer.path ${c.tokenizer.path} not found (leave it out to train one under --out)`);
   mkdirSync(out, { recursive: true });
   cleanStaleTemps(out);
@@ -49,9 +52,9 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     const sp = writeSyntheticSuite(taskDir, c.tasks.synthetic);
     trainTasks = sp.train; testTasks = sp.test;
   } else {
-    if (!c.tasks.dir || !c.tasks.split) throw new Error('study config: tasks needs "synthetic" or "dir" + "split"');
+    if (!c.tasks.dir || !(c.tasks.split || c.tasks.test)) throw new Error('study config: tasks needs "synthetic" or "dir" + "split" (or "test" lists)');
     taskDir = c.tasks.dir;
-    const sp = loadSplit(taskDir, c.tasks.split);
+    const sp = c.tasks.split ? loadSplit(taskDir, c.tasks.split) : listedTasks(taskDir, c.tasks.train ?? [], c.tasks.test ?? []);
     const tr = availableTasks(taskDir, sp.train), te = availableTasks(taskDir, sp.test);
     if (tr.missing.length + te.missing.length) log(`split ${c.tasks.split}: skipping tasks not present in ${taskDir}: ${[...tr.missing, ...te.missing].join(', ')}`);
     trainTasks = tr.present;
@@ -64,7 +67,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   if (!lmTextIntact(lmFile, log)) {
     let text = '';
     if (c.lm_data.synthetic_corpus) for (const s of c.seeds) text += syntheticCorpus(taskDir, trainTasks, s) + '\n\n';
-    for (const f of c.lm_data.files ?? []) text += readFileSync(f, 'utf8') + '\n\n';
+    for (const f of c.lm_data.files ?? []) text += readLmText(f) + '\n\n'; // .txt, or .jsonl of {"text"} documents
     if (c.lm_data.max_bytes) text = text.slice(0, c.lm_data.max_bytes);
     if (!text.trim()) throw new Error('study config: lm_data gives no text (set synthetic_corpus or files)');
     writeLmText(lmFile, text);
@@ -80,18 +83,8 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   }
   const shard = new TokenFile(buildShards([lmFile], tok, JSON.stringify(tok.toTokenizerJson()), join(out, 'lm-tokens'), { eos: tok.eosTokenId ?? null }));
   // 3. Base models.
-  const base = (who: 'teacher' | 'student', spec: StudyConfig['student'], seed: number): string => {
-    if (spec.path) return spec.path; // the user's model: only ever read
-    const dir = join(out, `${who}-base`);
-    if (!existsSync(dir)) {
-      // Built under a temp name and published in one rename: the dir exists only when complete.
-      const m = new GPT2(gpt2Config({ resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, ...spec.model, vocab_size: tok.vocabSize, bos_token_id: tok.eosTokenId ?? 0, eos_token_id: tok.eosTokenId ?? 0 }), seed);
-      const tmp = tempSibling(dir);
-      m.savePretrained(tmp); tok.save(tmp);
-      publishDir(tmp, dir);
-    }
-    return dir;
-  };
+  // A user's model is only read; otherwise OUT/<who>-base, fresh or pretrained here (bases.ts).
+  const base = (who: 'teacher' | 'student', spec: StudyConfig['student'], seed: number): string => ensureBase({ who, spec, out, tok, seed, log });
   const studentBase = base('student', c.student, 11);
   // 4. Teacher: its base (given or fresh), in-context tuned on the fitting tasks when "ict" is set.
   const teacherBase = base('teacher', c.teacher, 7);
@@ -216,6 +209,13 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const report = writeStudyReport(join(out, 'report.html'), c, results, cells);
   log(`study finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   return { ...results, report, out };
+}
+
+/** Explicit task lists (tasks.train / tasks.test): every task named must be there. */
+function listedTasks(dir: string, train: string[], test: string[]): { train: string[]; test: string[] } {
+  for (const t of [...train, ...test]) if (!existsSync(join(dir, t))) throw new Error(`study config: task '${t}' of tasks.train/tasks.test not found under ${dir}`);
+  for (const t of test) if (!existsSync(join(dir, t, `${t}_test.jsonl`))) throw new Error(`study config: task '${t}' of tasks.test has no test file ${join(dir, t, `${t}_test.jsonl`)}`);
+  return { train, test };
 }
 
 function syntheticOrTaskText(dir: string, task: string): string {

@@ -1,0 +1,117 @@
+// Base models of a study: a checkpoint the user brings (only ever read), or one built under
+// --out — freshly initialised, or pretrained here with trainLM on the config's LM text
+// ("pretrain"), so the cpu-* studies start from models our own pipeline trained.
+
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
+import type { BPETokenizer } from '../tokenizers/index.js';
+import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
+import { readLmText } from '../data/text.js';
+import { trainLM } from '../train/pretrain.js';
+import { defaultTrainConfig, listCheckpoints, readTrainerState } from '../train/trainer.js';
+import { publishDir, removeDirAtomic, tempSibling, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+
+export interface BasePretrain {
+  /** LM text (.txt, or .jsonl with {"text"}), resolved relative to the config. */
+  files: string[];
+  max_bytes?: number;
+  steps: number;
+  batch_size: number;
+  seq_len: number;
+  lr: number;
+  warmup_steps?: number;
+}
+
+export interface BaseSpec { path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain }
+
+const HINT: Record<'teacher' | 'student', string> = {
+  teacher: 'a Hugging Face GPT-2 checkpoint (e.g. gpt2-large or gpt2-medium)',
+  student: 'a Hugging Face GPT-2 checkpoint (e.g. gpt2 or gpt2-medium)',
+};
+
+/**
+ * A user's model directory must exist with a config.json; otherwise one line naming it and what
+ * to put there (no download happens at run time).
+ */
+export function checkUserModel(who: 'teacher' | 'student', dir: string): void {
+  const what = `put ${HINT[who]} there, saved with save_pretrained(safe_serialization=True) (config.json, model.safetensors) plus its tokenizer.json`;
+  if (!existsSync(dir)) throw new Error(`${who}.path ${dir} does not exist: ${what}`);
+  if (!statSync(dir).isDirectory()) throw new Error(`${who}.path ${dir} is not a directory: ${what}`);
+  if (!existsSync(join(dir, 'config.json'))) throw new Error(`${who}.path ${dir} has no config.json: ${what}`);
+}
+
+export interface EnsureBaseOptions {
+  who: 'teacher' | 'student';
+  spec: BaseSpec;
+  out: string;
+  tok: BPETokenizer;
+  seed: number;
+  log: (s: string) => void;
+}
+
+/**
+ * The base model's directory: spec.path as given, else OUT/<who>-base, built once and published
+ * in one rename (it exists only when complete). With spec.pretrain the model is first trained
+ * with trainLM in OUT/<who>-pretrain, which a killed study resumes from its last checkpoint.
+ */
+export function ensureBase(o: EnsureBaseOptions): string {
+  const { who, spec, out, tok, log } = o;
+  if (spec.path) { checkUserModel(who, spec.path); return spec.path; }
+  const dir = join(out, `${who}-base`);
+  if (existsSync(dir)) return dir;
+  mkdirSync(out, { recursive: true });
+  const eos = tok.eosTokenId ?? 0;
+  const m = new GPT2(gpt2Config({ resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, ...spec.model, vocab_size: tok.vocabSize, bos_token_id: eos, eos_token_id: eos }), o.seed);
+  let summary: object | null = null;
+  const p = spec.pretrain;
+  if (p) {
+    const T = p.seq_len;
+    if (T > m.config.n_positions) throw new Error(`study config: ${who}.pretrain.seq_len ${T} exceeds ${who}.model.n_positions ${m.config.n_positions}`);
+    // The text is written once (the config cannot change under a study directory), then tokenised into a cache.
+    const textFile = join(out, `${who}-pretrain.txt`);
+    if (!existsSync(textFile)) {
+      let text = p.files.map((f) => readLmText(f)).join('\n\n');
+      if (p.max_bytes) text = text.slice(0, p.max_bytes);
+      if (!text.trim()) throw new Error(`study config: ${who}.pretrain.files give no text`);
+      writeFileAtomic(textFile, text);
+    }
+    const shard = new TokenFile(buildShards([textFile], tok, JSON.stringify(tok.toTokenizerJson()), join(out, `${who}-pretrain-tokens`), { eos }));
+    try {
+      if (shard.length < T + 1) throw new Error(`study config: ${who}.pretrain.files give ${shard.length} tokens, fewer than seq_len ${T} + 1`);
+      const runDir = join(out, `${who}-pretrain`);
+      const statePath = join(runDir, 'trainer_state.json');
+      const finished = existsSync(statePath) && existsSync(join(runDir, 'config.json')) && readTrainerState(statePath).global_step === p.steps;
+      let model = m;
+      if (finished) { m.dispose(); model = GPT2.fromPretrained(runDir); }
+      else {
+        const resume = existsSync(runDir) && listCheckpoints(runDir).length > 0 ? runDir : undefined;
+        if (!resume && existsSync(runDir)) removeDirAtomic(runDir); // killed before its first checkpoint: start again
+        log(`${who}: ${(m.numParameters() / 1e6).toFixed(2)}M parameters, pretraining ${p.steps} steps on ${shard.length} tokens${resume ? ' (resuming)' : ''}`);
+        trainLM({
+          model: m, tokenizer: tok, loader: new WindowLoader(shard, 0, shard.length, T, o.seed), batchSize: p.batch_size, out: runDir, resume, log,
+          train: { ...defaultTrainConfig, steps: p.steps, lr: p.lr, warmupSteps: p.warmup_steps ?? Math.min(100, Math.floor(p.steps / 10)), schedule: 'cosine',
+            evalEvery: 0, saveEvery: Math.max(50, Math.ceil(p.steps / 5)), saveTotalLimit: 1, logEvery: Math.max(1, Math.min(100, Math.floor(p.steps / 20))), seed: o.seed },
+        });
+      }
+      const st = readTrainerState(statePath);
+      const last = st.log_history.slice(-5);
+      summary = { steps: st.global_step, tokens: shard.length, final_loss: last.length ? +(last.reduce((s, e) => s + e.loss, 0) / last.length).toFixed(4) : null, elapsed_s: +st.elapsed_s.toFixed(1) };
+      publish(model, tok, dir, summary);
+      model.dispose();
+      removeDirAtomic(runDir); // the published base holds the result
+      log(`${who}: pretrained base → ${dir} (${JSON.stringify(summary)})`);
+      return dir;
+    } finally { shard.close(); }
+  }
+  publish(m, tok, dir, summary);
+  m.dispose();
+  return dir;
+}
+
+function publish(m: GPT2, tok: BPETokenizer, dir: string, summary: object | null): void {
+  const tmp = tempSibling(dir);
+  m.savePretrained(tmp); tok.save(tmp);
+  if (summary) writeJsonAtomic(join(tmp, 'pretrain.json'), summary);
+  publishDir(tmp, dir);
+}
