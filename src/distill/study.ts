@@ -89,13 +89,14 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   // 4. Teacher: its base (given or fresh), in-context tuned on the fitting tasks when "ict" is set.
   const teacherBase = base('teacher', c.teacher, 7);
   let teacherDir = teacherBase;
-  if (c.teacher.ict) {
+  // In the multitask setting each seed tunes its own teacher (below); a shared one would see every seed's data.
+  if (c.teacher.ict && c.setting === 'meta') {
     teacherDir = join(out, 'teacher');
     if (!existsSync(join(teacherDir, 'trainer_state.json'))) {
       const tm = GPT2.fromPretrained(teacherBase);
       log(`teacher: ${(tm.numParameters() / 1e6).toFixed(2)}M parameters, in-context tuning for ${c.teacher.ict.steps} steps`);
       trainIct({ model: tm, tokenizer: tok, pools: episodePools(taskDir, fitTasks, c.setting, c.k, c.seeds, dedupe), setting: c.setting, k: c.k, demos: true,
-        method: 'direct', batchSize: c.teacher.ict.batch_size, out: teacherDir, log,
+        method: c.eval.method ?? 'direct', batchSize: c.teacher.ict.batch_size, out: teacherDir, log, // trained in the order it is evaluated
         train: { steps: c.teacher.ict.steps, lr: c.teacher.ict.lr, warmupSteps: c.teacher.ict.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 } });
       rmCheckpoints(teacherDir);
     }
@@ -113,12 +114,13 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const tePath = join(out, 'teacher-eval.json');
   const teacherRes: SeedEval = readCachedJson<SeedEval>(tePath, (v) => !!v && typeof v === 'object' && !Array.isArray(v), log) ?? {};
   const missing = c.seeds.filter((s) => !teacherRes[String(s)]);
-  if (missing.length) {
+  const perSeedTeachers = c.setting === 'multitask' && !!c.teacher.ict; // their rows come from the seed loop
+  if (missing.length && !perSeedTeachers) {
     for (const s of missing) { const e = evaluateIcl({ ...evalOpts, model: teacher, tokenizer: tok, seeds: [s] }); teacherRes[String(s)] = { tasks: mapTasks(e.tasks), average: e.average }; }
     writeJsonAtomic(tePath, teacherRes);
   }
   for (const k of Object.keys(teacherRes)) if (!c.seeds.map(String).includes(k)) delete teacherRes[k];
-  log(`teacher: ${fmtAvg(Object.values(teacherRes).map((x) => x.average))}`);
+  if (!perSeedTeachers) log(`teacher: ${fmtAvg(Object.values(teacherRes).map((x) => x.average))}`);
   // 6. Arms × seeds (see study-arms.ts for what each arm trains on). Every seed starts a fresh
   // student from its own random initialisation; a student the user brings (student.path) is the
   // same for every seed. In the multitask setting each seed has its own teacher, in-context tuned
