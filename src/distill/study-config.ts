@@ -5,7 +5,7 @@ import { resolve, dirname } from 'node:path';
 import { GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
 import type { SyntheticOptions } from '../data/synthetic.js';
 import type { Setting } from '../icl/ict.js';
-import type { Method } from '../data/prompts.js';
+import type { Method, Template } from '../data/prompts.js';
 import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 
 export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
@@ -13,14 +13,19 @@ export type Arm = (typeof ARMS)[number];
 
 export interface StudyConfig {
   name: string;
-  tasks: { synthetic?: Partial<SyntheticOptions>; dir?: string; split?: string };
+  /** template: how every prompt of the study is laid out (src/data/prompts.ts Template; default "\n" / "\n\n"). */
+  tasks: { synthetic?: Partial<SyntheticOptions>; dir?: string; split?: string; template?: Partial<Omit<Template, 'verbalizers'>> };
   setting: Setting;
   k: number;
   seeds: number[];
   eval: { method?: Method; test_limit?: number; batch_size?: number };
   tokenizer: { path?: string; vocab_size?: number };
   lm_data: { synthetic_corpus?: boolean; files?: string[]; max_bytes?: number; seq_len: number; batch_size: number };
-  teacher: { path?: string; model?: Partial<GPT2Config>; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null };
+  teacher: {
+    path?: string; model?: Partial<GPT2Config>; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null;
+    /** Teacher-training option (not the paper's method): LM training on "string, gap, string again" copy text over the suite's tokens before ICT. */
+    copy_pretrain?: { steps: number; lr: number; batch_size: number; length: number; max_gap?: number; warmup_steps?: number };
+  };
   student: { path?: string; model?: Partial<GPT2Config> };
   train: { instances: number; epochs: number; batch_size: number; lr: number; warmup_steps?: number };
   distill: { alpha: number; alpha_end?: number; alpha_schedule?: 'constant' | 'linear'; temperature: number; kl: 'full' | 'options'; top_k: number; beta: number; lm_kd_steps: number };
@@ -54,6 +59,7 @@ const STUDY_SCHEMA: Schema = {
           },
         },
         dir: sPath, split: sPath,
+        template: { t: 'object', keys: { instruction: { t: 'string' }, inputPrefix: { t: 'string' }, outputPrefix: { t: 'string' }, ioSep: { t: 'string' }, demoSep: { t: 'string' } } },
       },
     },
     setting: { t: 'string', enum: ['meta', 'multitask'] },
@@ -74,6 +80,10 @@ const STUDY_SCHEMA: Schema = {
             t: 'object', required: ['steps', 'lr', 'batch_size'],
             keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), warmup_steps: sInt(0) },
           }],
+        },
+        copy_pretrain: {
+          t: 'object', required: ['steps', 'lr', 'batch_size', 'length'],
+          keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), length: sInt(2, 4096), max_gap: sInt(1, 4096), warmup_steps: sInt(0) },
         },
       },
     },

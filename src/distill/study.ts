@@ -6,9 +6,12 @@ import { join, dirname } from 'node:path';
 import { GPT2, gpt2Config } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/index.js';
 import { writeSyntheticSuite, syntheticCorpus } from '../data/synthetic.js';
-import { loadSplit, availableTasks, readExamples } from '../data/tasks.js';
+import { loadSplit, availableTasks, readExamples, trainingPool } from '../data/tasks.js';
+import { makeTemplate } from '../data/prompts.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { episodePools, IctSampler, trainIct } from '../icl/ict.js';
+import { copyPretrain, suiteTokens } from '../icl/copy-pretrain.js';
+import { majorityBaseline, copyNearestBaseline } from '../icl/baselines.js';
 import { evaluateIcl, type Metrics } from '../icl/evaluate.js';
 import { scoreContinuations } from '../icl/scorer.js';
 import { trainDistill, type DistillConfig } from './distill.js';
@@ -58,11 +61,14 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   }
   const fitTasks = c.setting === 'meta' ? trainTasks : testTasks;
   const dedupe = !c.tasks.synthetic;
+  // The one template every prompt of the study is built with (evaluation, tuning, distillation, LM text).
+  const template = c.tasks.template ?? {};
+  const tpl = makeTemplate(template);
   // 2. Plain text for L_LM / LM-KD, and the tokenizer.
   const lmFile = join(out, 'lm.txt');
   if (!lmTextIntact(lmFile, log)) {
     let text = '';
-    if (c.lm_data.synthetic_corpus) for (const s of c.seeds) text += syntheticCorpus(taskDir, trainTasks, s) + '\n\n';
+    if (c.lm_data.synthetic_corpus) for (const s of c.seeds) text += syntheticCorpus(taskDir, trainTasks, s, tpl.ioSep, tpl.demoSep) + '\n\n';
     for (const f of c.lm_data.files ?? []) text += readFileSync(f, 'utf8') + '\n\n';
     if (c.lm_data.max_bytes) text = text.slice(0, c.lm_data.max_bytes);
     if (!text.trim()) throw new Error('study config: lm_data gives no text (set synthetic_corpus or files)');
@@ -72,7 +78,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const tokPath = c.tokenizer.path ?? join(out, 'tokenizer', 'tokenizer.json');
   if (existsSync(tokPath)) tok = BPETokenizer.fromTokenizerJson(tokPath);
   else {
-    const corpus = [readFileSync(lmFile, 'utf8'), ...fitTasks.slice(0, 200).map((t) => syntheticOrTaskText(taskDir, t))];
+    const corpus = [readFileSync(lmFile, 'utf8'), ...fitTasks.slice(0, 200).map((t) => syntheticOrTaskText(taskDir, t, tpl.ioSep, tpl.demoSep))];
     tok = BPETokenizer.train(corpus, { vocabSize: c.tokenizer.vocab_size ?? 1000, specialTokens: ['<|endoftext|>'] });
     tok.save(dirname(tokPath));
     log(`tokenizer: ${tok.vocabSize} tokens → ${tokPath}`);
@@ -92,8 +98,25 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     return dir;
   };
   const studentBase = base('student', c.student, 11);
-  // 4. Teacher: its base (given or fresh), in-context tuned on the fitting tasks when "ict" is set.
-  const teacherBase = base('teacher', c.teacher, 7);
+  // 4. Teacher: its base (given or fresh), optionally LM-trained on copy text first (a
+  // teacher-training option, not the paper's method: see src/icl/copy-pretrain.ts), then
+  // in-context tuned on the fitting tasks when "ict" is set.
+  let teacherBase = base('teacher', c.teacher, 7);
+  const cp = c.teacher.copy_pretrain;
+  if (cp) {
+    const copyDir = join(out, 'teacher-copy');
+    if (!existsSync(join(copyDir, 'trainer_state.json'))) {
+      const tm = GPT2.fromPretrained(teacherBase);
+      const examples = fitTasks.flatMap((t) => trainingPool(taskDir, t));
+      const vocab = suiteTokens(tok, examples, template);
+      log(`teacher: copy pretraining for ${cp.steps} steps on strings of ${cp.length} tokens over the suite's ${vocab.length} tokens`);
+      copyPretrain({ model: tm, tokenizer: tok, vocab, pad: tok.eosTokenId ?? 0, length: cp.length, maxGap: cp.max_gap, batchSize: cp.batch_size, out: copyDir, log,
+        train: { steps: cp.steps, lr: cp.lr, warmupSteps: cp.warmup_steps ?? 50, logEvery: 100, seed: 3 } });
+      rmCheckpoints(copyDir);
+      tm.dispose();
+    }
+    teacherBase = copyDir;
+  }
   let teacherDir = teacherBase;
   if (c.teacher.ict) {
     teacherDir = join(out, 'teacher');
@@ -101,7 +124,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const tm = GPT2.fromPretrained(teacherBase);
       log(`teacher: ${(tm.numParameters() / 1e6).toFixed(2)}M parameters, in-context tuning for ${c.teacher.ict.steps} steps`);
       trainIct({ model: tm, tokenizer: tok, pools: episodePools(taskDir, fitTasks, c.setting, c.k, c.seeds, dedupe), setting: c.setting, k: c.k, demos: true,
-        method: 'direct', batchSize: c.teacher.ict.batch_size, out: teacherDir, log,
+        method: 'direct', template, batchSize: c.teacher.ict.batch_size, out: teacherDir, log,
         train: { steps: c.teacher.ict.steps, lr: c.teacher.ict.lr, warmupSteps: c.teacher.ict.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 } });
       rmCheckpoints(teacherDir);
     }
@@ -113,7 +136,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     const m = who === 'teacher' ? teacher : studentProbe;
     if (m.config.vocab_size < tok.vocabSize) throw new Error(`${dir}: model vocab_size ${m.config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens (${tokPath})`);
   }
-  const evalOpts = { taskDir, tasks: testTasks, k: c.k, method: c.eval.method ?? 'direct', testLimit: c.eval.test_limit, batchSize: c.eval.batch_size };
+  const evalOpts = { taskDir, tasks: testTasks, k: c.k, method: c.eval.method ?? 'direct', template, testLimit: c.eval.test_limit, batchSize: c.eval.batch_size };
   // 5. Teacher row: one entry per seed; seeds added since the last run are evaluated and added.
   type SeedEval = Record<string, { tasks: Record<string, Metrics>; average: Metrics }>;
   const tePath = join(out, 'teacher-eval.json');
@@ -125,6 +148,10 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   }
   for (const k of Object.keys(teacherRes)) if (!c.seeds.map(String).includes(k)) delete teacherRes[k];
   log(`teacher: ${fmtAvg(Object.values(teacherRes).map((x) => x.average))}`);
+  // Model-free baselines on the same test prompts (cheap: recomputed every run).
+  const bOpts = { taskDir, tasks: testTasks, k: c.k, seeds: c.seeds, testLimit: c.eval.test_limit };
+  const baselines = { 'Majority label of the demonstrations': majorityBaseline(bOpts), 'Copy the nearest demonstration': copyNearestBaseline(bOpts) };
+  for (const [name, b] of Object.entries(baselines)) log(`${name}: ${fmtAvg(Object.values(b).map((x) => x.average))}`);
   // 6. Arms × seeds.
   const arms = c.arms ?? [...ARMS];
   const d = c.distill;
@@ -132,7 +159,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   for (const seed of c.seeds) {
     const pools = episodePools(taskDir, fitTasks, c.setting, c.k, [seed], dedupe);
     const sample = (demos: boolean): ReturnType<IctSampler['next']>[] => {
-      const s = new IctSampler(tok, { pools, k: c.k, demos, method: 'direct', maxLength: Math.min(teacher.config.n_positions, studentProbe.config.n_positions), seed });
+      const s = new IctSampler(tok, { pools, k: c.k, demos, method: 'direct', template, maxLength: Math.min(teacher.config.n_positions, studentProbe.config.n_positions), seed });
       return Array.from({ length: c.train.instances }, () => s.next());
     };
     const instances = sample(true);
@@ -178,17 +205,17 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   // 7. Results. (Speed is measured after the cells, so a killed study has its cells saved first.)
   const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(teacher, studentProbe, tok, taskDir, testTasks[0], c.k), log);
   const groups = taskGroups(taskDir, testTasks);
-  const results = assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed);
+  const results = assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed, baselines);
   writeJsonAtomic(join(out, 'results.json'), results);
   const report = writeStudyReport(join(out, 'report.html'), c, results, cells);
   log(`study finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   return { ...results, report, out };
 }
 
-function syntheticOrTaskText(dir: string, task: string): string {
+function syntheticOrTaskText(dir: string, task: string, ioSep: string, demoSep: string): string {
   const f = join(dir, task, `${task}_16_100_train.jsonl`);
   if (!existsSync(f)) return '';
-  return readExamples(f).map((e) => `${e.input}\n${e.output}`).join('\n\n');
+  return readExamples(f).map((e) => `${e.input}${ioSep}${e.output}`).join(demoSep);
 }
 
 /** Drop intermediate checkpoints of a finished run (the final model stays in the run dir). */
