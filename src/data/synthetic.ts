@@ -38,10 +38,15 @@ export interface SyntheticOptions {
   /** Outputs and options start with a space (" red"): with the template ioSep "" a demonstration is
    * "Q red", so answering is the classic two-token induction pattern [Q, ␣red] … [Q] → ␣red. */
   outputSpace: boolean;
+  /** true (default): every label gets wordsPerTask / labelsPerTask words and every file cycles
+   * through shuffles of the words. false: the earlier suite (labels after the first L words drawn
+   * at random, test examples drawn at random) — gameable by the majority label; kept only so old
+   * results can be reproduced. */
+  balanced: boolean;
 }
 
 export const defaultSyntheticOptions: SyntheticOptions = {
-  trainTasks: 256, testTasks: 8, wordsPerTask: 8, labelsPerTask: 4, testSize: 64, seeds: [100, 13, 21, 42, 87], seed: 1, context: 0, vocabulary: 40, symbols: false, outputSpace: false,
+  trainTasks: 256, testTasks: 8, wordsPerTask: 8, labelsPerTask: 4, testSize: 64, seeds: [100, 13, 21, 42, 87], seed: 1, context: 0, vocabulary: 40, symbols: false, outputSpace: false, balanced: true,
 };
 
 const ONSETS = ['b', 'd', 'f', 'g', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'z'];
@@ -61,11 +66,11 @@ export const COMPACT_TEMPLATE = { ioSep: '', demoSep: '\n' } as const;
 export function checkSyntheticOptions(o: SyntheticOptions): void {
   const bad = (m: string): never => { throw new Error(`synthetic suite: ${m}`); };
   if (o.labelsPerTask < 2 || o.labelsPerTask > LABELS.length) bad(`labelsPerTask must be 2..${LABELS.length}, got ${o.labelsPerTask}`);
-  if (o.wordsPerTask % o.labelsPerTask !== 0) bad(`wordsPerTask ${o.wordsPerTask} must be a multiple of labelsPerTask ${o.labelsPerTask} (every label gets the same number of words)`);
   if (o.wordsPerTask > o.vocabulary) bad(`wordsPerTask ${o.wordsPerTask} exceeds the vocabulary of ${o.vocabulary}`);
-  if (o.testSize % o.wordsPerTask !== 0) bad(`testSize ${o.testSize} must be a multiple of wordsPerTask ${o.wordsPerTask} (balanced labels)`);
-  if (16 % o.wordsPerTask !== 0) bad(`wordsPerTask ${o.wordsPerTask} must divide 16 (the 16-example train/dev files are balanced)`);
   if (o.symbols && o.vocabulary > 26) bad(`symbols allow a vocabulary of at most 26, got ${o.vocabulary}`);
+  if (!o.balanced) return;
+  if (o.wordsPerTask % o.labelsPerTask !== 0) bad(`wordsPerTask ${o.wordsPerTask} must be a multiple of labelsPerTask ${o.labelsPerTask} (every label gets the same number of words)`);
+  if (16 % o.wordsPerTask !== 0) bad(`wordsPerTask ${o.wordsPerTask} must divide 16 (the 16-example train/dev files are balanced)`);
 }
 
 function nonceWords(rng: Rng, n: number): string[] {
@@ -74,10 +79,15 @@ function nonceWords(rng: Rng, n: number): string[] {
   return [...out];
 }
 
-/** n examples: whole shuffles of the task's words one after another (n is a multiple of words.length). */
-function taskExamples(name: string, words: string[], labels: string[], mapping: Map<string, string>, n: number, rng: Rng, fillers: string[], context: number): Example[] {
+/**
+ * n examples: shuffles of the task's words one after another, so every word (and label) occurs
+ * exactly n / words.length times when n is a multiple of words.length (at most one apart
+ * otherwise); `random` draws each word independently instead (the unbalanced earlier suite).
+ */
+function taskExamples(name: string, words: string[], labels: string[], mapping: Map<string, string>, n: number, rng: Rng, fillers: string[], context: number, random = false): Example[] {
   const seq: string[] = [];
-  while (seq.length < n) seq.push(...rng.shuffle(words.slice()));
+  if (!random) while (seq.length < n) seq.push(...rng.shuffle(words.slice()));
+  else for (let i = 0; i < n; i++) seq.push(words[rng.int(words.length)]);
   return seq.slice(0, n).map((w) => {
     let input = w;
     if (context > 0) {
@@ -112,7 +122,8 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
     // Words are in random order, so word i → label i mod L is a random map giving every label
     // exactly wordsPerTask / labelsPerTask words.
     const mapping = new Map<string, string>();
-    words.forEach((w, i) => mapping.set(w, labels[i % labels.length]));
+    if (o.balanced) words.forEach((w, i) => mapping.set(w, labels[i % labels.length]));
+    else words.forEach((w, i) => mapping.set(w, i < labels.length ? labels[i] : labels[rng.int(labels.length)]));
     const tdir = join(dir, name);
     mkdirSync(tdir, { recursive: true });
     cleanStaleTemps(tdir); // temp files of a killed earlier write
@@ -122,7 +133,7 @@ export function writeSyntheticSuite(dir: string, opts: Partial<SyntheticOptions>
       writeFileAtomic(join(tdir, `${name}_16_${s}_train.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context)));
       writeFileAtomic(join(tdir, `${name}_16_${s}_dev.jsonl`), jsonl(taskExamples(name, words, labels, mapping, 16, r, fillers, o.context)));
     }
-    writeFileAtomic(join(tdir, `${name}_test.jsonl`), jsonl(taskExamples(name, words, labels, mapping, o.testSize, new Rng(o.seed + t), fillers, o.context)));
+    writeFileAtomic(join(tdir, `${name}_test.jsonl`), jsonl(taskExamples(name, words, labels, mapping, o.testSize, new Rng(o.seed + t), fillers, o.context, !o.balanced)));
   }
   mkdirSync(join(dir, '_config'), { recursive: true });
   // options.json is the completion stamp: written last, so a suite cut short is rewritten.

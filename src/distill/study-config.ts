@@ -24,7 +24,7 @@ export interface StudyConfig {
   teacher: {
     path?: string; model?: Partial<GPT2Config>; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null;
     /** Teacher-training option (not the paper's method): LM training on "string, gap, string again" copy text over the suite's tokens before ICT. */
-    copy_pretrain?: { steps: number; lr: number; batch_size: number; length: number; max_gap?: number; warmup_steps?: number };
+    copy_pretrain?: { steps: number; lr: number; batch_size: number; length: number; max_gap?: number; warmup_steps?: number; /** > 0: loss = L_ICT + mix · L_copy during the teacher's ICT. */ mix?: number };
   };
   student: { path?: string; model?: Partial<GPT2Config> };
   train: { instances: number; epochs: number; batch_size: number; lr: number; warmup_steps?: number };
@@ -55,7 +55,7 @@ const STUDY_SCHEMA: Schema = {
           t: 'object', keys: {
             trainTasks: sInt(1), testTasks: sInt(1), wordsPerTask: sInt(1), labelsPerTask: sInt(2), testSize: sInt(1),
             seeds: { t: 'array', of: sInt(0), minLen: 1, unique: true }, seed: sInt(0), context: sInt(0), vocabulary: sInt(1),
-            symbols: { t: 'bool' }, outputSpace: { t: 'bool' },
+            symbols: { t: 'bool' }, outputSpace: { t: 'bool' }, balanced: { t: 'bool' },
           },
         },
         dir: sPath, split: sPath,
@@ -83,7 +83,7 @@ const STUDY_SCHEMA: Schema = {
         },
         copy_pretrain: {
           t: 'object', required: ['steps', 'lr', 'batch_size', 'length'],
-          keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), length: sInt(2, 4096), max_gap: sInt(1, 4096), warmup_steps: sInt(0) },
+          keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), length: sInt(2, 4096), max_gap: sInt(1, 4096), warmup_steps: sInt(0), mix: sNum({ min: 0 }) },
         },
       },
     },

@@ -10,7 +10,7 @@ import { loadSplit, availableTasks, readExamples, trainingPool } from '../data/t
 import { makeTemplate } from '../data/prompts.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { episodePools, IctSampler, trainIct } from '../icl/ict.js';
-import { copyPretrain, suiteTokens } from '../icl/copy-pretrain.js';
+import { copyPretrain, suiteTokens, trainIctWithCopy } from '../icl/copy-pretrain.js';
 import { majorityBaseline, copyNearestBaseline } from '../icl/baselines.js';
 import { evaluateIcl, type Metrics } from '../icl/evaluate.js';
 import { scoreContinuations } from '../icl/scorer.js';
@@ -103,12 +103,12 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   // in-context tuned on the fitting tasks when "ict" is set.
   let teacherBase = base('teacher', c.teacher, 7);
   const cp = c.teacher.copy_pretrain;
+  const copyVocab = (): number[] => suiteTokens(tok, fitTasks.flatMap((t) => trainingPool(taskDir, t)), template);
   if (cp) {
     const copyDir = join(out, 'teacher-copy');
     if (!existsSync(join(copyDir, 'trainer_state.json'))) {
       const tm = GPT2.fromPretrained(teacherBase);
-      const examples = fitTasks.flatMap((t) => trainingPool(taskDir, t));
-      const vocab = suiteTokens(tok, examples, template);
+      const vocab = copyVocab();
       log(`teacher: copy pretraining for ${cp.steps} steps on strings of ${cp.length} tokens over the suite's ${vocab.length} tokens`);
       copyPretrain({ model: tm, tokenizer: tok, vocab, pad: tok.eosTokenId ?? 0, length: cp.length, maxGap: cp.max_gap, batchSize: cp.batch_size, out: copyDir, log,
         train: { steps: cp.steps, lr: cp.lr, warmupSteps: cp.warmup_steps ?? 50, logEvery: 100, seed: 3 } });
@@ -123,9 +123,15 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     if (!existsSync(join(teacherDir, 'trainer_state.json'))) {
       const tm = GPT2.fromPretrained(teacherBase);
       log(`teacher: ${(tm.numParameters() / 1e6).toFixed(2)}M parameters, in-context tuning for ${c.teacher.ict.steps} steps`);
-      trainIct({ model: tm, tokenizer: tok, pools: episodePools(taskDir, fitTasks, c.setting, c.k, c.seeds, dedupe), setting: c.setting, k: c.k, demos: true,
-        method: 'direct', template, batchSize: c.teacher.ict.batch_size, out: teacherDir, log,
-        train: { steps: c.teacher.ict.steps, lr: c.teacher.ict.lr, warmupSteps: c.teacher.ict.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 } });
+      const pools = episodePools(taskDir, fitTasks, c.setting, c.k, c.seeds, dedupe);
+      const train = { steps: c.teacher.ict.steps, lr: c.teacher.ict.lr, warmupSteps: c.teacher.ict.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 };
+      if (cp?.mix) {
+        log(`teacher: the copy loss (weight ${cp.mix}) is mixed into in-context tuning`);
+        trainIctWithCopy({ model: tm, tokenizer: tok, pools, setting: c.setting, k: c.k, template, batchSize: c.teacher.ict.batch_size, out: teacherDir, log, train,
+          copy: { vocab: copyVocab(), length: cp.length, maxGap: cp.max_gap, batchSize: cp.batch_size, weight: cp.mix } });
+      } else {
+        trainIct({ model: tm, tokenizer: tok, pools, setting: c.setting, k: c.k, demos: true, method: 'direct', template, batchSize: c.teacher.ict.batch_size, out: teacherDir, log, train });
+      }
       rmCheckpoints(teacherDir);
     }
   }

@@ -14,6 +14,7 @@ import type { Example } from '../data/tasks.js';
 import { makeTemplate, PieceEncoder, verbalize, type Template, type Tokenizer } from '../data/prompts.js';
 import { Trainer, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 import { writeJsonAtomic } from '../io/atomic.js';
+import { IctSampler, makeBatch } from './ict.js';
 
 export interface CopyBatch { ids: Int32Array; targets: Int32Array; B: number; L: number; }
 
@@ -46,13 +47,14 @@ export function copyBatch(rng: Rng, vocab: readonly number[], B: number, length:
 
 /**
  * The token ids a suite's prompts are made of: every example's input and (verbalized) output as
- * the template shows them, and the template's separators. These are what the copy text is drawn from.
+ * the template shows them, and the template's separators (ioSep, demoSep). These are what the copy text is drawn from.
  */
 export function suiteTokens(tok: Tokenizer, examples: Iterable<Example>, template: Partial<Template> = {}): number[] {
   const tpl = makeTemplate(template), enc = new PieceEncoder(tok);
   const ids = new Set<number>();
   const add = (s: string): void => { for (const t of enc.encode(s)) ids.add(t); };
   const seen = new Set<string>();
+  for (const sep of [tpl.ioSep, tpl.demoSep]) add(sep); // the prompt's separators are part of every prompt
   for (const e of examples) {
     for (const s of [tpl.inputPrefix + e.input, tpl.outputPrefix + verbalize(tpl, e.output), ...e.options.map((o) => tpl.outputPrefix + verbalize(tpl, o))]) {
       if (!seen.has(s)) { seen.add(s); add(s); }
@@ -98,6 +100,55 @@ export function copyPretrain(o: CopyPretrainOptions): TrainerState {
     saveModel: (dir) => { o.model.savePretrained(dir); o.tokenizer.save(dir); },
     getState: () => ({ copy_rng: rng.getState(), dropout_rng: o.model.rng.getState() }),
     setState: (s) => { rng.setState(checkRngState(s.copy_rng, 'copy_rng')); o.model.rng.setState(checkRngState(s.dropout_rng, 'dropout_rng')); },
+  }, o.out, o.log);
+  return trainer.run();
+}
+
+export interface MixedIctOptions {
+  model: GPT2;
+  tokenizer: Tokenizer & { save(dir: string): unknown; eosTokenId?: number | null };
+  pools: Map<string, Example[]>;
+  setting: string;
+  k: number;
+  template?: Partial<Template>;
+  batchSize: number;
+  /** Copy text mixed into every step: loss = L_ICT + weight · L_copy. */
+  copy: { vocab: number[]; length: number; maxGap?: number; batchSize: number; weight: number };
+  train: Partial<TrainConfig>;
+  out: string;
+  log?: (s: string) => void;
+}
+
+/**
+ * In-context tuning (direct, with demonstrations) with the copy loss mixed in, so tuning on the
+ * suite does not wear away the copying skill of stage 1. The same instances as trainIct
+ * (IctSampler, makeBatch); only the extra loss term differs.
+ */
+export function trainIctWithCopy(o: MixedIctOptions): TrainerState {
+  const cfg: TrainConfig = { ...defaultTrainConfig, warmupSteps: 0, schedule: 'linear', minLrRatio: 0, lr: 1e-4, weightDecay: 0, evalEvery: 0, saveEvery: 0, ...o.train };
+  const maxLength = o.model.config.n_positions;
+  const room = maxLength - 2 * o.copy.length;
+  if (room < 1) throw new Error(`teacher.copy_pretrain.length ${o.copy.length}: 2·length + 1 tokens exceed the teacher's n_positions ${maxLength}`);
+  const maxGap = Math.min(o.copy.maxGap ?? Math.min(o.copy.length, room), room);
+  const sampler = new IctSampler(o.tokenizer, { pools: o.pools, k: o.k, demos: true, method: 'direct', template: o.template, maxLength, seed: cfg.seed });
+  const rng = new Rng(cfg.seed + 31337);
+  const pad = o.tokenizer.eosTokenId ?? 0;
+  mkdirSync(o.out, { recursive: true });
+  writeJsonAtomic(join(o.out, 'ict_config.json'), { setting: o.setting, k: o.k, demos: true, method: 'direct', tasks: [...o.pools.keys()], batch_size: o.batchSize, copy_mix: { weight: o.copy.weight, length: o.copy.length, max_gap: maxGap, batch_size: o.copy.batchSize } });
+  let tokens = 0;
+  const trainer = new Trainer(o.model, cfg, {
+    get tokensPerStep() { return tokens * cfg.gradAccum; },
+    microStep: () => {
+      const b = makeBatch(Array.from({ length: o.batchSize }, () => sampler.next()), pad);
+      const c = copyBatch(rng, o.copy.vocab, o.copy.batchSize, o.copy.length, maxGap, pad);
+      tokens = b.B * b.L + c.B * c.L;
+      const ict = O.crossEntropy(o.model.forward(O.fromData(b.ids, [b.B, b.L])), O.fromData(b.targets, [b.B, b.L]));
+      const cp = O.crossEntropy(o.model.forward(O.fromData(c.ids, [c.B, c.L])), O.fromData(c.targets, [c.B, c.L]));
+      return O.add(ict, O.mul(cp, o.copy.weight));
+    },
+    saveModel: (dir) => { o.model.savePretrained(dir); o.tokenizer.save(dir); },
+    getState: () => ({ sampler_rng: sampler.rng.getState(), copy_rng: rng.getState(), dropout_rng: o.model.rng.getState() }),
+    setState: (s) => { sampler.rng.setState(checkRngState(s.sampler_rng, 'sampler_rng')); rng.setState(checkRngState(s.copy_rng, 'copy_rng')); o.model.rng.setState(checkRngState(s.dropout_rng, 'dropout_rng')); },
   }, o.out, o.log);
   return trainer.run();
 }

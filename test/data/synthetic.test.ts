@@ -59,10 +59,18 @@ test('synthetic: the majority-label baseline scores exactly chance, copy-nearest
   }
 });
 
+test('synthetic: a test size that is not a multiple of wordsPerTask is balanced to within one', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'synth-'));
+  const split = writeSyntheticSuite(dir, { ...opts, testSize: 12 });
+  const c = [...counts(readExamples(join(dir, split.test[0], `${split.test[0]}_test.jsonl`)).map((e) => e.output)).values()];
+  assert.equal(c.reduce((a, b) => a + b, 0), 12);
+  assert.ok(Math.max(...c) - Math.min(...c) <= 2 && Math.min(...c) >= 2, `${c}`); // 8 balanced + 4 of the next shuffle (2 words per label)
+});
+
 test('synthetic: unbalanceable options are one-line errors', () => {
   const dir = mkdtempSync(join(tmpdir(), 'synth-'));
   assert.throws(() => writeSyntheticSuite(dir, { ...opts, wordsPerTask: 6 }), /wordsPerTask 6 must be a multiple of labelsPerTask 4/);
-  assert.throws(() => writeSyntheticSuite(dir, { ...opts, testSize: 30 }), /testSize 30 must be a multiple of wordsPerTask 8/);
+  assert.throws(() => writeSyntheticSuite(dir, { ...opts, wordsPerTask: 12, labelsPerTask: 4 }), /wordsPerTask 12 must divide 16/);
   assert.throws(() => writeSyntheticSuite(dir, { ...opts, labelsPerTask: 9, wordsPerTask: 9 }), /labelsPerTask must be 2\.\.8/);
 });
 

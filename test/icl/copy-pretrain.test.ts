@@ -47,7 +47,7 @@ test('copy pretraining: the suite tokens are those of inputs and outputs as the 
   const tok = bytes();
   const ex: Example[] = [{ task: 't', input: 'K', output: ' r', options: [' r', ' b'] }, { task: 't', input: 'J', output: ' b', options: [' r', ' b'] }];
   const ids = suiteTokens(tok, ex, { ioSep: '', demoSep: '\n' });
-  assert.deepEqual(ids, [...new Set(['K', 'J', ' ', 'r', 'b'].map((c) => tok.encode(c, { addSpecialTokens: false })[0]))].sort((a, b) => a - b));
+  assert.deepEqual(ids, [...new Set(['K', 'J', ' ', 'r', 'b', '\n'].map((c) => tok.encode(c, { addSpecialTokens: false })[0]))].sort((a, b) => a - b));
   const pre = suiteTokens(tok, ex, { inputPrefix: 'Q', outputPrefix: '=' });
   assert.ok(pre.includes(tok.encode('Q', { addSpecialTokens: false })[0]) && pre.includes(tok.encode('=', { addSpecialTokens: false })[0]));
 });
