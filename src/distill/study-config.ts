@@ -11,6 +11,12 @@ import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
 export type Arm = (typeof ARMS)[number];
 
+export interface CopyPretrainConfig {
+  steps: number; lr: number; batch_size: number; length: number; max_gap?: number; warmup_steps?: number;
+  /** > 0 (teacher only): loss = L_ICT + mix · L_copy during the teacher's ICT. */
+  mix?: number;
+}
+
 export interface StudyConfig {
   name: string;
   /** template: how every prompt of the study is laid out (src/data/prompts.ts Template; default "\n" / "\n\n"). */
@@ -24,9 +30,10 @@ export interface StudyConfig {
   teacher: {
     path?: string; model?: Partial<GPT2Config>; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null;
     /** Teacher-training option (not the paper's method): LM training on "string, gap, string again" copy text over the suite's tokens before ICT. */
-    copy_pretrain?: { steps: number; lr: number; batch_size: number; length: number; max_gap?: number; warmup_steps?: number; /** > 0: loss = L_ICT + mix · L_copy during the teacher's ICT. */ mix?: number };
+    copy_pretrain?: CopyPretrainConfig;
   };
-  student: { path?: string; model?: Partial<GPT2Config> };
+  /** copy_pretrain: the same LM training on copy text for the student's base (as the paper's students are pretrained LMs). */
+  student: { path?: string; model?: Partial<GPT2Config>; copy_pretrain?: CopyPretrainConfig };
   train: { instances: number; epochs: number; batch_size: number; lr: number; warmup_steps?: number };
   distill: { alpha: number; alpha_end?: number; alpha_schedule?: 'constant' | 'linear'; temperature: number; kl: 'full' | 'options'; top_k: number; beta: number; lm_kd_steps: number };
   arms?: Arm[];
@@ -43,6 +50,10 @@ const sInt = (min: number, max?: number): Schema => ({ t: 'int', min, max });
 const sNum = (o: { min?: number; max?: number; gt?: number; lt?: number }): Schema => ({ t: 'number', ...o });
 const sPath: Schema = { t: 'string', nonEmpty: true };
 const sModel: Schema = { t: 'object', keys: { ...GPT2_MODEL_KEYS } };
+const sCopy = {
+  t: 'object', required: ['steps', 'lr', 'batch_size', 'length'],
+  keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), length: sInt(2, 4096), max_gap: sInt(1, 4096), warmup_steps: sInt(0), mix: sNum({ min: 0 }) } as Record<string, Schema>,
+} as const satisfies Schema;
 
 /** Every key of a study config (StudyConfig above), with types and ranges; `required` lists apply to the full config, not to "quick". */
 const STUDY_SCHEMA: Schema = {
@@ -81,13 +92,10 @@ const STUDY_SCHEMA: Schema = {
             keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), warmup_steps: sInt(0) },
           }],
         },
-        copy_pretrain: {
-          t: 'object', required: ['steps', 'lr', 'batch_size', 'length'],
-          keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), length: sInt(2, 4096), max_gap: sInt(1, 4096), warmup_steps: sInt(0), mix: sNum({ min: 0 }) },
-        },
+        copy_pretrain: sCopy,
       },
     },
-    student: { t: 'object', keys: { path: sPath, model: sModel } },
+    student: { t: 'object', keys: { path: sPath, model: sModel, copy_pretrain: { ...sCopy, keys: Object.fromEntries(Object.entries(sCopy.keys).filter(([k]) => k !== 'mix')) } } },
     train: {
       t: 'object', required: ['instances', 'epochs', 'batch_size', 'lr'],
       keys: { instances: sInt(1), epochs: sInt(1), batch_size: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0) },

@@ -18,7 +18,7 @@ import { trainDistill, type DistillConfig } from './distill.js';
 import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
 import { backend } from '../engine/backend/index.js';
-import { ARMS, studyConfigChanges, type StudyConfig } from './study-config.js';
+import { ARMS, studyConfigChanges, type CopyPretrainConfig, type StudyConfig } from './study-config.js';
 import { assemble, fmtAvg, mapTasks, taskGroups, type CellResult } from './study-results.js';
 
 export { ARMS, readStudyConfig, studyConfigChanges, type Arm, type StudyConfig } from './study-config.js';
@@ -97,26 +97,28 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     }
     return dir;
   };
-  const studentBase = base('student', c.student, 11);
-  // 4. Teacher: its base (given or fresh), optionally LM-trained on copy text first (a
-  // teacher-training option, not the paper's method: see src/icl/copy-pretrain.ts), then
-  // in-context tuned on the fitting tasks when "ict" is set.
-  let teacherBase = base('teacher', c.teacher, 7);
-  const cp = c.teacher.copy_pretrain;
+  // Optional LM training of a base on copy text (a pretraining option, not the paper's method:
+  // see src/icl/copy-pretrain.ts), published as <who>-copy/ when finished.
   const copyVocab = (): number[] => suiteTokens(tok, fitTasks.flatMap((t) => trainingPool(taskDir, t)), template);
-  if (cp) {
-    const copyDir = join(out, 'teacher-copy');
+  const copyStage = (who: 'teacher' | 'student', from: string, cp: CopyPretrainConfig | undefined, seed: number): string => {
+    if (!cp) return from;
+    const copyDir = join(out, `${who}-copy`);
     if (!existsSync(join(copyDir, 'trainer_state.json'))) {
-      const tm = GPT2.fromPretrained(teacherBase);
+      const m = GPT2.fromPretrained(from);
       const vocab = copyVocab();
-      log(`teacher: copy pretraining for ${cp.steps} steps on strings of ${cp.length} tokens over the suite's ${vocab.length} tokens`);
-      copyPretrain({ model: tm, tokenizer: tok, vocab, pad: tok.eosTokenId ?? 0, length: cp.length, maxGap: cp.max_gap, batchSize: cp.batch_size, out: copyDir, log,
-        train: { steps: cp.steps, lr: cp.lr, warmupSteps: cp.warmup_steps ?? 50, logEvery: 100, seed: 3 } });
+      log(`${who}: copy pretraining for ${cp.steps} steps on strings of ${cp.length} tokens over the suite's ${vocab.length} tokens`);
+      copyPretrain({ model: m, tokenizer: tok, vocab, pad: tok.eosTokenId ?? 0, length: cp.length, maxGap: cp.max_gap, batchSize: cp.batch_size, out: copyDir, log,
+        train: { steps: cp.steps, lr: cp.lr, warmupSteps: cp.warmup_steps ?? 50, logEvery: 100, seed } });
       rmCheckpoints(copyDir);
-      tm.dispose();
+      m.dispose();
     }
-    teacherBase = copyDir;
-  }
+    return copyDir;
+  };
+  const studentBase = copyStage('student', base('student', c.student, 11), c.student.copy_pretrain, 5);
+  // 4. Teacher: its base (given or fresh), optionally copy-pretrained (above), then in-context
+  // tuned on the fitting tasks when "ict" is set.
+  const cp = c.teacher.copy_pretrain;
+  const teacherBase = copyStage('teacher', base('teacher', c.teacher, 7), cp, 3);
   let teacherDir = teacherBase;
   if (c.teacher.ict) {
     teacherDir = join(out, 'teacher');

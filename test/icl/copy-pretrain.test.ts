@@ -4,11 +4,13 @@
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../../src/engine/index.js';
-import { copyBatch, copyPretrain, suiteTokens } from '../../src/icl/copy-pretrain.js';
+import { copyBatch, copyPretrain, suiteTokens, trainIctWithCopy } from '../../src/icl/copy-pretrain.js';
+import { IctSampler, makeBatch } from '../../src/icl/ict.js';
+import * as O from '../../src/engine/ops.js';
 import { GPT2, gpt2Config } from '../../src/models/gpt2.js';
 import { BPETokenizer } from '../../src/tokenizers/index.js';
 
@@ -64,4 +66,28 @@ test('copy pretraining: a short run through the Trainer lowers the repeat loss a
   assert.ok(first > 4, `starts near ln(vocab): ${first}`);
   assert.ok(last < 2.2, `learns the 6-token alphabet at least: ${first} → ${last}`);
   assert.throws(() => copyPretrain({ model, tokenizer: tok, vocab, pad: 0, length: 12, batchSize: 2, out, train: { steps: 1 } }), /2·length \+ 1 = 25 tokens\) exceed the teacher's n_positions 24/);
+});
+
+test('copy loss mixed into ICT: the first step\'s loss is L_ICT + weight · L_copy of the same batches, by hand', () => {
+  const tok = bytes();
+  const cfg = { vocab_size: tok.vocabSize, n_positions: 32, n_embd: 16, n_layer: 2, n_head: 2, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
+  const ex = (i: string, o: string): Example => ({ task: 't', input: i, output: o, options: [' r', ' b'] });
+  const pools = new Map([['t', [ex('K', ' r'), ex('J', ' b'), ex('L', ' r'), ex('M', ' b')]]]);
+  const template = { ioSep: '', demoSep: '\n' };
+  const vocab = suiteTokens(tok, pools.get('t')!, template);
+  const seed = 4, weight = 0.7;
+  // By hand, on an identical fresh model: the trainer's first ICT batch and first copy batch.
+  const ref = new GPT2(gpt2Config(cfg), 9);
+  const s = new IctSampler(tok, { pools, k: 2, demos: true, method: 'direct', template, maxLength: 32, seed });
+  const b = makeBatch(Array.from({ length: 3 }, () => s.next()), tok.eosTokenId ?? 0);
+  const c = copyBatch(new Rng(seed + 31337), vocab, 2, 5, 4, tok.eosTokenId ?? 0);
+  const ce = (ids: Int32Array, tg: Int32Array, B: number, L: number): number => O.crossEntropy(ref.forward(O.fromData(ids, [B, L])), O.fromData(tg, [B, L])).item();
+  const expected = ce(b.ids, b.targets, b.B, b.L) + weight * ce(c.ids, c.targets, c.B, c.L);
+  const model = new GPT2(gpt2Config(cfg), 9);
+  const out = mkdtempSync(join(tmpdir(), 'copymix-'));
+  const st = trainIctWithCopy({ model, tokenizer: tok, pools, setting: 'meta', k: 2, template, batchSize: 3, out, log: () => {},
+    copy: { vocab, length: 5, maxGap: 4, batchSize: 2, weight }, train: { steps: 2, lr: 1e-3, logEvery: 1, seed } });
+  assert.equal(st.global_step, 2);
+  assert.ok(Math.abs(st.log_history[0].loss - expected) < 1e-4, `${st.log_history[0].loss} vs ${expected}`);
+  assert.deepEqual(JSON.parse(readFileSync(join(out, 'ict_config.json'), 'utf8')).copy_mix, { weight, length: 5, max_gap: 4, batch_size: 2 });
 });
