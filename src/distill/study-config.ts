@@ -3,7 +3,7 @@
 
 import { resolve, dirname } from 'node:path';
 import { GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
-import type { SyntheticOptions } from '../data/synthetic.js';
+import { checkSyntheticOptions, defaultSyntheticOptions, type SyntheticOptions } from '../data/synthetic.js';
 import type { Setting } from '../icl/ict.js';
 import type { Method, Template } from '../data/prompts.js';
 import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
@@ -143,6 +143,9 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
   const t = c.tasks;
   if (!t.synthetic && !(t.dir && t.split)) throw new Error(`${path}: tasks needs "synthetic" or both "dir" and "split"`);
   if (t.synthetic && (t.dir || t.split)) throw new Error(`${path}: tasks has both "synthetic" and "dir"/"split"; give one`);
+  if (t.synthetic) {
+    try { checkSyntheticOptions({ ...defaultSyntheticOptions, ...t.synthetic }); } catch (e) { throw new Error(`${path}: tasks.synthetic: ${(e as Error).message.replace(/^synthetic suite: /, "")}`); }
+  }
   for (const who of ['teacher', 'student'] as const) {
     if (c[who].path && c[who].model) throw new Error(`${path}: ${who} has both "path" and "model"; give one`);
     const m = c[who].model;

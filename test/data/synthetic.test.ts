@@ -4,7 +4,9 @@
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { readStudyConfig } from '../../src/distill/study-config.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSyntheticSuite, syntheticCorpus, COMPACT_TEMPLATE } from '../../src/data/synthetic.js';
@@ -88,5 +90,21 @@ test('synthetic: with the compact template, keys and labels are single tokens an
   for (const e of ex) {
     assert.equal(tok.encode(e.input, { addSpecialTokens: false }).length, 1, `key ${e.input}`);
     for (const o of e.options) assert.equal(tok.encode(o, { addSpecialTokens: false }).length, 1, `label ${JSON.stringify(o)}`);
+  }
+});
+
+test('synthetic: a study config with unbalanceable options is refused when read, naming the file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'synth-cfg-'));
+  const cfg = JSON.parse(readFileSync(new URL('../../../studies/synthetic.json', import.meta.url), 'utf8'));
+  cfg.tasks.synthetic.wordsPerTask = 6;
+  const p = join(dir, 'study.json');
+  writeFileSync(p, JSON.stringify(cfg));
+  assert.throws(() => readStudyConfig(p, false), (e: Error) => e.message === `${p}: tasks.synthetic: wordsPerTask 6 must be a multiple of labelsPerTask 4 (every label gets the same number of words)`);
+  // The shipped study itself is valid in both versions, with ≥ 4 labels and ≥ 2-layer models.
+  for (const full of [false, true]) {
+    const c = readStudyConfig(fileURLToPath(new URL('../../../studies/synthetic.json', import.meta.url)), full);
+    assert.ok(c.tasks.synthetic!.labelsPerTask! >= 4);
+    assert.ok(c.teacher.model!.n_layer! >= 2 && c.student.model!.n_layer! >= 2);
+    assert.ok(c.seeds.length >= (full ? 5 : 3));
   }
 });
