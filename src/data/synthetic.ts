@@ -1,7 +1,7 @@
 // A synthetic few-shot task suite whose answers can only be read off the demonstrations:
 // every task is a fresh random mapping from a handful of nonce words to label words, so a model
 // that has not seen the task can only answer by finding the query word among the
-// demonstrations and copying its label (an induction-style skill that in-context tuning teaches).
+// demonstrations and copying its label (an induction-style skill: see src/icl/copy-pretrain.ts).
 // Written in the CrossFit/MetaICL layout so every pipeline reads it like real data.
 //
 // It cannot be gamed by label statistics: within each task every label is mapped to the same
