@@ -1,8 +1,8 @@
 // `npm start`: the main job on embedded data — the synthetic ICL-distillation study
-// (studies/synthetic.json): a teacher is in-context tuned on a generated task family whose
-// answers can only be read off the demonstrations, then every student arm (Raw, Multitask-FT,
+// (studies/synthetic.json): a teacher is copy-pretrained and in-context tuned on a generated task
+// family whose answers can only be read off the demonstrations, then every student arm (Raw, Multitask-FT,
 // ICT, ICL-D, ICL-D (LM), LM-KD) is trained and evaluated on unseen tasks. The default is the
-// config's quick version (one seed); --full runs all of it. Ends with the report's path.
+// config's quick version (three seeds); --full runs all of it. Ends with the report's path.
 
 import { fileURLToPath } from 'node:url';
 import { readStudyConfig, type StudyResults } from '../distill/study.js';
@@ -21,6 +21,7 @@ export async function runStart(opts: { full: boolean; out: string; json: boolean
   console.log(`\nunseen-task accuracy (mean over seeds ${cfg.seeds.join(', ')}):`);
   console.log(`  ${'Teacher'.padEnd(14)} ${m(r.teacher.mean)}  (${(r.teacher_params / 1e6).toFixed(2)}M parameters)`);
   for (const [arm, a] of Object.entries(r.arms)) console.log(`  ${arm.padEnd(14)} ${m(a.mean)}  (student ${(r.student_params / 1e6).toFixed(2)}M, keeps ${a.retained === null ? '–' : (100 * a.retained).toFixed(0) + '%'} of the teacher)`);
+  for (const [name, b] of Object.entries(r.baselines ?? {})) console.log(`  ${m(b.mean).padStart(20)}  baseline: ${name} (no model)`);
   console.log(`compression ${r.compression}×, measured speed-up ${r.speedup}×`);
   console.log(`report: ${r.report}`);
 }

@@ -10,7 +10,7 @@
 import { restrictPools } from './task-subset.js';
 import { GPT2, type GPT2Config } from '../models/gpt2.js';
 import type { Example } from '../data/tasks.js';
-import type { Method, Tokenizer } from '../data/prompts.js';
+import type { Method, Template, Tokenizer } from '../data/prompts.js';
 import { episodePools, multitaskSplits, IctSampler, type Instance } from '../icl/ict.js';
 import { evaluateExamples } from '../icl/evaluate.js';
 import { headlineMetric } from '../eval/metrics.js';
@@ -34,8 +34,8 @@ export function seedData(c: StudyConfig, taskDir: string, trainTasks: string[], 
 }
 
 /** `n` instances from a seeded sampler (demos = false: the query alone, Multitask-FT). */
-export function sampleInstances(tok: Tokenizer, pools: Map<string, Example[]>, o: { k: number; demos: boolean; method: Method; maxLength: number; seed: number; n: number }): Instance[] {
-  const s = new IctSampler(tok, { pools, k: o.k, demos: o.demos, method: o.method, maxLength: o.maxLength, seed: o.seed });
+export function sampleInstances(tok: Tokenizer, pools: Map<string, Example[]>, o: { k: number; demos: boolean; method: Method; template?: Partial<Template>; maxLength: number; seed: number; n: number }): Instance[] {
+  const s = new IctSampler(tok, { pools, k: o.k, demos: o.demos, method: o.method, template: o.template, maxLength: o.maxLength, seed: o.seed });
   return Array.from({ length: o.n }, () => s.next());
 }
 
@@ -44,12 +44,12 @@ export function sampleInstances(tok: Tokenizer, pools: Map<string, Example[]>, o
  * (macro-F1 / accuracy) on the dev examples, with the first k train examples as demonstrations
  * (k = 0 for Multitask-FT), scored like the evaluation.
  */
-export function devScorer(tok: Tokenizer & { decode(ids: number[]): string }, fewShot: SeedData['fewShot'], k: number, method: Method, batchSize: number | undefined, seed: number): (m: GPT2) => number {
+export function devScorer(tok: Tokenizer & { decode(ids: number[]): string }, fewShot: SeedData['fewShot'], k: number, method: Method, batchSize: number | undefined, seed: number, template?: Partial<Template>): (m: GPT2) => number {
   return (model) => {
     const xs: number[] = [];
     for (const [task, dev] of fewShot.dev) {
       if (dev.length === 0) continue;
-      xs.push(headlineMetric(evaluateExamples({ model, tokenizer: tok, method, batchSize }, task, fewShot.train.get(task)!.slice(0, k), dev, seed)));
+      xs.push(headlineMetric(evaluateExamples({ model, tokenizer: tok, method, template, batchSize }, task, fewShot.train.get(task)!.slice(0, k), dev, seed)));
     }
     if (xs.length === 0) throw new Error('model selection: no task has validation examples');
     return xs.reduce((a, b) => a + b, 0) / xs.length;

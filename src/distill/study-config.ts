@@ -3,15 +3,21 @@
 
 import { resolve, dirname } from 'node:path';
 import { GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
-import type { SyntheticOptions } from '../data/synthetic.js';
+import { checkSyntheticOptions, defaultSyntheticOptions, type SyntheticOptions } from '../data/synthetic.js';
 import type { Setting } from '../icl/ict.js';
-import type { Method } from '../data/prompts.js';
+import type { Method, Template } from '../data/prompts.js';
 import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 import type { BasePretrain } from './bases.js';
 
 /** ICT (LM): the student's ICT + β·L_LM^hard with no teacher (separates the LM text's effect from distillation's). */
 export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICT (LM)', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
 export type Arm = (typeof ARMS)[number];
+
+export interface CopyPretrainConfig {
+  steps: number; lr: number; batch_size: number; length: number; max_gap?: number; warmup_steps?: number;
+  /** > 0 (teacher only): loss = L_ICT + mix · L_copy during the teacher's ICT. */
+  mix?: number;
+}
 
 export interface StudyConfig {
   name: string;
@@ -25,6 +31,8 @@ export interface StudyConfig {
     train_subset?: string[];
     /** Students train on this fraction of each fitting task's examples, drawn by seed (the example-fraction ablation). */
     train_fraction?: number;
+    /** How every prompt of the study is laid out (src/data/prompts.ts Template; default "\n" / "\n\n"). */
+    template?: Partial<Omit<Template, 'verbalizers'>>;
   };
   /** Model family: gpt2 now; bert (masked LM, the LAMA settings) lands with the masked-LM issue. */
   arch?: 'gpt2' | 'bert';
@@ -36,8 +44,13 @@ export interface StudyConfig {
   eval: { method?: Method; test_limit?: number; batch_size?: number };
   tokenizer: { path?: string; vocab_size?: number };
   lm_data: { synthetic_corpus?: boolean; files?: string[]; max_bytes?: number; seq_len: number; batch_size: number };
-  teacher: { path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null };
-  student: { path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain };
+  teacher: {
+    path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null;
+    /** Teacher-training option (not the paper's method): LM training on "string, gap, string again" copy text over the suite's tokens before ICT. */
+    copy_pretrain?: CopyPretrainConfig;
+  };
+  /** copy_pretrain: the same LM training on copy text for each seed's student (as the paper's students are pretrained LMs). */
+  student: { path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain; copy_pretrain?: CopyPretrainConfig };
   /**
    * few_shot_train / few_shot_dev: the target tasks' few-shot data per seed (default 32 + 32, the
    * paper's; Multitask-ICT and Multitask-FT train on it); dev_every: steps between validation
@@ -82,6 +95,10 @@ const sPretrain: Schema = {
   keys: { files: { t: 'array', of: sPath, minLen: 1 }, max_bytes: sInt(1), steps: sInt(1), batch_size: sInt(1), seq_len: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0) },
 };
 const sTaskList: Schema = { t: 'array', of: sPath, minLen: 1, unique: true };
+const sCopy = {
+  t: 'object', required: ['steps', 'lr', 'batch_size', 'length'],
+  keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), length: sInt(2, 4096), max_gap: sInt(1, 4096), warmup_steps: sInt(0), mix: sNum({ min: 0 }) } as Record<string, Schema>,
+} as const satisfies Schema;
 
 /** Every key of a study config (StudyConfig above), with types and ranges; `required` lists apply to the full config, not to "quick". */
 const STUDY_SCHEMA: Schema = {
@@ -94,13 +111,14 @@ const STUDY_SCHEMA: Schema = {
           t: 'object', keys: {
             trainTasks: sInt(1), testTasks: sInt(1), wordsPerTask: sInt(1), labelsPerTask: sInt(2), testSize: sInt(1),
             seeds: { t: 'array', of: sInt(0), minLen: 1, unique: true }, seed: sInt(0), context: sInt(0), vocabulary: sInt(1),
-            symbols: { t: 'bool' }, outputSpace: { t: 'bool' },
+            symbols: { t: 'bool' }, outputSpace: { t: 'bool' }, balanced: { t: 'bool' },
           },
         },
         dir: sPath, split: sPath,
         train_subset: { t: 'array', of: sPath, minLen: 1, unique: true }, train_fraction: sNum({ gt: 0, max: 1 }),
         train: sTaskList, test: sTaskList,
         lama: { t: 'object', keys: { dir: sPath, relations: { t: 'array', of: sPath } } },
+        template: { t: 'object', keys: { instruction: { t: 'string' }, inputPrefix: { t: 'string' }, outputPrefix: { t: 'string' }, ioSep: { t: 'string' }, demoSep: { t: 'string' } } },
       },
     },
     setting: { t: 'string', enum: ['meta', 'multitask'] },
@@ -125,9 +143,10 @@ const STUDY_SCHEMA: Schema = {
             keys: { steps: sInt(1), lr: sNum({ gt: 0 }), batch_size: sInt(1), warmup_steps: sInt(0) },
           }],
         },
+        copy_pretrain: sCopy,
       },
     },
-    student: { t: 'object', keys: { path: sPath, model: sModel, pretrain: sPretrain } },
+    student: { t: 'object', keys: { path: sPath, model: sModel, pretrain: sPretrain, copy_pretrain: { ...sCopy, keys: Object.fromEntries(Object.entries(sCopy.keys).filter(([k]) => k !== 'mix')) } } },
     train: {
       t: 'object', required: ['instances', 'epochs', 'batch_size', 'lr'],
       keys: { instances: sInt(1), epochs: sInt(1), batch_size: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0), few_shot_train: sInt(2), few_shot_dev: sInt(1), dev_every: sInt(0) },
@@ -190,6 +209,9 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
   if (c.arch === 'bert') throw new Error(`${path}: arch "bert" lands with the masked-LM issue (the paper's LAMA/BERT settings 1 and 3); use "gpt2" for now`);
   if (t.lama) throw new Error(`${path}: tasks.lama (the paper's LAMA settings) is not supported yet: it lands with the masked-LM issue; use tasks.dir with a split or train/test lists`);
   checkTaskSource(c, path);
+  if (t.synthetic) {
+    try { checkSyntheticOptions({ ...defaultSyntheticOptions, ...t.synthetic }); } catch (e) { throw new Error(`${path}: tasks.synthetic: ${(e as Error).message.replace(/^synthetic suite: /, "")}`); }
+  }
   for (const who of ['teacher', 'student'] as const) {
     if (c[who].path && c[who].model) throw new Error(`${path}: ${who} has both "path" and "model"; give one`);
     if (c[who].path && c[who].pretrain) throw new Error(`${path}: ${who} has both "path" and "pretrain" (a model you bring is only read); give one`);

@@ -25,6 +25,10 @@ export function studyReportHtml(c: StudyConfig, r: StudyResults, cells: CellResu
     const n = Object.keys(a.seeds).length;
     rows.push([`${arm} (student ${(r.student_params / 1e6).toFixed(2)}M)`, seedsCell(n), ...groups.map((g) => cell(a.groups[g], n)), cell(a, n), pct(a.mean.macro_f1), a.retained === null ? '–' : `${(100 * a.retained).toFixed(1)}%`]);
   }
+  for (const [name, b] of Object.entries(r.baselines ?? {})) {
+    const n = Object.keys(b.seeds).length;
+    rows.push([`Baseline: ${name} (no model)`, seedsCell(n), ...groups.map((g) => cell(b.groups[g], n)), cell(b, n), pct(b.mean.macro_f1), '–']);
+  }
   const armNames = Object.keys(r.arms);
   const firstSeed = String(c.seeds[0]);
   const curves = armNames.map((arm, i) => ({ name: arm, color: COLORS[i % COLORS.length], points: cells.find((x) => x.arm === arm && String(x.seed) === firstSeed)?.curve ?? [] })).filter((s) => s.points.length);
@@ -37,7 +41,8 @@ export function studyReportHtml(c: StudyConfig, r: StudyResults, cells: CellResu
     r.epoch_cost.ratio !== null ? `<p>Cost of one training epoch: ICT ${r.epoch_cost.ict_s!.toFixed(2)} s, ICL-D with the cached teacher ${r.epoch_cost.icl_d_cached_s!.toFixed(2)} s (ratio ${r.epoch_cost.ratio}).</p>` : '',
     curves.length ? lineChart(`Training loss (seed ${firstSeed})`, 'step', curves) : '',
     claimsSection(r.claims ?? []),
-    `<h2>Per seed</h2>` + htmlTable(['arm', ...c.seeds.map(String)], [['Teacher', ...c.seeds.map((s) => pct(r.teacher.seeds[String(s)]?.[metric]))], ...armNames.map((a) => [a, ...c.seeds.map((s) => pct(r.arms[a].seeds[String(s)]?.[metric]))])]),
+    `<h2>Per seed</h2>` + htmlTable(['arm', ...c.seeds.map(String)], [['Teacher', ...c.seeds.map((s) => pct(r.teacher.seeds[String(s)]?.[metric]))], ...armNames.map((a) => [a, ...c.seeds.map((s) => pct(r.arms[a].seeds[String(s)]?.[metric]))]),
+      ...Object.entries(r.baselines ?? {}).map(([name, b]) => [`Baseline: ${name}`, ...c.seeds.map((s) => pct(b.seeds[String(s)]?.[metric]))])]),
   ].join('\n');
   const analyses = (r as StudyResults & { analyses?: AnalysesResults }).analyses;
   return htmlPage(`ICL distillation study: ${c.name}`, body + (analyses ? '\n' + analysesSection(analyses) : ''));

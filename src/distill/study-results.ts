@@ -38,6 +38,8 @@ export type SeedRow = Record<string, number | Record<string, Metrics>> & { group
 export interface StudyResults {
   arms: Record<string, { seeds: Record<string, SeedRow>; mean: Metrics; std: Metrics; groups: Record<string, { mean: Metrics; std: Metrics }>; retained: number | null }>;
   teacher: { seeds: Record<string, SeedRow>; mean: Metrics; std: Metrics; groups: Record<string, { mean: Metrics; std: Metrics }> };
+  /** Model-free baselines (src/icl/baselines.ts) on the same test prompts, in the teacher row's shape. */
+  baselines: Record<string, { seeds: Record<string, SeedRow>; mean: Metrics; std: Metrics; groups: Record<string, { mean: Metrics; std: Metrics }> }>;
   student_params: number;
   teacher_params: number;
   compression: number;
@@ -71,7 +73,8 @@ function groupAverages(tasks: Record<string, Metrics>, groups: Record<string, st
 function aggregateMean(ms: Metrics[]): Metrics { return aggregate(ms).mean; }
 
 export function assemble(c: StudyConfig, cells: CellResult[], teacherRes: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>, groups: Record<string, string[]>,
-  tParams: number, sParams: number, speed: { teacher_tokens_per_s: number; student_tokens_per_s: number; speedup: number }): StudyResults {
+  tParams: number, sParams: number, speed: { teacher_tokens_per_s: number; student_tokens_per_s: number; speedup: number },
+  baselineRes: Record<string, Record<string, { tasks: Record<string, Metrics>; average: Metrics }>> = {}): StudyResults {
   const main = (m: Metrics): number => m.headline ?? NaN;
   const seedRows = (raw: Record<string, { tasks: Record<string, Metrics>; average: Metrics }>) => {
     const per: Record<string, { tasks: Record<string, Metrics>; average: Metrics }> = {};
@@ -84,6 +87,8 @@ export function assemble(c: StudyConfig, cells: CellResult[], teacherRes: Record
     return { seeds, ...agg, groups: g };
   };
   const teacher = seedRows(teacherRes);
+  const baselines: StudyResults['baselines'] = {};
+  for (const [name, per] of Object.entries(baselineRes)) baselines[name] = seedRows(per);
   const arms: StudyResults['arms'] = {};
   for (const arm of c.arms ?? ARMS) {
     const per: Record<string, { tasks: Record<string, Metrics>; average: Metrics }> = {};
@@ -95,7 +100,7 @@ export function assemble(c: StudyConfig, cells: CellResult[], teacherRes: Record
   const epoch = (arm: string): number | null => { const xs = cells.filter((x) => x.arm === arm && x.epoch_s !== null).map((x) => x.epoch_s!); return xs.length ? xs.reduce((a, b) => a + b) / xs.length : null; };
   const ict = epoch('ICT'), icld = epoch('ICL-D');
   return {
-    arms, teacher: { seeds: teacher.seeds, mean: teacher.mean, std: teacher.std, groups: teacher.groups },
+    arms, teacher: { seeds: teacher.seeds, mean: teacher.mean, std: teacher.std, groups: teacher.groups }, baselines,
     student_params: sParams, teacher_params: tParams, compression: +(tParams / sParams).toFixed(2),
     speedup: speed.speedup, speed: { teacher_tokens_per_s: speed.teacher_tokens_per_s, student_tokens_per_s: speed.student_tokens_per_s }, groups,
     epoch_cost: { ict_s: ict, icl_d_cached_s: icld, ratio: ict && icld ? +(icld / ict).toFixed(3) : null },

@@ -6,17 +6,20 @@ import { join, dirname } from 'node:path';
 import { GPT2 } from '../models/gpt2.js';
 import { BPETokenizer } from '../tokenizers/index.js';
 import { writeSyntheticSuite, syntheticCorpus } from '../data/synthetic.js';
-import { loadSplit, availableTasks, readExamples } from '../data/tasks.js';
+import { loadSplit, availableTasks, readExamples, trainingPool } from '../data/tasks.js';
+import { makeTemplate } from '../data/prompts.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { episodePools, trainIct } from '../icl/ict.js';
 import { devScorer, sampleInstances, seedData, seedStudent } from './study-arms.js';
+import { copyPretrain, suiteTokens, trainIctWithCopy } from '../icl/copy-pretrain.js';
+import { majorityBaseline, copyNearestBaseline } from '../icl/baselines.js';
 import { evaluateIcl, type Metrics } from '../icl/evaluate.js';
 import { scoreContinuations } from '../icl/scorer.js';
 import { trainDistill, type DistillConfig } from './distill.js';
 import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
 import { backend } from '../engine/backend/index.js';
-import { ARMS, studyConfigChanges, type StudyConfig } from './study-config.js';
+import { ARMS, studyConfigChanges, type CopyPretrainConfig, type StudyConfig } from './study-config.js';
 import { assemble, fmtAvg, mapTasks, taskGroups, type CellResult } from './study-results.js';
 
 export { ARMS, readStudyConfig, studyConfigChanges, type Arm, type StudyConfig } from './study-config.js';
@@ -62,11 +65,14 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   }
   const fitTasks = c.setting === 'meta' ? trainTasks : testTasks;
   const dedupe = !c.tasks.synthetic;
+  // The one template every prompt of the study is built with (evaluation, tuning, distillation, LM text).
+  const template = c.tasks.template ?? {};
+  const tpl = makeTemplate(template);
   // 2. Plain text for L_LM / LM-KD, and the tokenizer.
   const lmFile = join(out, 'lm.txt');
   if (!lmTextIntact(lmFile, log)) {
     let text = '';
-    if (c.lm_data.synthetic_corpus) for (const s of c.seeds) text += syntheticCorpus(taskDir, trainTasks, s) + '\n\n';
+    if (c.lm_data.synthetic_corpus) for (const s of c.seeds) text += syntheticCorpus(taskDir, trainTasks, s, tpl.ioSep, tpl.demoSep) + '\n\n';
     for (const f of c.lm_data.files ?? []) text += readLmText(f) + '\n\n'; // .txt, or .jsonl of {"text"} documents
     if (c.lm_data.max_bytes) text = text.slice(0, c.lm_data.max_bytes);
     if (!text.trim()) throw new Error('study config: lm_data gives no text (set synthetic_corpus or files)');
@@ -76,7 +82,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const tokPath = c.tokenizer.path ?? join(out, 'tokenizer', 'tokenizer.json');
   if (existsSync(tokPath)) tok = BPETokenizer.fromTokenizerJson(tokPath);
   else {
-    const corpus = [readFileSync(lmFile, 'utf8'), ...fitTasks.slice(0, 200).map((t) => syntheticOrTaskText(taskDir, t))];
+    const corpus = [readFileSync(lmFile, 'utf8'), ...fitTasks.slice(0, 200).map((t) => syntheticOrTaskText(taskDir, t, tpl.ioSep, tpl.demoSep))];
     tok = BPETokenizer.train(corpus, { vocabSize: c.tokenizer.vocab_size ?? 1000, specialTokens: ['<|endoftext|>'] });
     tok.save(dirname(tokPath));
     log(`tokenizer: ${tok.vocabSize} tokens → ${tokPath}`);
@@ -85,9 +91,28 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   // 3. Base models.
   // A user's model is only read; otherwise OUT/<who>-base, fresh or pretrained here (bases.ts).
   const base = (who: 'teacher' | 'student', spec: StudyConfig['student'], seed: number): string => ensureBase({ who, spec, out, tok, seed, log });
+  // Optional LM training of a base on copy text (a teacher/student-training option, not the
+  // paper's method: see src/icl/copy-pretrain.ts), published as <who>-copy[/<seed>] when finished.
+  const copyVocab = (): number[] => suiteTokens(tok, fitTasks.flatMap((t) => trainingPool(taskDir, t)), template);
+  const copyStage = (who: string, from: () => GPT2, cp: CopyPretrainConfig | undefined, seed: number, dir: string): string | null => {
+    if (!cp) return null;
+    if (!existsSync(join(dir, 'trainer_state.json'))) {
+      const m = from();
+      const vocab = copyVocab();
+      log(`${who}: copy pretraining for ${cp.steps} steps on strings of ${cp.length} tokens over the suite's ${vocab.length} tokens`);
+      copyPretrain({ model: m, tokenizer: tok, vocab, pad: tok.eosTokenId ?? 0, length: cp.length, maxGap: cp.max_gap, batchSize: cp.batch_size, out: dir, log,
+        train: { steps: cp.steps, lr: cp.lr, warmupSteps: cp.warmup_steps ?? 50, logEvery: 100, seed } });
+      rmCheckpoints(dir);
+      m.dispose();
+    }
+    return dir;
+  };
   const studentBase = base('student', c.student, 11);
-  // 4. Teacher: its base (given or fresh), in-context tuned on the fitting tasks when "ict" is set.
-  const teacherBase = base('teacher', c.teacher, 7);
+  // 4. Teacher: its base (given or fresh), optionally copy-pretrained, then in-context tuned on the
+  // fitting tasks when "ict" is set.
+  const cp = c.teacher.copy_pretrain;
+  const teacherPlain = base('teacher', c.teacher, 7);
+  const teacherBase = copyStage('teacher', () => GPT2.fromPretrained(teacherPlain), cp, 3, join(out, 'teacher-copy')) ?? teacherPlain;
   let teacherDir = teacherBase;
   // In the multitask setting each seed tunes its own teacher (below); a shared one would see every seed's data.
   if (c.teacher.ict && c.setting === 'meta') {
@@ -95,9 +120,17 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     if (!existsSync(join(teacherDir, 'trainer_state.json'))) {
       const tm = GPT2.fromPretrained(teacherBase);
       log(`teacher: ${(tm.numParameters() / 1e6).toFixed(2)}M parameters, in-context tuning for ${c.teacher.ict.steps} steps`);
-      trainIct({ model: tm, tokenizer: tok, pools: episodePools(taskDir, fitTasks, c.setting, c.k, c.seeds, dedupe), setting: c.setting, k: c.k, demos: true,
-        method: c.eval.method ?? 'direct', batchSize: c.teacher.ict.batch_size, out: teacherDir, log, // trained in the order it is evaluated
-        train: { steps: c.teacher.ict.steps, lr: c.teacher.ict.lr, warmupSteps: c.teacher.ict.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 } });
+      const pools = episodePools(taskDir, fitTasks, c.setting, c.k, c.seeds, dedupe);
+      const train = { steps: c.teacher.ict.steps, lr: c.teacher.ict.lr, warmupSteps: c.teacher.ict.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 };
+      const method = c.eval.method ?? 'direct'; // trained in the order it is evaluated
+      if (cp?.mix) {
+        if (method !== 'direct') throw new Error('study config: teacher.copy_pretrain.mix needs direct scoring');
+        log(`teacher: the copy loss (weight ${cp.mix}) is mixed into in-context tuning`);
+        trainIctWithCopy({ model: tm, tokenizer: tok, pools, setting: c.setting, k: c.k, template, batchSize: c.teacher.ict.batch_size, out: teacherDir, log, train,
+          copy: { vocab: copyVocab(), length: cp.length, maxGap: cp.max_gap, batchSize: cp.batch_size, weight: cp.mix } });
+      } else {
+        trainIct({ model: tm, tokenizer: tok, pools, setting: c.setting, k: c.k, demos: true, method, template, batchSize: c.teacher.ict.batch_size, out: teacherDir, log, train });
+      }
       rmCheckpoints(teacherDir);
     }
   }
@@ -108,7 +141,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     const m = who === 'teacher' ? teacher : studentProbe;
     if (m.config.vocab_size < tok.vocabSize) throw new Error(`${dir}: model vocab_size ${m.config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens (${tokPath})`);
   }
-  const evalOpts = { taskDir, tasks: testTasks, k: c.k, method: c.eval.method ?? 'direct', testLimit: c.eval.test_limit, batchSize: c.eval.batch_size };
+  const evalOpts = { taskDir, tasks: testTasks, k: c.k, method: c.eval.method ?? 'direct', template, testLimit: c.eval.test_limit, batchSize: c.eval.batch_size };
   // 5. Teacher row: one entry per seed; seeds added since the last run are evaluated and added.
   type SeedEval = Record<string, { tasks: Record<string, Metrics>; average: Metrics }>;
   const tePath = join(out, 'teacher-eval.json');
@@ -121,6 +154,10 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   }
   for (const k of Object.keys(teacherRes)) if (!c.seeds.map(String).includes(k)) delete teacherRes[k];
   if (!perSeedTeachers) log(`teacher: ${fmtAvg(Object.values(teacherRes).map((x) => x.average))}`);
+  // Model-free baselines on the same test prompts (cheap: recomputed every run).
+  const bOpts = { taskDir, tasks: testTasks, k: c.k, seeds: c.seeds, testLimit: c.eval.test_limit };
+  const baselines = { 'Majority label of the demonstrations': majorityBaseline(bOpts), 'Copy the nearest demonstration': copyNearestBaseline(bOpts) };
+  for (const [name, b] of Object.entries(baselines)) log(`${name}: ${fmtAvg(Object.values(b).map((x) => x.average))}`);
   // 6. Arms × seeds (see study-arms.ts for what each arm trains on). Every seed starts a fresh
   // student from its own random initialisation; a student the user brings (student.path) is the
   // same for every seed. In the multitask setting each seed has its own teacher, in-context tuned
@@ -133,13 +170,13 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const cells: CellResult[] = [];
   for (const seed of c.seeds) {
     const sd = seedData(c, taskDir, trainTasks, testTasks, seed, dedupe, arms);
-    const instances = sampleInstances(tok, sd.pools, { k: c.k, demos: true, method, maxLength, seed, n: c.train.instances });
+    const instances = sampleInstances(tok, sd.pools, { k: c.k, demos: true, method, template, maxLength, seed, n: c.train.instances });
     let seedTeacher = teacher;
     if (c.setting === 'multitask' && c.teacher.ict) {
       const ti = c.teacher.ict, tdir = join(out, 'teacher-seeds', String(seed));
       if (!existsSync(join(tdir, 'trainer_state.json'))) {
         log(`teacher for seed ${seed}: in-context tuning on this seed's few-shot data for ${ti.steps} steps`);
-        trainIct({ model: GPT2.fromPretrained(teacherBase), tokenizer: tok, pools: sd.fewShot.train, setting: 'multitask', k: c.k, demos: true, method, batchSize: ti.batch_size, out: tdir, log,
+        trainIct({ model: GPT2.fromPretrained(teacherBase), tokenizer: tok, pools: sd.fewShot.train, setting: 'multitask', k: c.k, demos: true, method, template, batchSize: ti.batch_size, out: tdir, log,
           train: { steps: ti.steps, lr: ti.lr, warmupSteps: ti.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 } });
         rmCheckpoints(tdir);
       }
@@ -160,7 +197,10 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const done = readCachedJson<CellResult>(resPath, (v) => isCell(v, arm, seed), log);
       if (done) { cells.push(done); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
       log(`— ${arm}, seed ${seed}`);
-      const student = seedStudent(c, studentBase, studentProbe.config, seed);
+      // A fresh student of this seed, copy-pretrained first when the config asks (once per seed, kept).
+      const scp = c.student.path ? undefined : c.student.copy_pretrain;
+      const copied = copyStage(`student (seed ${seed})`, () => seedStudent(c, studentBase, studentProbe.config, seed), scp, 1000 + seed, join(out, 'student-copy', String(seed)));
+      const student = copied ? GPT2.fromPretrained(copied) : seedStudent(c, studentBase, studentProbe.config, seed);
       const tc = performance.now();
       let steps = 0, curve: [number, number][] = [], epochS: number | null = null, bestStep: number | null = null;
       const lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(c.lm_data.seq_len, student.config.n_positions), seed), batchSize: c.lm_data.batch_size };
@@ -168,14 +208,14 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
       const common = { student, tokenizer: tok, epochs: c.train.epochs, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
         train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
-        select: (select || ft) && (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: devScorer(tok, sd.fewShot, ft ? 0 : c.k, method, c.eval.batch_size, seed) } : undefined };
+        select: (select || ft) && (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: devScorer(tok, sd.fewShot, ft ? 0 : c.k, method, c.eval.batch_size, seed, template) } : undefined };
       // α(t): alpha_start → alpha_end (linear by default); α ≡ 1 for the arms without a teacher.
       const dcfg = (teacherArm: boolean, beta: number): DistillConfig => teacherArm
         ? { alpha: d.alpha_start, alphaEnd: d.alpha_end ?? 0, alphaSchedule: d.alpha_schedule ?? 'linear', temperature: d.temperature, kl: d.kl, topK: d.top_k, beta }
         : { alpha: 1, alphaEnd: 1, alphaSchedule: 'constant', temperature: d.temperature, kl: d.kl, topK: d.top_k, beta };
       if (arm !== 'Raw') {
         let st;
-        if (ft) st = trainDistill({ ...common, instances: sampleInstances(tok, sd.fewShot.train, { k: 0, demos: false, method, maxLength, seed, n: c.train.instances }), distill: dcfg(false, 0), objective: 'ict' });
+        if (ft) st = trainDistill({ ...common, instances: sampleInstances(tok, sd.fewShot.train, { k: 0, demos: false, method, template, maxLength, seed, n: c.train.instances }), distill: dcfg(false, 0), objective: 'ict' });
         else if (arm === 'ICT') st = trainDistill({ ...common, instances, distill: dcfg(false, 0), objective: 'ict' });
         else if (arm === 'ICT (LM)') st = trainDistill({ ...common, instances, distill: dcfg(false, d.beta), objective: 'ict', lm });
         else if (arm === 'LM-KD') st = trainDistill({ ...common, select: undefined, distill: { ...dcfg(true, 0), kl: 'full' }, objective: 'lm-kd', teacher: seedTeacher, lm, lmSteps: d.lm_kd_steps }); // plain text has no options: full-vocabulary KL
@@ -206,7 +246,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   // 7. Results. (Speed is measured after the cells, so a killed study has its cells saved first.)
   const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(teacher, studentProbe, tok, taskDir, testTasks[0], c.k), log);
   const groups = taskGroups(taskDir, testTasks);
-  const results = assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed);
+  const results = assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed, baselines);
   writeJsonAtomic(join(out, 'results.json'), results);
   const report = writeStudyReport(join(out, 'report.html'), c, results, cells);
   log(`study finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
@@ -220,10 +260,10 @@ function listedTasks(dir: string, train: string[], test: string[]): { train: str
   return { train, test };
 }
 
-function syntheticOrTaskText(dir: string, task: string): string {
+function syntheticOrTaskText(dir: string, task: string, ioSep: string, demoSep: string): string {
   const f = join(dir, task, `${task}_16_100_train.jsonl`);
   if (!existsSync(f)) return '';
-  return readExamples(f).map((e) => `${e.input}\n${e.output}`).join('\n\n');
+  return readExamples(f).map((e) => `${e.input}${ioSep}${e.output}`).join(demoSep);
 }
 
 /** Drop intermediate checkpoints of a finished run (the final model stays in the run dir). */

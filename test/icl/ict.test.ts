@@ -16,7 +16,8 @@ import { loadTask } from '../../src/data/tasks.js';
 import { backend } from '../../src/engine/backend/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'icld-ict-'));
-const split = writeSyntheticSuite(dir, { testTasks: 8, testSize: 32 });
+// The earlier, unbalanced 2-label suite (balanced: false): the documented ICT number was measured on it.
+const split = writeSyntheticSuite(dir, { testTasks: 8, testSize: 32, wordsPerTask: 4, labelsPerTask: 2, balanced: false });
 const tok = BPETokenizer.train([syntheticCorpus(dir, split.train, 100)], { vocabSize: 400, specialTokens: ['<|endoftext|>'] });
 
 test('instances: k demonstrations + a query of the same task, loss only on the answer tokens', () => {
