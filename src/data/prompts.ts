@@ -112,13 +112,16 @@ export class PieceEncoder {
  * kept), then demonstrations are dropped from the front until everything fits. If the query and
  * continuation alone exceed the budget, the query is cut from the left.
  */
+/** The continuation alone (an answer, or in channel order the query's input) exceeds the context. */
+export class ContinuationTooLongError extends Error {}
+
 export function tokenizePrompt(enc: PieceEncoder, p: PromptPieces, o: TruncateOptions): TokenizedPrompt {
   let truncated = false;
   const head = enc.encode(p.head);
   let query = enc.encode(p.query);
   const cont = enc.encode(p.continuation);
   if (cont.length === 0) throw new Error('prompt: empty continuation (an option or answer tokenised to nothing)');
-  if (cont.length >= o.maxLength) throw new Error(`prompt: a continuation of ${cont.length} tokens does not fit the context of ${o.maxLength}`);
+  if (cont.length >= o.maxLength) throw new ContinuationTooLongError(`prompt: a continuation of ${cont.length} tokens does not fit the context of ${o.maxLength}`);
   if (query.length + cont.length > o.maxLength) { query = query.slice(query.length + cont.length - o.maxLength); truncated = true; }
   let demos = p.demos.map((d) => enc.encode(d));
   if (o.maxDemoTokens !== undefined) {

@@ -12,7 +12,7 @@ import * as O from '../engine/ops.js';
 import { Rng, tidy, noGrad } from '../engine/index.js';
 import type { GPT2 } from '../models/gpt2.js';
 import { loadTask, trainingPool, type Example } from '../data/tasks.js';
-import { buildPrompt, makeTemplate, PieceEncoder, tokenizePrompt, verbalize, type Method, type Template, type Tokenizer } from '../data/prompts.js';
+import { buildPrompt, ContinuationTooLongError, makeTemplate, PieceEncoder, tokenizePrompt, verbalize, type Method, type Template, type Tokenizer } from '../data/prompts.js';
 import { Trainer, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 
 export type Setting = 'meta' | 'multitask';
@@ -102,7 +102,18 @@ export class IctSampler {
     this.tpl = makeTemplate(o.template);
     this.enc = new PieceEncoder(tok);
   }
+  /** Draws skipped because the continuation alone exceeds the context (channel order: a long input). */
+  skipped = 0;
   next(): Instance {
+    for (let tries = 0; ; tries++) {
+      try { return this.draw(); } catch (e) {
+        if (!(e instanceof ContinuationTooLongError)) throw e;
+        this.skipped++;
+        if (tries >= 1000) throw new Error(`in-context tuning: 1,000 draws in a row had a continuation longer than the ${this.o.maxLength}-token context (${(e as Error).message})`);
+      }
+    }
+  }
+  private draw(): Instance {
     const task = this.tasks[this.rng.int(this.tasks.length)];
     const pool = this.o.pools.get(task)!;
     const qi = this.rng.int(pool.length);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeBatch, multitaskSplits } from '../../src/icl/ict.js';
+import { IctSampler, makeBatch, multitaskSplits } from '../../src/icl/ict.js';
 import { evaluateExamples, evaluateIcl } from '../../src/icl/evaluate.js';
 import { sampleInstances } from '../../src/distill/study-arms.js';
 import { trainingPool, type Example } from '../../src/data/tasks.js';
@@ -104,4 +104,17 @@ test('headline by task type: macro-F1 for a classification task, accuracy (no ma
   assert.deepEqual(Object.keys(mcm), ['accuracy']);
   const cm = evaluateExamples({ model, tokenizer: tok }, 'cls', [], cls);
   assert.deepEqual(Object.keys(cm).sort(), ['accuracy', 'macro_f1']);
+});
+
+test('channel instances skip a query whose input alone exceeds the context (counted), and never emit it', () => {
+  const pool = clsTrain(100).slice(0, 6);
+  const long: Example = { task: 'cls', input: Array.from({ length: 300 }, (_, i) => `w${i % 7}`).join(' '), output: pool[0].output, options: pool[0].options };
+  const pools = new Map([['cls', [...pool, long]]]);
+  const s = new IctSampler(tok, { pools, k: 2, demos: true, method: 'channel', maxLength: 96, seed: 3 });
+  const insts = Array.from({ length: 40 }, () => s.next());
+  for (const inst of insts) assert.notEqual(tok.decode(inst.suffix.slice(inst.contStart)), long.input);
+  assert.ok(s.skipped > 0, 'the long query was drawn at least once in 40 draws and skipped');
+  // A pool where every query is too long is a clear error, not an endless loop.
+  const bad = new IctSampler(tok, { pools: new Map([['cls', [long, { ...long, input: long.input + ' x' }]]]), k: 1, demos: true, method: 'channel', maxLength: 96, seed: 3 });
+  assert.throws(() => bad.next(), /1,000 draws in a row had a continuation longer than the 96-token context/);
 });
