@@ -14,7 +14,7 @@ import type { Example } from '../data/tasks.js';
 import { makeTemplate, PieceEncoder, verbalize, type Template, type Tokenizer } from '../data/prompts.js';
 import { Trainer, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { IctSampler, makeBatch } from './ict.js';
+import { IctSampler, makeBatch, type IctTrainOptions } from './ict.js';
 
 export interface CopyBatch { ids: Int32Array; targets: Int32Array; B: number; L: number; }
 
@@ -104,19 +104,10 @@ export function copyPretrain(o: CopyPretrainOptions): TrainerState {
   return trainer.run();
 }
 
-export interface MixedIctOptions {
-  model: GPT2;
-  tokenizer: Tokenizer & { save(dir: string): unknown; eosTokenId?: number | null };
-  pools: Map<string, Example[]>;
-  setting: string;
-  k: number;
-  template?: Partial<Template>;
-  batchSize: number;
+/** trainIct's options (direct order, with demonstrations) plus the copy text mixed into every step. */
+export interface MixedIctOptions extends Pick<IctTrainOptions, 'model' | 'tokenizer' | 'pools' | 'setting' | 'k' | 'template' | 'batchSize' | 'train' | 'out' | 'log'> {
   /** Copy text mixed into every step: loss = L_ICT + weight · L_copy. */
   copy: { vocab: number[]; length: number; maxGap?: number; batchSize: number; weight: number };
-  train: Partial<TrainConfig>;
-  out: string;
-  log?: (s: string) => void;
 }
 
 /**
