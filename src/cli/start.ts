@@ -23,5 +23,10 @@ export async function runStart(opts: { full: boolean; out: string; json: boolean
   for (const [arm, a] of Object.entries(r.arms)) console.log(`  ${arm.padEnd(14)} ${m(a.mean)}  (student ${(r.student_params / 1e6).toFixed(2)}M, keeps ${a.retained === null ? '–' : (100 * a.retained).toFixed(0) + '%'} of the teacher)`);
   for (const [name, b] of Object.entries(r.baselines ?? {})) console.log(`  ${m(b.mean).padStart(20)}  baseline: ${name} (no model)`);
   console.log(`compression ${r.compression}×, measured speed-up ${r.speedup}×`);
+  const tested = (r.claims ?? []).filter((c) => c.verdict !== 'not tested here');
+  if (tested.length) {
+    console.log(`the paper's claims (paired over seeds × tasks; rules in report.html):`);
+    for (const c of tested) console.log(`  ${c.verdict.padEnd(15)} ${c.claim}: ${c.measured.split(/; |, one-sided/)[0]}`);
+  }
   console.log(`report: ${r.report}`);
 }
