@@ -29,7 +29,7 @@ const PASS_TIMEOUT_MS = 30 * 60_000;
 
 // Pass 2 (ICLD_BACKEND=reference): the test files whose engine/model code runs on the default
 // backend. Measured alone on the reference backend (2 vCPUs): pretrain 8.1 s, memory 7.1 s,
-// study 6.3 s, the others ~1 s each; the whole pass 46 s in a full `npm test` (pass 1: 205 s).
+// study 6.3 s, the others ~1 s each; the whole pass 29 s in a clean-clone `.ci/run` (pass 1: 170 s).
 // Not listed, with the reason:
 //   engine/gradcheck, engine/golden, icl/scorer  already run every op on both backends in pass 1
 //                                                (setBackend over availableBackends())
