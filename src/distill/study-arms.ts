@@ -58,8 +58,9 @@ export function devScorer(tok: Tokenizer & { decode(ids: number[]): string }, fe
 
 /**
  * The student a cell starts from: a fresh student gets its own random initialisation per seed
- * (so seeds measure init variance too); a brought checkpoint (student.path) is the same for all.
+ * (so seeds measure init variance too); a pretrained one — brought (student.path) or pretrained
+ * by the study (student.pretrain) — is the same for all seeds.
  */
 export function seedStudent(c: StudyConfig, studentBase: string, config: GPT2Config, seed: number): GPT2 {
-  return c.student.path ? GPT2.fromPretrained(studentBase) : new GPT2(config, 1000 + seed);
+  return c.student.path || c.student.pretrain ? GPT2.fromPretrained(studentBase) : new GPT2(config, 1000 + seed);
 }

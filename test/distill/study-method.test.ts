@@ -75,6 +75,10 @@ test('each seed starts a fresh student from its own initialisation; a brought st
   new GPT2(cfg, 5).savePretrained(dir);
   const brought = { ...c, student: { path: dir } };
   assert.deepEqual(w0(seedStudent(brought, dir, cfg, 100)), w0(seedStudent(brought, dir, cfg, 13)));
+  // A student the study pretrained (student.pretrain) starts every seed from that base, not from a random init.
+  const pretrained = { ...c, student: { ...c.student, pretrain: { files: ['x.txt'], steps: 1, batch_size: 1, seq_len: 8, lr: 1e-3 } } };
+  assert.deepEqual(w0(seedStudent(pretrained, dir, cfg, 100)), w0(new GPT2(cfg, 5)));
+  assert.deepEqual(w0(seedStudent(pretrained, dir, cfg, 13)), w0(new GPT2(cfg, 5)));
 });
 
 test('config: distill.alpha is migrated by a one-line error; ICT (LM) is an arm; channel studies refuse KL over options', async () => {
