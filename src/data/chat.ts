@@ -6,7 +6,7 @@
 // A file is a JSON array of records (or one record), or JSONL (one record per line) when its
 // name ends in .jsonl. Errors are one line naming the file and the record (and line for JSONL).
 
-import { readFileSync, statSync } from 'node:fs';
+import { jsonlRecords, readUserFile } from '../io/json.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
 export interface ChatMessage { role: ChatRole; content: string }
@@ -79,31 +79,13 @@ export function normalizeChatRecord(rec: unknown, at: string): ChatRecord {
 
 /** Read a chat file (JSON array, one JSON record, or .jsonl) into normalised records. */
 export function readChatFile(path: string): ChatRecord[] {
-  let st;
-  try { st = statSync(path); } catch { throw new Error(`chat file not found: ${path}`); }
-  if (!st.isFile()) throw new Error(`${path}: not a regular file`);
-  if (st.size > MAX_CHAT_FILE_BYTES) throw new Error(`${path}: ${st.size} bytes is larger than the ${MAX_CHAT_FILE_BYTES}-byte limit for a chat file`);
-  const buf = readFileSync(path);
-  const dec = new TextDecoder('utf-8', { fatal: true });
+  const buf = readUserFile(path, 'chat file', MAX_CHAT_FILE_BYTES);
   const out: ChatRecord[] = [];
   if (path.endsWith('.jsonl')) {
-    let lineNo = 0;
-    for (let start = 0; start < buf.length;) {
-      let end = buf.indexOf(0x0a, start);
-      if (end < 0) end = buf.length;
-      lineNo++;
-      let line: string;
-      try { line = dec.decode(buf.subarray(start, end)); } catch { throw new Error(`${path}:${lineNo}: not valid UTF-8`); }
-      start = end + 1;
-      if (!line.trim()) continue;
-      const at = `${path}:${lineNo} (record ${out.length})`;
-      let rec: unknown;
-      try { rec = JSON.parse(line); } catch (e) { throw new Error(`${at}: invalid JSON (${(e as Error).message.split('\n')[0]})`); }
-      out.push(normalizeChatRecord(rec, at));
-    }
+    for (const { value, at } of jsonlRecords(buf, path, (line, i) => `${path}:${line} (record ${i})`)) out.push(normalizeChatRecord(value, at));
   } else {
     let text: string;
-    try { text = dec.decode(buf); } catch { throw new Error(`${path}: not valid UTF-8`); }
+    try { text = new TextDecoder('utf-8', { fatal: true }).decode(buf); } catch { throw new Error(`${path}: not valid UTF-8`); }
     let v: unknown;
     try { v = JSON.parse(text); } catch (e) { throw new Error(`${path}: invalid JSON (${(e as Error).message.split('\n')[0]})`); }
     const recs = Array.isArray(v) ? v : [v];

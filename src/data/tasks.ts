@@ -3,9 +3,9 @@
 //   DIR/<task>/<task>_16_<seed>_train.jsonl, DIR/<task>/<task>_16_<seed>_dev.jsonl, DIR/<task>/<task>_test.jsonl
 //   DIR/_config/<split>.json = {"train": [...], "test": [...]}
 
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJsonFile } from '../io/json.js';
+import { jsonlRecords, readJsonFile, readUserFile } from '../io/json.js';
 
 export interface Example {
   task: string;
@@ -30,25 +30,8 @@ const oneLine = (v: unknown): string => {
  * line naming FILE:LINE.
  */
 export function readExamples(path: string): Example[] {
-  let st;
-  try { st = statSync(path); } catch { throw new Error(`task file not found: ${path}`); }
-  if (!st.isFile()) throw new Error(`${path}: not a regular file`);
-  if (st.size > MAX_TASK_FILE_BYTES) throw new Error(`${path}: ${st.size} bytes is larger than the ${MAX_TASK_FILE_BYTES}-byte limit for a task file`);
-  const buf = readFileSync(path);
-  const utf8 = new TextDecoder('utf-8', { fatal: true });
   const out: Example[] = [];
-  let start = 0, lineNo = 0;
-  while (start < buf.length || (start === buf.length && lineNo === 0)) {
-    let end = buf.indexOf(0x0a, start);
-    if (end < 0) end = buf.length;
-    lineNo++;
-    const at = `${path}:${lineNo}`;
-    let line: string;
-    try { line = utf8.decode(buf.subarray(start, end)); } catch { throw new Error(`${at}: not valid UTF-8`); }
-    start = end + 1;
-    if (!line.trim()) continue;
-    let o: unknown;
-    try { o = JSON.parse(line); } catch (e) { throw new Error(`${at}: invalid JSON (${(e as Error).message.split('\n')[0]})`); }
+  for (const { value: o, at } of jsonlRecords(readUserFile(path, 'task file', MAX_TASK_FILE_BYTES), path)) {
     if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error(`${at}: expected a JSON object {"task","input","output","options"}, got ${oneLine(o)}`);
     const r = o as Record<string, unknown>;
     if (typeof r.input !== 'string') throw new Error(`${at}: expected "input" to be a string, got ${oneLine(r.input)}`);

@@ -105,6 +105,44 @@ export function decodeUtf8(bytes: Uint8Array, file: string, what = 'file'): stri
 }
 
 /**
+ * The bytes of a user's data file: it must exist, be a regular file and hold at most `maxBytes`
+ * (checked before reading, so a huge file is refused without being read). One-line errors:
+ * `KIND not found: PATH`, `PATH: not a regular file`, `PATH: N bytes is larger than the M-byte
+ * limit for a SIZEKIND`.
+ */
+export function readUserFile(path: string, kind: string, maxBytes: number, sizeKind = kind): Buffer {
+  let st;
+  try { st = statSync(path); } catch { throw new Error(`${kind} not found: ${path}`); }
+  if (!st.isFile()) throw new Error(`${path}: not a regular file`);
+  if (st.size > maxBytes) throw new Error(`${path}: ${st.size} bytes is larger than the ${maxBytes}-byte limit for a ${sizeKind}`);
+  return readFileSync(path);
+}
+
+/**
+ * The records of a JSONL buffer, one per non-blank line, each with its 1-based line number and
+ * the location its errors should name. A line that is not UTF-8 is an error naming FILE:LINE; a
+ * line that is not JSON names `label(line, index)` (default FILE:LINE; index = records so far).
+ */
+export function* jsonlRecords(buf: Uint8Array, path: string, label: (line: number, index: number) => string = (l) => `${path}:${l}`):
+  Generator<{ value: unknown; line: number; at: string }> {
+  const dec = new TextDecoder('utf-8', { fatal: true });
+  let index = 0;
+  for (let start = 0, line = 1; start < buf.length; line++) {
+    let end = buf.indexOf(0x0a, start);
+    if (end < 0) end = buf.length;
+    let text: string;
+    try { text = dec.decode(buf.subarray(start, end)); } catch { throw new Error(`${path}:${line}: not valid UTF-8`); }
+    start = end + 1;
+    if (!text.trim()) continue;
+    const at = label(line, index);
+    let value: unknown;
+    try { value = JSON.parse(text); } catch (e) { throw new Error(`${at}: invalid JSON (${(e as Error).message.split('\n')[0]})`); }
+    index++;
+    yield { value, line, at };
+  }
+}
+
+/**
  * Read a user JSON file strictly: must exist, be a regular file under `maxBytes`, UTF-8, valid
  * JSON without duplicate keys. Every failure is one line naming the file.
  */

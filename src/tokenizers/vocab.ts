@@ -2,7 +2,7 @@
 // Only the reader for now (WordPiece encoding comes with the BERT issue); it is strict so a broken
 // vocabulary fails at load time, by file and line, instead of shifting every id after it.
 
-import { readFileSync, statSync } from 'node:fs';
+import { readUserFile } from '../io/json.js';
 
 /** Largest vocab.txt we read (BERT's is 230 kB; the biggest multilingual ones a few MB). */
 export const MAX_VOCAB_TXT_BYTES = 64 << 20;
@@ -18,11 +18,7 @@ function show(tok: string): string {
  * are one line naming FILE or FILE:LINE.
  */
 export function readVocabTxt(path: string): Map<string, number> {
-  let st;
-  try { st = statSync(path); } catch { throw new Error(`vocab file not found: ${path}`); }
-  if (!st.isFile()) throw new Error(`${path}: not a regular file`);
-  if (st.size > MAX_VOCAB_TXT_BYTES) throw new Error(`${path}: ${st.size} bytes is larger than the ${MAX_VOCAB_TXT_BYTES}-byte limit for a vocab.txt`);
-  const buf = readFileSync(path);
+  const buf = readUserFile(path, 'vocab file', MAX_VOCAB_TXT_BYTES, 'vocab.txt');
   let text: string;
   try { text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(buf); } catch {
     // Name the line of the first bad byte.
