@@ -12,11 +12,10 @@ import { removeDirAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import type { Tensor } from '../engine/index.js';
-import type { GPT2 } from '../models/gpt2.js';
+import { reloadWeights, type LanguageModel } from '../models/index.js';
 import { makeBatch, type Instance } from '../icl/ict.js';
 import { EpochOrder, type WindowLoader } from '../data/shards.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
-import { loadStateDict, normalizeGpt2StateDict } from '../io/hf.js';
 import { alphaAt, combineLoss, distillKL, teacherTarget, type KLMode, type TeacherTarget } from './loss.js';
 import { TeacherCache, answerRows, liveTargets } from './cache.js';
 
@@ -35,7 +34,7 @@ export interface DistillConfig {
 }
 
 export interface DistillTrainOptions {
-  student: GPT2;
+  student: LanguageModel;
   tokenizer: { save(dir: string): unknown; eosTokenId?: number | null };
   /** Fixed ICT instances (one epoch); absent for LM-KD. */
   instances?: Instance[];
@@ -43,7 +42,7 @@ export interface DistillTrainOptions {
   batchSize: number;
   distill: DistillConfig;
   /** Live teacher (used when no cache is given, and always for LM-KD). */
-  teacher?: GPT2;
+  teacher?: LanguageModel;
   cache?: TeacherCache;
   /** Plain text for β·L_LM and LM-KD (with α < 1 and β > 0 the live teacher is needed for L_LM^soft). */
   lm?: { loader: WindowLoader; batchSize: number };
@@ -52,7 +51,7 @@ export interface DistillTrainOptions {
    * and at the end; the best step's weights are loaded back into the student and saved as the
    * run's model (state.best names the step).
    */
-  select?: { every: number; score: (student: GPT2) => number };
+  select?: { every: number; score: (student: LanguageModel) => number };
   /** 'ict' trains on instances; 'lm-kd' distils on plain text only. */
   objective: 'ict' | 'lm-kd';
   /** Steps when objective is lm-kd (no instance epochs to count). */
@@ -157,7 +156,7 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
   if (o.select && st.best && !existsSync(join(o.out, 'best', 'config.json'))) log(`model selection: ${join(o.out, 'best')} is missing (interrupted while being replaced); keeping the last step's weights`);
   else if (o.select && st.best) {
     // The selected step's weights become the student and the run's model.
-    o.student.loadStateDict(normalizeGpt2StateDict(loadStateDict(join(o.out, 'best'))), join(o.out, 'best'));
+    reloadWeights(o.student, join(o.out, 'best'));
     o.student.savePretrained(o.out); o.tokenizer.save(o.out);
     removeDirAtomic(join(o.out, 'best')); // the run's model is now the selected one
     log(`model selection: step ${st.best.step} of ${steps} (dev ${(100 * st.best.value).toFixed(1)})`);
@@ -166,7 +165,7 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
 }
 
 /** Teacher targets at every position of B plain-text windows of length T (live, no gradient). */
-export function lmTextTargets(teacher: GPT2, ids: Int32Array, B: number, T: number, topK: number, tau: number): TeacherTarget[] {
+export function lmTextTargets(teacher: LanguageModel, ids: Int32Array, B: number, T: number, topK: number, tau: number): TeacherTarget[] {
   return O.noGrad(() => {
     teacher.eval();
     const tl = teacher.forward(O.fromData(ids, [B, T]));

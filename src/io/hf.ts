@@ -42,7 +42,7 @@ export interface SaveTensor {
 
 export type StateDictLike<T> = Map<string, T> | Record<string, T>;
 
-function entriesOf<T>(d: StateDictLike<T>): [string, T][] {
+export function entriesOf<T>(d: StateDictLike<T>): [string, T][] {
   return d instanceof Map ? [...d.entries()] : Object.entries(d);
 }
 
@@ -286,12 +286,8 @@ export function saveStateDict(dir: string, tensors: StateDictLike<SaveTensor>, o
   return written;
 }
 
-// ---------------------------------------------------------------------------------------------
-// GPT-2 names
-
-export const GPT2_BUFFER_RE = /^(transformer\.)?h\.\d+\.(attn|crossattention)\.(bias|masked_bias)$/;
-
-function sameTensor(a: { shape: number[]; data: ArrayLike<number> }, b: { shape: number[]; data: ArrayLike<number> }): boolean {
+/** Same shape and values (NaN equal to NaN): a tied tensor stored twice. */
+export function sameTensor(a: { shape: number[]; data: ArrayLike<number> }, b: { shape: number[]; data: ArrayLike<number> }): boolean {
   if (a === b || a.data === b.data) return true;
   if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return false;
   if (a.data.length !== b.data.length) return false;
@@ -300,38 +296,4 @@ function sameTensor(a: { shape: number[]; data: ArrayLike<number> }, b: { shape:
     if (x !== y && !(Number.isNaN(x) && Number.isNaN(y))) return false;
   }
   return true;
-}
-
-/**
- * Map a GPT-2 state dict in any of the layouts found in the wild — the original hub layout
- * (`wte.weight`, `h.0.attn.c_attn.weight`, causal-mask buffers `h.N.attn.bias`/`masked_bias`) or
- * GPT2LMHeadModel's (`transformer.*`, optional tied `lm_head.weight`) — to our canonical names
- * `transformer.*`, dropping the buffers and a tied `lm_head.weight`. An untied head throws.
- */
-export function normalizeGpt2StateDict<T extends { shape: number[]; data: ArrayLike<number> }>(sd: StateDictLike<T>): Map<string, T> {
-  const out = new Map<string, T>();
-  let lmHead: T | undefined;
-  for (const [name, t] of entriesOf(sd)) {
-    if (GPT2_BUFFER_RE.test(name)) continue;
-    if (name === 'lm_head.weight') { lmHead = t; continue; }
-    const canon = name.startsWith('transformer.') ? name : `transformer.${name}`;
-    if (out.has(canon)) throw new Error(`GPT-2 state dict has both '${name}' and another tensor mapping to '${canon}'`);
-    out.set(canon, t);
-  }
-  if (lmHead) {
-    const wte = out.get('transformer.wte.weight');
-    if (!wte) throw new Error(`GPT-2 state dict has lm_head.weight but no wte.weight: untied LM heads are not supported`);
-    if (!sameTensor(lmHead, wte)) {
-      throw new Error(`GPT-2 state dict has an lm_head.weight that differs from transformer.wte.weight: untied LM heads are not supported`);
-    }
-  }
-  return out;
-}
-
-/**
- * The tensors transformers' GPT2LMHeadModel.save_pretrained(safe_serialization=True) writes:
- * `transformer.*` parameters only (no mask buffers, no tied lm_head.weight).
- */
-export function gpt2StateDictForSave<T extends { shape: number[]; data: ArrayLike<number> }>(sd: StateDictLike<T>): Map<string, T> {
-  return normalizeGpt2StateDict(sd);
 }

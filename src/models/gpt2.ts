@@ -6,7 +6,9 @@ import * as O from '../engine/ops.js';
 import { Tensor, Rng, noGrad, empty } from '../engine/index.js';
 import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn/module.js';
 import { backend } from '../engine/backend/index.js';
-import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, GPT2_BUFFER_RE, saveStateDict, normalizeGpt2StateDict, gpt2StateDictForSave, writeJsonAtomic, type SaveOptions } from '../io/hf.js';
+import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, writeJsonAtomic, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
+import { KVCache, type ForwardOptions, type LanguageModel } from './lm.js';
+import { registerFamily } from './registry.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
 
@@ -130,20 +132,6 @@ export function gpt2ParameterShapes(c: GPT2Config): [string, number[]][] {
   return out;
 }
 
-/** Per-layer key/value buffers for incremental decoding: [B, H, maxT, D] each. */
-export class KVCache {
-  readonly k: Tensor[] = [];
-  readonly v: Tensor[] = [];
-  length = 0;
-  constructor(readonly batch: number, readonly layers: number, readonly heads: number, readonly maxT: number, readonly headDim: number) {
-    for (let i = 0; i < layers; i++) {
-      this.k.push(empty([batch, heads, maxT, headDim]).keep());
-      this.v.push(empty([batch, heads, maxT, headDim]).keep());
-    }
-  }
-  dispose(): void { for (const t of [...this.k, ...this.v]) t.dispose(); }
-}
-
 class Attention extends Module {
   readonly c_attn: Linear;
   readonly c_proj: Linear;
@@ -239,15 +227,11 @@ class GPT2Model extends Module {
   }
 }
 
-export interface ForwardOptions {
-  /** [B, T] with 1 for real tokens and 0 for padding (keys that must not be attended). */
-  attentionMask?: Tensor;
-  /** Position ids [B, T] (int32); default past..past+T-1. */
-  positionIds?: Tensor;
-  cache?: KVCache;
-}
+export { KVCache, type ForwardOptions };
 
-export class GPT2 extends Module {
+export class GPT2 extends Module implements LanguageModel {
+  readonly kind = 'causal' as const;
+  readonly modelType = 'gpt2';
   readonly config: GPT2Config;
   readonly transformer: GPT2Model;
   /** Drives every dropout mask (its state is saved in checkpoints for exact resume). */
@@ -270,9 +254,9 @@ export class GPT2 extends Module {
    * transformers' save_pretrained layout and the original hub layout (no `transformer.` prefix,
    * attn.bias buffers, tied lm_head).
    */
-  static fromPretrained(dir: string): GPT2 {
+  static fromPretrained(dir: string, rawConfig?: Record<string, unknown>): GPT2 {
     const cfgPath = join(dir, CONFIG_NAME);
-    const raw = readConfig(dir) as Partial<GPT2Config>;
+    const raw = (rawConfig ?? readConfig(dir)) as Partial<GPT2Config>;
     if (raw.model_type !== undefined && raw.model_type !== 'gpt2') throw new Error(`${cfgPath}: model_type is ${JSON.stringify(raw.model_type)}, expected 'gpt2'`);
     if (raw.vocab_size === undefined) throw new Error(`${cfgPath}: vocab_size is missing`);
     const cfg = { ...gpt2Config.defaults(raw.vocab_size), ...raw, model_type: 'gpt2' } as GPT2Config;
@@ -291,6 +275,13 @@ export class GPT2 extends Module {
     saveStateDict(dir, gpt2StateDictForSave(sd), opts);
     writeConfig(dir, { ...this.config, architectures: ['GPT2LMHeadModel'], torch_dtype: opts.dtype === 'F16' ? 'float16' : opts.dtype === 'BF16' ? 'bfloat16' : 'float32' });
     writeJsonAtomic(join(dir, 'generation_config.json'), { bos_token_id: this.config.bos_token_id, eos_token_id: this.config.eos_token_id });
+  }
+
+  get vocabSize(): number { return this.config.vocab_size; }
+  get maxPositions(): number { return this.config.n_positions; }
+  get eosTokenId(): number | null {
+    const e = this.config.eos_token_id as number | null | undefined;
+    return typeof e === 'number' && e < this.config.vocab_size ? e : null;
   }
 
   /** Final hidden states [B, T, C]. */
@@ -345,6 +336,44 @@ export class GPT2 extends Module {
   }
 }
 
+// Hugging Face names (hub layout and GPT2LMHeadModel's)
+
+export const GPT2_BUFFER_RE = /^(transformer\.)?h\.\d+\.(attn|crossattention)\.(bias|masked_bias)$/;
+
+/**
+ * Map a GPT-2 state dict in any of the layouts found in the wild — the original hub layout
+ * (`wte.weight`, `h.0.attn.c_attn.weight`, causal-mask buffers `h.N.attn.bias`/`masked_bias`) or
+ * GPT2LMHeadModel's (`transformer.*`, optional tied `lm_head.weight`) — to our canonical names
+ * `transformer.*`, dropping the buffers and a tied `lm_head.weight`. An untied head throws.
+ */
+export function normalizeGpt2StateDict<T extends { shape: number[]; data: ArrayLike<number> }>(sd: StateDictLike<T>): Map<string, T> {
+  const out = new Map<string, T>();
+  let lmHead: T | undefined;
+  for (const [name, t] of entriesOf(sd)) {
+    if (GPT2_BUFFER_RE.test(name)) continue;
+    if (name === 'lm_head.weight') { lmHead = t; continue; }
+    const canon = name.startsWith('transformer.') ? name : `transformer.${name}`;
+    if (out.has(canon)) throw new Error(`GPT-2 state dict has both '${name}' and another tensor mapping to '${canon}'`);
+    out.set(canon, t);
+  }
+  if (lmHead) {
+    const wte = out.get('transformer.wte.weight');
+    if (!wte) throw new Error(`GPT-2 state dict has lm_head.weight but no wte.weight: untied LM heads are not supported`);
+    if (!sameTensor(lmHead, wte)) {
+      throw new Error(`GPT-2 state dict has an lm_head.weight that differs from transformer.wte.weight: untied LM heads are not supported`);
+    }
+  }
+  return out;
+}
+
+/**
+ * The tensors transformers' GPT2LMHeadModel.save_pretrained(safe_serialization=True) writes:
+ * `transformer.*` parameters only (no mask buffers, no tied lm_head.weight).
+ */
+export function gpt2StateDictForSave<T extends { shape: number[]; data: ArrayLike<number> }>(sd: StateDictLike<T>): Map<string, T> {
+  return normalizeGpt2StateDict(sd);
+}
+
 const sameShape = (a: number[], b: number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
 
 /**
@@ -381,3 +410,17 @@ export function checkGpt2Weights(dir: string, cfg: GPT2Config): void {
     throw new Error(`${lmHead.file}: tensor 'lm_head.weight' has shape [${lmHead.shape.join(', ')}] but ${implied} implies [${cfg.vocab_size}, ${cfg.n_embd}]`);
   }
 }
+
+registerFamily({
+  modelType: 'gpt2', kind: 'causal', architecture: 'GPT2LMHeadModel',
+  modelKeys: GPT2_MODEL_KEYS,
+  sizeKeys: ['n_embd', 'n_layer', 'n_head', 'n_positions'],
+  config: (partial, where = 'config') => {
+    const c = { ...gpt2Defaults(partial.vocab_size), ...partial, model_type: 'gpt2' } as GPT2Config;
+    validateGPT2Config(c, where);
+    return c;
+  },
+  create: (config, seed) => new GPT2(config as GPT2Config, seed),
+  fromPretrained: (dir, raw) => GPT2.fromPretrained(dir, raw),
+  looksLike: (raw) => 'n_embd' in raw && 'n_layer' in raw,
+});

@@ -9,12 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { atomicWrite, writeAll } from '../../src/io/atomic.js';
+import { normalizeGpt2StateDict, gpt2StateDictForSave } from '../../src/models/gpt2.js';
 import {
   readSafetensors, openSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors,
   f16ToNumber, f32BitsToF16Bits, f32BitsToBf16Bits, bf16ToNumber, type WriteTensor,
 } from '../../src/io/safetensors.js';
 import {
-  readConfig, writeJsonAtomic, loadStateDict, saveStateDict, normalizeGpt2StateDict, gpt2StateDictForSave,
+  readConfig, writeJsonAtomic, loadStateDict, saveStateDict,
   type StateTensor,
 } from '../../src/io/hf.js';
 

@@ -1,0 +1,8 @@
+// The models layer's public face: the interface, the registry, and every family (imported here
+// so that each registers itself). Pipelines import from this file only.
+
+import './gpt2.js';
+
+export { KVCache, type LanguageModel, type LMConfig, type LMKind, type ForwardOptions, type ModelFamily } from './lm.js';
+export { loadModel, createModel, modelConfig, modelFamily, familyOfConfig, supportedModelTypes, registerFamily, reloadWeights } from './registry.js';
+export { generate, sampleNext, type GenerateOptions, type GenerateResult, type TextCodec } from './generate.js';

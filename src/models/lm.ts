@@ -1,0 +1,101 @@
+// The language-model interface every pipeline takes. A family file (gpt2.ts, bert.ts…) implements
+// it and registers itself in registry.ts; nothing above src/models/ names a concrete family.
+
+import type { Tensor, Rng } from '../engine/index.js';
+import { empty } from '../engine/index.js';
+import type { SaveOptions } from '../io/hf.js';
+import type { Schema } from '../io/json.js';
+
+/** causal: predicts token t+1 from tokens ≤ t (GPT-2). masked: predicts [MASK]ed tokens from both sides (BERT). */
+export type LMKind = 'causal' | 'masked';
+
+/** A config.json object: Hugging Face keys, `model_type` naming the family. */
+export interface LMConfig {
+  model_type: string;
+  vocab_size: number;
+  [k: string]: unknown;
+}
+
+/** Per-layer key/value buffers for incremental decoding: [B, H, maxT, D] each. */
+export class KVCache {
+  readonly k: Tensor[] = [];
+  readonly v: Tensor[] = [];
+  length = 0;
+  constructor(readonly batch: number, readonly layers: number, readonly heads: number, readonly maxT: number, readonly headDim: number) {
+    for (let i = 0; i < layers; i++) {
+      this.k.push(empty([batch, heads, maxT, headDim]).keep());
+      this.v.push(empty([batch, heads, maxT, headDim]).keep());
+    }
+  }
+  dispose(): void { for (const t of [...this.k, ...this.v]) t.dispose(); }
+}
+
+export interface ForwardOptions {
+  /** [B, T] with 1 for real tokens and 0 for padding (keys that must not be attended). With a cache: past + new tokens. */
+  attentionMask?: Tensor;
+  /** Position ids [B, T] (int32); default past..past+T-1. */
+  positionIds?: Tensor;
+  /** Segment ids [B, T] (int32) for families with token-type embeddings (BERT); default 0. */
+  tokenTypeIds?: Tensor;
+  /** Incremental decoding state (causal families only). */
+  cache?: KVCache;
+}
+
+export interface LanguageModel {
+  readonly kind: LMKind;
+  /** config.json's model_type ('gpt2', 'bert'). */
+  readonly modelType: string;
+  readonly config: LMConfig;
+  readonly vocabSize: number;
+  /** Longest sequence the position embeddings cover (n_positions / max_position_embeddings). */
+  readonly maxPositions: number;
+  /** End-of-text id inside the vocabulary, or null. */
+  readonly eosTokenId: number | null;
+  /** Drives every dropout mask (its state is saved in checkpoints for exact resume). */
+  readonly rng: Rng;
+  training: boolean;
+
+  /** Logits [B, T, V]. */
+  forward(ids: Tensor, opts?: ForwardOptions): Tensor;
+  /** Final hidden states [B, T, C] (before the LM head). */
+  hidden(ids: Tensor, opts?: ForwardOptions): Tensor;
+  /** Hidden states [.., C] → logits [.., V]. */
+  lmHead(h: Tensor): Tensor;
+  /**
+   * Mean cross-entropy with label −100 ignored. causal: logits at t predict labels[t+1] (labels
+   * default to ids, as HF); masked: logits at t predict labels[t] (labels required).
+   */
+  loss(ids: Tensor, labels?: Tensor, opts?: ForwardOptions): { loss: Tensor; logits: Tensor };
+  /** A KV cache for incremental decoding; present on causal families only. */
+  newCache?(batch: number, maxT?: number): KVCache;
+
+  namedParameters(prefix?: string): [string, Tensor][];
+  parameters(): Tensor[];
+  numParameters(): number;
+  loadStateDict(sd: Map<string, { shape: number[]; data: Float32Array }>, where: string, strict?: boolean): void;
+  train(on?: boolean): this;
+  eval(): this;
+  dispose(): void;
+  /** Write config.json (+ generation_config.json where relevant) and model.safetensors in transformers' layout. */
+  savePretrained(dir: string, opts?: SaveOptions): void;
+}
+
+/** A model family: how to build, load and describe one `model_type`. */
+export interface ModelFamily {
+  readonly modelType: string;
+  readonly kind: LMKind;
+  /** What `transformers` calls the class we save (config.json "architectures"). */
+  readonly architecture: string;
+  /** Types and ranges of the config keys a user may set for a fresh model (a config file's "model" section). */
+  readonly modelKeys: Readonly<Record<string, Schema>>;
+  /** Size keys every fresh-model section must give, for messages ("n_embd" / "hidden_size"…). */
+  readonly sizeKeys: readonly string[];
+  /** A full config from user keys (family defaults filled in), validated; `where` starts messages. */
+  config(partial: Record<string, unknown> & { vocab_size: number }, where?: string): LMConfig;
+  /** A freshly initialised model (weights drawn from `seed`). */
+  create(config: LMConfig, seed: number): LanguageModel;
+  /** Load a model directory whose config.json (already parsed) names this family. */
+  fromPretrained(dir: string, raw: Record<string, unknown>): LanguageModel;
+  /** Does this config.json (without model_type) look like this family? For old hub files. */
+  looksLike?(raw: Record<string, unknown>): boolean;
+}
