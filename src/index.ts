@@ -2,8 +2,8 @@
 export * as engine from './engine/index.js';
 export * from './engine/index.js';
 export { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from './nn/module.js';
-export { GPT2, KVCache, gpt2Config, type GPT2Config, type ForwardOptions } from './models/gpt2.js';
-export { generate, sampleNext, type GenerateOptions, type GenerateResult, type CausalLM, type TextCodec } from './models/generate.js';
+export { loadModel, createModel, modelFamily, supportedModelTypes, KVCache, type LanguageModel, type LMConfig, type ForwardOptions, generate, sampleNext, type GenerateOptions, type GenerateResult, type TextCodec } from './models/index.js';
+export { GPT2, gpt2Config, type GPT2Config } from './models/gpt2.js';
 export { BPETokenizer, loadTokenizer } from './tokenizers/index.js';
 export { perplexity, type PerplexityResult } from './eval/perplexity.js';
 export { AdamW, clipGradNorm } from './optim/adamw.js';

@@ -171,13 +171,13 @@ export const commands: Record<string, Command> = {
     },
     run: async (a) => {
       const { loadLM } = await import('./load.js');
-      const { generate } = await import('../models/generate.js');
+      const { generate } = await import('../models/index.js');
       const { model, tokenizer } = loadLM(need(a, 'model') as string);
       const temperature = a.temperature as number, topP = a['top-p'] as number;
       const r = generate(model, tokenizer, need(a, 'prompt') as string, {
         maxNewTokens: a['max-new-tokens'] as number, temperature, topK: a['top-k'] as number, topP,
         repetitionPenalty: a['repetition-penalty'] as number, stop: a.stop as string[] | undefined, seed: a.seed as number,
-        eosTokenId: model.config.eos_token_id < model.config.vocab_size ? model.config.eos_token_id : null,
+        eosTokenId: model.eosTokenId,
       });
       if (a.json) console.log(JSON.stringify({ text: r.text, tokens: r.tokens, tokens_per_s: +r.tokens_per_s.toFixed(2), finish_reason: r.finish_reason }));
       else process.stdout.write(r.text + '\n');

@@ -4,7 +4,7 @@
 
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { GPT2, gpt2Config, type GPT2Config } from '../models/gpt2.js';
+import { createModel, loadModel, modelFamily, type LanguageModel } from '../models/index.js';
 import type { BPETokenizer } from '../tokenizers/index.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { readLmText } from '../data/text.js';
@@ -23,7 +23,7 @@ export interface BasePretrain {
   warmup_steps?: number;
 }
 
-export interface BaseSpec { path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain }
+export interface BaseSpec { path?: string; model?: Record<string, unknown>; pretrain?: BasePretrain }
 
 const HINT: Record<'teacher' | 'student', string> = {
   teacher: 'a Hugging Face GPT-2 checkpoint (e.g. gpt2-large or gpt2-medium)',
@@ -46,6 +46,8 @@ export interface EnsureBaseOptions {
   spec: BaseSpec;
   out: string;
   tok: BPETokenizer;
+  /** model_type of a fresh base. */
+  arch: string;
   seed: number;
   log: (s: string) => void;
 }
@@ -62,12 +64,13 @@ export function ensureBase(o: EnsureBaseOptions): string {
   if (existsSync(dir)) return dir;
   mkdirSync(out, { recursive: true });
   const eos = tok.eosTokenId ?? 0;
-  const m = new GPT2(gpt2Config({ resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, ...spec.model, vocab_size: tok.vocabSize, bos_token_id: eos, eos_token_id: eos }), o.seed);
+  const noDropout = Object.fromEntries(modelFamily(o.arch).dropoutKeys.map((k) => [k, 0]));
+  const m = createModel(o.arch, { ...noDropout, ...spec.model, vocab_size: tok.vocabSize, bos_token_id: eos, eos_token_id: eos }, o.seed, `study config: ${who}.model`);
   let summary: object | null = null;
   const p = spec.pretrain;
   if (p) {
     const T = p.seq_len;
-    if (T > m.config.n_positions) throw new Error(`study config: ${who}.pretrain.seq_len ${T} exceeds ${who}.model.n_positions ${m.config.n_positions}`);
+    if (T > m.maxPositions) throw new Error(`study config: ${who}.pretrain.seq_len ${T} exceeds ${who}.model.n_positions ${m.maxPositions}`);
     // The text is written once (the config cannot change under a study directory), then tokenised into a cache.
     const textFile = join(out, `${who}-pretrain.txt`);
     if (!existsSync(textFile)) {
@@ -83,7 +86,7 @@ export function ensureBase(o: EnsureBaseOptions): string {
       const statePath = join(runDir, 'trainer_state.json');
       const finished = existsSync(statePath) && existsSync(join(runDir, 'config.json')) && readTrainerState(statePath).global_step === p.steps;
       let model = m;
-      if (finished) { m.dispose(); model = GPT2.fromPretrained(runDir); }
+      if (finished) { m.dispose(); model = loadModel(runDir); }
       else {
         const resume = existsSync(runDir) && listCheckpoints(runDir).length > 0 ? runDir : undefined;
         if (!resume && existsSync(runDir)) removeDirAtomic(runDir); // killed before its first checkpoint: start again
@@ -109,7 +112,7 @@ export function ensureBase(o: EnsureBaseOptions): string {
   return dir;
 }
 
-function publish(m: GPT2, tok: BPETokenizer, dir: string, summary: object | null): void {
+function publish(m: LanguageModel, tok: BPETokenizer, dir: string, summary: object | null): void {
   const tmp = tempSibling(dir);
   m.savePretrained(tmp); tok.save(tmp);
   if (summary) writeJsonAtomic(join(tmp, 'pretrain.json'), summary);

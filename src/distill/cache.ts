@@ -11,7 +11,7 @@ import { cleanStaleTemps, crashPoint, publishDir, removeDirAtomic, tempSibling, 
 import { readJsonFile } from '../io/json.js';
 import { tidy, noGrad } from '../engine/index.js';
 import * as O from '../engine/ops.js';
-import type { GPT2 } from '../models/gpt2.js';
+import type { LanguageModel } from '../models/index.js';
 import type { Instance } from '../icl/ict.js';
 import { makeBatch } from '../icl/ict.js';
 import { teacherTarget, type TeacherTarget } from './loss.js';
@@ -19,7 +19,7 @@ import { teacherTarget, type TeacherTarget } from './loss.js';
 export interface CacheMeta { version: 1; key: string; tau: number; top_k: number; instances: number; positions: number; offsets: number[]; bytes: number; }
 
 /** Hash of a model's weights (identifies the teacher in cache keys). */
-export function weightsHash(m: GPT2): string {
+export function weightsHash(m: LanguageModel): string {
   const h = createHash('sha256');
   for (const [n, p] of m.namedParameters()) { h.update(n); h.update(new Uint8Array(p.f32.buffer, p.f32.byteOffset, p.f32.byteLength)); }
   return h.digest('hex').slice(0, 16);
@@ -40,7 +40,7 @@ export function answerRows(inst: Instance, b: number, L: number): number[] {
 }
 
 /** Teacher targets for a batch of instances from a live teacher (noGrad). */
-export function liveTargets(teacher: GPT2, batch: Instance[], pad: number, tau: number, topK: number): TeacherTarget[][] {
+export function liveTargets(teacher: LanguageModel, batch: Instance[], pad: number, tau: number, topK: number): TeacherTarget[][] {
   const b = makeBatch(batch, pad);
   return tidy(() => noGrad(() => {
     teacher.eval();
@@ -57,14 +57,14 @@ export class TeacherCache {
    * Load the cache in `dir` if its key matches and it passes validation, else compute it with the
    * teacher and publish it atomically (temp dir + rename). A damaged cache is recomputed, saying so.
    */
-  static ensure(dir: string, teacher: GPT2, instances: Instance[], o: { tau: number; topK: number; pad: number; batchSize?: number; log?: (s: string) => void }): TeacherCache {
+  static ensure(dir: string, teacher: LanguageModel, instances: Instance[], o: { tau: number; topK: number; pad: number; batchSize?: number; log?: (s: string) => void }): TeacherCache {
     const key = `${weightsHash(teacher)}-${instancesHash(instances)}-t${o.tau}-k${o.topK}`;
     const mp = join(dir, 'meta.json');
     mkdirSync(dirname(dir), { recursive: true });
     cleanStaleTemps(dirname(dir));
     if (existsSync(mp)) {
       try {
-        const c = TeacherCache.open(dir, teacher.config.vocab_size);
+        const c = TeacherCache.open(dir, teacher.vocabSize);
         if (c.meta.key === key) { o.log?.(`teacher cache hit: ${dir}`); return c; }
         o.log?.(`teacher cache ${dir} was made for a different teacher/data/τ/k; recomputing`);
       } catch (e) { o.log?.(`${(e as Error).message}; recomputing the teacher cache`); }

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readJsonFile } from '../io/json.js';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { GPT2 } from '../models/gpt2.js';
+import { loadModel, type LanguageModel } from '../models/index.js';
 import { BPETokenizer } from '../tokenizers/index.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import type { Method } from '../data/prompts.js';
@@ -94,13 +94,13 @@ export function runDistill(o: DistillRunOptions): DistillRunSummary {
     throw new Error(`--out ${o.out} already holds a training run; continue it with --resume ${o.out}, or give a new --out`);
   }
   const tok = checkSameTokenizer(o.teacher, o.student);
-  const teacher = GPT2.fromPretrained(o.teacher), student = GPT2.fromPretrained(o.student);
-  if (teacher.config.vocab_size !== student.config.vocab_size) throw new Error(`teacher ${o.teacher} has vocab_size ${teacher.config.vocab_size}, student ${o.student} has ${student.config.vocab_size}: distillation matches them token by token`);
-  if (student.config.vocab_size < tok.vocabSize) throw new Error(`${o.student}: vocab_size ${student.config.vocab_size} is smaller than its tokenizer's ${tok.vocabSize} tokens`);
+  const teacher = loadModel(o.teacher), student = loadModel(o.student);
+  if (teacher.vocabSize !== student.vocabSize) throw new Error(`teacher ${o.teacher} has vocab_size ${teacher.vocabSize}, student ${o.student} has ${student.vocabSize}: distillation matches them token by token`);
+  if (student.vocabSize < tok.vocabSize) throw new Error(`${o.student}: vocab_size ${student.vocabSize} is smaller than its tokenizer's ${tok.vocabSize} tokens`);
   // Instances as the study samples them: a fixed list (so a teacher cache and --resume see the same data).
   const pools = episodePools(o.taskDir, o.tasks, o.setting, o.k, o.seeds, o.dedupe);
   const examples = [...pools.values()].reduce((s, p) => s + p.length, 0);
-  const sampler = new IctSampler(tok, { pools, k: o.k, demos: true, method: o.method, maxLength: Math.min(teacher.config.n_positions, student.config.n_positions), seed: o.seed });
+  const sampler = new IctSampler(tok, { pools, k: o.k, demos: true, method: o.method, maxLength: Math.min(teacher.maxPositions, student.maxPositions), seed: o.seed });
   const instances = Array.from({ length: o.instances }, () => sampler.next());
   log(`ICL-D (${o.setting === 'meta' ? 'Meta' : 'Multitask'}-ICT, k=${o.k}, ${o.method}): ${o.tasks.length} task(s), ${examples} examples, ${o.instances} instances; teacher ${(teacher.numParameters() / 1e6).toFixed(2)}M, student ${(student.numParameters() / 1e6).toFixed(2)}M parameters`);
   const pad = tok.eosTokenId ?? 0;
@@ -109,7 +109,7 @@ export function runDistill(o: DistillRunOptions): DistillRunSummary {
   let lm: { loader: WindowLoader; batchSize: number } | undefined;
   if (o.beta > 0) {
     const shard = new TokenFile(buildShards(o.lmData!, tok, JSON.stringify(tok.toTokenizerJson()), join(o.out, 'lm-tokens'), { eos: tok.eosTokenId ?? null, log }));
-    lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(o.lmSeqLen, student.config.n_positions), o.seed), batchSize: o.lmBatchSize };
+    lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(o.lmSeqLen, student.maxPositions), o.seed), batchSize: o.lmBatchSize };
   }
   writeJsonAtomic(join(o.out, 'distill_run.json'), {
     teacher: o.teacher, student: o.student, task_dir: o.taskDir, tasks: o.tasks, setting: o.setting, k: o.k, method: o.method, seeds: o.seeds, instances: o.instances, teacher_cache: o.teacherCache ?? null,

@@ -8,7 +8,7 @@
 // Instances are built in the evaluated order (direct, or channel: P(x | y, demos)).
 
 import { restrictPools } from './task-subset.js';
-import { GPT2, type GPT2Config } from '../models/gpt2.js';
+import { createModel, loadModel, type LanguageModel, type LMConfig } from '../models/index.js';
 import type { Example } from '../data/tasks.js';
 import type { Method, Template, Tokenizer } from '../data/prompts.js';
 import { episodePools, multitaskSplits, IctSampler, type Instance } from '../icl/ict.js';
@@ -44,7 +44,7 @@ export function sampleInstances(tok: Tokenizer, pools: Map<string, Example[]>, o
  * (macro-F1 / accuracy) on the dev examples, with the first k train examples as demonstrations
  * (k = 0 for Multitask-FT), scored like the evaluation.
  */
-export function devScorer(tok: Tokenizer & { decode(ids: number[]): string }, fewShot: SeedData['fewShot'], k: number, method: Method, batchSize: number | undefined, seed: number, template?: Partial<Template>): (m: GPT2) => number {
+export function devScorer(tok: Tokenizer & { decode(ids: number[]): string }, fewShot: SeedData['fewShot'], k: number, method: Method, batchSize: number | undefined, seed: number, template?: Partial<Template>): (m: LanguageModel) => number {
   return (model) => {
     const xs: number[] = [];
     for (const [task, dev] of fewShot.dev) {
@@ -61,6 +61,6 @@ export function devScorer(tok: Tokenizer & { decode(ids: number[]): string }, fe
  * (so seeds measure init variance too); a pretrained one — brought (student.path) or pretrained
  * by the study (student.pretrain) — is the same for all seeds.
  */
-export function seedStudent(c: StudyConfig, studentBase: string, config: GPT2Config, seed: number): GPT2 {
-  return c.student.path || c.student.pretrain ? GPT2.fromPretrained(studentBase) : new GPT2(config, 1000 + seed);
+export function seedStudent(c: StudyConfig, studentBase: string, config: LMConfig, seed: number): LanguageModel {
+  return c.student.path || c.student.pretrain ? loadModel(studentBase) : createModel(config.model_type, config, 1000 + seed);
 }

@@ -2,7 +2,9 @@
 // closest valid one), the quick overrides, and which changes invalidate a study directory.
 
 import { resolve, dirname } from 'node:path';
-import { GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
+import { modelConfig, modelFamily } from '../models/index.js';
+
+type ModelKeys = Record<string, unknown>;
 import { checkSyntheticOptions, defaultSyntheticOptions, type SyntheticOptions } from '../data/synthetic.js';
 import type { Setting } from '../icl/ict.js';
 import type { Method, Template } from '../data/prompts.js';
@@ -45,12 +47,12 @@ export interface StudyConfig {
   tokenizer: { path?: string; vocab_size?: number };
   lm_data: { synthetic_corpus?: boolean; files?: string[]; max_bytes?: number; seq_len: number; batch_size: number };
   teacher: {
-    path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null;
+    path?: string; model?: ModelKeys; pretrain?: BasePretrain; ict: { steps: number; lr: number; batch_size: number; warmup_steps?: number } | null;
     /** Teacher-training option (not the paper's method): LM training on "string, gap, string again" copy text over the suite's tokens before ICT. */
     copy_pretrain?: CopyPretrainConfig;
   };
   /** copy_pretrain: the same LM training on copy text for each seed's student (as the paper's students are pretrained LMs). */
-  student: { path?: string; model?: Partial<GPT2Config>; pretrain?: BasePretrain; copy_pretrain?: CopyPretrainConfig };
+  student: { path?: string; model?: ModelKeys; pretrain?: BasePretrain; copy_pretrain?: CopyPretrainConfig };
   /**
    * few_shot_train / few_shot_dev: the target tasks' few-shot data per seed (default 32 + 32, the
    * paper's; Multitask-ICT and Multitask-FT train on it); dev_every: steps between validation
@@ -71,7 +73,7 @@ export interface StudyConfig {
   analyses?: AnalysesConfig;
 }
 
-export interface AnalysesSize { name: string; model?: Partial<GPT2Config>; path?: string }
+export interface AnalysesSize { name: string; model?: ModelKeys; path?: string }
 export interface AnalysesConfig {
   /** Arms each sub-study runs (default ICT and ICL-D). */
   arms?: Arm[];
@@ -88,7 +90,8 @@ export interface AnalysesConfig {
 const sInt = (min: number, max?: number): Schema => ({ t: 'int', min, max });
 const sNum = (o: { min?: number; max?: number; gt?: number; lt?: number }): Schema => ({ t: 'number', ...o });
 const sPath: Schema = { t: 'string', nonEmpty: true };
-const sModel: Schema = { t: 'object', keys: { ...GPT2_MODEL_KEYS } };
+/** A fresh model's keys: checked against the chosen arch's family after the schema (see readStudyConfig). */
+const sModel: Schema = { t: 'object', keys: {}, open: true };
 /** Pretraining a base model here (teacher.pretrain / student.pretrain, see bases.ts). */
 const sPretrain: Schema = {
   t: 'object', required: ['files', 'steps', 'batch_size', 'seq_len', 'lr'],
@@ -127,7 +130,7 @@ const STUDY_SCHEMA: Schema = {
     k: sInt(0, 100_000),
     seeds: { t: 'array', of: sInt(0), minLen: 1, unique: true },
     eval: { t: 'object', keys: { method: { t: 'string', enum: ['direct', 'channel'] }, test_limit: sInt(1), batch_size: sInt(1) } },
-    tokenizer: { t: 'object', keys: { path: sPath, vocab_size: sInt(257, GPT2_LIMITS.vocab_size) } },
+    tokenizer: { t: 'object', keys: { path: sPath, vocab_size: sInt(257, 4_194_304) } },
     lm_data: {
       t: 'object', required: ['seq_len', 'batch_size'], keys: {
         synthetic_corpus: { t: 'bool' }, files: { t: 'array', of: sPath }, max_bytes: sInt(1), seq_len: sInt(1), batch_size: sInt(1),
@@ -215,8 +218,16 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
   for (const who of ['teacher', 'student'] as const) {
     if (c[who].path && c[who].model) throw new Error(`${path}: ${who} has both "path" and "model"; give one`);
     if (c[who].path && c[who].pretrain) throw new Error(`${path}: ${who} has both "path" and "pretrain" (a model you bring is only read); give one`);
-    const m = c[who].model;
-    if (m && m.n_embd !== undefined && m.n_head !== undefined && m.n_embd % m.n_head !== 0) throw new Error(`${path}: ${who}.model.n_embd ${m.n_embd} is not divisible by ${who}.model.n_head ${m.n_head}`);
+  }
+  const family = modelFamily(c.arch ?? 'gpt2', `${path}: arch`);
+  const models: [string, ModelKeys | undefined][] = [['teacher.model', c.teacher.model], ['student.model', c.student.model],
+    ...(c.analyses?.student_sizes ?? []).map((z, i): [string, ModelKeys | undefined] => [`analyses.student_sizes[${i}].model`, z.model]),
+    ...(c.analyses?.teacher_sizes ?? []).map((z, i): [string, ModelKeys | undefined] => [`analyses.teacher_sizes[${i}].model`, z.model])];
+  for (const [where, m] of models) {
+    if (!m) continue;
+    checkSchema(m, { t: 'object', keys: { ...family.modelKeys } }, path, where);
+    const { bos_token_id: _b, eos_token_id: _e, ...shape } = m;
+    modelConfig(family.modelType, { ...shape, vocab_size: typeof m.vocab_size === 'number' ? m.vocab_size : 257 }, `${path}: ${where}`);
   }
   // Relative paths in the config are relative to the config file.
   const base = dirname(resolve(path));

@@ -3,7 +3,7 @@
 
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
-import { GPT2 } from '../models/gpt2.js';
+import { loadModel, type LanguageModel } from '../models/index.js';
 import { BPETokenizer } from '../tokenizers/index.js';
 import { writeSyntheticSuite, syntheticCorpus } from '../data/synthetic.js';
 import { loadSplit, availableTasks, readExamples, trainingPool } from '../data/tasks.js';
@@ -90,11 +90,11 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const shard = new TokenFile(buildShards([lmFile], tok, JSON.stringify(tok.toTokenizerJson()), join(out, 'lm-tokens'), { eos: tok.eosTokenId ?? null }));
   // 3. Base models.
   // A user's model is only read; otherwise OUT/<who>-base, fresh or pretrained here (bases.ts).
-  const base = (who: 'teacher' | 'student', spec: StudyConfig['student'], seed: number): string => ensureBase({ who, spec, out, tok, seed, log });
+  const base = (who: 'teacher' | 'student', spec: StudyConfig['student'], seed: number): string => ensureBase({ who, spec, out, tok, arch: c.arch ?? 'gpt2', seed, log });
   // Optional LM training of a base on copy text (a teacher/student-training option, not the
   // paper's method: see src/icl/copy-pretrain.ts), published as <who>-copy[/<seed>] when finished.
   const copyVocab = (): number[] => suiteTokens(tok, fitTasks.flatMap((t) => trainingPool(taskDir, t)), template);
-  const copyStage = (who: string, from: () => GPT2, cp: CopyPretrainConfig | undefined, seed: number, dir: string): string | null => {
+  const copyStage = (who: string, from: () => LanguageModel, cp: CopyPretrainConfig | undefined, seed: number, dir: string): string | null => {
     if (!cp) return null;
     if (!existsSync(join(dir, 'trainer_state.json'))) {
       const m = from();
@@ -112,13 +112,13 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   // fitting tasks when "ict" is set.
   const cp = c.teacher.copy_pretrain;
   const teacherPlain = base('teacher', c.teacher, 7);
-  const teacherBase = copyStage('teacher', () => GPT2.fromPretrained(teacherPlain), cp, 3, join(out, 'teacher-copy')) ?? teacherPlain;
+  const teacherBase = copyStage('teacher', () => loadModel(teacherPlain), cp, 3, join(out, 'teacher-copy')) ?? teacherPlain;
   let teacherDir = teacherBase;
   // In the multitask setting each seed tunes its own teacher (below); a shared one would see every seed's data.
   if (c.teacher.ict && c.setting === 'meta') {
     teacherDir = join(out, 'teacher');
     if (!existsSync(join(teacherDir, 'trainer_state.json'))) {
-      const tm = GPT2.fromPretrained(teacherBase);
+      const tm = loadModel(teacherBase);
       log(`teacher: ${(tm.numParameters() / 1e6).toFixed(2)}M parameters, in-context tuning for ${c.teacher.ict.steps} steps`);
       const pools = episodePools(taskDir, fitTasks, c.setting, c.k, c.seeds, dedupe);
       const train = { steps: c.teacher.ict.steps, lr: c.teacher.ict.lr, warmupSteps: c.teacher.ict.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 };
@@ -134,12 +134,12 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       rmCheckpoints(teacherDir);
     }
   }
-  const teacher = GPT2.fromPretrained(teacherDir);
-  const studentProbe = GPT2.fromPretrained(studentBase);
+  const teacher = loadModel(teacherDir);
+  const studentProbe = loadModel(studentBase);
   // 5. Teacher row.
   for (const [who, dir] of [['teacher', teacherBase], ['student', studentBase]]) {
     const m = who === 'teacher' ? teacher : studentProbe;
-    if (m.config.vocab_size < tok.vocabSize) throw new Error(`${dir}: model vocab_size ${m.config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens (${tokPath})`);
+    if (m.vocabSize < tok.vocabSize) throw new Error(`${dir}: model vocab_size ${m.vocabSize} is smaller than the tokenizer's ${tok.vocabSize} tokens (${tokPath})`);
   }
   const evalOpts = { taskDir, tasks: testTasks, k: c.k, method: c.eval.method ?? 'direct', template, testLimit: c.eval.test_limit, batchSize: c.eval.batch_size };
   // 5. Teacher row: one entry per seed; seeds added since the last run are evaluated and added.
@@ -166,7 +166,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const d = c.distill;
   const method = c.eval.method ?? 'direct';
   if (method === 'channel' && d.kl === 'options') throw new Error('study config: distill.kl "options" needs direct scoring (in channel order the answer is the input text); use "full"');
-  const maxLength = Math.min(teacher.config.n_positions, studentProbe.config.n_positions);
+  const maxLength = Math.min(teacher.maxPositions, studentProbe.maxPositions);
   const cells: CellResult[] = [];
   for (const seed of c.seeds) {
     const sd = seedData(c, taskDir, trainTasks, testTasks, seed, dedupe, arms);
@@ -176,11 +176,11 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const ti = c.teacher.ict, tdir = join(out, 'teacher-seeds', String(seed));
       if (!existsSync(join(tdir, 'trainer_state.json'))) {
         log(`teacher for seed ${seed}: in-context tuning on this seed's few-shot data for ${ti.steps} steps`);
-        trainIct({ model: GPT2.fromPretrained(teacherBase), tokenizer: tok, pools: sd.fewShot.train, setting: 'multitask', k: c.k, demos: true, method, template, batchSize: ti.batch_size, out: tdir, log,
+        trainIct({ model: loadModel(teacherBase), tokenizer: tok, pools: sd.fewShot.train, setting: 'multitask', k: c.k, demos: true, method, template, batchSize: ti.batch_size, out: tdir, log,
           train: { steps: ti.steps, lr: ti.lr, warmupSteps: ti.warmup_steps ?? 50, logEvery: 50, seed: 1, evalEvery: 0 } });
         rmCheckpoints(tdir);
       }
-      seedTeacher = GPT2.fromPretrained(tdir);
+      seedTeacher = loadModel(tdir);
       const te = cached(join(tdir, 'eval.json'), (v) => !!v && typeof v === 'object' && !!(v as { average?: unknown }).average, () => {
         const e = evaluateIcl({ ...evalOpts, method, model: seedTeacher, tokenizer: tok, seeds: [seed] });
         return { tasks: mapTasks(e.tasks), average: e.average };
@@ -200,10 +200,10 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       // A fresh student of this seed, copy-pretrained first when the config asks (once per seed, kept).
       const scp = c.student.path ? undefined : c.student.copy_pretrain;
       const copied = copyStage(`student (seed ${seed})`, () => seedStudent(c, studentBase, studentProbe.config, seed), scp, 1000 + seed, join(out, 'student-copy', String(seed)));
-      const student = copied ? GPT2.fromPretrained(copied) : seedStudent(c, studentBase, studentProbe.config, seed);
+      const student = copied ? loadModel(copied) : seedStudent(c, studentBase, studentProbe.config, seed);
       const tc = performance.now();
       let steps = 0, curve: [number, number][] = [], epochS: number | null = null, bestStep: number | null = null;
-      const lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(c.lm_data.seq_len, student.config.n_positions), seed), batchSize: c.lm_data.batch_size };
+      const lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(c.lm_data.seq_len, student.maxPositions), seed), batchSize: c.lm_data.batch_size };
       const ft = arm === 'Multitask-FT';
       const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
       const common = { student, tokenizer: tok, epochs: c.train.epochs, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
@@ -328,15 +328,15 @@ function checkSameStudy(c: StudyConfig, out: string, log: (s: string) => void): 
 }
 
 /** Teacher/student inference speed on the same scoring workload (tokens/s ratio). */
-function measureSpeedup(teacher: GPT2, student: GPT2, tok: BPETokenizer, taskDir: string, task: string, k: number): { teacher_tokens_per_s: number; student_tokens_per_s: number; speedup: number } {
+function measureSpeedup(teacher: LanguageModel, student: LanguageModel, tok: BPETokenizer, taskDir: string, task: string, k: number): { teacher_tokens_per_s: number; student_tokens_per_s: number; speedup: number } {
   const lines = readExamples(join(taskDir, task, `${task}_test.jsonl`)).slice(0, 8);
   const items = lines.map((e) => {
     const ids = tok.encode(`${e.input}\n`.repeat(Math.max(1, k / 2)));
     const cont = tok.encode(e.output);
-    const n = Math.min(teacher.config.n_positions, student.config.n_positions) - cont.length;
+    const n = Math.min(teacher.maxPositions, student.maxPositions) - cont.length;
     return { prefix: [], suffix: ids.slice(-n).concat(cont), contStart: Math.min(ids.length, n) };
   });
-  const time = (m: GPT2): number => {
+  const time = (m: LanguageModel): number => {
     scoreContinuations(m, items);
     const t0 = performance.now();
     let reps = 0;

@@ -4,7 +4,7 @@
 
 import * as O from '../engine/ops.js';
 import { tidy, noGrad } from '../engine/index.js';
-import type { GPT2 } from '../models/gpt2.js';
+import type { LanguageModel } from '../models/index.js';
 
 /** The model produced a NaN/Inf loss: its weights are broken. */
 export class NonFiniteLossError extends Error {}
@@ -18,10 +18,10 @@ export interface PerplexityOptions {
   onProgress?: (doneWindows: number, totalWindows: number, tokens: number) => void;
 }
 
-export function perplexity(model: GPT2, ids: number[], opts: PerplexityOptions = {}): PerplexityResult {
+export function perplexity(model: LanguageModel, ids: number[], opts: PerplexityOptions = {}): PerplexityResult {
   model.eval();
-  const W = opts.window ?? model.config.n_positions;
-  if (W > model.config.n_positions) throw new Error(`eval-lm: window ${W} exceeds the model's n_positions ${model.config.n_positions}`);
+  const W = opts.window ?? model.maxPositions;
+  if (W > model.maxPositions) throw new Error(`eval-lm: window ${W} exceeds the model's n_positions ${model.maxPositions}`);
   const windows: number[][] = [];
   for (let s = 0; s < ids.length; s += W) windows.push(ids.slice(s, s + W));
   let sum = 0, count = 0;

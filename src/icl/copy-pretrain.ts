@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { Rng } from '../engine/index.js';
-import type { GPT2 } from '../models/gpt2.js';
+import type { LanguageModel } from '../models/index.js';
 import type { Example } from '../data/tasks.js';
 import { makeTemplate, PieceEncoder, verbalize, type Template, type Tokenizer } from '../data/prompts.js';
 import { Trainer, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
@@ -64,7 +64,7 @@ export function suiteTokens(tok: Tokenizer, examples: Iterable<Example>, templat
 }
 
 export interface CopyPretrainOptions {
-  model: GPT2;
+  model: LanguageModel;
   tokenizer: Tokenizer & { save(dir: string): unknown };
   vocab: number[];
   /** Padding token (after the repeat, never a target). */
@@ -79,10 +79,10 @@ export interface CopyPretrainOptions {
 }
 
 export function copyPretrain(o: CopyPretrainOptions): TrainerState {
-  const room = o.model.config.n_positions - 2 * o.length;
-  if (room < 1) throw new Error(`teacher.copy_pretrain.length ${o.length}: two copies and a gap (2·length + 1 = ${2 * o.length + 1} tokens) exceed the teacher's n_positions ${o.model.config.n_positions}`);
+  const room = o.model.maxPositions - 2 * o.length;
+  if (room < 1) throw new Error(`teacher.copy_pretrain.length ${o.length}: two copies and a gap (2·length + 1 = ${2 * o.length + 1} tokens) exceed the teacher's n_positions ${o.model.maxPositions}`);
   const maxGap = o.maxGap ?? Math.min(o.length, room);
-  if (maxGap > room) throw new Error(`teacher.copy_pretrain.max_gap ${maxGap}: 2·length + max_gap = ${2 * o.length + maxGap} tokens exceed the teacher's n_positions ${o.model.config.n_positions}`);
+  if (maxGap > room) throw new Error(`teacher.copy_pretrain.max_gap ${maxGap}: 2·length + max_gap = ${2 * o.length + maxGap} tokens exceed the teacher's n_positions ${o.model.maxPositions}`);
   const L = 2 * o.length + maxGap;
   const cfg: TrainConfig = { ...defaultTrainConfig, warmupSteps: 50, schedule: 'cosine', minLrRatio: 0.1, weightDecay: 0, evalEvery: 0, saveEvery: 0, ...o.train };
   const rng = new Rng(cfg.seed + 31337);
@@ -117,7 +117,7 @@ export interface MixedIctOptions extends Pick<IctTrainOptions, 'model' | 'tokeni
  */
 export function trainIctWithCopy(o: MixedIctOptions): TrainerState {
   const cfg: TrainConfig = { ...defaultTrainConfig, warmupSteps: 0, schedule: 'linear', minLrRatio: 0, lr: 1e-4, weightDecay: 0, evalEvery: 0, saveEvery: 0, ...o.train };
-  const maxLength = o.model.config.n_positions;
+  const maxLength = o.model.maxPositions;
   const room = maxLength - 2 * o.copy.length;
   if (room < 1) throw new Error(`teacher.copy_pretrain.length ${o.copy.length}: 2·length + 1 tokens exceed the teacher's n_positions ${maxLength}`);
   const maxGap = Math.min(o.copy.maxGap ?? Math.min(o.copy.length, room), room);

@@ -12,8 +12,8 @@
 import { readFileSync } from 'node:fs';
 import { join, basename } from 'node:path';
 import { Rng } from '../engine/rng.js';
-import type { GPT2 } from '../models/gpt2.js';
-import { generate } from '../models/generate.js';
+import type { LanguageModel } from '../models/index.js';
+import { generate } from '../models/index.js';
 import { loadTask, trainingPool, type Example } from '../data/tasks.js';
 import { buildPrompt, makeTemplate, PieceEncoder, promptString, tokenizePrompt, type Method, type Template, type Tokenizer } from '../data/prompts.js';
 import { scoreContinuations, type ScoreItem } from './scorer.js';
@@ -41,7 +41,7 @@ export interface IclResult { tasks: Record<string, TaskResult>; average: Metrics
 export interface Prediction { task: string; seed: number; input: string; gold: string; prediction: string; scores: number[]; }
 
 export interface IclEvalOptions {
-  model: GPT2;
+  model: LanguageModel;
   tokenizer: Tokenizer & { decode(ids: number[]): string };
   taskDir: string;
   tasks: string[];
@@ -75,7 +75,7 @@ export function evaluateIcl(o: IclEvalOptions): IclResult {
   if (!(o.k >= 0)) throw new Error(`--k must be ≥ 0, got ${o.k}`);
   const enc = new PieceEncoder(o.tokenizer);
   const tasks: Record<string, TaskResult> = {}, errors: TaskError[] = [];
-  const config = { k: o.k, seeds: o.seeds, method, calibrate: !!o.calibrate, mean_per_token: !!o.meanPerToken, orders, sample_demos: !!o.sampleDemos, n_positions: o.model.config.n_positions };
+  const config = { k: o.k, seeds: o.seeds, method, calibrate: !!o.calibrate, mean_per_token: !!o.meanPerToken, orders, sample_demos: !!o.sampleDemos, n_positions: o.model.maxPositions };
   const soFar = (): IclResult => ({ tasks, average: averageOver(Object.values(tasks).map((t) => t.mean)), config, errors });
   for (const task of o.tasks) {
     let err: Error | null = null;
@@ -93,7 +93,7 @@ export function evaluateIcl(o: IclEvalOptions): IclResult {
 
 function evaluateTask(o: IclEvalOptions, task: string, method: Method, tpl: Template, orders: number, enc: PieceEncoder): TaskResult {
   const seeds: Record<string, Metrics> = {};
-  const maxLength = o.model.config.n_positions;
+  const maxLength = o.model.maxPositions;
   let truncated = 0, examples = 0, testExamples = 0, skippedLines: number[] = [];
   for (const seed of o.seeds) {
     const data = loadTask(o.taskDir, task, o.sampleDemos ? 0 : o.k, seed, { testLimit: o.testLimit });
@@ -148,7 +148,7 @@ function exampleLines(path: string): number[] {
 
 function evaluateSeed(o: IclEvalOptions, task: string, seed: number, test: Example[], demos: Example[], method: Method,
   tpl: Template, orders: number, enc: PieceEncoder): { metrics: Metrics; truncated: number } {
-  const maxLength = o.model.config.n_positions;
+  const maxLength = o.model.maxPositions;
   const rng = new Rng(seed ^ 0x5bd1e995);
   const orderings: Example[][] = [demos];
   for (let i = 1; i < orders; i++) orderings.push(rng.shuffle(demos.slice()));
@@ -219,10 +219,10 @@ function evaluateSeed(o: IclEvalOptions, task: string, seed: number, test: Examp
  * Score a fixed list of examples with given demonstrations (e.g. a validation split for model
  * selection): the same prompts and metrics as evaluateIcl, no task files read.
  */
-export function evaluateExamples(o: { model: GPT2; tokenizer: Tokenizer & { decode(ids: number[]): string }; method?: Method; template?: Partial<Template>; batchSize?: number },
+export function evaluateExamples(o: { model: LanguageModel; tokenizer: Tokenizer & { decode(ids: number[]): string }; method?: Method; template?: Partial<Template>; batchSize?: number },
   task: string, demos: Example[], test: Example[], seed = 0): Metrics {
   const method = o.method ?? 'direct', tpl = makeTemplate(o.template), enc = new PieceEncoder(o.tokenizer);
-  const maxLength = o.model.config.n_positions;
+  const maxLength = o.model.maxPositions;
   const fit = test.filter((ex) => fitsContext(enc, tpl, ex, method, false, maxLength, ex.options.length ? 0 : 32));
   if (fit.length === 0) throw new Error(`task ${task}: no example fits the model's ${maxLength}-token context`);
   const full: IclEvalOptions = { model: o.model, tokenizer: o.tokenizer, taskDir: '', tasks: [task], k: demos.length, seeds: [seed], method, template: o.template, batchSize: o.batchSize };

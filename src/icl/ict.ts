@@ -10,7 +10,7 @@ import { writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { Rng, tidy, noGrad } from '../engine/index.js';
-import type { GPT2 } from '../models/gpt2.js';
+import type { LanguageModel } from '../models/index.js';
 import { loadTask, trainingPool, type Example } from '../data/tasks.js';
 import { buildPrompt, ContinuationTooLongError, makeTemplate, PieceEncoder, tokenizePrompt, verbalize, type Method, type Template, type Tokenizer } from '../data/prompts.js';
 import { Trainer, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
@@ -162,7 +162,7 @@ export function makeBatch(instances: Instance[], padId: number): Batch {
 }
 
 export interface IctTrainOptions {
-  model: GPT2;
+  model: LanguageModel;
   tokenizer: Tokenizer & { save(dir: string): unknown; eosTokenId?: number | null };
   pools: Map<string, Example[]>;
   setting: Setting;
@@ -183,7 +183,7 @@ export interface IctTrainOptions {
 export function trainIct(o: IctTrainOptions): TrainerState {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   const cfg: TrainConfig = { ...defaultTrainConfig, warmupSteps: 0, schedule: 'linear', minLrRatio: 0, lr: 1e-4, weightDecay: 0.0, evalEvery: 0, saveEvery: 0, ...o.train };
-  const maxLength = o.model.config.n_positions;
+  const maxLength = o.model.maxPositions;
   const sampler = new IctSampler(o.tokenizer, { pools: o.pools, k: o.k, demos: o.demos, method: o.method, template: o.template, maxLength, seed: cfg.seed });
   // A fixed held-out set of episodes (different RNG stream) for the eval loss.
   const evalSampler = new IctSampler(o.tokenizer, { pools: o.pools, k: o.k, demos: o.demos, method: o.method, template: o.template, maxLength, seed: cfg.seed + 7919 });
@@ -209,7 +209,7 @@ export function trainIct(o: IctTrainOptions): TrainerState {
 }
 
 /** Mean answer-token loss over a fixed set of instances. */
-export function batchedLoss(model: GPT2, set: Instance[], pad: number, B: number): number {
+export function batchedLoss(model: LanguageModel, set: Instance[], pad: number, B: number): number {
   let sum = 0, n = 0;
   for (let i = 0; i < set.length; i += B) {
     const b = makeBatch(set.slice(i, i + B), pad);

@@ -6,7 +6,7 @@
 import * as O from '../engine/ops.js';
 import { tidy, noGrad } from '../engine/index.js';
 import { backend } from '../engine/backend/index.js';
-import type { GPT2, KVCache } from '../models/gpt2.js';
+import { requireCausal, type LanguageModel, type CausalLanguageModel, type KVCache } from '../models/index.js';
 
 export interface ScoreItem { prefix: number[]; suffix: number[]; contStart: number; }
 export interface ScoreResult { logprob: number; tokens: number; }
@@ -17,14 +17,15 @@ export interface ScoreOptions {
 }
 
 /** log P(suffix[contStart:] | prefix + suffix[:contStart]) for every item, summed over tokens. */
-export function scoreContinuations(model: GPT2, items: ScoreItem[], opts: ScoreOptions = {}): ScoreResult[] {
+export function scoreContinuations(lm: LanguageModel, items: ScoreItem[], opts: ScoreOptions = {}): ScoreResult[] {
+  const model = requireCausal(lm, 'scoring continuations');
   model.eval();
   const out: ScoreResult[] = new Array(items.length);
   const groups = new Map<string, number[]>();
   items.forEach((it, i) => {
     if (it.contStart < 0 || it.contStart >= it.suffix.length) throw new Error(`score item ${i}: continuation start ${it.contStart} outside suffix of ${it.suffix.length} tokens`);
     if (it.prefix.length === 0 && it.contStart === 0) throw new Error(`score item ${i}: no context before the continuation`);
-    if (it.prefix.length + it.suffix.length > model.config.n_positions) throw new Error(`score item ${i}: ${it.prefix.length + it.suffix.length} tokens exceed the model's context of ${model.config.n_positions}`);
+    if (it.prefix.length + it.suffix.length > model.maxPositions) throw new Error(`score item ${i}: ${it.prefix.length + it.suffix.length} tokens exceed the model's context of ${model.maxPositions}`);
     const key = it.prefix.join(',');
     const g = groups.get(key);
     if (g) g.push(i); else groups.set(key, [i]);
@@ -54,7 +55,7 @@ export function scoreContinuations(model: GPT2, items: ScoreItem[], opts: ScoreO
   return out;
 }
 
-function scoreBatch(model: GPT2, items: ScoreItem[], rows: number[], L: number, P: number,
+function scoreBatch(model: CausalLanguageModel, items: ScoreItem[], rows: number[], L: number, P: number,
   prefixCache: KVCache | null, prefixLast: Float32Array | null, out: ScoreResult[]): void {
   const nb = rows.length;
   const ids = new Int32Array(nb * L);

@@ -4,15 +4,7 @@
 
 import * as O from '../engine/ops.js';
 import { Rng, tidy, noGrad, type Tensor } from '../engine/index.js';
-import type { KVCache } from './gpt2.js';
-
-/** What the loop needs from a causal LM. */
-export interface CausalLM {
-  readonly config: { n_positions: number; vocab_size: number };
-  forward(ids: Tensor, opts: { cache?: KVCache }): Tensor;
-  newCache(batch: number, maxT?: number): KVCache;
-  eval(): unknown;
-}
+import { requireCausal, type LanguageModel } from './lm.js';
 
 export interface TextCodec {
   encode(text: string): number[];
@@ -79,12 +71,13 @@ export function sampleNext(logits: Float32Array, history: readonly number[], o: 
   return idx[idx.length - 1];
 }
 
-export function generate(model: CausalLM, codec: TextCodec, prompt: string | number[], o: GenerateOptions): GenerateResult {
+export function generate(lm: LanguageModel, codec: TextCodec, prompt: string | number[], o: GenerateOptions): GenerateResult {
   if (!(o.maxNewTokens >= 0)) throw new Error(`generate: maxNewTokens must be ≥ 0, got ${o.maxNewTokens}`);
+  const model = requireCausal(lm, 'generate');
   model.eval();
   const promptIds = typeof prompt === 'string' ? codec.encode(prompt) : prompt.slice();
   if (promptIds.length === 0) throw new Error('generate: the prompt is empty (no tokens); give at least one token');
-  const maxT = model.config.n_positions;
+  const maxT = model.maxPositions;
   if (promptIds.length >= maxT) throw new Error(`generate: prompt has ${promptIds.length} tokens, the model's context is ${maxT}`);
   const rng = new Rng(o.seed ?? 0);
   const cache = model.newCache(1, Math.min(maxT, promptIds.length + o.maxNewTokens));

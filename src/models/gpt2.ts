@@ -415,6 +415,7 @@ registerFamily({
   modelType: 'gpt2', kind: 'causal', architecture: 'GPT2LMHeadModel',
   modelKeys: GPT2_MODEL_KEYS,
   sizeKeys: ['n_embd', 'n_layer', 'n_head', 'n_positions'],
+  dropoutKeys: ['resid_pdrop', 'embd_pdrop', 'attn_pdrop'],
   config: (partial, where = 'config') => {
     const c = { ...gpt2Defaults(partial.vocab_size), ...partial, model_type: 'gpt2' } as GPT2Config;
     validateGPT2Config(c, where);

@@ -90,6 +90,8 @@ export interface ModelFamily {
   readonly modelKeys: Readonly<Record<string, Schema>>;
   /** Size keys every fresh-model section must give, for messages ("n_embd" / "hidden_size"…). */
   readonly sizeKeys: readonly string[];
+  /** Config keys holding dropout probabilities (a study sets them to 0 for deterministic bases). */
+  readonly dropoutKeys: readonly string[];
   /** A full config from user keys (family defaults filled in), validated; `where` starts messages. */
   config(partial: Record<string, unknown> & { vocab_size: number }, where?: string): LMConfig;
   /** A freshly initialised model (weights drawn from `seed`). */
@@ -98,4 +100,15 @@ export interface ModelFamily {
   fromPretrained(dir: string, raw: Record<string, unknown>): LanguageModel;
   /** Does this config.json (without model_type) look like this family? For old hub files. */
   looksLike?(raw: Record<string, unknown>): boolean;
+}
+
+/** A causal LM: has a KV cache. */
+export type CausalLanguageModel = LanguageModel & { readonly kind: 'causal'; newCache(batch: number, maxT?: number): KVCache };
+
+/** `model` as a causal LM, or a one-line error saying `what` needs one. */
+export function requireCausal(model: LanguageModel, what: string): CausalLanguageModel {
+  if (model.kind !== 'causal' || typeof model.newCache !== 'function') {
+    throw new Error(`${what} needs a causal language model (left-to-right, like GPT-2); this one is a ${model.kind} LM (model_type ${model.modelType})`);
+  }
+  return model as CausalLanguageModel;
 }

@@ -15,6 +15,7 @@
 // HF's rule. Pair counts are updated incrementally through a pair → words index and a lazy
 // max-heap, so each merge only touches the words that contain the pair.
 
+import type { Tokenizer } from './types.js';
 import { readFileSync, mkdirSync, existsSync, statSync } from 'node:fs';
 import { writeFileAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
@@ -216,7 +217,8 @@ function guessRoles(specials: string[]): { bos?: string; eos?: string; pad?: str
 
 // ---------------------------------------------------------------------------------------------
 
-export class BPETokenizer {
+export class BPETokenizer implements Tokenizer {
+  readonly type = 'bpe' as const;
   private vocab: Map<string, number>;
   private idToTok: (string | undefined)[];
   private mergeList: Array<[string, string]>;
@@ -240,6 +242,11 @@ export class BPETokenizer {
   bosTokenId?: number;
   eosTokenId?: number;
   padTokenId?: number;
+  unkTokenId?: number;
+  clsTokenId?: number;
+  sepTokenId?: number;
+  maskTokenId?: number;
+  modelMaxLength?: number;
   /** Internal: words longer than this many bytes use the heap merge loop (tests lower it). */
   longWordThreshold = LONG_WORD;
 

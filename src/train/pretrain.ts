@@ -5,7 +5,7 @@ import { existsSync, readFileSync, mkdirSync, readdirSync, rmSync, statSync } fr
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { tidy, noGrad } from '../engine/index.js';
-import { GPT2, gpt2Config, GPT2_MODEL_KEYS, GPT2_LIMITS, type GPT2Config } from '../models/gpt2.js';
+import { createModel, modelConfig, modelFamily, type LanguageModel } from '../models/index.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, listCheckpoints, recoverRunDir, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
@@ -13,7 +13,7 @@ import { removeDirAtomic } from '../io/atomic.js';
 import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 
 export interface PretrainConfig {
-  model: Partial<GPT2Config>;
+  model: Record<string, unknown> & { vocab_size?: number; bos_token_id?: number | null; eos_token_id?: number | null };
   tokenizer: { path?: string; vocab_size?: number; special_tokens?: string[]; min_frequency?: number };
   train: {
     steps?: number; batch_size?: number; seq_len?: number; lr?: number; warmup_steps?: number;
@@ -30,11 +30,11 @@ const posInt: Schema = { t: 'int', min: 1 };
 const PRETRAIN_SCHEMA: Schema = {
   t: 'object', required: ['model', 'train'],
   keys: {
-    model: { t: 'object', keys: { ...GPT2_MODEL_KEYS } },
+    model: { t: 'object', keys: { ...modelFamily('gpt2').modelKeys } },
     tokenizer: {
       t: 'object', keys: {
         path: { t: 'string', nonEmpty: true },
-        vocab_size: { t: 'int', min: 257, max: GPT2_LIMITS.vocab_size },
+        vocab_size: { t: 'int', min: 257, max: 4_194_304 },
         special_tokens: { t: 'array', of: { t: 'string', nonEmpty: true }, unique: true },
         min_frequency: nonNegInt,
       },
@@ -62,7 +62,9 @@ export function readPretrainConfig(path: string): PretrainConfig {
   const cfg = c as PretrainConfig;
   cfg.tokenizer ??= {};
   const m = cfg.model;
-  if (m.n_embd !== undefined && m.n_head !== undefined && m.n_embd % m.n_head !== 0) throw new Error(`${path}: model.n_embd ${m.n_embd} is not divisible by model.n_head ${m.n_head}`);
+  // The family's own checks (head divisibility, token ids, tensor sizes); vocab_size may come from the tokenizer later.
+  const { bos_token_id: _b, eos_token_id: _e, ...shape } = m;
+  modelConfig('gpt2', { ...shape, vocab_size: m.vocab_size ?? 257 }, `${path}: model`);
   return cfg;
 }
 
@@ -114,12 +116,13 @@ export function pretrain(o: PretrainOptions): PretrainResult {
     log(`trained a byte-level BPE tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   const eos = tok.eosTokenId ?? null;
-  const mcfg = gpt2Config({
+  const model = createModel('gpt2', {
     ...c.model,
     vocab_size: c.model.vocab_size ?? tok.vocabSize,
     bos_token_id: c.model.bos_token_id ?? eos ?? 0,
     eos_token_id: c.model.eos_token_id ?? eos ?? 0,
-  });
+  }, t.seed ?? 0, 'config: model');
+  const mcfg = { ...model.config, vocab_size: model.vocabSize, n_positions: model.maxPositions } as unknown as Record<string, number>;
   if (mcfg.vocab_size < tok.vocabSize) throw new Error(`config: model.vocab_size ${mcfg.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
   const tokJson = JSON.stringify(tok.toTokenizerJson());
   const shardDir = buildShards(o.data, tok, tokJson, join(o.out, 'tokens'), { eos, log });
@@ -133,7 +136,6 @@ export function pretrain(o: PretrainOptions): PretrainResult {
   const loader = new WindowLoader(file, 0, file.length - nVal, T, seed);
   const valLoader = new WindowLoader(file, file.length - nVal, file.length, T, seed);
   const evalBatches = Math.min(t.eval_batches ?? 8, Math.ceil(valLoader.windows / B));
-  const model = new GPT2(mcfg, seed);
   log(`model: GPT-2 d=${mcfg.n_embd} L=${mcfg.n_layer} H=${mcfg.n_head} ctx=${mcfg.n_positions} vocab=${mcfg.vocab_size}: ${(model.numParameters() / 1e6).toFixed(2)}M parameters; data ${file.length - nVal} train / ${nVal} val tokens`);
   const cfg: TrainConfig = {
     ...defaultTrainConfig,
@@ -150,7 +152,7 @@ export function pretrain(o: PretrainOptions): PretrainResult {
 }
 
 export interface TrainLMOptions {
-  model: GPT2;
+  model: LanguageModel;
   tokenizer: { save(dir: string): unknown };
   loader: WindowLoader;
   valLoader?: WindowLoader;
@@ -187,7 +189,7 @@ export function trainLM(o: TrainLMOptions): TrainerState {
 }
 
 /** Mean token loss over the first n batches of a loader's fixed epoch-0 order. */
-function evalLoss(model: GPT2, loader: WindowLoader, B: number, n: number): Record<string, number> {
+function evalLoss(model: LanguageModel, loader: WindowLoader, B: number, n: number): Record<string, number> {
   const saved = { ...loader.state };
   loader.state = { epoch: 0, index: 0 };
   const T = loader.T;

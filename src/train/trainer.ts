@@ -11,7 +11,10 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { tidy, type Tensor } from '../engine/index.js';
 import { scale } from '../engine/ops.js';
-import type { Module } from '../nn/module.js';
+import type { LanguageModel } from '../models/index.js';
+
+/** What the loop needs of a model. */
+export type TrainableModel = Pick<LanguageModel, 'namedParameters' | 'loadStateDict' | 'train' | 'eval'>;
 import { AdamW, clipGradNorm, type ParamGroup } from '../optim/adamw.js';
 import { learningRate, type Schedule } from '../optim/schedule.js';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
@@ -81,7 +84,7 @@ export interface TrainerState {
 }
 
 /** HF convention: no weight decay on biases and LayerNorm weights. */
-export function paramGroups(model: Module, weightDecay: number): ParamGroup[] {
+export function paramGroups(model: TrainableModel, weightDecay: number): ParamGroup[] {
   const decay: Tensor[] = [], none: Tensor[] = [];
   for (const [name, p] of model.namedParameters()) {
     if (name.endsWith('.bias') || /(^|\.)(ln_\w+|ln_f|LayerNorm|layer_norm|norm)\./.test(name)) none.push(p);
@@ -101,7 +104,7 @@ export class Trainer {
   state: TrainerState;
   private readonly names: string[];
 
-  constructor(readonly model: Module, readonly cfg: TrainConfig, readonly hooks: TrainHooks, readonly outDir: string,
+  constructor(readonly model: TrainableModel, readonly cfg: TrainConfig, readonly hooks: TrainHooks, readonly outDir: string,
     private readonly log: (s: string) => void = (s) => process.stderr.write(s + '\n')) {
     validateTrainConfig(cfg);
     const groups = paramGroups(model, cfg.weightDecay);

@@ -104,7 +104,7 @@ test('synthetic: a study config with unbalanceable options is refused when read,
   for (const full of [false, true]) {
     const c = readStudyConfig(fileURLToPath(new URL('../../../studies/synthetic.json', import.meta.url)), full);
     assert.ok(c.tasks.synthetic!.labelsPerTask! >= 4);
-    assert.ok(c.teacher.model!.n_layer! >= 2 && c.student.model!.n_layer! >= 2);
+    assert.ok((c.teacher.model!.n_layer as number) >= 2 && (c.student.model!.n_layer as number) >= 2);
     assert.ok(c.seeds.length >= (full ? 5 : 3));
   }
 });

@@ -48,9 +48,9 @@ describe('shipped setting configs', () => {
         if (name.startsWith('cpu')) {
           const tp = c.teacher.pretrain!, sp = c.student.pretrain!;
           for (const f of [...tp.files, ...sp.files, ...c.lm_data.files!]) assert.ok(existsSync(f), f);
-          const tm = c.teacher.model!, sm = c.student.model!;
+          const tm = c.teacher.model as Record<string, number>, sm = c.student.model as Record<string, number>;
           // Transformer-block parameters only (12·d²·L): the teacher must be >= 4x the student.
-          assert.ok(12 * tm.n_embd! ** 2 * tm.n_layer! >= 4 * 12 * sm.n_embd! ** 2 * sm.n_layer!);
+          assert.ok(12 * tm.n_embd ** 2 * tm.n_layer >= 4 * 12 * sm.n_embd ** 2 * sm.n_layer);
         } else {
           assert.match(c.teacher.path!, /models\/gpt2-(large|medium)$/);
           assert.ok(c.expected_minutes! > 0);
@@ -149,7 +149,7 @@ describe('base-model pretraining stage', () => {
     tok.save(tokDir);
     const logs: string[] = [];
     const outA = join(tmp, 'A');
-    const a = ensureBase({ who: 'student', spec: spec([txt]), out: outA, tok, seed: 3, log: (s) => logs.push(s) });
+    const a = ensureBase({ who: 'student', spec: spec([txt]), out: outA, tok, arch: 'gpt2', seed: 3, log: (s) => logs.push(s) });
     assert.equal(a, join(outA, 'student-base'));
     const sum = JSON.parse(readFileSync(join(a, 'pretrain.json'), 'utf8'));
     assert.equal(sum.steps, 70);
@@ -157,11 +157,11 @@ describe('base-model pretraining stage', () => {
     assert.equal(existsSync(join(outA, 'student-pretrain')), false); // the run dir is dropped once published
     const weights = readFileSync(join(a, 'model.safetensors'));
     // Not pretrained: a different (fresh) model.
-    const fresh = ensureBase({ who: 'student', spec: { model: spec([txt]).model }, out: join(tmp, 'F'), tok, seed: 3, log: () => {} });
+    const fresh = ensureBase({ who: 'student', spec: { model: spec([txt]).model }, out: join(tmp, 'F'), tok, arch: 'gpt2', seed: 3, log: () => {} });
     assert.notDeepEqual(readFileSync(join(fresh, 'model.safetensors')), weights);
     // Reuse: a second call trains nothing.
     logs.length = 0;
-    assert.equal(ensureBase({ who: 'student', spec: spec([txt]), out: outA, tok, seed: 3, log: (s) => logs.push(s) }), a);
+    assert.equal(ensureBase({ who: 'student', spec: spec([txt]), out: outA, tok, arch: 'gpt2', seed: 3, log: (s) => logs.push(s) }), a);
     assert.equal(logs.length, 0, logs.join("\n"));
     // Killed right after its first checkpoint (step 50), in a child process; then resumed here.
     const outB = join(tmp, 'B');
@@ -169,13 +169,13 @@ describe('base-model pretraining stage', () => {
     writeFileSync(script, `import { ensureBase } from ${JSON.stringify(join(DIST, 'src/distill/bases.js'))};
 import { BPETokenizer } from ${JSON.stringify(join(DIST, 'src/tokenizers/index.js'))};
 const tok = BPETokenizer.fromTokenizerJson(${JSON.stringify(join(tokDir, 'tokenizer.json'))});
-ensureBase({ who: 'student', spec: ${JSON.stringify(spec([txt]))}, out: ${JSON.stringify(outB)}, tok, seed: 3, log: () => {} });`);
+ensureBase({ who: 'student', spec: ${JSON.stringify(spec([txt]))}, out: ${JSON.stringify(outB)}, tok, arch: 'gpt2', seed: 3, log: () => {} });`);
     const r = spawnSync(process.execPath, [script], { env: { ...process.env, ICLD_CRASH_AT: 'checkpoint:published' }, encoding: 'utf8' });
     assert.equal(r.signal, 'SIGKILL', r.stderr);
     assert.ok(existsSync(join(outB, 'student-pretrain', 'checkpoint-50')));
     assert.equal(existsSync(join(outB, 'student-base')), false);
     logs.length = 0;
-    const b = ensureBase({ who: 'student', spec: spec([txt]), out: outB, tok, seed: 3, log: (s) => logs.push(s) });
+    const b = ensureBase({ who: 'student', spec: spec([txt]), out: outB, tok, arch: 'gpt2', seed: 3, log: (s) => logs.push(s) });
     assert.ok(logs.some((l) => l.includes('(resuming)')), logs.join('\n'));
     assert.deepEqual(readFileSync(join(b, 'model.safetensors')), weights);
   });

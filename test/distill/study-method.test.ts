@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { runStudy, type StudyConfig } from '../../src/distill/study.js';
 import { seedStudent } from '../../src/distill/study-arms.js';
 import { GPT2, gpt2Config } from '../../src/models/gpt2.js';
+import type { LanguageModel } from '../../src/models/index.js';
 import { BPETokenizer } from '../../src/tokenizers/index.js';
 import { evaluateIcl } from '../../src/icl/evaluate.js';
 import { withHeadline } from '../../src/distill/study-results.js';
@@ -28,7 +29,7 @@ const config = (): StudyConfig => ({
   arms: ['Multitask-FT', 'ICT', 'ICL-D (LM)'],
 });
 
-const w0 = (m: GPT2): Float32Array => Float32Array.from(m.namedParameters()[0][1].f32);
+const w0 = (m: LanguageModel): Float32Array => Float32Array.from(m.namedParameters()[0][1].f32);
 
 test('multitask study: per-seed teachers, dev selection, Multitask-FT at k = 0, channel instances, headline', async () => {
   const out = mkdtempSync(join(tmpdir(), 'icld-mt-'));
