@@ -15,7 +15,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { tidy, backend, Rng, empty, type Tensor } from '../engine/index.js';
-import { GPT2, gpt2Config } from '../models/gpt2.js';
+import { createModel, type LanguageModel } from '../models/index.js';
 import { generate } from '../models/generate.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
 import { paramGroups } from '../train/trainer.js';
@@ -111,8 +111,8 @@ function randomIds(B: number, T: number, vocab: number, rng: Rng): Tensor {
   return t;
 }
 
-function buildModel(s: Shape, seed = 0): GPT2 {
-  return new GPT2(gpt2Config({ vocab_size: s.vocab, n_positions: s.nPositions, n_embd: s.d, n_layer: s.L, n_head: s.H }), seed);
+function buildModel(s: Shape, seed = 0): LanguageModel {
+  return createModel('gpt2', { vocab_size: s.vocab, n_positions: s.nPositions, n_embd: s.d, n_layer: s.L, n_head: s.H }, seed);
 }
 
 export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {

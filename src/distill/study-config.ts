@@ -227,7 +227,7 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
     if (!m) continue;
     checkSchema(m, { t: 'object', keys: { ...family.modelKeys } }, path, where);
     const { bos_token_id: _b, eos_token_id: _e, ...shape } = m;
-    modelConfig(family.modelType, { ...shape, vocab_size: typeof m.vocab_size === 'number' ? m.vocab_size : 257 }, `${path}: ${where}`);
+    modelConfig(family.modelType, { ...shape, vocab_size: typeof m.vocab_size === 'number' ? m.vocab_size : 257 }, path, `${where}.`);
   }
   // Relative paths in the config are relative to the config file.
   const base = dirname(resolve(path));

@@ -416,9 +416,9 @@ registerFamily({
   modelKeys: GPT2_MODEL_KEYS,
   sizeKeys: ['n_embd', 'n_layer', 'n_head', 'n_positions'],
   dropoutKeys: ['resid_pdrop', 'embd_pdrop', 'attn_pdrop'],
-  config: (partial, where = 'config') => {
+  config: (partial, where = 'config', prefix = '') => {
     const c = { ...gpt2Defaults(partial.vocab_size), ...partial, model_type: 'gpt2' } as GPT2Config;
-    validateGPT2Config(c, where);
+    validateGPT2Config(c, where, prefix);
     return c;
   },
   create: (config, seed) => new GPT2(config as GPT2Config, seed),

@@ -92,8 +92,8 @@ export interface ModelFamily {
   readonly sizeKeys: readonly string[];
   /** Config keys holding dropout probabilities (a study sets them to 0 for deterministic bases). */
   readonly dropoutKeys: readonly string[];
-  /** A full config from user keys (family defaults filled in), validated; `where` starts messages. */
-  config(partial: Record<string, unknown> & { vocab_size: number }, where?: string): LMConfig;
+  /** A full config from user keys (family defaults filled in), validated; `where` starts messages, `prefix` ('model.') goes before key names. */
+  config(partial: Record<string, unknown> & { vocab_size: number }, where?: string, prefix?: string): LMConfig;
   /** A freshly initialised model (weights drawn from `seed`). */
   create(config: LMConfig, seed: number): LanguageModel;
   /** Load a model directory whose config.json (already parsed) names this family. */

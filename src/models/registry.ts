@@ -45,8 +45,8 @@ export function createModel(modelType: string, partial: Record<string, unknown> 
 }
 
 /** A full, validated config of `modelType` (without building the model). */
-export function modelConfig(modelType: string, partial: Record<string, unknown> & { vocab_size: number }, where?: string): LMConfig {
-  return modelFamily(modelType, where).config(partial, where);
+export function modelConfig(modelType: string, partial: Record<string, unknown> & { vocab_size: number }, where?: string, prefix?: string): LMConfig {
+  return modelFamily(modelType, where).config(partial, where, prefix);
 }
 
 /** Replace `model`'s weights with those saved in `dir` (same family and shapes), e.g. a selected best step. */

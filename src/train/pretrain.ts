@@ -64,7 +64,7 @@ export function readPretrainConfig(path: string): PretrainConfig {
   const m = cfg.model;
   // The family's own checks (head divisibility, token ids, tensor sizes); vocab_size may come from the tokenizer later.
   const { bos_token_id: _b, eos_token_id: _e, ...shape } = m;
-  modelConfig('gpt2', { ...shape, vocab_size: m.vocab_size ?? 257 }, `${path}: model`);
+  modelConfig('gpt2', { ...shape, vocab_size: m.vocab_size ?? 257 }, path, 'model.');
   return cfg;
 }
 

@@ -22,7 +22,7 @@ import { loadStateDict, weightFiles } from '../io/hf.js';
 import { cleanStaleTemps, crashPoint, fsyncDir, otherProcessAlive, publishDir, removeDirAtomic, tempSibling, writeJsonAtomic } from '../io/atomic.js';
 import { readJsonFile } from '../io/json.js';
 import { Progress } from './progress.js';
-import { writeTrainingReport } from '../eval/report.js';
+import { writeTrainingReport } from './report.js';
 
 export interface TrainConfig {
   steps: number;

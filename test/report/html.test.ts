@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { barChart, lineChart, meanStdCell, niceTicks, textWidth, wrapText } from '../../src/report/html.js';
-import { trainingReportHtml } from '../../src/eval/report.js';
+import { trainingReportHtml } from '../../src/train/report.js';
 import { iclReportHtml } from '../../src/icl/report.js';
 import { studyReportHtml } from '../../src/distill/study-report.js';
 import type { IclResult, TaskResult } from '../../src/icl/evaluate.js';
