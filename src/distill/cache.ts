@@ -13,7 +13,7 @@ import { tidy, noGrad } from '../engine/index.js';
 import * as O from '../engine/ops.js';
 import type { LanguageModel } from '../models/index.js';
 import type { Instance } from '../icl/ict.js';
-import { makeBatch } from '../icl/ict.js';
+import { answerSpan, forwardBatch, makeBatch, predictionRow } from '../icl/ict.js';
 import { teacherTarget, type TeacherTarget } from './loss.js';
 
 export interface CacheMeta { version: 1; key: string; tau: number; top_k: number; instances: number; positions: number; offsets: number[]; bytes: number; }
@@ -27,15 +27,19 @@ export function weightsHash(m: LanguageModel): string {
 
 export function instancesHash(xs: Instance[]): string {
   const h = createHash('sha256');
-  for (const x of xs) { h.update(new Uint8Array(Int32Array.from(x.prefix.concat(x.suffix)).buffer)); h.update(`|${x.prefix.length + x.contStart}|${x.candidates?.map((c) => c.join(',')).join(';') ?? ''}\n`); }
+  for (const x of xs) {
+    h.update(new Uint8Array(Int32Array.from(x.prefix.concat(x.suffix)).buffer));
+    const { start, end } = answerSpan(x);
+    h.update(`|${start}|${x.candidates?.map((c) => c.join(',')).join(';') ?? ''}${x.mask !== undefined ? `|mask ${x.mask} ${end}` : ''}\n`);
+  }
   return h.digest('hex').slice(0, 16);
 }
 
 /** Answer-position rows of a batch: for each instance, the logits rows predicting its answer tokens. */
 export function answerRows(inst: Instance, b: number, L: number): number[] {
-  const start = inst.prefix.length + inst.contStart, end = inst.prefix.length + inst.suffix.length;
+  const { start, end } = answerSpan(inst);
   const rows: number[] = [];
-  for (let t = start; t < end; t++) rows.push(b * L + t - 1);
+  for (let t = start; t < end; t++) rows.push(b * L + predictionRow(inst, t));
   return rows;
 }
 
@@ -44,7 +48,7 @@ export function liveTargets(teacher: LanguageModel, batch: Instance[], pad: numb
   const b = makeBatch(batch, pad);
   return tidy(() => noGrad(() => {
     teacher.eval();
-    const lg = teacher.forward(O.fromData(b.ids, [b.B, b.L]));
+    const lg = forwardBatch(teacher, b);
     const V = lg.shape[2], d = lg.f32;
     return batch.map((inst, i) => answerRows(inst, i, b.L).map((r, j) => teacherTarget(d.subarray(r * V, (r + 1) * V), topK, tau, inst.candidates?.[j] ?? [])));
   }));

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import type { Tensor } from '../engine/index.js';
 import { reloadWeights, type LanguageModel } from '../models/index.js';
-import { makeBatch, type Instance } from '../icl/ict.js';
+import { forwardBatch, makeBatch, type Instance } from '../icl/ict.js';
 import { EpochOrder, type WindowLoader } from '../data/shards.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 import { alphaAt, combineLoss, distillKL, teacherTarget, type KLMode, type TeacherTarget } from './loss.js';
@@ -107,7 +107,7 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
         const { batch, idx } = nextBatch();
         const b = makeBatch(batch, pad);
         tokens += b.B * b.L;
-        const logits = o.student.forward(O.fromData(b.ids, [b.B, b.L]));
+        const logits = forwardBatch(o.student, b);
         ce = O.crossEntropy(logits, O.fromData(b.targets, [b.B, b.L]));
         if (useKL && alpha < 1) {
           const targets: TeacherTarget[][] = o.cache ? idx.map((i) => o.cache!.targets(i)) : liveTargets(o.teacher!, batch, pad, d.temperature, d.topK);

@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
-import { Rng, tidy, noGrad } from '../engine/index.js';
+import { Rng, tidy, noGrad, type Tensor } from '../engine/index.js';
 import type { LanguageModel } from '../models/index.js';
 import { loadTask, trainingPool, type Example } from '../data/tasks.js';
 import { buildPrompt, ContinuationTooLongError, makeTemplate, PieceEncoder, tokenizePrompt, verbalize, type Method, type Template, type Tokenizer } from '../data/prompts.js';
@@ -75,7 +75,23 @@ export interface Instance {
   prefix: number[]; suffix: number[]; contStart: number; task: string; options: string[]; gold: string;
   /** Per answer token: the token ids any option could have there (options sharing the gold's earlier tokens). */
   candidates?: number[][];
+  /**
+   * Masked-LM instance: the answer tokens suffix[contStart, contEnd) are replaced by this [MASK] id
+   * in the input and predicted in place (not shifted as a causal LM's next tokens are).
+   */
+  mask?: number;
+  /** End of the answer in suffix (default suffix.length: a masked query's template may go on after it). */
+  contEnd?: number;
 }
+
+/** The answer's positions [start, end) in prefix ++ suffix. */
+export function answerSpan(inst: Instance): { start: number; end: number } {
+  const P = inst.prefix.length;
+  return { start: P + inst.contStart, end: P + (inst.contEnd ?? inst.suffix.length) };
+}
+
+/** The logits row (within one sequence) that predicts the token at position t: t−1 for a causal LM, t for a masked one. */
+export function predictionRow(inst: Instance, t: number): number { return inst.mask === undefined ? t - 1 : t; }
 
 export interface SamplerOptions {
   pools: Map<string, Example[]>;
@@ -146,19 +162,39 @@ function optionCandidates(enc: PieceEncoder, tpl: Template, options: string[], g
   });
 }
 
-export interface Batch { ids: Int32Array; targets: Int32Array; B: number; L: number; instances: Instance[]; }
+export interface Batch {
+  ids: Int32Array; targets: Int32Array; B: number; L: number; instances: Instance[];
+  /** 1 for real tokens, 0 for padding: set when the batch holds masked-LM instances (they attend both ways). */
+  attention: Float32Array | null;
+}
 
-/** Right-padded batch; targets[t] = ids[t+1] on continuation tokens, -100 elsewhere. */
+/**
+ * Right-padded batch. Causal instances: targets[t−1] = ids[t] on answer tokens. Masked instances:
+ * the answer tokens become [MASK] and targets[t] = the answer token. −100 elsewhere.
+ */
 export function makeBatch(instances: Instance[], padId: number): Batch {
   const seqs = instances.map((it) => it.prefix.concat(it.suffix));
   const B = seqs.length, L = Math.max(...seqs.map((s) => s.length));
   const ids = new Int32Array(B * L).fill(padId), targets = new Int32Array(B * L).fill(-100);
+  const masked = instances.some((it) => it.mask !== undefined);
+  if (masked && instances.some((it) => it.mask === undefined)) throw new Error('makeBatch: a batch mixes causal and masked-LM instances');
+  const attention = masked ? new Float32Array(B * L) : null;
   seqs.forEach((s, b) => {
+    const inst = instances[b];
     ids.set(s, b * L);
-    const start = instances[b].prefix.length + instances[b].contStart;
-    for (let t = start; t < s.length; t++) targets[b * L + t - 1] = s[t];
+    attention?.fill(1, b * L, b * L + s.length);
+    const { start, end } = answerSpan(inst);
+    for (let t = start; t < end; t++) {
+      targets[b * L + predictionRow(inst, t)] = s[t];
+      if (inst.mask !== undefined) ids[b * L + t] = inst.mask;
+    }
   });
-  return { ids, targets, B, L, instances };
+  return { ids, targets, B, L, instances, attention };
+}
+
+/** Logits [B, L, V] of a batch (with its padding mask when it has one). */
+export function forwardBatch(model: LanguageModel, b: Batch): Tensor {
+  return model.forward(O.fromData(b.ids, [b.B, b.L]), b.attention ? { attentionMask: O.fromData(b.attention, [b.B, b.L]) } : {});
 }
 
 export interface IctTrainOptions {
@@ -197,7 +233,7 @@ export function trainIct(o: IctTrainOptions): TrainerState {
     microStep: () => {
       const b = makeBatch(Array.from({ length: o.batchSize }, () => sampler.next()), pad);
       tokens = b.B * b.L;
-      return O.crossEntropy(o.model.forward(O.fromData(b.ids, [b.B, b.L])), O.fromData(b.targets, [b.B, b.L]));
+      return O.crossEntropy(forwardBatch(o.model, b), O.fromData(b.targets, [b.B, b.L]));
     },
     evaluate: () => ({ loss: batchedLoss(o.model, evalSet, pad, o.batchSize) }),
     saveModel: (dir) => { o.model.savePretrained(dir); o.tokenizer.save(dir); },
@@ -214,7 +250,7 @@ export function batchedLoss(model: LanguageModel, set: Instance[], pad: number, 
   for (let i = 0; i < set.length; i += B) {
     const b = makeBatch(set.slice(i, i + B), pad);
     const cnt = b.targets.reduce((a, t) => a + (t !== -100 ? 1 : 0), 0);
-    sum += tidy(() => noGrad(() => O.crossEntropy(model.forward(O.fromData(b.ids, [b.B, b.L])), O.fromData(b.targets, [b.B, b.L]), { reduction: 'sum' }).item()));
+    sum += tidy(() => noGrad(() => O.crossEntropy(forwardBatch(model, b), O.fromData(b.targets, [b.B, b.L]), { reduction: 'sum' }).item()));
     n += cnt;
   }
   return n > 0 ? sum / n : 0;
