@@ -10,7 +10,6 @@ import { dirname, join } from 'node:path';
 import { cleanStaleTemps, crashPoint, publishDir, removeDirAtomic, tempSibling, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { readJsonFile } from '../io/json.js';
 import { tidy, noGrad } from '../engine/index.js';
-import * as O from '../engine/ops.js';
 import type { LanguageModel } from '../models/index.js';
 import type { Instance } from '../icl/ict.js';
 import { answerSpan, forwardBatch, makeBatch, predictionRow } from '../icl/ict.js';

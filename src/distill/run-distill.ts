@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readJsonFile } from '../io/json.js';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { loadModel, type LanguageModel } from '../models/index.js';
+import { loadModel } from '../models/index.js';
 import { BPETokenizer } from '../tokenizers/index.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import type { Method } from '../data/prompts.js';

@@ -1,7 +1,7 @@
 // `icld study`: every arm × seed of the ICL-distillation comparison, resumable (each finished
 // cell's result.json is kept and not recomputed), ending with results.json and report.html.
 
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { loadModel, type LanguageModel } from '../models/index.js';
 import { BPETokenizer } from '../tokenizers/index.js';
@@ -19,17 +19,15 @@ import { trainDistill, type DistillConfig } from './distill.js';
 import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
 import { backend } from '../engine/backend/index.js';
-import { ARMS, studyConfigChanges, type CopyPretrainConfig, type StudyConfig } from './study-config.js';
+import { ARMS, type CopyPretrainConfig, type StudyConfig } from './study-config.js';
 import { assemble, fmtAvg, mapTasks, taskGroups, type CellResult } from './study-results.js';
 
 export { ARMS, readStudyConfig, studyConfigChanges, type Arm, type StudyConfig } from './study-config.js';
 export { taskGroups, type CellResult, type SeedRow, type StudyResults } from './study-results.js';
-import { readJsonFile } from '../io/json.js';
 import { ensureBase, checkUserModel } from './bases.js';
 import { readLmText } from '../data/text.js';
-import { createHash } from 'node:crypto';
-import { cleanStaleTemps, removeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
-
+import { cleanStaleTemps, writeJsonAtomic } from '../io/atomic.js';
+import { cached, checkSameStudy, isCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
 
 const slug = (s: string): string => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/-+$/, '').toLowerCase();
 
@@ -264,67 +262,6 @@ function syntheticOrTaskText(dir: string, task: string, ioSep: string, demoSep: 
   const f = join(dir, task, `${task}_16_100_train.jsonl`);
   if (!existsSync(f)) return '';
   return readExamples(f).map((e) => `${e.input}${ioSep}${e.output}`).join(demoSep);
-}
-
-/** Drop intermediate checkpoints of a finished run (the final model stays in the run dir). */
-function rmCheckpoints(dir: string): void {
-  if (!existsSync(dir)) return;
-  for (const e of readdirSync(dir)) if (/^checkpoint-\d+$/.test(e)) removeDirAtomic(join(dir, e));
-}
-
-/**
- * A JSON file written by an earlier run, or null when absent. One that does not parse or fails
- * `ok` (torn by a crash, edited by hand) is not fatal: it is named in the log and recomputed.
- */
-function readCachedJson<T>(path: string, ok: (v: unknown) => boolean, log: (s: string) => void): T | null {
-  if (!existsSync(path)) return null;
-  let v: unknown;
-  try { v = readJsonFile(path); } catch (e) { log(`${(e as Error).message}; recomputing it`); return null; }
-  if (!ok(v)) { log(`${path}: not what this study writes there; recomputing it`); return null; }
-  return v as T;
-}
-
-function cached<T>(path: string, ok: (v: unknown) => boolean, f: () => T, log: (s: string) => void): T {
-  const old = readCachedJson<T>(path, ok, log);
-  if (old !== null) return old;
-  const v = f();
-  writeJsonAtomic(path, v);
-  return v;
-}
-
-function isCell(v: unknown, arm: string, seed: number): boolean {
-  const c = v as Partial<CellResult> | null;
-  return !!c && typeof c === 'object' && c.arm === arm && c.seed === seed && !!c.average && typeof c.average === 'object' && !!c.tasks && typeof c.tasks === 'object' && Array.isArray(c.curve);
-}
-
-/** lm.txt is written atomically, then a stamp with its length and sha256 (also atomically). */
-function writeLmText(path: string, text: string): void {
-  const bytes = Buffer.from(text, 'utf8');
-  writeFileAtomic(path, bytes);
-  writeJsonAtomic(`${path}.stamp.json`, { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
-}
-
-/** Whether lm.txt exists and matches its stamp; an empty, cut or unstamped file is rebuilt (saying so). */
-function lmTextIntact(path: string, log: (s: string) => void): boolean {
-  if (!existsSync(path)) return false;
-  const stampPath = `${path}.stamp.json`;
-  let stamp = null as { bytes?: unknown; sha256?: unknown } | null;
-  try { stamp = readJsonFile(stampPath) as typeof stamp; } catch { /* missing or torn: rebuild */ }
-  const bytes = readFileSync(path);
-  const ok = !!stamp && stamp.bytes === bytes.length && bytes.length > 0 && stamp.sha256 === createHash('sha256').update(bytes).digest('hex');
-  if (!ok) log(`${path} does not match ${stampPath} (cut short or changed); rebuilding it`);
-  return ok;
-}
-
-
-function checkSameStudy(c: StudyConfig, out: string, log: (s: string) => void): void {
-  const p = join(out, 'study_config.json');
-  if (!existsSync(p)) return;
-  let old: StudyConfig;
-  try { old = readJsonFile(p, 'study config') as StudyConfig; } catch (e) { throw new Error(`${(e as Error).message}: cannot tell what config made ${out}; use a new --out or delete ${out}`); }
-  if (!old || typeof old !== 'object' || !old.lm_data || !Array.isArray(old.seeds)) { log(`${p}: not a study config; replacing it`); return; }
-  const changes = studyConfigChanges(old, c);
-  if (changes.length) throw new Error(`--out ${out} was made with a different study config: ${changes.join(', ')}; use a new --out or delete ${out}`);
 }
 
 /** Teacher/student inference speed on the same scoring workload (tokens/s ratio). */

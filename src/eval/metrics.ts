@@ -50,10 +50,10 @@ export function optionTaskMetrics(golds: readonly string[], preds: readonly stri
 
 /**
  * A task's headline as MetaICL and the paper report it: macro-F1 for classification, accuracy
- * for multiple-choice, exact match for generation (NaN when none is there).
+ * for multiple-choice, exact match for generation, P@1 for a LAMA relation (NaN when none is there).
  */
 export function headlineMetric(m: Record<string, number>): number {
-  return m.macro_f1 ?? m.accuracy ?? m.em ?? NaN;
+  return m.macro_f1 ?? m.accuracy ?? m.em ?? m.p1 ?? NaN;
 }
 
 /**

@@ -1,0 +1,70 @@
+// File helpers shared by the study runners (CrossFit-style tasks and LAMA): cached JSON results
+// that a crash may have torn, the stamped LM text, checkpoint pruning, and the same-config check.
+
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readJsonFile } from '../io/json.js';
+import { removeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { studyConfigChanges, type StudyConfig } from './study-config.js';
+import type { CellResult } from './study-results.js';
+
+/** Drop intermediate checkpoints of a finished run (the final model stays in the run dir). */
+export function rmCheckpoints(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir)) if (/^checkpoint-\d+$/.test(e)) removeDirAtomic(join(dir, e));
+}
+
+/**
+ * A JSON file written by an earlier run, or null when absent. One that does not parse or fails
+ * `ok` (torn by a crash, edited by hand) is not fatal: it is named in the log and recomputed.
+ */
+export function readCachedJson<T>(path: string, ok: (v: unknown) => boolean, log: (s: string) => void): T | null {
+  if (!existsSync(path)) return null;
+  let v: unknown;
+  try { v = readJsonFile(path); } catch (e) { log(`${(e as Error).message}; recomputing it`); return null; }
+  if (!ok(v)) { log(`${path}: not what this study writes there; recomputing it`); return null; }
+  return v as T;
+}
+
+export function cached<T>(path: string, ok: (v: unknown) => boolean, f: () => T, log: (s: string) => void): T {
+  const old = readCachedJson<T>(path, ok, log);
+  if (old !== null) return old;
+  const v = f();
+  writeJsonAtomic(path, v);
+  return v;
+}
+
+export function isCell(v: unknown, arm: string, seed: number): boolean {
+  const c = v as Partial<CellResult> | null;
+  return !!c && typeof c === 'object' && c.arm === arm && c.seed === seed && !!c.average && typeof c.average === 'object' && !!c.tasks && typeof c.tasks === 'object' && Array.isArray(c.curve);
+}
+
+/** lm.txt is written atomically, then a stamp with its length and sha256 (also atomically). */
+export function writeLmText(path: string, text: string): void {
+  const bytes = Buffer.from(text, 'utf8');
+  writeFileAtomic(path, bytes);
+  writeJsonAtomic(`${path}.stamp.json`, { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+}
+
+/** Whether lm.txt exists and matches its stamp; an empty, cut or unstamped file is rebuilt (saying so). */
+export function lmTextIntact(path: string, log: (s: string) => void): boolean {
+  if (!existsSync(path)) return false;
+  const stampPath = `${path}.stamp.json`;
+  let stamp = null as { bytes?: unknown; sha256?: unknown } | null;
+  try { stamp = readJsonFile(stampPath) as typeof stamp; } catch { /* missing or torn: rebuild */ }
+  const bytes = readFileSync(path);
+  const ok = !!stamp && stamp.bytes === bytes.length && bytes.length > 0 && stamp.sha256 === createHash('sha256').update(bytes).digest('hex');
+  if (!ok) log(`${path} does not match ${stampPath} (cut short or changed); rebuilding it`);
+  return ok;
+}
+
+export function checkSameStudy(c: StudyConfig, out: string, log: (s: string) => void): void {
+  const p = join(out, 'study_config.json');
+  if (!existsSync(p)) return;
+  let old: StudyConfig;
+  try { old = readJsonFile(p, 'study config') as StudyConfig; } catch (e) { throw new Error(`${(e as Error).message}: cannot tell what config made ${out}; use a new --out or delete ${out}`); }
+  if (!old || typeof old !== 'object' || !old.lm_data || !Array.isArray(old.seeds)) { log(`${p}: not a study config; replacing it`); return; }
+  const changes = studyConfigChanges(old, c);
+  if (changes.length) throw new Error(`--out ${out} was made with a different study config: ${changes.join(', ')}; use a new --out or delete ${out}`);
+}
