@@ -193,6 +193,8 @@ export class WordPieceTokenizer implements Tokenizer {
   sepTokenId?: number;
   maskTokenId?: number;
   modelMaxLength?: number;
+  /** Merges made by `train` (undefined for a loaded tokenizer). */
+  trainedMerges?: number;
 
   constructor(init: WordPieceInit) {
     const v = Array.isArray(init.vocab) ? new Map(init.vocab.map((t, i) => [t, i] as [string, number])) : new Map(init.vocab);
@@ -612,7 +614,9 @@ export class WordPieceTokenizer implements Tokenizer {
       if (opts.onProgress && merges % every === 0) opts.onProgress(merges, tokens.length);
     }
     const added: WordPieceAddedToken[] = specials.map((s, i) => ({ id: i, content: s, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
-    return new WordPieceTokenizer({ vocab: tokens, unkToken, addedTokens: added, normalizer });
+    const tok = new WordPieceTokenizer({ vocab: tokens, unkToken, addedTokens: added, normalizer });
+    tok.trainedMerges = merges;
+    return tok;
   }
 }
 
