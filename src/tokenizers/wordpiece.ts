@@ -500,7 +500,7 @@ export class WordPieceTokenizer implements Tokenizer {
         ...(mml !== undefined ? { modelMaxLength: mml } : {}),
       });
     } catch (e) {
-      throw new Error(`${where}: ${(e as Error).message}`);
+      throw new Error(`${path}: ${(e as Error).message}`);
     }
   }
 
