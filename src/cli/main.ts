@@ -91,22 +91,38 @@ export const commands: Record<string, Command> = {
     },
   },
   'tokenizer train': {
-    summary: 'Train a tokenizer on text files and write OUT/tokenizer.json (HF tokenizers format).',
+    summary: 'Train a tokenizer on text files and write OUT/tokenizer.json (HF tokenizers format; wordpiece also vocab.txt + tokenizer_config.json).',
     positionals: 'FILE…',
     flags: {
       json,
-      type: { type: 'string', default: 'bpe', choices: ['bpe'], help: 'tokenizer model (byte-level BPE; wordpiece is not implemented yet)' },
+      type: { type: 'string', default: 'bpe', choices: ['bpe', 'wordpiece'], help: 'tokenizer model: byte-level BPE (GPT-2) or WordPiece (BERT)' },
       'vocab-size': { type: 'number', ...posInt, help: 'target vocabulary size (required)' },
       out: { type: 'string', help: 'output directory (required)' },
       'min-frequency': { type: 'number', default: 2, ...nonNegInt, help: 'minimum pair count to merge' },
-      'special-tokens': { type: 'list', default: ['<|endoftext|>'], help: 'special tokens (get the first ids)' },
+      'special-tokens': { type: 'list', help: 'special tokens (get the first ids; default <|endoftext|> for bpe, [PAD] [UNK] [CLS] [SEP] [MASK] for wordpiece)' },
+      lowercase: { type: 'boolean', help: 'wordpiece: lowercase and strip accents (an uncased vocabulary)' },
     },
     run: async (a) => {
       const { tokenizerTrainCommand } = await import('./tokenizer.js');
       if (a._.length === 0) throw new UsageError('icld tokenizer train: no input files (usage: icld tokenizer train --vocab-size N --out DIR FILE…)');
+      if (a.lowercase && a.type !== 'wordpiece') throw new UsageError('icld tokenizer train: --lowercase needs --type wordpiece');
       const r = await tokenizerTrainCommand({ type: a.type as string, vocabSize: need(a, 'vocab-size') as number, out: need(a, 'out') as string,
-        files: a._, minFrequency: a['min-frequency'] as number, specialTokens: a['special-tokens'] as string[], json: !!a.json });
+        files: a._, minFrequency: a['min-frequency'] as number, specialTokens: a['special-tokens'] as string[] | undefined, lowercase: !!a.lowercase, json: !!a.json });
       console.log(a.json ? JSON.stringify(r) : `wrote ${r.path}: ${r.vocab_size} tokens from ${r.files} file(s), ${r.bytes} bytes in ${r.seconds.toFixed(1)} s`);
+    },
+  },
+  'tokenizer encode': {
+    summary: 'Encode a text with the tokenizer in DIR (tokenizer.json, vocab.txt or vocab.json + merges.txt): ids and tokens.',
+    flags: {
+      json,
+      model: { type: 'string', path: 'dir', help: 'directory holding the tokenizer (required)' },
+      text: { type: 'string', help: 'text to encode, taken literally (required)' },
+      'no-special': { type: 'boolean', help: 'leave out the special tokens the post-processor adds ([CLS] … [SEP])' },
+    },
+    run: async (a) => {
+      const { tokenizerEncodeCommand, formatEncode } = await import('./tokenizer.js');
+      const r = tokenizerEncodeCommand({ model: need(a, 'model') as string, text: need(a, 'text') as string, noSpecial: !!a['no-special'] });
+      console.log(a.json ? JSON.stringify(r) : formatEncode(r));
     },
   },
   pretrain: {
