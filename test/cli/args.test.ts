@@ -96,7 +96,7 @@ describe('real command flags', () => {
     assert.equal(usageError('ict train', ['--setting', 'multi-task']), "icld ict train: --setting must be meta or multitask, got 'multi-task' (did you mean 'multitask'?)");
     assert.equal(usageError('pretrain', ['--arch', 'gpt3']), "icld pretrain: --arch must be gpt2, got 'gpt3' (did you mean 'gpt2'?)");
     assert.equal(usageError('bench train', ['--config', 'huge']), "icld bench train: --config must be small or gpt2s, got 'huge'");
-    assert.equal(usageError('tokenizer train', ['--type', 'wordpiece']), "icld tokenizer train: --type must be bpe, got 'wordpiece'");
+    assert.equal(usageError('tokenizer train', ['--type', 'wordpeice']), "icld tokenizer train: --type must be bpe or wordpiece, got 'wordpeice' (did you mean 'wordpiece'?)");
   });
 
   it('an unknown flag suggests the closest one', () => {
@@ -153,7 +153,7 @@ describe('commands and help', () => {
     assert.equal(msg(['bench', 'opps']), "icld: unknown command 'bench opps' (did you mean 'bench ops'?)");
     assert.equal(msg(['icl', 'evl']), "icld: unknown command 'icl evl' (did you mean 'icl eval'?)");
     assert.equal(msg(['tokenzier', 'train']), "icld: unknown command 'tokenzier train' (did you mean 'tokenizer train'?)");
-    assert.equal(msg(['tokenizer']), 'icld tokenizer: needs a subcommand: train (see icld tokenizer --help)');
+    assert.equal(msg(['tokenizer']), 'icld tokenizer: needs a subcommand: train, encode (see icld tokenizer --help)');
     assert.equal(msg(['bench', '--json']), 'icld bench: needs a subcommand: ops, train, generate (see icld bench --help)');
   });
 

@@ -45,7 +45,7 @@ describe('usage errors exit 2 with the exact message', () => {
     fails(['pretrian', '--config', 'x'], 2, "icld: unknown command 'pretrian' (did you mean 'pretrain'?)");
     fails(['bench', 'opps'], 2, "icld: unknown command 'bench opps' (did you mean 'bench ops'?)");
     fails(['icl', 'evl', '--json'], 2, "icld: unknown command 'icl evl' (did you mean 'icl eval'?)");
-    fails(['tokenizer'], 2, 'icld tokenizer: needs a subcommand: train (see icld tokenizer --help)');
+    fails(['tokenizer'], 2, 'icld tokenizer: needs a subcommand: train, encode (see icld tokenizer --help)');
   });
 
   it('flag values out of range, bad choices, unknown and missing flags (before any file is opened)', () => {

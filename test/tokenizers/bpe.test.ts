@@ -205,7 +205,7 @@ test('training: deterministic, exact vocab size, exact round trip', () => {
     a.save(dir);
     const r = loadTokenizer(dir);
     assert.deepEqual(r.encode(text.slice(0, 20_000)), a.encode(text.slice(0, 20_000)));
-    assert.deepEqual(r.merges, a.merges);
+    assert.deepEqual((r as BPETokenizer).merges, a.merges);
   } finally { rmSync(dir, { recursive: true, force: true }); }
   // Greedy merge consistency: training text's own merges reproduce the trained tokenisation of
   // each word — every merged token is reachable, so no id ≥ vocabSize appears.
@@ -259,7 +259,7 @@ test('tokenizerTrainCommand: trains, writes OUT/tokenizer.json, summary; clear e
     const t = loadTokenizer(out);
     assert.equal(t.tokenToId('<|endoftext|>'), 0);
     assert.equal(t.decode(t.encode(text.slice(0, 5000))), text.slice(0, 5000));
-    await assert.rejects(tokenizerTrainCommand({ type: 'wordpiece', vocabSize: 600, out, files: [f1] }), /not yet supported/);
+    await assert.rejects(tokenizerTrainCommand({ type: 'unigram', vocabSize: 600, out, files: [f1] }), /unknown --type/);
     await assert.rejects(tokenizerTrainCommand({ type: 'bpe', vocabSize: 600, out, files: [f1, join(dir, 'missing.txt')] }),
       (e: Error) => e.message.includes(join(dir, 'missing.txt')));
     assert.ok(existsSync(join(out, 'tokenizer.json')));
