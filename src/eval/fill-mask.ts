@@ -57,17 +57,24 @@ export function fillMask(model: LanguageModel, tokenizer: Tokenizer, text: strin
   const probs = tidy(() => noGrad(() => {
     // The LM head only at the mask positions: the rest of the sequence needs no logits.
     const h = model.hidden(O.tensor(ids, [1, ids.length], 'int32'));
-    return O.softmax(model.lmHead(rowsAt(h, positions.map((t) => [0, t])))).toArray();
+    return Float32Array.from(O.softmax(model.lmHead(rowsAt(h, positions.map((t) => [0, t])))).toArray());
   }));
   const V = model.vocabSize;
-  return positions.map((_, m) => {
-    const row = probs.slice(m * V, (m + 1) * V);
-    const order: number[] = [];
-    for (let id = 0; id < V; id++) {
-      if (tokenizer.isSpecialId(id) || tokenizer.idToToken(id) === undefined) continue;
-      order.push(id);
-    }
-    order.sort((a, b) => row[b] - row[a] || a - b);
-    return order.slice(0, topK).map((id) => ({ token: tokenizer.idToToken(id)!, id, prob: row[id] }));
-  });
+  return positions.map((_, m) => topCandidates(probs.subarray(m * V, (m + 1) * V), tokenizer, topK));
+}
+
+/** The k most probable non-special ids of a probability row, highest first (ties: lower id first). */
+function topCandidates(row: Float32Array, tokenizer: Tokenizer, k: number): FillMaskCandidate[] {
+  // One pass keeping a small sorted list: no sort of the whole vocabulary (fill-mask must be fast).
+  const best: number[] = [];
+  for (let id = 0; id < row.length; id++) {
+    const p = row[id];
+    if (best.length === k && !(p > row[best[k - 1]])) continue;
+    if (tokenizer.isSpecialId(id) || tokenizer.idToToken(id) === undefined) continue;
+    let i = best.length < k ? best.length : k - 1;
+    while (i > 0 && p > row[best[i - 1]]) i--;
+    best.splice(i, 0, id);
+    if (best.length > k) best.pop();
+  }
+  return best.map((id) => ({ token: tokenizer.idToToken(id)!, id, prob: row[id] }));
 }
