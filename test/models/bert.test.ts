@@ -163,6 +163,20 @@ describe('masked-LM behaviour', () => {
     m.dispose();
   });
 
+  it('dropout in training mode is drawn from the model\'s rng: reproducible per seed, off in eval', () => {
+    const cfg = bertConfig({ vocab_size: 20, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 12, max_position_embeddings: 8, hidden_dropout_prob: 0.3, attention_probs_dropout_prob: 0.3 });
+    const ids = ints([[1, 5, 3, 9, 2, 0]]), labels = ints([[-100, 6, 4, 9, -100, 1]]);
+    const run = (m: Bert) => tidy(() => noGrad(() => m.loss(ids, labels).loss.item()));
+    const a = new Bert(cfg, 3), b = new Bert(cfg, 3);
+    const la = [run(a), run(a)], lb = [run(b), run(b)];
+    assert.deepEqual(la, lb);
+    assert.notEqual(la[0], la[1]);
+    a.eval();
+    assert.equal(run(a), run(a));
+    assert.notEqual(run(a), la[0]);
+    a.dispose(); b.dispose();
+  });
+
   it('registered as the bert family (createModel, dropout/size keys, kind masked, no cache)', () => {
     const f = modelFamily('bert');
     assert.equal(f.kind, 'masked');
