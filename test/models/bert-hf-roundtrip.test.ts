@@ -94,9 +94,10 @@ describe('BERT dirs written by icl-distill load in the independent PyTorch BertF
     model = trained(bertConfig(BASE), 5);
     model.savePretrained(d('f32'));
     model.savePretrained(d('sharded'), { maxShardBytes: 6000 });
+    model.savePretrained(d('f16'), { dtype: 'F16' });
     variant = trained(bertConfig({ ...BASE, hidden_act: 'gelu_new', layer_norm_eps: 1e-5, type_vocab_size: 3 }), 6);
     variant.savePretrained(d('variant'));
-    res = checkAll([d('f32'), d('sharded'), d('variant'), join(FIX, 'tiny-hub')], ids);
+    res = checkAll([d('f32'), d('sharded'), d('f16'), d('variant'), join(FIX, 'tiny-hub')], ids);
   });
   after(() => { if (tmp) rmSync(tmp, { recursive: true, force: true }); });
 
@@ -115,6 +116,13 @@ describe('BERT dirs written by icl-distill load in the independent PyTorch BertF
     assert.equal(v.config.hidden_act, 'gelu_new');
     assert.ok(maxDiff(v.logits, ourLogits(variant, ids)) < 1e-4);
     assert.ok(maxDiff(v.logits, ourLogits(model, ids)) > 1e-2);
+  });
+  it('F16 weights: config says float16, both sides read the same rounded weights', () => {
+    assert.equal(JSON.parse(readFileSync(join(d('f16'), 'config.json'), 'utf8')).torch_dtype, 'float16');
+    const c = ok(res.get(d('f16')));
+    const back = loadModel(d('f16'));
+    assert.ok(maxDiff(c.logits, ourLogits(back, ids)) < 1e-4);
+    assert.ok(maxDiff(c.logits, ourLogits(model, ids)) > 1e-6, 'F16 rounding is visible');
   });
   it('the hub fixture (gamma/beta, pooler, NSP head, explicit decoder) reads the same in both', () => {
     const c = ok(res.get(join(FIX, 'tiny-hub')));
