@@ -222,6 +222,24 @@ describe('errors', () => {
     assert.throws(() => bertConfig({ vocab_size: 10, hidden_act: 'swish' }), /hidden_act/);
     assert.ok(existsSync(join(HUB_DIR, 'model.safetensors')));
   });
+  it('hostile config.json values fail in one line naming config.json, before any allocation', () => {
+    const cases: [(c: Record<string, unknown>) => void, RegExp][] = [
+      [(c) => { c.vocab_size = '64'; }, /vocab_size must be an integer in \[1, 4194304\], got "64"/],
+      [(c) => { c.num_hidden_layers = 5000; }, /num_hidden_layers must be an integer in \[1, 1024\], got 5000/],
+      [(c) => { c.hidden_size = 0; }, /hidden_size must be an integer/],
+      [(c) => { c.vocab_size = 4_000_000; c.hidden_size = 4096; c.num_attention_heads = 4; }, /would have 16384000000 elements/],
+      [(c) => { c.pad_token_id = 64; }, /pad_token_id 64 is outside the vocabulary \(vocab_size 64\)/],
+      [(c) => { c.tie_word_embeddings = false; }, /tie_word_embeddings false is not supported/],
+      [(c) => { c.is_decoder = true; }, /is_decoder true is not supported/],
+      [(c) => { c.hidden_act = 'silu'; }, /hidden_act must be one of "gelu", "gelu_new", "gelu_pytorch_tanh", "relu"/],
+      [(c) => { c.layer_norm_eps = 0; }, /layer_norm_eps must be a number > 0/],
+      [(c) => { delete c.vocab_size; }, /vocab_size is missing/],
+    ];
+    cases.forEach(([edit, re], i) => {
+      const d = variant(`hostile${i}`, () => {}, edit);
+      assert.throws(() => loadModel(d), (e: Error) => re.test(e.message) && e.message.includes(join(d, 'config.json')) && !e.message.includes('\n'), `case ${i}`);
+    });
+  });
   it('normalizeBertStateDict maps gamma/beta and drops pooler, NSP head and buffers', () => {
     const t = (n: number) => ({ shape: [n], data: new Float32Array(n) });
     const out = normalizeBertStateDict(new Map([['embeddings.LayerNorm.gamma', t(2)], ['bert.pooler.dense.bias', t(2)], ['cls.seq_relationship.bias', t(2)], ['bert.embeddings.position_ids', t(3)]]));
