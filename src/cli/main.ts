@@ -134,7 +134,7 @@ export const commands: Record<string, Command> = {
   },
   'eval-lm': {
     summary: 'Perplexity of a model on a text file: {"kind","tokens","nll","ppl"} (kind "causal", or "pseudo" for a masked LM such as BERT).',
-    details: 'The whole text is tokenised without special tokens and cut into consecutive windows of n_positions tokens (the last may be shorter). Causal LMs: every token of a window but the first is scored given its predecessors in that window. Masked LMs: the pseudo-perplexity; each window is wrapped as [CLS] … [SEP] (when the tokenizer has them) and every token is masked in turn and scored given the rest of its window.',
+    details: 'The whole text is tokenised without special tokens and cut into consecutive windows of n_positions tokens (the last may be shorter). Causal LMs: every token of a window but the first is scored given its predecessors in that window. Masked LMs: the pseudo-perplexity; windows leave room for [CLS] … [SEP] around them (when the tokenizer has those) and every token is masked in turn and scored given the rest of its window.',
     flags: { json, model: { type: 'string', path: 'dir', help: 'model directory (required)' }, 'text-file': { type: 'string', path: 'file', help: 'text file (required)' } },
     run: async (a) => {
       const { loadModel } = await import('../models/index.js');
