@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Load a GPT-2 model directory the way transformers' GPT2LMHeadModel.from_pretrained does, run
-its forward pass on the given token ids, and print the logits as JSON.
+"""Load a GPT-2 or BERT model directory the way transformers' GPT2LMHeadModel /
+BertForMaskedLM.from_pretrained does (dispatch on config.json's model_type), run its forward pass
+on the given token ids, and print the logits as JSON.
 
   /usr/bin/python3 tools/check_model_dir.py DIR ID [ID ...]
   /usr/bin/python3 tools/check_model_dir.py --ids ID,ID,... DIR [DIR ...]   (one JSON line per dir)
@@ -30,6 +31,17 @@ are not installed, so both are re-implemented from their documented behaviour:
                 Conv1D y = x @ W + b with W [in, out]; scores / sqrt(head_dim) if
                 scale_attn_weights, / (layer_idx + 1) if scale_attn_by_inverse_layer_idx; causal
                 mask; logits = ln_f(h) @ lm_head.weight.T.
+
+BERT (model_type "bert"), after transformers/models/bert (BertConfig, BertForMaskedLM):
+  config.json   BertConfig defaults for missing keys; position_embedding_type must be "absolute".
+  state dict    `bert.*` + `cls.predictions.*`; keys without `bert.` get it; LayerNorm `gamma`/`beta`
+                are renamed `weight`/`bias` (as from_pretrained does for old checkpoints); the
+                pooler, `cls.seq_relationship.*` and `embeddings.position_ids`/`token_type_ids`
+                buffers are ignored (BertForMaskedLM has no pooler); the decoder weight is the word
+                embeddings (tied; a stored one that differs is an error), the decoder bias is
+                cls.predictions.bias.
+  forward       eval mode, float64, every token real, token types 0: post-LN encoder,
+                nn.Linear y = x Wᵀ + b, logits = LN(act(dense(h))) word_embᵀ + bias.
 
 Output (stdout, one JSON object): {"config": {resolved sizes}, "unknown_keys": [config.json keys
 neither GPT2Config nor PretrainedConfig knows], "tied": bool, "dtypes": [...],
@@ -195,13 +207,13 @@ def load_weights(d):
     return out, dtypes
 
 
-def resolve_config(d):
+def resolve_config(d, raw=None):
     path = os.path.join(d, 'config.json')
-    raw = read_json(path)
+    raw = read_json(path) if raw is None else raw
     if not isinstance(raw, dict):
         fail(f'{path}: not a JSON object')
     if raw.get('model_type') != 'gpt2':
-        fail(f'{path}: model_type is {raw.get("model_type")!r}; AutoConfig needs "gpt2"')
+        fail(f'{path}: model_type is {raw.get("model_type")!r}; AutoConfig needs "gpt2" or "bert"')
     cfg = dict(DEFAULTS)
     for k, v in raw.items():
         cfg[ATTRIBUTE_MAP.get(k, k)] = v
@@ -323,7 +335,10 @@ def forward(cfg, w, ids):
 def check(d, ids):
     if not os.path.isdir(d):
         fail(f'{d}: not a directory')
-    cfg = resolve_config(d)
+    raw = read_json(os.path.join(d, 'config.json'))
+    if isinstance(raw, dict) and raw.get('model_type') == 'bert':
+        return check_bert(d, raw, ids)
+    cfg = resolve_config(d, raw)
     for t in ids:
         if not 0 <= t < cfg['vocab_size']:
             fail(f'{d}: token id {t} is outside the vocabulary of {cfg["vocab_size"]}')
@@ -334,6 +349,143 @@ def check(d, ids):
     with torch.no_grad():
         logits = forward(cfg, state, ids)
     return {'config': {k: cfg[k] for k in DEFAULTS}, 'unknown_keys': cfg['_unknown_keys'], 'tied': tied,
+            'dtypes': sorted(dtypes), 'ignored': ignored, 'shape': list(logits.shape),
+            'logits': logits.flatten().tolist()}
+
+
+# ------------------------------------------------------------------------------------------
+# BERT
+
+# BertConfig's defaults (transformers/models/bert/configuration_bert.py).
+BERT_DEFAULTS = {
+    'vocab_size': 30522, 'hidden_size': 768, 'num_hidden_layers': 12, 'num_attention_heads': 12,
+    'intermediate_size': 3072, 'hidden_act': 'gelu', 'max_position_embeddings': 512, 'type_vocab_size': 2,
+    'layer_norm_eps': 1e-12, 'position_embedding_type': 'absolute', 'tie_word_embeddings': True,
+}
+BERT_KNOWN = (KNOWN_KEYS - set(DEFAULTS) - set(ATTRIBUTE_MAP) - {'n_ctx', 'summary_type', 'summary_use_proj',
+              'summary_activation', 'summary_proj_to_labels', 'summary_first_dropout', 'resid_pdrop', 'embd_pdrop',
+              'attn_pdrop'}) | set(BERT_DEFAULTS) | {'hidden_dropout_prob', 'attention_probs_dropout_prob',
+              'classifier_dropout', 'gradient_checkpointing', 'tie_word_embeddings', 'add_cross_attention'}
+BERT_IGNORED = ('bert.pooler.dense.weight', 'bert.pooler.dense.bias', 'cls.seq_relationship.weight',
+                'cls.seq_relationship.bias', 'bert.embeddings.position_ids', 'bert.embeddings.token_type_ids')
+
+
+def resolve_bert_config(d, raw):
+    path = os.path.join(d, 'config.json')
+    cfg = dict(BERT_DEFAULTS)
+    cfg.update(raw)
+    for k in ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size',
+              'max_position_embeddings', 'type_vocab_size'):
+        if not (isinstance(cfg[k], int) and not isinstance(cfg[k], bool) and cfg[k] > 0):
+            fail(f'{path}: {k} must be a positive integer, got {cfg[k]!r}')
+    if cfg['hidden_size'] % cfg['num_attention_heads']:
+        fail(f'{path}: hidden_size {cfg["hidden_size"]} is not divisible by num_attention_heads {cfg["num_attention_heads"]}')
+    if cfg['position_embedding_type'] != 'absolute':
+        fail(f'{path}: position_embedding_type {cfg["position_embedding_type"]!r} is not checked here (absolute only)')
+    if cfg['hidden_act'] not in ACT:
+        fail(f'{path}: hidden_act {cfg["hidden_act"]!r} is not in transformers ACT2FN (checked here: {", ".join(sorted(ACT))})')
+    if cfg['tie_word_embeddings'] is not True:
+        fail(f'{path}: tie_word_embeddings must be true here')
+    cfg['_unknown_keys'] = sorted(k for k in raw if k not in BERT_KNOWN)
+    return cfg
+
+
+def bert_expected_shapes(cfg):
+    V, P, C, L, I, TV = (cfg[k] for k in ('vocab_size', 'max_position_embeddings', 'hidden_size', 'num_hidden_layers',
+                                          'intermediate_size', 'type_vocab_size'))
+    s = {'bert.embeddings.word_embeddings.weight': [V, C], 'bert.embeddings.position_embeddings.weight': [P, C],
+         'bert.embeddings.token_type_embeddings.weight': [TV, C],
+         'bert.embeddings.LayerNorm.weight': [C], 'bert.embeddings.LayerNorm.bias': [C]}
+    for i in range(L):
+        p = f'bert.encoder.layer.{i}.'
+        for n in ('query', 'key', 'value'):
+            s[p + f'attention.self.{n}.weight'] = [C, C]
+            s[p + f'attention.self.{n}.bias'] = [C]
+        s.update({p + 'attention.output.dense.weight': [C, C], p + 'attention.output.dense.bias': [C],
+                  p + 'attention.output.LayerNorm.weight': [C], p + 'attention.output.LayerNorm.bias': [C],
+                  p + 'intermediate.dense.weight': [I, C], p + 'intermediate.dense.bias': [I],
+                  p + 'output.dense.weight': [C, I], p + 'output.dense.bias': [C],
+                  p + 'output.LayerNorm.weight': [C], p + 'output.LayerNorm.bias': [C]})
+    s.update({'cls.predictions.transform.dense.weight': [C, C], 'cls.predictions.transform.dense.bias': [C],
+              'cls.predictions.transform.LayerNorm.weight': [C], 'cls.predictions.transform.LayerNorm.bias': [C],
+              'cls.predictions.bias': [V], 'cls.predictions.decoder.weight': [V, C], 'cls.predictions.decoder.bias': [V]})
+    return s
+
+
+def build_bert_state(d, cfg, tensors):
+    state, ignored = {}, []
+    for k, v in tensors.items():
+        n = 'bert.' + k if k.split('.')[0] in ('embeddings', 'encoder', 'pooler') else k
+        if n.endswith('.gamma'):
+            n = n[:-len('gamma')] + 'weight'
+        elif n.endswith('.beta'):
+            n = n[:-len('beta')] + 'bias'
+        if n in BERT_IGNORED:
+            ignored.append(k)
+            continue
+        if n in state:
+            fail(f'{d}: two tensors map to {n!r}')
+        state[n] = v
+    want = bert_expected_shapes(cfg)
+    for k in state:
+        if k not in want:
+            fail(f'{d}: unexpected tensor {k!r} (transformers would drop it)')
+    wte = state.get('bert.embeddings.word_embeddings.weight')
+    if 'cls.predictions.decoder.weight' in state:
+        if wte is None or not torch.equal(state['cls.predictions.decoder.weight'], wte):
+            fail(f'{d}: cls.predictions.decoder.weight differs from the word embeddings (the decoder is tied)')
+    elif wte is not None:
+        state['cls.predictions.decoder.weight'] = wte
+    if 'cls.predictions.bias' not in state and 'cls.predictions.decoder.bias' in state:
+        state['cls.predictions.bias'] = state['cls.predictions.decoder.bias']
+    state.setdefault('cls.predictions.decoder.bias', state.get('cls.predictions.bias'))
+    for k, shape in want.items():
+        if state.get(k) is None:
+            fail(f'{d}: missing tensor {k!r} (transformers would initialise it at random)')
+        if list(state[k].shape) != shape:
+            fail(f'{d}: {k} has shape {list(state[k].shape)}, BertForMaskedLM expects {shape}')
+    if not torch.equal(state['cls.predictions.decoder.bias'], state['cls.predictions.bias']):
+        fail(f'{d}: cls.predictions.decoder.bias differs from cls.predictions.bias (tied in transformers)')
+    return state, sorted(ignored)
+
+
+def bert_forward(cfg, w, ids):
+    C, H, L = cfg['hidden_size'], cfg['num_attention_heads'], cfg['num_hidden_layers']
+    D, eps, act = C // H, float(cfg['layer_norm_eps']), ACT[cfg['hidden_act']]
+    T = len(ids)
+    x = torch.tensor([ids], dtype=torch.long)
+
+    def ln(t, name):
+        return torch.nn.functional.layer_norm(t, (C,), w[name + '.weight'], w[name + '.bias'], eps)
+
+    def lin(t, name):
+        return t @ w[name + '.weight'].T + w[name + '.bias']
+
+    e = 'bert.embeddings.'
+    h = ln(w[e + 'word_embeddings.weight'][x] + w[e + 'position_embeddings.weight'][torch.arange(T)][None]
+           + w[e + 'token_type_embeddings.weight'][torch.zeros_like(x)], e + 'LayerNorm')
+    for i in range(L):
+        p = f'bert.encoder.layer.{i}.'
+        q, k, v = (lin(h, p + f'attention.self.{n}').view(1, T, H, D).permute(0, 2, 1, 3) for n in ('query', 'key', 'value'))
+        o = (torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D), dim=-1) @ v).permute(0, 2, 1, 3).reshape(1, T, C)
+        a = ln(lin(o, p + 'attention.output.dense') + h, p + 'attention.output.LayerNorm')
+        h = ln(lin(act(lin(a, p + 'intermediate.dense')), p + 'output.dense') + a, p + 'output.LayerNorm')
+    t = ln(act(lin(h, 'cls.predictions.transform.dense')), 'cls.predictions.transform.LayerNorm')
+    return t @ w['cls.predictions.decoder.weight'].T + w['cls.predictions.decoder.bias']
+
+
+def check_bert(d, raw, ids):
+    cfg = resolve_bert_config(d, raw)
+    for t in ids:
+        if not 0 <= t < cfg['vocab_size']:
+            fail(f'{d}: token id {t} is outside the vocabulary of {cfg["vocab_size"]}')
+    if len(ids) > cfg['max_position_embeddings']:
+        fail(f'{d}: {len(ids)} tokens exceed max_position_embeddings {cfg["max_position_embeddings"]}')
+    tensors, dtypes = load_weights(d)
+    state, ignored = build_bert_state(d, cfg, tensors)
+    with torch.no_grad():
+        logits = bert_forward(cfg, state, ids)
+    return {'config': {k: cfg[k] for k in BERT_DEFAULTS}, 'unknown_keys': cfg['_unknown_keys'], 'tied': True,
             'dtypes': sorted(dtypes), 'ignored': ignored, 'shape': list(logits.shape),
             'logits': logits.flatten().tolist()}
 

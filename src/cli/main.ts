@@ -149,26 +149,63 @@ export const commands: Record<string, Command> = {
     },
   },
   'eval-lm': {
-    summary: 'Perplexity of a model on a text file: {"tokens","nll","ppl"}.',
-    details: 'The whole text is tokenised without special tokens and cut into consecutive windows of n_positions tokens (the last may be shorter); every token of a window but the first is scored given its predecessors in that window.',
+    summary: 'Perplexity of a model on a text file: {"kind","tokens","nll","ppl"} (kind "causal", or "pseudo" for a masked LM such as BERT).',
+    details: 'The whole text is tokenised without special tokens and cut into consecutive windows of n_positions tokens (the last may be shorter). Causal LMs: every token of a window but the first is scored given its predecessors in that window. Masked LMs: the pseudo-perplexity; windows leave room for [CLS] … [SEP] around them (when the tokenizer has those) and every token is masked in turn and scored given the rest of its window.',
     flags: { json, model: { type: 'string', path: 'dir', help: 'model directory (required)' }, 'text-file': { type: 'string', path: 'file', help: 'text file (required)' } },
     run: async (a) => {
-      const { loadLM } = await import('./load.js');
-      const { perplexity, NonFiniteLossError } = await import('../eval/perplexity.js');
+      const { loadModel } = await import('../models/index.js');
+      const { loadTokenizer } = await import('../tokenizers/index.js');
+      const { perplexity, pseudoPerplexity, NonFiniteLossError } = await import('../eval/perplexity.js');
+      const { maskTokenIdOf } = await import('../eval/fill-mask.js');
       const { WindowProgress } = await import('./progress.js');
       const { readFileSync } = await import('node:fs');
       const f = need(a, 'text-file') as string, dir = need(a, 'model') as string;
-      const { model, tokenizer } = loadLM(dir);
+      const tokenizer = loadTokenizer(dir);
+      const model = loadModel(dir);
+      model.eval();
+      const masked = model.kind === 'masked';
+      const maskId = masked ? maskTokenIdOf(tokenizer) : undefined;
+      if (masked && maskId === undefined) throw new Error(`--model ${dir}: the tokenizer has no mask token, which the pseudo-perplexity of a masked LM needs`);
+      const ids = tokenizer.encode(readFileSync(f, 'utf8'), { addSpecialTokens: false });
       const p = new WindowProgress('eval-lm', (s) => process.stderr.write(s + '\n'));
+      const onProgress = (d: number, t: number, tok: number) => p.update(d, t, tok);
       let r;
       try {
-        r = perplexity(model, tokenizer.encode(readFileSync(f, 'utf8'), { addSpecialTokens: false }), { onProgress: (d, t, tok) => p.update(d, t, tok) });
+        r = masked
+          ? pseudoPerplexity(model, ids, { maskId: maskId!, clsId: tokenizer.clsTokenId, sepId: tokenizer.sepTokenId, onProgress })
+          : perplexity(model, ids, { onProgress });
       } catch (e) {
         // A NaN/Inf loss means broken weights: name the model, never print {"nll": null} with exit 0.
         if (e instanceof NonFiniteLossError) throw new Error(`icld eval-lm: --model ${dir}: ${e.message}`);
         throw e;
       } finally { p.finish(); }
-      console.log(a.json ? JSON.stringify(r) : `tokens ${r.tokens}  nll ${r.nll.toFixed(4)}  ppl ${r.ppl.toFixed(3)}`);
+      const out = { kind: masked ? 'pseudo' : 'causal', ...r };
+      console.log(a.json ? JSON.stringify(out) : `${masked ? 'pseudo-perplexity (masked LM): ' : ''}tokens ${r.tokens}  nll ${r.nll.toFixed(4)}  ppl ${r.ppl.toFixed(3)}`);
+    },
+  },
+  'fill-mask': {
+    summary: 'The most probable tokens at each mask token of a text, from a masked LM (BERT).',
+    details: 'JSON: {"predictions": [{"token","id","prob"}, …]} for one mask, {"masks": [[…], […]]} for several, each sorted by probability (softmax over the whole vocabulary; special tokens are not offered).',
+    flags: {
+      json,
+      model: { type: 'string', path: 'dir', help: 'model directory (required)' },
+      text: { type: 'string', help: 'text with one or more mask tokens, e.g. "Paris is the capital of [MASK]." (required)' },
+      'top-k': { type: 'number', default: 5, ...posInt, help: 'candidates per mask' },
+    },
+    run: async (a) => {
+      const { loadModel } = await import('../models/index.js');
+      const { loadTokenizer } = await import('../tokenizers/index.js');
+      const { fillMask, requireMasked } = await import('../eval/fill-mask.js');
+      const dir = need(a, 'model') as string, text = need(a, 'text') as string;
+      const model = loadModel(dir);
+      requireMasked(model, `--model ${dir}: fill-mask`);
+      const tokenizer = loadTokenizer(dir);
+      const masks = fillMask(model, tokenizer, text, { topK: a['top-k'] as number });
+      if (a.json) { console.log(JSON.stringify(masks.length === 1 ? { predictions: masks[0] } : { masks })); return; }
+      masks.forEach((m, i) => {
+        if (masks.length > 1) console.log(`mask ${i + 1}:`);
+        for (const c of m) console.log(`${masks.length > 1 ? '  ' : ''}${c.prob.toFixed(4)}  ${c.token}  (id ${c.id})`);
+      });
     },
   },
   generate: {

@@ -46,3 +46,63 @@ export function perplexity(model: LanguageModel, ids: number[], opts: Perplexity
   const nll = sum / count;
   return { tokens: count, nll, ppl: Math.exp(nll) };
 }
+
+export interface PseudoPerplexityOptions {
+  /** The mask token id (required). */
+  maskId: number;
+  /** Wrap each window as [CLS] … [SEP] when given (BERT's single-sequence format). */
+  clsId?: number;
+  sepId?: number;
+  /** Tokens of text per window (default: maxPositions minus the [CLS]/[SEP] slots). */
+  window?: number;
+  /** Masked copies per forward pass (default 16). */
+  batch?: number;
+  /** After each forward pass: windows finished, all windows, tokens scored so far. */
+  onProgress?: (doneWindows: number, totalWindows: number, tokens: number) => void;
+}
+
+/**
+ * Pseudo-perplexity of a masked LM (Salazar et al. 2020): the text is cut into consecutive
+ * windows; within a window every token is masked in turn and scored given all the others, so
+ * nll = mean over tokens of −log p(token | rest of its window). Copies are batched.
+ */
+export function pseudoPerplexity(model: LanguageModel, ids: number[], opts: PseudoPerplexityOptions): PerplexityResult {
+  if (model.kind !== 'masked') throw new Error(`eval-lm: pseudo-perplexity needs a masked language model; this one is a ${model.kind} LM (model_type ${model.modelType})`);
+  model.eval();
+  const extra = (opts.clsId !== undefined ? 1 : 0) + (opts.sepId !== undefined ? 1 : 0);
+  const W = opts.window ?? model.maxPositions - extra;
+  if (!(Number.isInteger(W) && W >= 1)) throw new Error(`eval-lm: window must be a positive integer, got ${W} (the model has ${model.maxPositions} positions)`);
+  if (W + extra > model.maxPositions) throw new Error(`eval-lm: window ${W} plus ${extra} special token(s) exceeds the model's ${model.maxPositions} positions`);
+  const B = opts.batch ?? 16;
+  const windows: number[][] = [];
+  for (let s = 0; s < ids.length; s += W) windows.push(ids.slice(s, s + W));
+  if (ids.length === 0) throw new Error('eval-lm: the text has no tokens; nothing to score');
+  const lead = opts.clsId !== undefined ? 1 : 0;
+  let sum = 0, count = 0, done = 0;
+  for (const w of windows) {
+    const seq = [...(opts.clsId !== undefined ? [opts.clsId] : []), ...w, ...(opts.sepId !== undefined ? [opts.sepId] : [])];
+    const T = seq.length;
+    for (let i0 = 0; i0 < w.length; i0 += B) {
+      const n = Math.min(B, w.length - i0);
+      const x = new Int32Array(n * T), tg = new Int32Array(n);
+      for (let r = 0; r < n; r++) {
+        x.set(seq, r * T);
+        x[r * T + lead + i0 + r] = opts.maskId;
+        tg[r] = w[i0 + r];
+      }
+      const s = tidy(() => noGrad(() => {
+        const h = model.hidden(O.fromData(x, [n, T]));
+        // Only the masked position of each copy goes through the LM head.
+        const rows = O.concat(Array.from({ length: n }, (_, r) => O.narrow(O.narrow(h, 0, r, 1), 1, lead + i0 + r, 1)), 0);
+        return O.crossEntropy(model.lmHead(rows), O.fromData(tg, [n, 1]), { reduction: 'sum' }).item();
+      }));
+      if (!Number.isFinite(s)) throw new NonFiniteLossError(`the loss of window ${done + 1} of ${windows.length} is ${s} (broken weights: NaN/Inf or overflow)`);
+      sum += s;
+      count += n;
+      if (i0 + n >= w.length) done++;
+      opts.onProgress?.(done, windows.length, count);
+    }
+  }
+  const nll = sum / count;
+  return { tokens: count, nll, ppl: Math.exp(nll) };
+}
