@@ -71,6 +71,13 @@ export function lamaCandidates(tokenizer: Tokenizer, model: LanguageModel, vocab
   return new LamaCandidates(ids, V);
 }
 
+/** The mask id: the tokenizer's role, else a special '[MASK]' / '<mask>' token. */
+export function maskTokenOf(tokenizer: Tokenizer): number | undefined {
+  if (tokenizer.maskTokenId !== undefined) return tokenizer.maskTokenId;
+  for (const t of ['[MASK]', '<mask>']) { const id = tokenizer.tokenToId(t); if (id !== undefined && tokenizer.isSpecialId(id)) return id; }
+  return undefined;
+}
+
 /** [CLS]-style ids the tokenizer's post-processor puts around a text (none for GPT-2). */
 function specialWrap(tokenizer: Tokenizer): { head: number[]; tail: number[] } {
   const bare = tokenizer.encode('a', { addSpecialTokens: false });
@@ -98,7 +105,7 @@ function buildQuery(model: LanguageModel, tokenizer: Tokenizer, wrap: { head: nu
     const before = [...ctx, prefix].filter((s) => s !== '').join(' ');
     let ids: number[], pos: number;
     if (model.kind === 'masked') {
-      const mask = tokenizer.maskTokenId!;
+      const mask = maskTokenOf(tokenizer)!;
       const pre = [...wrap.head, ...enc(before)];
       ids = [...pre, mask, ...enc(suffix), ...wrap.tail];
       pos = pre.length;
@@ -142,7 +149,8 @@ function positionLogits(model: LanguageModel, queries: Query[], batchSize: numbe
  */
 export function probeRelation(model: LanguageModel, tokenizer: Tokenizer, relation: LamaRelation, facts: readonly LamaFact[],
   trainPool: readonly LamaFact[], candidates: LamaCandidates, opts: LamaProbeOptions = {}): LamaRelationResult & { predictions: LamaPrediction[] } {
-  if (model.kind === 'masked' && tokenizer.maskTokenId === undefined) throw new Error('the LAMA probe of a masked LM needs a tokenizer with a mask token ([MASK])');
+  const maskId = maskTokenOf(tokenizer);
+  if (model.kind === 'masked' && maskId === undefined) throw new Error('the LAMA probe of a masked LM needs a tokenizer with a mask token ([MASK])');
   model.eval();
   const k = opts.kShot ?? 0, seed = opts.seed ?? 0, batch = opts.batchSize ?? 32;
   const use = opts.maxFacts !== undefined ? facts.slice(0, opts.maxFacts) : facts;

@@ -64,7 +64,7 @@ function sentences(): string[] {
 /** A BPE trained on the fixture sentences; `masked` adds [CLS]/[SEP]/[MASK]/[PAD] and a BERT post-processor. */
 export function lamaTokenizer(masked = false): BPETokenizer {
   const specials = masked ? ['[PAD]', '[CLS]', '[SEP]', '[MASK]'] : ['<|endoftext|>'];
-  const t = BPETokenizer.train([sentences().join('\n').repeat(4) + '\n' + RARE.join(' ')], { vocabSize: 700, specialTokens: specials });
+  const t = BPETokenizer.train([sentences().join('\n').repeat(4) + '\n' + RARE.join(' ')], { vocabSize: 700, minFrequency: 2, specialTokens: specials });
   if (!masked) return t;
   const j = t.toTokenizerJson() as unknown as Record<string, unknown>;
   j.post_processor = { type: 'BertProcessing', cls: ['[CLS]', t.tokenToId('[CLS]')], sep: ['[SEP]', t.tokenToId('[SEP]')] };
