@@ -237,7 +237,7 @@ export const commands: Record<string, Command> = {
       const rels = a.relations as string[] | undefined;
       if (rels && a.all) throw new UsageError(`${current}: give --relations or --all, not both`);
       const dataDir = a['data-dir'] as string | undefined;
-      const ids = rels?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+      const ids = rels ? [...new Set(rels.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean))] : undefined;
       if (ids) { const bad = unknownRelation(ids, dataDir); if (bad) throw new UsageError(`${current}: ${bad}`); }
       const r = lamaEval({
         model: need(a, 'model') as string, relations: ids, kShot: a['k-shot'] as number, seed: a.seed as number, vocab: a.vocab as 'common' | 'full',

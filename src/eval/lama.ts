@@ -90,14 +90,25 @@ function specialWrap(tokenizer: Tokenizer): { head: number[]; tail: number[] } {
 
 interface Query { ids: number[]; pos: number; gold: number; fact: LamaFact; }
 
+/** What the prompt builder needs of a model. */
+export type LamaModelSpec = Pick<LanguageModel, 'kind' | 'maxPositions' | 'eosTokenId'>;
+
+/** A probe (or ICT) input: token ids and the position whose prediction is the object. */
+export interface LamaPrompt { ids: number[]; pos: number; }
+
 /**
- * Build the model input of one fact: demonstrations + query (masked: mask token in [Y] plus the
- * template's rest, wrapped in the tokenizer's special tokens; causal: the text before [Y]).
- * Demonstrations are dropped from the front until the sequence fits the model's positions;
- * null when even the bare query does not fit.
+ * The input of one fact: demonstrations (filled-in sentences, in order) + the query. masked: the
+ * mask token in [Y] and the template's rest, inside the tokenizer's special tokens ([CLS] … [SEP]);
+ * the object is predicted at the mask. causal: the text before [Y]; the object is the next token
+ * after `pos`. Demonstrations are dropped from the front until the ids fit `model.maxPositions`;
+ * null when even the bare query does not fit. The target id is `singleTokenId(tokenizer, fact.obj)`.
  */
-function buildQuery(model: LanguageModel, tokenizer: Tokenizer, wrap: { head: number[]; tail: number[] }, relation: LamaRelation,
-  fact: LamaFact, demos: LamaFact[], gold: number): Query | null {
+export function lamaPrompt(model: LamaModelSpec, tokenizer: Tokenizer, relation: LamaRelation, fact: LamaFact, demos: readonly LamaFact[]): LamaPrompt | null {
+  return buildQuery(model, tokenizer, model.kind === 'masked' ? specialWrap(tokenizer) : { head: [], tail: [] }, relation, fact, demos);
+}
+
+function buildQuery(model: LamaModelSpec, tokenizer: Tokenizer, wrap: { head: number[]; tail: number[] }, relation: LamaRelation,
+  fact: LamaFact, demos: readonly LamaFact[]): LamaPrompt | null {
   const enc = (s: string): number[] => (s ? tokenizer.encode(s, { addSpecialTokens: false }) : []);
   const { prefix, suffix } = splitAtObject(relation.template, fact.sub);
   for (let d = 0; d <= demos.length; d++) {
@@ -105,7 +116,8 @@ function buildQuery(model: LanguageModel, tokenizer: Tokenizer, wrap: { head: nu
     const before = [...ctx, prefix].filter((s) => s !== '').join(' ');
     let ids: number[], pos: number;
     if (model.kind === 'masked') {
-      const mask = maskTokenOf(tokenizer)!;
+      const mask = maskTokenOf(tokenizer);
+      if (mask === undefined) throw new Error('the LAMA probe of a masked LM needs a tokenizer with a mask token ([MASK])');
       const pre = [...wrap.head, ...enc(before)];
       ids = [...pre, mask, ...enc(suffix), ...wrap.tail];
       pos = pre.length;
@@ -116,7 +128,7 @@ function buildQuery(model: LanguageModel, tokenizer: Tokenizer, wrap: { head: nu
       if (ids.length === 0) return null;
       pos = ids.length - 1;
     }
-    if (ids.length <= model.maxPositions) return { ids, pos, gold, fact };
+    if (ids.length <= model.maxPositions) return { ids, pos };
   }
   return null;
 }
@@ -161,8 +173,8 @@ export function probeRelation(model: LanguageModel, tokenizer: Tokenizer, relati
     const gold = singleTokenId(tokenizer, fact.obj);
     if (gold === undefined || !candidates.has(gold)) { skipped++; return; }
     const demos = k > 0 ? drawDemonstrations(trainPool, k, new Rng(demoSeed(seed, relation.id, i)), fact) : [];
-    const q = buildQuery(model, tokenizer, wrap, relation, fact, demos, gold);
-    if (q) queries.push(q); else skipped++;
+    const q = buildQuery(model, tokenizer, wrap, relation, fact, demos);
+    if (q) queries.push({ ...q, gold, fact }); else skipped++;
   });
   const predictions: LamaPrediction[] = [];
   let hit1 = 0, hit10 = 0;

@@ -11,7 +11,7 @@ import type { Tensor } from '../../src/engine/index.js';
 import { createModel, type LanguageModel, type LMConfig } from '../../src/models/index.js';
 import type { Tokenizer } from '../../src/tokenizers/types.js';
 import { demoSeed, drawDemonstrations, fillTemplate, splitAtObject, type LamaFact, type LamaRelation } from '../../src/data/lama.js';
-import { lamaCandidates, macroAverage, probeRelation, singleTokenId, type LamaCandidates } from '../../src/eval/lama.js';
+import { lamaCandidates, lamaPrompt, macroAverage, probeRelation, singleTokenId, type LamaCandidates } from '../../src/eval/lama.js';
 import { COMMON, NOT_COMMON, RARE, TEMPLATES, TEST, TRAIN, lamaGpt2, lamaTokenizer } from './lama-fixture.js';
 
 const rel = (id: string): LamaRelation => ({ id, template: TEMPLATES[id], label: id, type: 'N-1', source: 'trex' });
@@ -177,6 +177,27 @@ describe('LAMA probe, masked', () => {
     const plain = lamaTokenizer(false);
     const model = new ToyMasked(plain.vocabSize);
     assert.throws(() => probeRelation(model, plain, rel('P19'), TEST.P19, [], lamaCandidates(plain, model, 'full')), /masked LM needs a tokenizer with a mask token/);
+  });
+});
+
+describe('lamaPrompt', () => {
+  it('masked: [CLS] demos + query with [MASK] in [Y] [SEP]; demonstrations dropped from the front to fit', () => {
+    const tok = lamaTokenizer(true), enc = (x: string) => tok.encode(x, { addSpecialTokens: false });
+    const [cls, sep, mask] = ['[CLS]', '[SEP]', '[MASK]'].map((t) => tok.tokenToId(t)!);
+    const f = TEST.P27[0], demos = TRAIN.P27.slice(0, 2);
+    const p = lamaPrompt({ kind: 'masked', maxPositions: 512, eosTokenId: null }, tok, rel('P27'), f, demos)!;
+    const before = `${fillTemplate(TEMPLATES.P27, demos[0].sub, demos[0].obj)} ${fillTemplate(TEMPLATES.P27, demos[1].sub, demos[1].obj)} ${f.sub} is`;
+    assert.deepEqual(p.ids, [cls, ...enc(before), mask, ...enc(' citizen .'), sep]);
+    assert.equal(p.ids[p.pos], mask);
+    const short = lamaPrompt({ kind: 'masked', maxPositions: p.ids.length - 1, eosTokenId: null }, tok, rel('P27'), f, demos)!;
+    assert.deepEqual(short.ids, [cls, ...enc(`${fillTemplate(TEMPLATES.P27, demos[1].sub, demos[1].obj)} ${f.sub} is`), mask, ...enc(' citizen .'), sep]);
+    assert.equal(lamaPrompt({ kind: 'masked', maxPositions: 3, eosTokenId: null }, tok, rel('P27'), f, demos), null);
+  });
+  it('causal: the text before [Y], object predicted after the last token', () => {
+    const tok = lamaTokenizer(false);
+    const p = lamaPrompt({ kind: 'causal', maxPositions: 512, eosTokenId: 0 }, tok, rel('P19'), TEST.P19[0], [])!;
+    assert.deepEqual(p.ids, tok.encode(`${TEST.P19[0].sub} was born in`, { addSpecialTokens: false }));
+    assert.equal(p.pos, p.ids.length - 1);
   });
 });
 
