@@ -269,6 +269,37 @@ export const commands: Record<string, Command> = {
       });
     },
   },
+  'lama eval': {
+    summary: 'The LAMA probe: P@1 / P@10 per relation and macro-averaged, for masked (the [MASK] in [Y]) or causal (the next token after the text before [Y]) LMs, optionally with k in-context demonstrations.',
+    details: 'Candidates: --vocab common = LAMA\'s common vocabulary words that are one token of the model\'s vocabulary; --vocab full = every non-special token. Facts whose object is not one such token are skipped and counted. Without --relations the 41 T-REx relations are probed (--all says so explicitly); Google-RE relations (place_of_birth, date_of_birth, place_of_death) are probed when named.',
+    flags: {
+      json,
+      model: { type: 'string', path: 'dir', help: 'model directory (required)' },
+      relations: { type: 'list', help: 'relation ids, e.g. P19,P37 or place_of_birth' },
+      all: { type: 'boolean', help: 'the 41 T-REx relations (the default)' },
+      'k-shot': { type: 'number', default: 0, ...nonNegInt, max: 1000, help: 'demonstrations per query, drawn (seeded) from the relation\'s train facts' },
+      seed: { type: 'number', default: 0, ...seedRange, help: 'demonstration seed' },
+      vocab: { type: 'string', default: 'common', choices: ['common', 'full'], help: 'candidate set' },
+      'data-dir': { type: 'string', path: 'dir', help: 'folder laid out like data/lama/ (default: the shipped data/lama)' },
+      'max-facts': { type: 'number', ...posInt, help: 'probe only the first N facts of each relation' },
+      'batch-size': { type: 'number', default: 32, ...posInt, help: 'sequences per forward pass' },
+      report: { type: 'string', help: 'write DIR/results.json and DIR/report.html' },
+    },
+    run: async (a) => {
+      const { lamaEval, formatLamaTable, unknownRelation } = await import('../eval/lama-report.js');
+      const rels = a.relations as string[] | undefined;
+      if (rels && a.all) throw new UsageError(`${current}: give --relations or --all, not both`);
+      const dataDir = a['data-dir'] as string | undefined;
+      const ids = rels ? [...new Set(rels.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean))] : undefined;
+      if (ids) { const bad = unknownRelation(ids, dataDir); if (bad) throw new UsageError(`${current}: ${bad}`); }
+      const r = lamaEval({
+        model: need(a, 'model') as string, relations: ids, kShot: a['k-shot'] as number, seed: a.seed as number, vocab: a.vocab as 'common' | 'full',
+        dataDir, maxFacts: a['max-facts'] as number | undefined, batchSize: a['batch-size'] as number, report: a.report as string | undefined,
+        log: (s) => { process.stderr.write(s + '\n'); },
+      });
+      console.log(a.json ? JSON.stringify(r) : formatLamaTable(r));
+    },
+  },
   'ict train': {
     summary: 'In-context tuning: train on k demonstrations + a query per instance, loss on the answer only (Meta-ICT or Multitask-ICT; --no-demos = Multitask-FT).',
     flags: {
