@@ -12,7 +12,8 @@ import { readJsonFile } from '../io/json.js';
 import { tidy, noGrad } from '../engine/index.js';
 import type { LanguageModel } from '../models/index.js';
 import type { Instance } from '../icl/ict.js';
-import { answerSpan, forwardBatch, makeBatch, predictionRow } from '../icl/ict.js';
+import * as O from '../engine/ops.js';
+import { answerLogits, answerRows, answerSpan, makeBatch } from '../icl/ict.js';
 import { teacherTarget, type TeacherTarget } from './loss.js';
 
 export interface CacheMeta { version: 1; key: string; tau: number; top_k: number; instances: number; positions: number; offsets: number[]; bytes: number; }
@@ -34,22 +35,17 @@ export function instancesHash(xs: Instance[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
-/** Answer-position rows of a batch: for each instance, the logits rows predicting its answer tokens. */
-export function answerRows(inst: Instance, b: number, L: number): number[] {
-  const { start, end } = answerSpan(inst);
-  const rows: number[] = [];
-  for (let t = start; t < end; t++) rows.push(b * L + predictionRow(inst, t));
-  return rows;
-}
+export { answerRows };
 
 /** Teacher targets for a batch of instances from a live teacher (noGrad). */
 export function liveTargets(teacher: LanguageModel, batch: Instance[], pad: number, tau: number, topK: number): TeacherTarget[][] {
   const b = makeBatch(batch, pad);
   return tidy(() => noGrad(() => {
     teacher.eval();
-    const lg = forwardBatch(teacher, b);
-    const V = lg.shape[2], d = lg.f32;
-    return batch.map((inst, i) => answerRows(inst, i, b.L).map((r, j) => teacherTarget(d.subarray(r * V, (r + 1) * V), topK, tau, inst.candidates?.[j] ?? [])));
+    const lg = O.contiguous(answerLogits(teacher, b).logits);
+    const V = lg.shape[1], d = lg.f32.subarray(lg.offset);
+    let r = 0;
+    return batch.map((inst) => answerRows(inst, 0, 0).map((_, j) => teacherTarget(d.subarray(r * V, (++r) * V), topK, tau, inst.candidates?.[j] ?? [])));
   }));
 }
 

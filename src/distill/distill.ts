@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import type { Tensor } from '../engine/index.js';
 import { reloadWeights, type LanguageModel } from '../models/index.js';
-import { forwardBatch, makeBatch, type Instance } from '../icl/ict.js';
+import { answerLogits, makeBatch, type Instance } from '../icl/ict.js';
 import { EpochOrder, type WindowLoader } from '../data/shards.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 import { alphaAt, combineLoss, distillKL, teacherTarget, type KLMode, type TeacherTarget } from './loss.js';
-import { TeacherCache, answerRows, liveTargets } from './cache.js';
+import { TeacherCache, liveTargets } from './cache.js';
 
 export interface DistillConfig {
   /** Hard-label weight at the first step: α(t) goes linearly from alpha to alphaEnd (default 0), or stays at alpha ('constant'). */
@@ -107,13 +107,12 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
         const { batch, idx } = nextBatch();
         const b = makeBatch(batch, pad);
         tokens += b.B * b.L;
-        const logits = forwardBatch(o.student, b);
-        ce = O.crossEntropy(logits, O.fromData(b.targets, [b.B, b.L]));
+        // Logits only at the answer positions (the rows the ICT loss and the KL use).
+        const a = answerLogits(o.student, b);
+        ce = O.crossEntropy(a.logits, a.targets);
         if (useKL && alpha < 1) {
           const targets: TeacherTarget[][] = o.cache ? idx.map((i) => o.cache!.targets(i)) : liveTargets(o.teacher!, batch, pad, d.temperature, d.topK);
-          const rows = batch.flatMap((inst, i) => answerRows(inst, i, b.L));
-          const V = logits.shape[2];
-          const S = O.embedding(O.reshape(logits, [b.B * b.L, V]), O.tensor(rows, [rows.length], 'int32'));
+          const S = a.logits;
           const cands = d.kl === 'options' ? batch.flatMap((inst) => {
             if (!inst.candidates) throw new Error(`KL over options: instance of task ${inst.task} has no options`);
             return inst.candidates;

@@ -197,6 +197,28 @@ export function forwardBatch(model: LanguageModel, b: Batch): Tensor {
   return model.forward(O.fromData(b.ids, [b.B, b.L]), b.attention ? { attentionMask: O.fromData(b.attention, [b.B, b.L]) } : {});
 }
 
+/** Answer-position rows of a batch: for one instance (batch row b), the logits rows predicting its answer tokens. */
+export function answerRows(inst: Instance, b: number, L: number): number[] {
+  const { start, end } = answerSpan(inst);
+  const rows: number[] = [];
+  for (let t = start; t < end; t++) rows.push(b * L + predictionRow(inst, t));
+  return rows;
+}
+
+/**
+ * Logits [N, V] at the batch's N answer positions (instance by instance, in answer order) and
+ * their gold ids [N]. Only those rows go through the LM head: with a large vocabulary the head
+ * over every position would cost more than the rest of the model. Same values as gathering rows
+ * of forwardBatch's logits.
+ */
+export function answerLogits(model: LanguageModel, b: Batch): { logits: Tensor; targets: Tensor; rows: number[] } {
+  const rows = b.instances.flatMap((inst, i) => answerRows(inst, i, b.L));
+  const h = model.hidden(O.fromData(b.ids, [b.B, b.L]), b.attention ? { attentionMask: O.fromData(b.attention, [b.B, b.L]) } : {});
+  const C = h.shape[2];
+  const picked = O.embedding(O.reshape(h, [b.B * b.L, C]), O.tensor(rows, [rows.length], 'int32'));
+  return { logits: model.lmHead(picked), targets: O.tensor(rows.map((r) => b.targets[r]), [rows.length], 'int32'), rows };
+}
+
 export interface IctTrainOptions {
   model: LanguageModel;
   tokenizer: Tokenizer & { save(dir: string): unknown; eosTokenId?: number | null };
@@ -233,7 +255,8 @@ export function trainIct(o: IctTrainOptions): TrainerState {
     microStep: () => {
       const b = makeBatch(Array.from({ length: o.batchSize }, () => sampler.next()), pad);
       tokens = b.B * b.L;
-      return O.crossEntropy(forwardBatch(o.model, b), O.fromData(b.targets, [b.B, b.L]));
+      const a = answerLogits(o.model, b);
+      return O.crossEntropy(a.logits, a.targets);
     },
     evaluate: () => ({ loss: batchedLoss(o.model, evalSet, pad, o.batchSize) }),
     saveModel: (dir) => { o.model.savePretrained(dir); o.tokenizer.save(dir); },
@@ -250,7 +273,7 @@ export function batchedLoss(model: LanguageModel, set: Instance[], pad: number, 
   for (let i = 0; i < set.length; i += B) {
     const b = makeBatch(set.slice(i, i + B), pad);
     const cnt = b.targets.reduce((a, t) => a + (t !== -100 ? 1 : 0), 0);
-    sum += tidy(() => noGrad(() => O.crossEntropy(forwardBatch(model, b), O.fromData(b.targets, [b.B, b.L]), { reduction: 'sum' }).item()));
+    sum += tidy(() => noGrad(() => { const a = answerLogits(model, b); return O.crossEntropy(a.logits, a.targets, { reduction: 'sum' }).item(); }));
     n += cnt;
   }
   return n > 0 ? sum / n : 0;
