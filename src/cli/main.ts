@@ -110,10 +110,10 @@ export const commands: Record<string, Command> = {
     },
   },
   pretrain: {
-    summary: 'Pretrain a GPT-2 from text files (tokenizer, cached shards, AdamW, schedules, eval, atomic checkpoints, --resume).',
+    summary: 'Pretrain a GPT-2 (next token) or a BERT (masked LM) from text files (tokenizer, cached shards, AdamW, schedules, eval, atomic checkpoints, --resume).',
     flags: {
       json,
-      arch: { type: 'string', default: 'gpt2', choices: ['gpt2'], help: 'model family' },
+      arch: { type: 'string', default: 'gpt2', choices: ['gpt2', 'bert'], help: 'model family: gpt2 (causal LM) or bert (masked LM; train.mlm_probability, train.whole_word_mask)' },
       config: { type: 'string', path: 'file', help: 'JSON with "model", "tokenizer", "train" sections (required)' },
       data: { type: 'list', path: 'file', help: 'training text files (required)' },
       out: { type: 'string', help: 'run directory (required)' },
@@ -122,12 +122,12 @@ export const commands: Record<string, Command> = {
       steps: { type: 'number', ...posInt, help: 'override train.steps' },
     },
     run: async (a) => {
-      if (a.arch !== 'gpt2') throw new UsageError(`icld pretrain: --arch ${String(a.arch)} is not supported yet (gpt2)`);
       if (a.resume !== undefined && a.overwrite) throw new UsageError('icld pretrain: --resume and --overwrite exclude each other (resume continues the run, overwrite starts it again)');
       const { pretrain, readPretrainConfig } = await import('../train/pretrain.js');
-      const config = readPretrainConfig(need(a, 'config') as string);
+      const arch = a.arch as string;
+      const config = readPretrainConfig(need(a, 'config') as string, arch);
       if (a.steps !== undefined) config.train.steps = a.steps as number;
-      const r = pretrain({ config, data: need(a, 'data') as string[], out: need(a, 'out') as string, resume: a.resume as string | undefined, overwrite: !!a.overwrite });
+      const r = pretrain({ config, arch, data: need(a, 'data') as string[], out: need(a, 'out') as string, resume: a.resume as string | undefined, overwrite: !!a.overwrite });
       const summary = { out: r.out, steps: r.state.global_step, params: r.params, train_tokens: r.tokens.train, val_tokens: r.tokens.val, final_eval: r.final_eval, elapsed_s: +r.state.elapsed_s.toFixed(1) };
       console.log(a.json ? JSON.stringify(summary) : `done: ${summary.steps} steps, model in ${r.out} (report: ${r.out}/report.html)${r.final_eval ? `, val loss ${r.final_eval.loss.toFixed(4)} ppl ${r.final_eval.ppl.toFixed(2)}` : ''}`);
     },
