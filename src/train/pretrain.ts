@@ -12,7 +12,7 @@ import * as O from '../engine/ops.js';
 import { tidy, noGrad, Rng } from '../engine/index.js';
 import { createModel, modelConfig, modelFamily, type LanguageModel } from '../models/index.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
-import { loadTokenizer } from '../tokenizers/index.js';
+import { loadTokenizer, WordPieceTokenizer } from '../tokenizers/index.js';
 import type { Tokenizer } from '../tokenizers/types.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { MlmCollator } from '../data/mlm.js';
@@ -22,7 +22,7 @@ import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 
 export interface PretrainConfig {
   model: Record<string, unknown> & { vocab_size?: number; bos_token_id?: number | null; eos_token_id?: number | null };
-  tokenizer: { path?: string; vocab_size?: number; special_tokens?: string[]; min_frequency?: number };
+  tokenizer: { path?: string; vocab_size?: number; special_tokens?: string[]; min_frequency?: number; lowercase?: boolean };
   train: {
     steps?: number; batch_size?: number; seq_len?: number; lr?: number; warmup_steps?: number;
     schedule?: 'cosine' | 'linear' | 'constant'; min_lr_ratio?: number; weight_decay?: number;
@@ -47,6 +47,7 @@ const pretrainSchema = (arch: string): Schema => ({
         vocab_size: { t: 'int', min: 257, max: 4_194_304 },
         special_tokens: { t: 'array', of: { t: 'string', nonEmpty: true }, unique: true },
         min_frequency: nonNegInt,
+        lowercase: { t: 'bool' },
       },
     },
     train: {
@@ -135,8 +136,14 @@ export function pretrain(o: PretrainOptions): PretrainResult {
   if (resumeDir) tok = masked ? loadTokenizer(resumeDir) : BPETokenizer.fromTokenizerJson(join(resumeDir, 'tokenizer.json'));
   else if (c.tokenizer.path) tok = fromPath(c.tokenizer.path);
   else if (masked) {
-    throw new Error(`config: --arch ${arch} needs tokenizer.path (a WordPiece tokenizer directory: vocab.txt or tokenizer.json)`);
+    // Masked families get a WordPiece vocabulary ([PAD] [UNK] [CLS] [SEP] [MASK] by default).
+    const vs = c.tokenizer.vocab_size ?? c.model.vocab_size;
+    if (!vs) throw new Error('config: give tokenizer.path, or tokenizer.vocab_size to train one');
+    const t0 = performance.now();
+    tok = WordPieceTokenizer.train(o.data.map((f) => readFileSync(f, 'utf8')), { vocabSize: vs, specialTokens: c.tokenizer.special_tokens, minFrequency: c.tokenizer.min_frequency, lowercase: c.tokenizer.lowercase });
+    log(`trained a WordPiece tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } else {
+    if (c.tokenizer.lowercase !== undefined) throw new Error('config: tokenizer.lowercase applies to WordPiece (masked LMs) only');
     const vs = c.tokenizer.vocab_size ?? c.model.vocab_size;
     if (!vs) throw new Error('config: give tokenizer.path, or tokenizer.vocab_size to train one');
     const t0 = performance.now();
