@@ -2,6 +2,7 @@
 // so that each registers itself). Pipelines import from this file only.
 
 import './gpt2.js';
+import './bert.js';
 
 export { KVCache, requireCausal, type CausalLanguageModel, type LanguageModel, type LMConfig, type LMKind, type ForwardOptions, type ModelFamily } from './lm.js';
 export { loadModel, createModel, modelConfig, modelFamily, familyOfConfig, supportedModelTypes, registerFamily, reloadWeights } from './registry.js';
