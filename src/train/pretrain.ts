@@ -10,12 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { tidy, noGrad, Rng } from '../engine/index.js';
-import { createModel, modelConfig, modelFamily, type LanguageModel } from '../models/index.js';
+import { createModel, modelConfig, modelFamily, type ForwardOptions, type LanguageModel } from '../models/index.js';
+import type { Tensor } from '../engine/index.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
 import { loadTokenizer, WordPieceTokenizer } from '../tokenizers/index.js';
 import type { Tokenizer } from '../tokenizers/types.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
-import { MlmCollator } from '../data/mlm.js';
+import { MlmCollator, IGNORE_INDEX } from '../data/mlm.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, listCheckpoints, recoverRunDir, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
 import { removeDirAtomic } from '../io/atomic.js';
 import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
@@ -265,6 +266,25 @@ export interface TrainMLMOptions extends TrainLMOptions {
   wholeWordMask: boolean;
 }
 
+/**
+ * The MLM loss (mean cross-entropy over labels ≠ −100, as the model's own loss) with the LM head
+ * applied only at the labelled positions: the hidden rows are gathered first, so the vocabulary
+ * projection costs 15% of the full one (it is ~45% of a BERT-small step otherwise). Same value and
+ * gradients as `model.loss(ids, labels)` up to float rounding. `labels` is [B·T] (−100 = ignored).
+ */
+export function mlmLoss(model: LanguageModel, ids: Tensor, labels: Int32Array, opts?: ForwardOptions): Tensor {
+  const h = model.hidden(ids, opts);
+  const C = h.shape[h.ndim - 1];
+  let n = 0;
+  for (let i = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) n++;
+  if (n === 0) throw new Error('mlmLoss: no labelled position in the batch');
+  const rows = O.empty([n], 'int32', false), tg = O.empty([n], 'int32', false);
+  for (let i = 0, j = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) { rows.i32[j] = i; tg.i32[j++] = labels[i]; }
+  // embedding() is a differentiable row gather: its backward scatters the rows' gradients into h.
+  const picked = O.embedding(O.reshape(h, [labels.length, C]), rows);
+  return O.crossEntropy(model.lmHead(picked), tg);
+}
+
 /** Seed of the masking Rng, apart from the dropout and data-order streams. */
 const MASK_SEED_SALT = 0x6d6c6d; // 'mlm'
 
@@ -309,7 +329,7 @@ export function trainMLM(o: TrainMLMOptions): TrainerState {
     for (let i = 0; i < n; i++) {
       fillRows(vl, B, o.wrap, cls, sep, vr, vs, vrows);
       maskBatch(col, vrows, T, rng, vi, vlab);
-      tot += tidy(() => noGrad(() => model.loss(O.fromData(vi, [B, T]), O.fromData(vlab, [B, T])).loss.item()));
+      tot += tidy(() => noGrad(() => mlmLoss(model, O.fromData(vi, [B, T]), vlab).item()));
     }
     vl.state = saved;
     const loss = tot / n;
@@ -320,7 +340,7 @@ export function trainMLM(o: TrainMLMOptions): TrainerState {
     microStep: () => {
       fillRows(loader, B, o.wrap, cls, sep, raw, scratch, rows);
       maskBatch(col, rows, T, maskRng, ids.i32, labels.i32);
-      return model.loss(ids, labels).loss;
+      return mlmLoss(model, ids, labels.i32);
     },
     evaluate: o.valLoader ? () => evaluate(o.valLoader!) : undefined,
     saveModel: (dir) => { model.savePretrained(dir); tok.save(dir); },

@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pretrain, readPretrainConfig, type PretrainConfig } from '../../src/train/pretrain.js';
+import { pretrain, readPretrainConfig, mlmLoss, type PretrainConfig } from '../../src/train/pretrain.js';
 import { loadModel, createModel } from '../../src/models/index.js';
 import { loadTokenizer } from '../../src/tokenizers/index.js';
 import * as O from '../../src/engine/ops.js';
-import { tidy, noGrad } from '../../src/engine/index.js';
+import { tidy, noGrad, type Tensor } from '../../src/engine/index.js';
 
 const corpus = (): string => {
   const dir = mkdtempSync(join(tmpdir(), 'icld-mlm-'));
@@ -87,4 +87,24 @@ test('MLM keys are range-checked and belong to masked families; whole-word maski
   const r = pretrain({ config: { ...ok, train: { ...ok.train, steps: 2 } }, arch: 'bert', data: [corpus()], out: join(dir, 'out'), log: quiet });
   assert.equal(r.state.global_step, 2);
   assert.ok(r.state.log_history.every((e) => Number.isFinite(e.loss)));
+});
+
+test('mlmLoss (head at labelled positions only) equals the model\'s full-head MLM loss, value and gradients', () => {
+  const model = createModel('bert', { vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 16, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 }, 3);
+  const B = 2, T = 8, ids = new Int32Array(B * T), labels = new Int32Array(B * T).fill(-100);
+  for (let i = 0; i < ids.length; i++) ids[i] = 5 + ((i * 7) % 45);
+  for (const i of [1, 4, 9, 15]) { labels[i] = ids[i]; ids[i] = 4; }
+  const grads = (f: () => Tensor): [number, Float32Array[]] => {
+    for (const p of model.parameters()) if (p.grad) { p.grad.dispose(); p.grad = null; }
+    const v = tidy(() => { const l = f(); l.backward(); return l.item(); });
+    return [v, model.parameters().map((p) => Float32Array.from(p.grad!.f32))];
+  };
+  const [v1, g1] = grads(() => model.loss(O.fromData(ids, [B, T]), O.fromData(labels, [B, T])).loss);
+  const [v2, g2] = grads(() => mlmLoss(model, O.fromData(ids, [B, T]), labels));
+  assert.ok(Math.abs(v1 - v2) < 1e-5, `${v1} vs ${v2}`);
+  let worst = 0;
+  g1.forEach((g, k) => g.forEach((x, i) => { worst = Math.max(worst, Math.abs(x - g2[k][i])); }));
+  assert.ok(worst < 1e-5, `gradients differ by ${worst}`);
+  assert.ok(g2.some((g) => g.some((x) => x !== 0)));
+  model.dispose();
 });
