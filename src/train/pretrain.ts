@@ -133,7 +133,13 @@ export function pretrain(o: PretrainOptions): PretrainResult {
   let tok: Tokenizer;
   const resumeDir = o.resume ? resolveCheckpoint(o.resume, log) : null;
   mkdirSync(o.out, { recursive: true });
-  const fromPath = (p: string): Tokenizer => (existsSync(p) && statSync(p).isDirectory() ? loadTokenizer(p) : BPETokenizer.fromTokenizerJson(p));
+  // tokenizer.path: a directory (tokenizer.json, vocab.txt, vocab.json + merges.txt) or, for BPE, a tokenizer.json file.
+  const fromPath = (p: string): Tokenizer => {
+    if (existsSync(p) && statSync(p).isDirectory()) return loadTokenizer(p);
+    if (masked) throw new Error(`config: tokenizer.path ${p} must be a tokenizer directory (tokenizer.json or vocab.txt) for --arch ${arch}`);
+    return BPETokenizer.fromTokenizerJson(p);
+  };
+  if (!masked && c.tokenizer.lowercase !== undefined) throw new Error('config: tokenizer.lowercase applies to WordPiece (masked LMs) only');
   if (resumeDir) tok = masked ? loadTokenizer(resumeDir) : BPETokenizer.fromTokenizerJson(join(resumeDir, 'tokenizer.json'));
   else if (c.tokenizer.path) tok = fromPath(c.tokenizer.path);
   else if (masked) {
@@ -144,7 +150,6 @@ export function pretrain(o: PretrainOptions): PretrainResult {
     tok = WordPieceTokenizer.train(o.data.map((f) => readFileSync(f, 'utf8')), { vocabSize: vs, specialTokens: c.tokenizer.special_tokens, minFrequency: c.tokenizer.min_frequency, lowercase: c.tokenizer.lowercase });
     log(`trained a WordPiece tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } else {
-    if (c.tokenizer.lowercase !== undefined) throw new Error('config: tokenizer.lowercase applies to WordPiece (masked LMs) only');
     const vs = c.tokenizer.vocab_size ?? c.model.vocab_size;
     if (!vs) throw new Error('config: give tokenizer.path, or tokenizer.vocab_size to train one');
     const t0 = performance.now();
