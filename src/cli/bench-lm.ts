@@ -1,6 +1,16 @@
-// `icld bench train` / `icld bench generate`: GPT-2 speed and memory on this machine, at the
-// reference shapes below (TRAIN_CONFIGS, GENERATE_CONFIGS). The PyTorch twin is bench/torch_lm.py; bench/lm.mjs runs
-// both and writes the "lm" section of bench/RESULTS.md.
+// `icld bench train` / `icld bench generate` / `icld bench fill-mask`: GPT-2 and BERT speed and
+// memory on this machine, at the reference shapes below (TRAIN_CONFIGS, GENERATE_CONFIGS). The
+// PyTorch twins are bench/torch_lm.py (GPT-2) and bench/torch_bert.py (BERT); bench/lm.mjs and
+// bench/bert.mjs run both sides and write their sections of bench/RESULTS.md.
+//
+// train (bert-small): the same step with the masked-LM objective: random non-special tokens
+// masked by MlmCollator (15%; 80% [MASK], 10% random, 10% kept) inside the timed step, as the
+// PyTorch twin does; dropout 0.1. The loss is pretrain's mlmLoss (LM head at the masked rows
+// only); fullHead computes logits at every position first, as BertForMaskedLM and the twin do.
+//
+// fill-mask: one 12-token sentence ([CLS] … [MASK] … [SEP]) through the eval-mode BERT (no
+// gradients), the LM head at the mask row only, softmax and the top 5; median milliseconds over
+// the repeats after 3 untimed runs.
 //
 // train: the full optimizer step on random tokens — forward, causal-LM cross-entropy, backward,
 // clipGradNorm(1.0), AdamW (decay / no-decay groups), zeroGrad — all inside one tidy(), in train
@@ -14,21 +24,29 @@
 // tokens over the whole call (prefill included). Median over the repeats.
 
 import { performance } from 'node:perf_hooks';
-import { tidy, backend, Rng, empty, type Tensor } from '../engine/index.js';
-import { createModel, type LanguageModel } from '../models/index.js';
-import { generate } from '../models/generate.js';
+import { tidy, noGrad, backend, Rng, empty, type Tensor } from '../engine/index.js';
+import { createModel, generate, type LanguageModel } from '../models/index.js';
+import { MlmCollator } from '../data/mlm.js';
+import { mlmLoss } from '../train/pretrain.js';
+import * as O from '../engine/ops.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
 import { paramGroups } from '../train/trainer.js';
 
-export type TrainBenchConfig = 'small' | 'gpt2s';
+export type TrainBenchConfig = 'small' | 'gpt2s' | 'bert-small';
 export type GenerateBenchConfig = 'small' | 'gpt2-124m';
+export type FillMaskBenchConfig = 'bert-small';
 
-interface Shape { d: number; L: number; H: number; T: number; batch: number; vocab: number; nPositions: number; }
+interface Shape { arch?: 'gpt2' | 'bert'; d: number; L: number; H: number; ff?: number; T: number; batch: number; vocab: number; nPositions: number; }
+
+/** BERT-small: hidden 512, 4 layers, 8 heads, FFN 2048, vocab 28996 (bert-base-cased's): 28.0M parameters with embeddings. */
+const BERT_SMALL: Shape = { arch: 'bert', d: 512, L: 4, H: 8, ff: 2048, T: 128, batch: 16, vocab: 28996, nPositions: 512 };
 
 export const TRAIN_CONFIGS: Record<TrainBenchConfig, Shape> = {
   small: { d: 256, L: 4, H: 4, T: 128, batch: 16, vocab: 2048, nPositions: 128 },
   gpt2s: { d: 768, L: 12, H: 12, T: 256, batch: 4, vocab: 8192, nPositions: 256 },
+  'bert-small': BERT_SMALL,
 };
+export const FILL_MASK_CONFIGS: Record<FillMaskBenchConfig, Shape> = { 'bert-small': { ...BERT_SMALL, T: 12, batch: 1 } };
 export const GENERATE_CONFIGS: Record<GenerateBenchConfig, Shape> = {
   small: { d: 256, L: 4, H: 4, T: 0, batch: 1, vocab: 2048, nPositions: 1024 },
   'gpt2-124m': { d: 768, L: 12, H: 12, T: 0, batch: 1, vocab: 50257, nPositions: 1024 },
@@ -44,9 +62,13 @@ export interface BenchTrainOptions {
   json: boolean;
   /** One line per step on stderr unless false. */
   progress?: boolean;
+  /** bert-small: LM head at every position (HF BertForMaskedLM's way) instead of the masked ones. */
+  fullHead?: boolean;
 }
 
 export interface BenchTrainResult {
+  /** bert-small: where the LM head ran ('masked' rows only, or 'full'). */
+  mlm_head?: 'masked' | 'full';
   config: TrainBenchConfig;
   shape: Shape;
   params: number;
@@ -112,22 +134,33 @@ function randomIds(B: number, T: number, vocab: number, rng: Rng): Tensor {
 }
 
 function buildModel(s: Shape, seed = 0): LanguageModel {
+  if (s.arch === 'bert') {
+    return createModel('bert', { vocab_size: s.vocab, hidden_size: s.d, num_hidden_layers: s.L, num_attention_heads: s.H, intermediate_size: s.ff ?? 4 * s.d, max_position_embeddings: s.nPositions, pad_token_id: 0 }, seed);
+  }
   return createModel('gpt2', { vocab_size: s.vocab, n_positions: s.nPositions, n_embd: s.d, n_layer: s.L, n_head: s.H }, seed);
+}
+
+/** Ids 0..4 play [PAD] [UNK] [CLS] [SEP] [MASK] in the BERT benches (random weights, no real vocabulary). */
+const SPECIALS = 5, MASK_ID = 4;
+function benchCollator(vocab: number): MlmCollator {
+  return new MlmCollator({ type: 'wordpiece', vocabSize: vocab, maskTokenId: MASK_ID, padTokenId: 0, isSpecialId: (id) => id < SPECIALS, idToToken: (id) => `t${id}` });
 }
 
 export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {
   const s = TRAIN_CONFIGS[opts.config];
-  if (!s) throw new Error(`bench train: unknown config '${String(opts.config)}' (small, gpt2s)`);
+  if (!s) throw new Error(`bench train: unknown config '${String(opts.config)}' (small, gpt2s, bert-small)`);
   const be = backend();
   if (opts.threads !== undefined) be.setThreads(opts.threads);
-  const steps = Math.max(1, opts.steps ?? (opts.config === 'small' ? 10 : 4));
-  const warmup = Math.max(0, opts.warmup ?? (opts.config === 'small' ? 2 : 1));
+  const steps = Math.max(1, opts.steps ?? (opts.config === 'small' ? 10 : opts.config === 'bert-small' ? 6 : 4));
+  const warmup = Math.max(0, opts.warmup ?? (opts.config === 'gpt2s' ? 1 : 2));
   const progress = opts.progress ?? true;
   const model = buildModel(s);
   model.train();
   const params = model.parameters();
   const opt = new AdamW(paramGroups(model, 0.1), { lr: 3e-4, betas: [0.9, 0.95], eps: 1e-8 });
   const rng = new Rng(1234);
+  const col = s.arch === 'bert' ? benchCollator(s.vocab) : null;
+  const ids32 = new Int32Array(s.batch * s.T), lab32 = new Int32Array(s.batch * s.T);
   let peak = process.memoryUsage.rss();
   const sample = (): void => { const r = process.memoryUsage.rss(); if (r > peak) peak = r; };
   const times: number[] = [];
@@ -136,8 +169,15 @@ export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {
     for (let i = 0; i < warmup + steps; i++) {
       const t0 = performance.now();
       lastLoss = tidy(() => {
-        const ids = randomIds(s.batch, s.T, s.vocab, rng);
-        const { loss } = model.loss(ids);
+        let loss: Tensor;
+        if (col) {
+          const raw = randomIds(s.batch, s.T, s.vocab - SPECIALS, rng).i32.map((x) => x + SPECIALS);
+          col.apply(raw, s.T, rng, ids32, lab32);
+          const ids = O.fromData(ids32, [s.batch, s.T]);
+          loss = opts.fullHead ? model.loss(ids, O.fromData(lab32, [s.batch, s.T])).loss : mlmLoss(model, ids, lab32);
+        } else {
+          loss = model.loss(randomIds(s.batch, s.T, s.vocab, rng)).loss;
+        }
         loss.backward();
         sample();
         const l = loss.item();
@@ -157,7 +197,7 @@ export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {
   }
   const stepS = median(times);
   return {
-    config: opts.config, shape: s, params: params.reduce((a, p) => a + p.size, 0), steps, warmup,
+    config: opts.config, ...(col ? { mlm_head: opts.fullHead ? 'full' as const : 'masked' as const } : {}), shape: s, params: params.reduce((a, p) => a + p.size, 0), steps, warmup,
     step_s: round(stepS, 4), step_s_all: times.map((t) => round(t, 4)),
     tokens_per_s: round((s.batch * s.T) / stepS, 1),
     peak_rss_mb: round(peak / MiB, 1), max_rss_mb: round(maxRssMb(), 1),
@@ -208,5 +248,57 @@ export function benchGenerate(opts: BenchGenerateOptions): BenchGenerateResult {
     prefill_ms: round(median(prefills), 2), per_token_ms: round(perToken, 3),
     peak_rss_mb: round(peak / MiB, 1), max_rss_mb: round(maxRssMb(), 1),
     backend: be.name, gemm: be.gemmProvider, threads: be.threads(),
+  };
+}
+
+export interface BenchFillMaskOptions { config: FillMaskBenchConfig; reps?: number; threads?: number; progress?: boolean; }
+export interface BenchFillMaskResult {
+  config: FillMaskBenchConfig; shape: Shape; params: number; tokens: number; reps: number;
+  /** Median milliseconds: forward of one sentence + softmax at the mask + top 5. */
+  ms: number; ms_all: number[]; top: { id: number; prob: number }[];
+  max_rss_mb: number; backend: string; gemm: string; threads: number;
+}
+
+export function benchFillMask(opts: BenchFillMaskOptions): BenchFillMaskResult {
+  const s = FILL_MASK_CONFIGS[opts.config];
+  if (!s) throw new Error(`bench fill-mask: unknown config '${String(opts.config)}' (bert-small)`);
+  const be = backend();
+  if (opts.threads !== undefined) be.setThreads(opts.threads);
+  const reps = Math.max(1, opts.reps ?? 20), T = s.T, pos = T >> 1;
+  const model = buildModel(s);
+  model.eval();
+  const nParams = model.numParameters();
+  const rng = new Rng(1234);
+  const ids = Int32Array.from({ length: T }, () => SPECIALS + (rng.nextU32() % (s.vocab - SPECIALS)));
+  ids[0] = 2; ids[T - 1] = 3; ids[pos] = MASK_ID;
+  let top: { id: number; prob: number }[] = [];
+  const once = (): number => {
+    const t0 = performance.now();
+    top = tidy(() => noGrad(() => {
+      // The LM head only at the [MASK] row: the other rows' logits are never read.
+      const h = O.reshape(model.hidden(O.fromData(ids, [1, T])), [T, s.d]);
+      const hm = O.embedding(h, O.fromData(Int32Array.of(pos), [1]));
+      const row = O.softmax(model.lmHead(hm), -1).f32;
+      const best: { id: number; prob: number }[] = [];
+      for (let i = 0; i < row.length; i++) {
+        if (best.length < 5 || row[i] > best[best.length - 1].prob) {
+          best.push({ id: i, prob: row[i] });
+          best.sort((a, b) => b.prob - a.prob);
+          if (best.length > 5) best.pop();
+        }
+      }
+      return best;
+    }));
+    return performance.now() - t0;
+  };
+  const ms: number[] = [];
+  try {
+    for (let i = 0; i < 3; i++) once();
+    for (let i = 0; i < reps; i++) ms.push(once());
+  } finally { model.dispose(); }
+  if (opts.progress ?? true) process.stderr.write(`[bench fill-mask ${opts.config}] median ${median(ms).toFixed(2)} ms over ${reps}\n`);
+  return {
+    config: opts.config, shape: s, params: nParams, tokens: T, reps, ms: round(median(ms), 3), ms_all: ms.map((x) => round(x, 3)),
+    top: top.map((t) => ({ id: t.id, prob: round(t.prob, 6) })), max_rss_mb: round(maxRssMb(), 1), backend: be.name, gemm: be.gemmProvider, threads: be.threads(),
   };
 }

@@ -62,18 +62,34 @@ export const commands: Record<string, Command> = {
     },
   },
   'bench train': {
-    summary: 'Time the full GPT-2 training step (fwd + CE + bwd + clip + AdamW) at a reference shape; peak RSS.',
+    summary: 'Time the full training step (fwd + loss + bwd + clip + AdamW) of GPT-2 (causal) or BERT (MLM) at a reference shape; peak RSS.',
     flags: {
       json,
-      config: { type: 'string', default: 'small', choices: ['small', 'gpt2s'], help: 'reference shape: small = d256 L4 H4, T128, batch 16, vocab 2048; gpt2s = d768 L12 H12, T256, batch 4, vocab 8192' },
-      steps: { type: 'number', ...posInt, help: 'timed steps (default 10 small, 4 gpt2s)' },
-      warmup: { type: 'number', ...nonNegInt, help: 'untimed warm-up steps (default 2 small, 1 gpt2s)' },
+      config: { type: 'string', default: 'small', choices: ['small', 'gpt2s', 'bert-small'], help: 'reference shape: small = GPT-2 d256 L4 H4, T128, batch 16, vocab 2048; gpt2s = GPT-2 d768 L12 H12, T256, batch 4, vocab 8192; bert-small = BERT MLM hidden 512 L4 H8 FFN 2048, T128, batch 16, vocab 28996 (28.0M)' },
+      steps: { type: 'number', ...posInt, help: 'timed steps (default 10 small, 4 gpt2s, 6 bert-small)' },
+      warmup: { type: 'number', ...nonNegInt, help: 'untimed warm-up steps (default 2 small and bert-small, 1 gpt2s)' },
+      'full-head': { type: 'boolean', help: 'bert-small: LM head at every position (as BertForMaskedLM) instead of at the masked ones only (as pretrain)' },
       threads,
     },
     run: async (a) => {
       const { benchTrain } = await import('./bench-lm.js');
-      const r = benchTrain({ config: a.config as 'small' | 'gpt2s', steps: a.steps as number | undefined, warmup: a.warmup as number | undefined, threads: a.threads as number | undefined, json: !!a.json });
+      if (a['full-head'] && a.config !== 'bert-small') throw new UsageError('icld bench train: --full-head applies to --config bert-small only');
+      const r = benchTrain({ config: a.config as 'small' | 'gpt2s' | 'bert-small', steps: a.steps as number | undefined, warmup: a.warmup as number | undefined, threads: a.threads as number | undefined, json: !!a.json, fullHead: !!a['full-head'] });
       console.log(a.json ? JSON.stringify(r) : `${r.config}: ${r.params} params, ${r.step_s.toFixed(3)} s/step, ${r.tokens_per_s.toFixed(0)} tok/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MiB (${r.backend}/${r.gemm}, ${r.threads} thread(s))`);
+    },
+  },
+  'bench fill-mask': {
+    summary: 'Time one fill-mask query (a 12-token sentence, forward + softmax at [MASK] + top 5) on a BERT at a reference shape.',
+    flags: {
+      json,
+      config: { type: 'string', default: 'bert-small', choices: ['bert-small'], help: 'reference shape: bert-small = hidden 512 L4 H8 FFN 2048, vocab 28996 (28.0M parameters)' },
+      reps: { type: 'number', default: 20, ...posInt, help: 'timed repeats (median)' },
+      threads,
+    },
+    run: async (a) => {
+      const { benchFillMask } = await import('./bench-lm.js');
+      const r = benchFillMask({ config: a.config as 'bert-small', reps: a.reps as number, threads: a.threads as number | undefined, progress: !a.json });
+      console.log(a.json ? JSON.stringify(r) : `${r.config}: ${r.params} params, fill-mask ${r.ms.toFixed(2)} ms (median of ${r.reps}; ${r.backend}/${r.gemm}, ${r.threads} thread(s))`);
     },
   },
   'bench generate': {
@@ -126,10 +142,10 @@ export const commands: Record<string, Command> = {
     },
   },
   pretrain: {
-    summary: 'Pretrain a GPT-2 from text files (tokenizer, cached shards, AdamW, schedules, eval, atomic checkpoints, --resume).',
+    summary: 'Pretrain a GPT-2 (next token) or a BERT (masked LM) from text files (tokenizer, cached shards, AdamW, schedules, eval, atomic checkpoints, --resume).',
     flags: {
       json,
-      arch: { type: 'string', default: 'gpt2', choices: ['gpt2'], help: 'model family' },
+      arch: { type: 'string', default: 'gpt2', choices: ['gpt2', 'bert'], help: 'model family: gpt2 (causal LM) or bert (masked LM; train.mlm_probability, train.whole_word_mask)' },
       config: { type: 'string', path: 'file', help: 'JSON with "model", "tokenizer", "train" sections (required)' },
       data: { type: 'list', path: 'file', help: 'training text files (required)' },
       out: { type: 'string', help: 'run directory (required)' },
@@ -138,12 +154,12 @@ export const commands: Record<string, Command> = {
       steps: { type: 'number', ...posInt, help: 'override train.steps' },
     },
     run: async (a) => {
-      if (a.arch !== 'gpt2') throw new UsageError(`icld pretrain: --arch ${String(a.arch)} is not supported yet (gpt2)`);
       if (a.resume !== undefined && a.overwrite) throw new UsageError('icld pretrain: --resume and --overwrite exclude each other (resume continues the run, overwrite starts it again)');
       const { pretrain, readPretrainConfig } = await import('../train/pretrain.js');
-      const config = readPretrainConfig(need(a, 'config') as string);
+      const arch = a.arch as string;
+      const config = readPretrainConfig(need(a, 'config') as string, arch);
       if (a.steps !== undefined) config.train.steps = a.steps as number;
-      const r = pretrain({ config, data: need(a, 'data') as string[], out: need(a, 'out') as string, resume: a.resume as string | undefined, overwrite: !!a.overwrite });
+      const r = pretrain({ config, arch, data: need(a, 'data') as string[], out: need(a, 'out') as string, resume: a.resume as string | undefined, overwrite: !!a.overwrite });
       const summary = { out: r.out, steps: r.state.global_step, params: r.params, train_tokens: r.tokens.train, val_tokens: r.tokens.val, final_eval: r.final_eval, elapsed_s: +r.state.elapsed_s.toFixed(1) };
       console.log(a.json ? JSON.stringify(summary) : `done: ${summary.steps} steps, model in ${r.out} (report: ${r.out}/report.html)${r.final_eval ? `, val loss ${r.final_eval.loss.toFixed(4)} ppl ${r.final_eval.ppl.toFixed(2)}` : ''}`);
     },

@@ -1,42 +1,54 @@
 // Pretraining pipeline: tokenizer (load or train) → cached token shards → train/val split →
-// GPT-2 → the shared Trainer. Config is one JSON file with "model", "tokenizer" and "train".
+// a model of the chosen family (--arch) → the shared Trainer. Config is one JSON file with
+// "model" (that family's keys), "tokenizer" and "train". Causal families train on next-token
+// prediction; masked families (BERT) on MLM: each window of seq_len − 2 shard tokens is wrapped
+// as [CLS] … [SEP] (windows run across document boundaries, as the causal ones do) and masked
+// afresh every step by MlmCollator, whose Rng state is checkpointed.
 
-import { existsSync, readFileSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
-import { tidy, noGrad } from '../engine/index.js';
-import { createModel, modelConfig, modelFamily, type LanguageModel } from '../models/index.js';
+import { tidy, noGrad, Rng } from '../engine/index.js';
+import { createModel, modelConfig, modelFamily, type ForwardOptions, type LanguageModel } from '../models/index.js';
+import type { Tensor } from '../engine/index.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
+import { loadTokenizer, WordPieceTokenizer } from '../tokenizers/index.js';
+import type { Tokenizer } from '../tokenizers/types.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
+import { MlmCollator, IGNORE_INDEX } from '../data/mlm.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, listCheckpoints, recoverRunDir, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
 import { removeDirAtomic } from '../io/atomic.js';
 import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 
 export interface PretrainConfig {
   model: Record<string, unknown> & { vocab_size?: number; bos_token_id?: number | null; eos_token_id?: number | null };
-  tokenizer: { path?: string; vocab_size?: number; special_tokens?: string[]; min_frequency?: number };
+  tokenizer: { path?: string; vocab_size?: number; special_tokens?: string[]; min_frequency?: number; lowercase?: boolean };
   train: {
     steps?: number; batch_size?: number; seq_len?: number; lr?: number; warmup_steps?: number;
     schedule?: 'cosine' | 'linear' | 'constant'; min_lr_ratio?: number; weight_decay?: number;
     betas?: [number, number]; grad_clip?: number; grad_accum?: number; eval_every?: number; eval_batches?: number;
     save_every?: number; save_total_limit?: number; log_every?: number; seed?: number; val_fraction?: number;
+    /** Masked LMs only: share of tokens chosen for MLM (default 0.15), and whole-word choice. */
+    mlm_probability?: number; whole_word_mask?: boolean;
   };
 }
 
 const nonNegInt: Schema = { t: 'int', min: 0 };
 const posInt: Schema = { t: 'int', min: 1 };
 
-/** Every key a pretraining config may hold, with its type and range. */
-const PRETRAIN_SCHEMA: Schema = {
+/** Every key a pretraining config of family `arch` may hold, with its type and range. */
+const pretrainSchema = (arch: string): Schema => ({
   t: 'object', required: ['model', 'train'],
   keys: {
-    model: { t: 'object', keys: { ...modelFamily('gpt2').modelKeys } },
+    model: { t: 'object', keys: { ...modelFamily(arch, '--arch').modelKeys } },
     tokenizer: {
       t: 'object', keys: {
         path: { t: 'string', nonEmpty: true },
         vocab_size: { t: 'int', min: 257, max: 4_194_304 },
         special_tokens: { t: 'array', of: { t: 'string', nonEmpty: true }, unique: true },
         min_frequency: nonNegInt,
+        lowercase: { t: 'bool' },
       },
     },
     train: {
@@ -47,29 +59,41 @@ const PRETRAIN_SCHEMA: Schema = {
         grad_clip: { t: 'number', min: 0 }, grad_accum: posInt, eval_every: nonNegInt, eval_batches: posInt,
         save_every: nonNegInt, save_total_limit: nonNegInt, log_every: posInt, seed: nonNegInt,
         val_fraction: { t: 'number', gt: 0, lt: 1 },
+        mlm_probability: { t: 'number', gt: 0, lt: 1 }, whole_word_mask: { t: 'bool' },
       },
     },
   },
-};
+});
 
 /**
  * Read and check a pretraining config: every section and key known (a typo names the closest
  * valid key), types and ranges right, "model" and "train" present. One-line errors naming the file.
  */
-export function readPretrainConfig(path: string): PretrainConfig {
+export function readPretrainConfig(path: string, arch = 'gpt2'): PretrainConfig {
   const c = readJsonFile(path, 'config file', 16 << 20);
-  checkSchema(c, PRETRAIN_SCHEMA, path, '');
+  checkSchema(c, pretrainSchema(arch), path, '');
   const cfg = c as PretrainConfig;
   cfg.tokenizer ??= {};
   const m = cfg.model;
   // The family's own checks (head divisibility, token ids, tensor sizes); vocab_size may come from the tokenizer later.
   const { bos_token_id: _b, eos_token_id: _e, ...shape } = m;
-  modelConfig('gpt2', { ...shape, vocab_size: m.vocab_size ?? 257 }, path, 'model.');
+  modelConfig(arch, { ...shape, vocab_size: m.vocab_size ?? 257 }, path, 'model.');
+  checkObjective(cfg, arch, path);
   return cfg;
+}
+
+/** MLM keys belong to masked families only. */
+function checkObjective(c: PretrainConfig, arch: string, where: string): void {
+  if (modelFamily(arch, '--arch').kind === 'masked') return;
+  for (const k of ['mlm_probability', 'whole_word_mask'] as const) {
+    if (c.train[k] !== undefined) throw new Error(`${where}: train.${k} applies to masked LMs only (--arch ${arch} is causal)`);
+  }
 }
 
 export interface PretrainOptions {
   config: PretrainConfig; data: string[]; out: string; resume?: string;
+  /** Model family (a registered model_type); default gpt2. */
+  arch?: string;
   /** Allow a non-empty `out` without resume: its checkpoints and final model files are removed first. */
   overwrite?: boolean;
   log?: (s: string) => void;
@@ -100,43 +124,66 @@ export interface PretrainResult { out: string; state: TrainerState; params: numb
 
 export function pretrain(o: PretrainOptions): PretrainResult {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
-  const c = o.config, t = c.train;
+  const c = o.config, t = c.train, arch = o.arch ?? 'gpt2';
+  const fam = modelFamily(arch, '--arch');
+  checkObjective(c, arch, 'config');
+  const masked = fam.kind === 'masked';
   prepareOut(o, log);
   // Tokenizer: a resumed run must reuse its own; otherwise load the given one or train one.
-  let tok: BPETokenizer;
+  let tok: Tokenizer;
   const resumeDir = o.resume ? resolveCheckpoint(o.resume, log) : null;
   mkdirSync(o.out, { recursive: true });
-  if (resumeDir) tok = BPETokenizer.fromTokenizerJson(join(resumeDir, 'tokenizer.json'));
-  else if (c.tokenizer.path) tok = BPETokenizer.fromTokenizerJson(c.tokenizer.path);
-  else {
+  // tokenizer.path: a directory (tokenizer.json, vocab.txt, vocab.json + merges.txt) or, for BPE, a tokenizer.json file.
+  const fromPath = (p: string): Tokenizer => {
+    if (existsSync(p) && statSync(p).isDirectory()) return loadTokenizer(p);
+    if (masked) throw new Error(`config: tokenizer.path ${p} must be a tokenizer directory (tokenizer.json or vocab.txt) for --arch ${arch}`);
+    return BPETokenizer.fromTokenizerJson(p);
+  };
+  if (!masked && c.tokenizer.lowercase !== undefined) throw new Error('config: tokenizer.lowercase applies to WordPiece (masked LMs) only');
+  if (resumeDir) tok = masked ? loadTokenizer(resumeDir) : BPETokenizer.fromTokenizerJson(join(resumeDir, 'tokenizer.json'));
+  else if (c.tokenizer.path) tok = fromPath(c.tokenizer.path);
+  else if (masked) {
+    // Masked families get a WordPiece vocabulary ([PAD] [UNK] [CLS] [SEP] [MASK] by default).
+    const vs = c.tokenizer.vocab_size ?? c.model.vocab_size;
+    if (!vs) throw new Error('config: give tokenizer.path, or tokenizer.vocab_size to train one');
+    const t0 = performance.now();
+    tok = WordPieceTokenizer.train(o.data.map((f) => readFileSync(f, 'utf8')), { vocabSize: vs, specialTokens: c.tokenizer.special_tokens, minFrequency: c.tokenizer.min_frequency, lowercase: c.tokenizer.lowercase });
+    log(`trained a WordPiece tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  } else {
     const vs = c.tokenizer.vocab_size ?? c.model.vocab_size;
     if (!vs) throw new Error('config: give tokenizer.path, or tokenizer.vocab_size to train one');
     const t0 = performance.now();
     tok = BPETokenizer.train(o.data.map((f) => readFileSync(f, 'utf8')), { vocabSize: vs, specialTokens: c.tokenizer.special_tokens ?? ['<|endoftext|>'], minFrequency: c.tokenizer.min_frequency });
     log(`trained a byte-level BPE tokenizer: ${tok.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
-  const eos = tok.eosTokenId ?? null;
-  const model = createModel('gpt2', {
-    ...c.model,
-    vocab_size: c.model.vocab_size ?? tok.vocabSize,
-    bos_token_id: c.model.bos_token_id ?? eos ?? 0,
-    eos_token_id: c.model.eos_token_id ?? eos ?? 0,
-  }, t.seed ?? 0, 'config: model');
-  const mcfg = { ...model.config, vocab_size: model.vocabSize, n_positions: model.maxPositions } as unknown as Record<string, number>;
-  if (mcfg.vocab_size < tok.vocabSize) throw new Error(`config: model.vocab_size ${mcfg.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
-  const tokJson = JSON.stringify(tok.toTokenizerJson());
-  const shardDir = buildShards(o.data, tok, tokJson, join(o.out, 'tokens'), { eos, log });
+  // Role ids the family's config has keys for come from the tokenizer unless the config sets them.
+  const keys = fam.modelKeys, roles: Record<string, number> = {};
+  const eos = masked ? null : tok.eosTokenId ?? null;
+  if ('bos_token_id' in keys) roles.bos_token_id = c.model.bos_token_id ?? tok.bosTokenId ?? eos ?? 0;
+  if ('eos_token_id' in keys) roles.eos_token_id = c.model.eos_token_id ?? eos ?? 0;
+  if ('pad_token_id' in keys && tok.padTokenId !== undefined) roles.pad_token_id = (c.model.pad_token_id as number | undefined) ?? tok.padTokenId;
+  const model = createModel(arch, { ...c.model, ...roles, vocab_size: c.model.vocab_size ?? tok.vocabSize }, t.seed ?? 0, 'config: model');
+  const V = model.vocabSize, P = model.maxPositions;
+  if (V < tok.vocabSize) throw new Error(`config: model.vocab_size ${V} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
+  // Shards hold the bare text tokens (no [CLS]/[SEP] per file); the cache key is the saved tokenizer.
+  const tokJson = tokenizerKey(tok);
+  const enc = { vocabSize: tok.vocabSize, encode: (s: string) => tok.encode(s, { addSpecialTokens: false }) };
+  const shardDir = buildShards(o.data, enc, tokJson, join(o.out, 'tokens'), { eos, log });
   const file = new TokenFile(shardDir);
-  const T = t.seq_len ?? mcfg.n_positions, B = t.batch_size ?? 8;
-  if (T > mcfg.n_positions) throw new Error(`config: train.seq_len ${T} exceeds model.n_positions ${mcfg.n_positions}`);
+  const T = t.seq_len ?? P, B = t.batch_size ?? 8;
+  if (T > P) throw new Error(`config: train.seq_len ${T} exceeds the model's ${P} positions`);
+  const wrap = masked && tok.clsTokenId !== undefined && tok.sepTokenId !== undefined;
+  const W = wrap ? T - 2 : T; // shard tokens per row
+  if (W < 1) throw new Error(`config: train.seq_len ${T} leaves no room for text between [CLS] and [SEP]`);
   const valFrac = t.val_fraction ?? 0.05;
-  const nVal = Math.max(T + 1, Math.floor(file.length * valFrac));
-  if (file.length - nVal < T + 1) throw new Error(`not enough data: ${file.length} tokens for seq_len ${T} with a validation split of ${nVal}`);
+  const nVal = Math.max(W + 1, Math.floor(file.length * valFrac));
+  if (file.length - nVal < W + 1) throw new Error(`not enough data: ${file.length} tokens for seq_len ${T} with a validation split of ${nVal}`);
   const seed = t.seed ?? 0;
-  const loader = new WindowLoader(file, 0, file.length - nVal, T, seed);
-  const valLoader = new WindowLoader(file, file.length - nVal, file.length, T, seed);
+  const loader = new WindowLoader(file, 0, file.length - nVal, W, seed);
+  const valLoader = new WindowLoader(file, file.length - nVal, file.length, W, seed);
   const evalBatches = Math.min(t.eval_batches ?? 8, Math.ceil(valLoader.windows / B));
-  log(`model: GPT-2 d=${mcfg.n_embd} L=${mcfg.n_layer} H=${mcfg.n_head} ctx=${mcfg.n_positions} vocab=${mcfg.vocab_size}: ${(model.numParameters() / 1e6).toFixed(2)}M parameters; data ${file.length - nVal} train / ${nVal} val tokens`);
+  const shape = fam.sizeKeys.map((k) => `${k}=${String((model.config as Record<string, unknown>)[k])}`).join(' ');
+  log(`model: ${arch} ${shape} positions=${P} vocab=${V}: ${(model.numParameters() / 1e6).toFixed(2)}M parameters; data ${file.length - nVal} train / ${nVal} val tokens${masked ? `; MLM p=${t.mlm_probability ?? 0.15}${t.whole_word_mask ? ' whole-word' : ''}` : ''}`);
   const cfg: TrainConfig = {
     ...defaultTrainConfig,
     steps: t.steps ?? defaultTrainConfig.steps, lr: t.lr ?? defaultTrainConfig.lr,
@@ -145,10 +192,21 @@ export function pretrain(o: PretrainOptions): PretrainResult {
     gradClip: t.grad_clip ?? 1, gradAccum: t.grad_accum ?? 1, evalEvery: t.eval_every ?? 200,
     saveEvery: t.save_every ?? 500, saveTotalLimit: t.save_total_limit ?? 2, logEvery: t.log_every ?? 10, seed,
   };
-  const state = trainLM({ model, tokenizer: tok, loader, valLoader, batchSize: B, evalBatches, train: cfg, out: o.out, resume: resumeDir ?? undefined, log });
+  const common = { model, tokenizer: tok, loader, valLoader, batchSize: B, evalBatches, train: cfg, out: o.out, resume: resumeDir ?? undefined, log };
+  const state = masked
+    ? trainMLM({ ...common, tokenizer: tok, wrap, mlmProbability: t.mlm_probability ?? 0.15, wholeWordMask: t.whole_word_mask ?? false })
+    : trainLM(common);
   file.close();
   const fin = state.eval_history.length ? state.eval_history[state.eval_history.length - 1] : null;
   return { out: o.out, state, params: model.numParameters(), tokens: { train: file.length - nVal, val: nVal }, final_eval: fin };
+}
+
+/** The saved tokenizer's tokenizer.json (the token cache key). */
+function tokenizerKey(tok: Tokenizer): string {
+  const withJson = tok as Tokenizer & { toTokenizerJson?: () => unknown };
+  if (typeof withJson.toTokenizerJson === 'function') return JSON.stringify(withJson.toTokenizerJson());
+  const d = mkdtempSync(join(tmpdir(), 'icld-tok-'));
+  try { return readFileSync(tok.save(d), 'utf8'); } finally { rmSync(d, { recursive: true, force: true }); }
 }
 
 export interface TrainLMOptions {
@@ -204,3 +262,102 @@ function evalLoss(model: LanguageModel, loader: WindowLoader, B: number, n: numb
   return { loss, ppl: Math.exp(loss) };
 }
 
+
+export interface TrainMLMOptions extends TrainLMOptions {
+  tokenizer: Tokenizer;
+  /** Rows are [CLS] + loader.T tokens + [SEP]; otherwise the bare windows. */
+  wrap: boolean;
+  mlmProbability: number;
+  wholeWordMask: boolean;
+}
+
+/**
+ * The MLM loss (mean cross-entropy over labels ≠ −100, as the model's own loss) with the LM head
+ * applied only at the labelled positions: the hidden rows are gathered first, so the vocabulary
+ * projection costs 15% of the full one (it is ~45% of a BERT-small step otherwise). Same value and
+ * gradients as `model.loss(ids, labels)` up to float rounding. `labels` is [B·T] (−100 = ignored).
+ */
+export function mlmLoss(model: LanguageModel, ids: Tensor, labels: Int32Array, opts?: ForwardOptions): Tensor {
+  const h = model.hidden(ids, opts);
+  const C = h.shape[h.ndim - 1];
+  let n = 0;
+  for (let i = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) n++;
+  if (n === 0) throw new Error('mlmLoss: no labelled position in the batch');
+  const rows = O.empty([n], 'int32', false), tg = O.empty([n], 'int32', false);
+  for (let i = 0, j = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) { rows.i32[j] = i; tg.i32[j++] = labels[i]; }
+  // embedding() is a differentiable row gather: its backward scatters the rows' gradients into h.
+  const picked = O.embedding(O.reshape(h, [labels.length, C]), rows);
+  return O.crossEntropy(model.lmHead(picked), tg);
+}
+
+/** Seed of the masking Rng, apart from the dropout and data-order streams. */
+const MASK_SEED_SALT = 0x6d6c6d; // 'mlm'
+
+/** Fill rows [B, T] from the loader: [CLS] window [SEP] when wrapping. */
+function fillRows(loader: WindowLoader, B: number, wrap: boolean, cls: number, sep: number, raw: Int32Array, scratch: Int32Array, rows: Int32Array): void {
+  const W = loader.T, T = wrap ? W + 2 : W;
+  loader.next(B, raw, scratch);
+  if (!wrap) { rows.set(raw); return; }
+  for (let b = 0; b < B; b++) {
+    rows[b * T] = cls;
+    rows.set(raw.subarray(b * W, (b + 1) * W), b * T + 1);
+    rows[b * T + T - 1] = sep;
+  }
+}
+
+/** A masked batch with at least one label, so the mean loss is defined even on tiny batches. */
+function maskBatch(col: MlmCollator, rows: Int32Array, T: number, rng: Rng, ids: Int32Array, labels: Int32Array): void {
+  if (col.apply(rows, T, rng, ids, labels) > 0) return;
+  const i = rows.findIndex((id) => col.maskable(id));
+  if (i < 0) throw new Error('masked-LM batch has no maskable token (only special tokens)');
+  labels[i] = rows[i]; ids[i] = col.maskId;
+}
+
+/**
+ * Masked-LM training with the shared Trainer: fresh masks every step from a checkpointed Rng;
+ * validation uses the same masks at every evaluation (an Rng reseeded each time).
+ */
+export function trainMLM(o: TrainMLMOptions): TrainerState {
+  const B = o.batchSize, W = o.loader.T, T = o.wrap ? W + 2 : W, model = o.model, loader = o.loader, tok = o.tokenizer;
+  const cls = tok.clsTokenId ?? -1, sep = tok.sepTokenId ?? -1;
+  const col = new MlmCollator(tok, { mlmProbability: o.mlmProbability, wholeWordMask: o.wholeWordMask });
+  const maskRng = new Rng((o.train.seed ^ MASK_SEED_SALT) >>> 0);
+  const raw = new Int32Array(B * W), scratch = new Int32Array(B * W), rows = new Int32Array(B * T);
+  const ids = O.zeros([B, T], 'int32').keep(), labels = O.zeros([B, T], 'int32').keep();
+  const evaluate = (vl: WindowLoader): Record<string, number> => {
+    const saved = { ...vl.state };
+    vl.state = { epoch: 0, index: 0 };
+    const rng = new Rng((o.train.seed ^ MASK_SEED_SALT ^ 0x5eed) >>> 0);
+    const vi = new Int32Array(B * T), vlab = new Int32Array(B * T), vr = new Int32Array(B * W), vs = new Int32Array(B * W), vrows = new Int32Array(B * T);
+    const n = o.evalBatches ?? 8;
+    let tot = 0;
+    for (let i = 0; i < n; i++) {
+      fillRows(vl, B, o.wrap, cls, sep, vr, vs, vrows);
+      maskBatch(col, vrows, T, rng, vi, vlab);
+      tot += tidy(() => noGrad(() => mlmLoss(model, O.fromData(vi, [B, T]), vlab).item()));
+    }
+    vl.state = saved;
+    const loss = tot / n;
+    return { loss, ppl: Math.exp(loss) };
+  };
+  const trainer = new Trainer(model, o.train, {
+    tokensPerStep: B * T * o.train.gradAccum,
+    microStep: () => {
+      fillRows(loader, B, o.wrap, cls, sep, raw, scratch, rows);
+      maskBatch(col, rows, T, maskRng, ids.i32, labels.i32);
+      return mlmLoss(model, ids, labels.i32);
+    },
+    evaluate: o.valLoader ? () => evaluate(o.valLoader!) : undefined,
+    saveModel: (dir) => { model.savePretrained(dir); tok.save(dir); },
+    getState: () => ({ loader: { ...loader.state }, dropout_rng: model.rng.getState(), mask_rng: maskRng.getState() }),
+    setState: (s) => {
+      loader.state = checkPosition(s.loader, 'loader');
+      model.rng.setState(checkRngState(s.dropout_rng, 'dropout_rng'));
+      maskRng.setState(checkRngState(s.mask_rng, 'mask_rng'));
+    },
+  }, o.out, o.log);
+  if (o.resume) trainer.resume(o.resume);
+  const state = trainer.run();
+  ids.dispose(); labels.dispose();
+  return state;
+}
