@@ -5,10 +5,10 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createModel, loadModel, modelFamily, type LanguageModel } from '../models/index.js';
-import type { BPETokenizer } from '../tokenizers/index.js';
+import type { Tokenizer } from '../tokenizers/types.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { readLmText } from '../data/text.js';
-import { trainLM } from '../train/pretrain.js';
+import { tokenizerKey, trainLM, trainMLM } from '../train/pretrain.js';
 import { defaultTrainConfig, listCheckpoints, readTrainerState } from '../train/trainer.js';
 import { publishDir, removeDirAtomic, tempSibling, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 
@@ -21,6 +21,9 @@ export interface BasePretrain {
   seq_len: number;
   lr: number;
   warmup_steps?: number;
+  /** Masked LMs: the share of tokens chosen for MLM (default 0.15) and whole-word masking. */
+  mlm_probability?: number;
+  whole_word_mask?: boolean;
 }
 
 export interface BaseSpec { path?: string; model?: Record<string, unknown>; pretrain?: BasePretrain }
@@ -45,7 +48,7 @@ export interface EnsureBaseOptions {
   who: 'teacher' | 'student';
   spec: BaseSpec;
   out: string;
-  tok: BPETokenizer;
+  tok: Tokenizer;
   /** model_type of a fresh base. */
   arch: string;
   seed: number;
@@ -63,9 +66,16 @@ export function ensureBase(o: EnsureBaseOptions): string {
   const dir = join(out, `${who}-base`);
   if (existsSync(dir)) return dir;
   mkdirSync(out, { recursive: true });
-  const eos = tok.eosTokenId ?? 0;
-  const noDropout = Object.fromEntries(modelFamily(o.arch).dropoutKeys.map((k) => [k, 0]));
-  const m = createModel(o.arch, { ...noDropout, ...spec.model, vocab_size: tok.vocabSize, bos_token_id: eos, eos_token_id: eos }, o.seed, `study config: ${who}.model`);
+  const fam = modelFamily(o.arch);
+  const masked = fam.kind === 'masked';
+  const eos = masked ? null : tok.eosTokenId ?? 0;
+  // Role ids the family has config keys for come from the tokenizer.
+  const roles: Record<string, number> = {};
+  if ('bos_token_id' in fam.modelKeys && eos !== null) roles.bos_token_id = eos;
+  if ('eos_token_id' in fam.modelKeys && eos !== null) roles.eos_token_id = eos;
+  if ('pad_token_id' in fam.modelKeys && tok.padTokenId !== undefined) roles.pad_token_id = tok.padTokenId;
+  const noDropout = Object.fromEntries(fam.dropoutKeys.map((k) => [k, 0]));
+  const m = createModel(o.arch, { ...noDropout, ...spec.model, ...roles, vocab_size: tok.vocabSize }, o.seed, `study config: ${who}.model`);
   let summary: object | null = null;
   const p = spec.pretrain;
   if (p) {
@@ -79,9 +89,14 @@ export function ensureBase(o: EnsureBaseOptions): string {
       if (!text.trim()) throw new Error(`study config: ${who}.pretrain.files give no text`);
       writeFileAtomic(textFile, text);
     }
-    const shard = new TokenFile(buildShards([textFile], tok, JSON.stringify(tok.toTokenizerJson()), join(out, `${who}-pretrain-tokens`), { eos }));
+    const enc = { vocabSize: tok.vocabSize, encode: (s: string) => tok.encode(s, { addSpecialTokens: false }) };
+    const shard = new TokenFile(buildShards([textFile], enc, tokenizerKey(tok), join(out, `${who}-pretrain-tokens`), { eos }));
+    // A masked LM trains on [CLS] window [SEP] rows (as `icld pretrain --arch bert`).
+    const wrap = masked && tok.clsTokenId !== undefined && tok.sepTokenId !== undefined;
+    const W = wrap ? T - 2 : T;
     try {
-      if (shard.length < T + 1) throw new Error(`study config: ${who}.pretrain.files give ${shard.length} tokens, fewer than seq_len ${T} + 1`);
+      if (W < 1) throw new Error(`study config: ${who}.pretrain.seq_len ${T} leaves no room for text between [CLS] and [SEP]`);
+      if (shard.length < W + 1) throw new Error(`study config: ${who}.pretrain.files give ${shard.length} tokens, fewer than seq_len ${W} + 1`);
       const runDir = join(out, `${who}-pretrain`);
       const statePath = join(runDir, 'trainer_state.json');
       const finished = existsSync(statePath) && existsSync(join(runDir, 'config.json')) && readTrainerState(statePath).global_step === p.steps;
@@ -91,11 +106,13 @@ export function ensureBase(o: EnsureBaseOptions): string {
         const resume = existsSync(runDir) && listCheckpoints(runDir).length > 0 ? runDir : undefined;
         if (!resume && existsSync(runDir)) removeDirAtomic(runDir); // killed before its first checkpoint: start again
         log(`${who}: ${(m.numParameters() / 1e6).toFixed(2)}M parameters, pretraining ${p.steps} steps on ${shard.length} tokens${resume ? ' (resuming)' : ''}`);
-        trainLM({
-          model: m, tokenizer: tok, loader: new WindowLoader(shard, 0, shard.length, T, o.seed), batchSize: p.batch_size, out: runDir, resume, log,
-          train: { ...defaultTrainConfig, steps: p.steps, lr: p.lr, warmupSteps: p.warmup_steps ?? Math.min(100, Math.floor(p.steps / 10)), schedule: 'cosine',
+        const common = {
+          model: m, tokenizer: tok, loader: new WindowLoader(shard, 0, shard.length, W, o.seed), batchSize: p.batch_size, out: runDir, resume, log,
+          train: { ...defaultTrainConfig, steps: p.steps, lr: p.lr, warmupSteps: p.warmup_steps ?? Math.min(100, Math.floor(p.steps / 10)), schedule: 'cosine' as const,
             evalEvery: 0, saveEvery: Math.max(50, Math.ceil(p.steps / 5)), saveTotalLimit: 1, logEvery: Math.max(1, Math.min(100, Math.floor(p.steps / 20))), seed: o.seed },
-        });
+        };
+        if (masked) trainMLM({ ...common, wrap, mlmProbability: p.mlm_probability ?? 0.15, wholeWordMask: p.whole_word_mask ?? false });
+        else trainLM(common);
       }
       const st = readTrainerState(statePath);
       const last = st.log_history.slice(-5);
@@ -112,7 +129,7 @@ export function ensureBase(o: EnsureBaseOptions): string {
   return dir;
 }
 
-function publish(m: LanguageModel, tok: BPETokenizer, dir: string, summary: object | null): void {
+function publish(m: LanguageModel, tok: Tokenizer, dir: string, summary: object | null): void {
   const tmp = tempSibling(dir);
   m.savePretrained(tmp); tok.save(tmp);
   if (summary) writeJsonAtomic(join(tmp, 'pretrain.json'), summary);

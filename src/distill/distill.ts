@@ -11,7 +11,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { removeDirAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
-import type { Tensor } from '../engine/index.js';
+import { Rng, type Tensor } from '../engine/index.js';
+import type { MlmCollator } from '../data/mlm.js';
 import { reloadWeights, type LanguageModel } from '../models/index.js';
 import { answerLogits, makeBatch, type Instance } from '../icl/ict.js';
 import { EpochOrder, type WindowLoader } from '../data/shards.js';
@@ -44,8 +45,12 @@ export interface DistillTrainOptions {
   /** Live teacher (used when no cache is given, and always for LM-KD). */
   teacher?: LanguageModel;
   cache?: TeacherCache;
-  /** Plain text for β·L_LM and LM-KD (with α < 1 and β > 0 the live teacher is needed for L_LM^soft). */
-  lm?: { loader: WindowLoader; batchSize: number };
+  /**
+   * Plain text for β·L_LM and LM-KD (with α < 1 and β > 0 the live teacher is needed for L_LM^soft).
+   * `mlm` (masked LMs): each window becomes [CLS] window [SEP], masked as in MLM pretraining; the LM
+   * terms are then over the masked positions.
+   */
+  lm?: { loader: WindowLoader; batchSize: number; mlm?: { collator: MlmCollator; cls?: number; sep?: number } };
   /**
    * Model selection on validation data: `score(student)` (higher is better) every `every` steps
    * and at the end; the best step's weights are loaded back into the student and saved as the
@@ -92,7 +97,7 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
     }
     return { batch: idx.map((i) => insts[i]), idx };
   };
-  const lmIds = o.lm ? new Int32Array(o.lm.batchSize * o.lm.loader.T) : null, lmTg = lmIds ? new Int32Array(lmIds.length) : null;
+  const lmText = o.lm ? new LmText(o.lm, cfg.seed) : null;
   let tokens = 0;
   mkdirSync(o.out, { recursive: true });
   writeJsonAtomic(join(o.out, 'distill_config.json'), { objective: o.objective, ...d, alphaSchedule: schedule, alphaEnd, epochs: o.epochs, batch_size: o.batchSize, instances: insts.length, cached_teacher: !!o.cache });
@@ -120,32 +125,31 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
           kl = distillKL(S, targets.flat(), d.temperature, d.kl, cands);
         }
       } else {
-        // LM-KD: match the teacher on every position of plain text (+ the gold next token with weight α).
-        o.lm!.loader.next(o.lm!.batchSize, lmIds!, lmTg!);
-        const B = o.lm!.batchSize, T = o.lm!.loader.T;
-        tokens += B * T;
-        const logits = o.student.forward(O.fromData(lmIds!, [B, T]));
-        const V = logits.shape[2];
-        ce = O.crossEntropy(logits, O.fromData(lmTg!, [B, T]));
-        kl = distillKL(O.reshape(logits, [B * T, V]), lmTextTargets(o.teacher!, lmIds!, B, T, d.topK, d.temperature), d.temperature, 'full');
+        // LM-KD: match the teacher on every position of plain text (masked LMs: every masked
+        // position) (+ the gold token with weight α).
+        const x = lmText!.next();
+        tokens += x.B * x.T;
+        const st = lmLogits(o.student, x);
+        ce = O.crossEntropy(st.logits, st.targets);
+        kl = distillKL(st.logits, lmTargets(o.teacher!, x, d.topK, d.temperature), d.temperature, 'full');
       }
       if (d.beta > 0 && o.objective === 'ict') {
         // β·L_LM: hard (gold next token) and, while α < 1, soft (the teacher on the same window).
-        o.lm!.loader.next(o.lm!.batchSize, lmIds!, lmTg!);
-        const B = o.lm!.batchSize, T = o.lm!.loader.T;
-        tokens += B * T;
-        const logits = o.student.forward(O.fromData(lmIds!, [B, T]));
-        lm = O.crossEntropy(logits, O.fromData(lmTg!, [B, T]));
-        if (useKL && alpha < 1) lmKl = distillKL(O.reshape(logits, [B * T, logits.shape[2]]), lmTextTargets(o.teacher!, lmIds!, B, T, d.topK, d.temperature), d.temperature, 'full');
+        const x = lmText!.next();
+        tokens += x.B * x.T;
+        const st = lmLogits(o.student, x);
+        lm = O.crossEntropy(st.logits, st.targets);
+        if (useKL && alpha < 1) lmKl = distillKL(st.logits, lmTargets(o.teacher!, x, d.topK, d.temperature), d.temperature, 'full');
       }
       return combineLoss({ ce, kl, lm, lmKl }, kl || lmKl ? alpha : 1, d.temperature, d.beta);
     },
     ...(o.select ? { evaluate: () => ({ dev_score: o.select!.score(o.student) }), keepBest: { metric: 'dev_score', mode: 'max' as const } } : {}),
     saveModel: (dir) => { o.student.savePretrained(dir); o.tokenizer.save(dir); },
-    getState: () => ({ pos: { ...order.state }, lm: o.lm ? { ...o.lm.loader.state } : null, dropout_rng: o.student.rng.getState() }),
+    getState: () => ({ pos: { ...order.state }, lm: o.lm ? { ...o.lm.loader.state } : null, dropout_rng: o.student.rng.getState(), ...(lmText?.maskRng ? { mlm_rng: lmText.maskRng.getState() } : {}) }),
     setState: (s) => {
       order.state = checkPosition(s.pos, 'pos');
       if (o.lm) o.lm.loader.state = checkPosition(s.lm, 'lm');
+      if (lmText?.maskRng) lmText.maskRng.setState(checkRngState(s.mlm_rng, 'mlm_rng'));
       o.student.rng.setState(checkRngState(s.dropout_rng, 'dropout_rng'));
     },
   }, o.out, log);
@@ -165,10 +169,65 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
 
 /** Teacher targets at every position of B plain-text windows of length T (live, no gradient). */
 export function lmTextTargets(teacher: LanguageModel, ids: Int32Array, B: number, T: number, topK: number, tau: number): TeacherTarget[] {
+  return lmTargets(teacher, { ids, labels: null, B, T }, topK, tau);
+}
+
+/** One batch of LM text: ids [B, T]; labels = the MLM labels (−100 = not masked), or null for next-token prediction. */
+export interface LmBatch { ids: Int32Array; labels: Int32Array | null; B: number; T: number; targets?: Int32Array }
+
+/** Plain-text windows for the LM terms: next-token targets for a causal LM, MLM-masked rows for a masked one. */
+class LmText {
+  readonly maskRng: Rng | null;
+  private readonly raw: Int32Array; private readonly rawTg: Int32Array;
+  private readonly rows: Int32Array | null; private readonly ids: Int32Array | null; private readonly labels: Int32Array | null;
+  constructor(private readonly lm: NonNullable<DistillTrainOptions['lm']>, seed: number) {
+    const B = lm.batchSize, W = lm.loader.T;
+    this.raw = new Int32Array(B * W); this.rawTg = new Int32Array(B * W);
+    const m = lm.mlm;
+    // Its own stream (apart from dropout and the instance order), saved in checkpoints.
+    this.maskRng = m ? new Rng((seed ^ 0x6d6c6d ^ 0xd157) >>> 0) : null;
+    const T = m && m.cls !== undefined && m.sep !== undefined ? W + 2 : W;
+    this.rows = m ? new Int32Array(B * T) : null; this.ids = m ? new Int32Array(B * T) : null; this.labels = m ? new Int32Array(B * T) : null;
+  }
+  next(): LmBatch {
+    const B = this.lm.batchSize, W = this.lm.loader.T, m = this.lm.mlm;
+    this.lm.loader.next(B, this.raw, this.rawTg);
+    if (!m) return { ids: this.raw, labels: null, B, T: W, targets: this.rawTg };
+    const wrap = m.cls !== undefined && m.sep !== undefined, T = wrap ? W + 2 : W, rows = this.rows!;
+    for (let b = 0; b < B; b++) {
+      if (wrap) { rows[b * T] = m.cls!; rows[b * T + T - 1] = m.sep!; }
+      rows.set(this.raw.subarray(b * W, (b + 1) * W), b * T + (wrap ? 1 : 0));
+    }
+    // A batch with no position chosen would have no MLM term: draw again (rare: p·B·T expected positions).
+    for (let tries = 0; m.collator.apply(rows, T, this.maskRng!, this.ids!, this.labels!) === 0; tries++) {
+      if (tries > 100) throw new Error('LM text: MLM masking chose no position in 100 draws (windows of special tokens only?)');
+    }
+    return { ids: this.ids!, labels: this.labels!, B, T };
+  }
+}
+
+/**
+ * Logits [N, V] and gold ids [N] of an LM batch: every position (causal, next-token targets) or
+ * only the masked positions (MLM labels; the LM head runs on those rows only).
+ */
+function lmLogits(model: LanguageModel, x: LmBatch): { logits: Tensor; targets: Tensor } {
+  if (!x.labels) {
+    const lg = model.forward(O.fromData(x.ids, [x.B, x.T]));
+    return { logits: O.reshape(lg, [x.B * x.T, lg.shape[2]]), targets: O.fromData(x.targets!, [x.B * x.T]) };
+  }
+  const rows: number[] = [], tg: number[] = [];
+  x.labels.forEach((l, i) => { if (l !== -100) { rows.push(i); tg.push(l); } });
+  const h = model.hidden(O.fromData(x.ids, [x.B, x.T]));
+  const picked = O.embedding(O.reshape(h, [x.B * x.T, h.shape[2]]), O.tensor(rows, [rows.length], 'int32'));
+  return { logits: model.lmHead(picked), targets: O.tensor(tg, [tg.length], 'int32') };
+}
+
+/** Teacher targets at the rows lmLogits uses (live, no gradient). */
+function lmTargets(teacher: LanguageModel, x: LmBatch, topK: number, tau: number): TeacherTarget[] {
   return O.noGrad(() => {
     teacher.eval();
-    const tl = teacher.forward(O.fromData(ids, [B, T]));
-    const V = tl.shape[2];
-    return Array.from({ length: B * T }, (_, r) => teacherTarget(tl.f32.subarray(r * V, (r + 1) * V), topK, tau));
+    const tl = O.contiguous(lmLogits(teacher, x.labels ? x : { ...x, targets: x.targets ?? new Int32Array(x.B * x.T) }).logits);
+    const [N, V] = tl.shape, d = tl.f32.subarray(tl.offset);
+    return Array.from({ length: N }, (_, r) => teacherTarget(d.subarray(r * V, (r + 1) * V), topK, tau));
   });
 }

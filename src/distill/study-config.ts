@@ -95,7 +95,7 @@ const sModel: Schema = { t: 'object', keys: {}, open: true };
 /** Pretraining a base model here (teacher.pretrain / student.pretrain, see bases.ts). */
 const sPretrain: Schema = {
   t: 'object', required: ['files', 'steps', 'batch_size', 'seq_len', 'lr'],
-  keys: { files: { t: 'array', of: sPath, minLen: 1 }, max_bytes: sInt(1), steps: sInt(1), batch_size: sInt(1), seq_len: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0) },
+  keys: { files: { t: 'array', of: sPath, minLen: 1 }, max_bytes: sInt(1), steps: sInt(1), batch_size: sInt(1), seq_len: sInt(1), lr: sNum({ gt: 0 }), warmup_steps: sInt(0), mlm_probability: sNum({ gt: 0, lt: 1 }), whole_word_mask: { t: 'bool' } },
 };
 const sTaskList: Schema = { t: 'array', of: sPath, minLen: 1, unique: true };
 const sCopy = {

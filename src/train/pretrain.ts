@@ -202,7 +202,7 @@ export function pretrain(o: PretrainOptions): PretrainResult {
 }
 
 /** The saved tokenizer's tokenizer.json (the token cache key). */
-function tokenizerKey(tok: Tokenizer): string {
+export function tokenizerKey(tok: Tokenizer): string {
   const withJson = tok as Tokenizer & { toTokenizerJson?: () => unknown };
   if (typeof withJson.toTokenizerJson === 'function') return JSON.stringify(withJson.toTokenizerJson());
   const d = mkdtempSync(join(tmpdir(), 'icld-tok-'));
