@@ -29,16 +29,40 @@ export function teacherTarget(row: Float32Array, topK: number, tau: number, extr
   for (let i = 0; i < V; i++) s += Math.exp((row[i] - mx) / tau);
   // float32 like the cache stores it, so live and cached targets are bit-identical
   const lse = Math.fround(mx / tau + Math.log(s));
-  let ids: number[];
-  if (k === V) ids = Array.from({ length: V }, (_, i) => i);
-  else {
-    // Partial selection: indices sorted by logit, ties by id.
-    ids = Array.from({ length: V }, (_, i) => i).sort((a, b) => row[b] - row[a] || a - b).slice(0, k);
-  }
+  const ids = k === V ? Array.from({ length: V }, (_, i) => i) : topKIds(row, k);
   const set = new Set(ids);
   for (const e of extra) if (e >= 0 && e < V && !set.has(e)) { set.add(e); ids.push(e); }
   const idArr = Int32Array.from(ids);
   return { ids: idArr, logits: Float32Array.from(idArr, (i) => row[i]), lse };
+}
+
+/**
+ * The k ids with the largest values, sorted by value (ties: smaller id first) — what sorting all
+ * V ids and keeping k gives, in O(V log k) with a min-heap of the best k (V is ~30k for BERT).
+ */
+export function topKIds(row: Float32Array, k: number): number[] {
+  const heap = new Int32Array(k);
+  let n = 0;
+  // a ranks below b: smaller value, or equal value and larger id.
+  const below = (a: number, b: number): boolean => row[a] < row[b] || (row[a] === row[b] && a > b);
+  const down = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < n && below(heap[l], heap[m])) m = l;
+      if (r < n && below(heap[r], heap[m])) m = r;
+      if (m === i) return;
+      const t = heap[i]; heap[i] = heap[m]; heap[m] = t; i = m;
+    }
+  };
+  for (let id = 0; id < row.length; id++) {
+    if (n < k) {
+      let i = n++;
+      heap[i] = id;
+      while (i > 0) { const p = (i - 1) >> 1; if (!below(heap[i], heap[p])) break; const t = heap[i]; heap[i] = heap[p]; heap[p] = t; i = p; }
+    } else if (below(heap[0], id)) { heap[0] = id; down(0); }
+  }
+  return Array.from(heap.subarray(0, n)).sort((a, b) => row[b] - row[a] || a - b);
 }
 
 export type KLMode = 'full' | 'options';

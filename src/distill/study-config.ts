@@ -27,8 +27,8 @@ export interface StudyConfig {
     synthetic?: Partial<SyntheticOptions>; dir?: string; split?: string;
     /** Explicit task lists under dir (instead of a split): the Multitask setting's target tasks. */
     train?: string[]; test?: string[];
-    /** LAMA relations (settings 1 and 3): the shape is accepted, running it lands with the masked-LM issue. */
-    lama?: { dir?: string; relations?: string[] };
+    /** LAMA (the paper's settings 1 and 3): see LamaTasks and src/distill/lama-study.ts. */
+    lama?: LamaTasks;
     /** Students train only on these of the fitting tasks (the task-count ablation; the teacher keeps all). */
     train_subset?: string[];
     /** Students train on this fraction of each fitting task's examples, drawn by seed (the example-fraction ablation). */
@@ -36,7 +36,7 @@ export interface StudyConfig {
     /** How every prompt of the study is laid out (src/data/prompts.ts Template; default "\n" / "\n\n"). */
     template?: Partial<Omit<Template, 'verbalizers'>>;
   };
-  /** Model family: gpt2 now; bert (masked LM, the LAMA settings) lands with the masked-LM issue. */
+  /** Model family (config.json model_type) of the models the study builds; default gpt2. */
   arch?: 'gpt2' | 'bert';
   /** Headline metric: "paper" = macro-F1 for classification tasks, accuracy for the others (MetaICL's choice). */
   metric?: 'paper' | 'accuracy' | 'macro_f1';
@@ -71,6 +71,32 @@ export interface StudyConfig {
   expected_minutes?: number;
   /** The paper's analyses, run as sub-studies after the main one (src/distill/analyses.ts). */
   analyses?: AnalysesConfig;
+}
+
+/**
+ * LAMA as the study's tasks. meta (setting 1): the relations split into meta-train / validation /
+ * test relations (`meta_split`, default 30 / 5 / 6 of the 41 T-REx relations, drawn with
+ * `split_seed`); teacher and students are tuned on the meta-train relations' train facts
+ * (TREx_train_dev, disjoint from the test facts) and tested on the test relations' LAMA facts.
+ * multitask (setting 3): every relation; per seed, `test_fraction` (0.6) of each relation's LAMA
+ * facts held out for test, train.few_shot_train (32) + few_shot_dev (32) drawn from the rest.
+ */
+export interface LamaTasks {
+  /** A folder laid out like data/lama/ (default: the shipped one). */
+  dir?: string;
+  /** Relation ids (default: the 41 T-REx relations). */
+  relations?: string[];
+  /** Candidate set at evaluation: LAMA's common vocabulary (default) or the whole vocabulary. */
+  vocab?: 'common' | 'full';
+  /** Test facts per relation at most (default all). */
+  test_limit?: number;
+  /** Facts per validation relation / per relation's dev set scored for model selection (default 50). */
+  dev_limit?: number;
+  /** meta: train facts per meta-train relation at most (default all). */
+  train_limit?: number;
+  split_seed?: number;
+  meta_split?: [number, number, number];
+  test_fraction?: number;
 }
 
 export interface AnalysesSize { name: string; model?: ModelKeys; path?: string }
@@ -120,7 +146,13 @@ const STUDY_SCHEMA: Schema = {
         dir: sPath, split: sPath,
         train_subset: { t: 'array', of: sPath, minLen: 1, unique: true }, train_fraction: sNum({ gt: 0, max: 1 }),
         train: sTaskList, test: sTaskList,
-        lama: { t: 'object', keys: { dir: sPath, relations: { t: 'array', of: sPath } } },
+        lama: {
+          t: 'object', keys: {
+            dir: sPath, relations: { t: 'array', of: sPath, minLen: 1, unique: true }, vocab: { t: 'string', enum: ['common', 'full'] },
+            test_limit: sInt(1), dev_limit: sInt(1), train_limit: sInt(2), split_seed: sInt(0),
+            meta_split: { t: 'tuple', of: [sInt(1), sInt(1), sInt(1)] }, test_fraction: sNum({ gt: 0, lt: 1 }),
+          },
+        },
         template: { t: 'object', keys: { instruction: { t: 'string' }, inputPrefix: { t: 'string' }, outputPrefix: { t: 'string' }, ioSep: { t: 'string' }, demoSep: { t: 'string' } } },
       },
     },
@@ -209,9 +241,9 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
   }
   if (c.eval?.method === 'channel' && c.distill.kl === 'options') throw new Error(`${path}: distill.kl "options" needs direct scoring (in channel order the answer is the input text); use "full"`);
   const t = c.tasks;
-  if (c.arch === 'bert') throw new Error(`${path}: arch "bert" lands with the masked-LM issue (the paper's LAMA/BERT settings 1 and 3); use "gpt2" for now`);
-  if (t.lama) throw new Error(`${path}: tasks.lama (the paper's LAMA settings) is not supported yet: it lands with the masked-LM issue; use tasks.dir with a split or train/test lists`);
-  checkTaskSource(c, path);
+  if (c.arch === 'bert' && !t.lama) throw new Error(`${path}: arch "bert" (a masked LM) needs tasks.lama: the CrossFit-style tasks are scored as continuations by a causal LM`);
+  if (t.lama) checkLamaTasks(c, path);
+  else checkTaskSource(c, path);
   if (t.synthetic) {
     try { checkSyntheticOptions({ ...defaultSyntheticOptions, ...t.synthetic }); } catch (e) { throw new Error(`${path}: tasks.synthetic: ${(e as Error).message.replace(/^synthetic suite: /, "")}`); }
   }
@@ -232,7 +264,8 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
   // Relative paths in the config are relative to the config file.
   const base = dirname(resolve(path));
   const abs = (p: string | undefined): string | undefined => (p ? resolve(base, p) : p);
-  c.tasks.dir = abs(c.tasks.dir); c.tokenizer ??= {}; c.tokenizer.path = abs(c.tokenizer.path); c.teacher.path = abs(c.teacher.path); c.student.path = abs(c.student.path);
+  c.tasks.dir = abs(c.tasks.dir);
+  if (c.tasks.lama) c.tasks.lama.dir = abs(c.tasks.lama.dir); c.tokenizer ??= {}; c.tokenizer.path = abs(c.tokenizer.path); c.teacher.path = abs(c.teacher.path); c.student.path = abs(c.student.path);
   c.eval ??= {};
   for (const key of ['student_sizes', 'teacher_sizes'] as const) for (const z of c.analyses?.[key] ?? []) {
     if (!!z.path === !!z.model) throw new Error(`${path}: analyses.${key} entry "${z.name}" needs exactly one of "path" and "model"`);
@@ -241,6 +274,17 @@ export function readStudyConfig(path: string, full: boolean): StudyConfig {
   if (c.lm_data.files) c.lm_data.files = c.lm_data.files.map((f) => abs(f)!);
   for (const who of ['teacher', 'student'] as const) { const p = c[who].pretrain; if (p) p.files = p.files.map((f) => abs(f)!); }
   return c;
+}
+
+/** tasks.lama excludes the other task sources and the options only they have. */
+function checkLamaTasks(c: StudyConfig, path: string): void {
+  const t = c.tasks;
+  const other = (['synthetic', 'dir', 'split', 'train', 'test', 'train_subset', 'train_fraction', 'template'] as const).filter((k) => t[k] !== undefined);
+  if (other.length) throw new Error(`${path}: tasks has "lama" and ${other.map((k) => `"${k}"`).join(', ')}; LAMA studies take their relations, facts and templates from tasks.lama`);
+  if (c.eval.method === 'channel') throw new Error(`${path}: eval.method "channel" does not apply to LAMA (the object is predicted from the filled template)`);
+  if (c.distill.kl === 'options') throw new Error(`${path}: distill.kl "options" does not apply to LAMA (the candidates are a vocabulary); use "full"`);
+  if (c.analyses) throw new Error(`${path}: analyses are not supported for LAMA studies`);
+  if (c.teacher.copy_pretrain || c.student.copy_pretrain) throw new Error(`${path}: copy_pretrain is not supported for LAMA studies`);
 }
 
 /** tasks: "synthetic", or "dir" with either a MetaICL "split" or explicit "train"/"test" lists (train needed for meta). */

@@ -25,6 +25,7 @@ import { assemble, fmtAvg, mapTasks, taskGroups, type CellResult } from './study
 export { ARMS, readStudyConfig, studyConfigChanges, type Arm, type StudyConfig } from './study-config.js';
 export { taskGroups, type CellResult, type SeedRow, type StudyResults } from './study-results.js';
 import { ensureBase, checkUserModel } from './bases.js';
+import { runLamaStudy } from './lama-study.js';
 import { readLmText } from '../data/text.js';
 import { cleanStaleTemps, writeJsonAtomic } from '../io/atomic.js';
 import { cached, checkSameStudy, isCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
@@ -34,7 +35,7 @@ const slug = (s: string): string => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/-+
 export async function runStudy(c: StudyConfig, out: string, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
   const be = backend(), threadsBefore = be.threads();
   if (c.threads) be.setThreads(c.threads);
-  try { return await runStudyInner(c, out, log); } finally { be.setThreads(threadsBefore); }
+  try { return c.tasks.lama ? await runLamaStudy(c, out, log) : await runStudyInner(c, out, log); } finally { be.setThreads(threadsBefore); }
 }
 
 async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => void): Promise<object> {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as O from '../../src/engine/ops.js';
 import { Rng } from '../../src/engine/rng.js';
-import { distillKL, teacherTarget, combineLoss, alphaAt } from '../../src/distill/loss.js';
+import { distillKL, teacherTarget, combineLoss, alphaAt, topKIds } from '../../src/distill/loss.js';
 import { TeacherCache, liveTargets } from '../../src/distill/cache.js';
 import { trainDistill } from '../../src/distill/distill.js';
 import { GPT2, gpt2Config } from '../../src/models/gpt2.js';
@@ -94,4 +94,15 @@ test('teacher cache round trip: cached targets equal live ones, and training fro
   const a = run(true), b = run(false);
   assert.equal(a.length, 6);
   assert.deepEqual(a, b);
+});
+
+test('topKIds equals sorting every id by value (ties: smaller id) and keeping k', () => {
+  const rng = new Rng(5);
+  for (let t = 0; t < 400; t++) {
+    const V = 1 + rng.int(300), k = 1 + rng.int(V);
+    // Quarter-steps: many ties.
+    const row = Float32Array.from({ length: V }, () => rng.int(40) / 4);
+    const ref = Array.from({ length: V }, (_, i) => i).sort((a, b) => row[b] - row[a] || a - b).slice(0, k);
+    assert.deepEqual(topKIds(row, k), ref, `V ${V} k ${k}`);
+  }
 });
