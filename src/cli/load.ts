@@ -1,15 +1,13 @@
-// Loading a model directory (weights + tokenizer) for the CLI commands.
+// Loading a model directory (weights + tokenizer) for the CLI commands: any registered family,
+// any tokenizer layout loadTokenizer knows (tokenizer.json, vocab.txt, vocab.json + merges.txt).
 
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadModel, type LanguageModel } from '../models/index.js';
-import { BPETokenizer } from '../tokenizers/index.js';
+import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js';
 
-export function loadLM(dir: string): { model: LanguageModel; tokenizer: BPETokenizer } {
+export function loadLM(dir: string): { model: LanguageModel; tokenizer: Tokenizer } {
   if (!existsSync(dir)) throw new Error(`--model directory not found: ${dir}`);
-  const tp = join(dir, 'tokenizer.json');
-  if (!existsSync(tp)) throw new Error(`${tp} not found: a model directory needs its tokenizer.json`);
-  const tokenizer = BPETokenizer.fromTokenizerJson(tp);
+  const tokenizer = loadTokenizer(dir);
   const model = loadModel(dir);
   model.eval();
   return { model, tokenizer };

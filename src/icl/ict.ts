@@ -192,8 +192,16 @@ export function makeBatch(instances: Instance[], padId: number): Batch {
   return { ids, targets, B, L, instances, attention };
 }
 
+/** A masked LM learns masked instances, a causal LM continuations: the other pairing would train the wrong objective silently. */
+function checkInstanceKind(model: LanguageModel, b: Batch): void {
+  const masked = b.attention !== null;
+  if (model.kind === 'masked' && !masked) throw new Error(`in-context tuning a masked LM (model_type ${model.modelType}) needs masked-LM instances (the LAMA settings: study tasks.lama); task prompts answered by continuation need a causal LM`);
+  if (model.kind === 'causal' && masked) throw new Error(`masked-LM instances need a masked LM; this model (model_type ${model.modelType}) is causal`);
+}
+
 /** Logits [B, L, V] of a batch (with its padding mask when it has one). */
 export function forwardBatch(model: LanguageModel, b: Batch): Tensor {
+  checkInstanceKind(model, b);
   return model.forward(O.fromData(b.ids, [b.B, b.L]), b.attention ? { attentionMask: O.fromData(b.attention, [b.B, b.L]) } : {});
 }
 
@@ -212,6 +220,7 @@ export function answerRows(inst: Instance, b: number, L: number): number[] {
  * of forwardBatch's logits.
  */
 export function answerLogits(model: LanguageModel, b: Batch): { logits: Tensor; targets: Tensor; rows: number[] } {
+  checkInstanceKind(model, b);
   const rows = b.instances.flatMap((inst, i) => answerRows(inst, i, b.L));
   const h = model.hidden(O.fromData(b.ids, [b.B, b.L]), b.attention ? { attentionMask: O.fromData(b.attention, [b.B, b.L]) } : {});
   const C = h.shape[2];
