@@ -22,10 +22,10 @@ import { tidy, noGrad } from '../engine/index.js';
 import { cleanStaleTemps, writeJsonAtomic } from '../io/atomic.js';
 import { closestMatch } from '../io/json.js';
 import type { Metrics } from '../icl/evaluate.js';
-import { trainDistill, type DistillConfig } from './distill.js';
+import { trainDistill } from './distill.js';
 import { TeacherCache } from './cache.js';
 import { ensureBase } from './bases.js';
-import { seedStudent } from './study-arms.js';
+import { seedStudent, trainArm } from './study-arms.js';
 import { ARMS, type StudyConfig } from './study-config.js';
 import { assemble, fmtAvg, type CellResult } from './study-results.js';
 import { writeStudyReport } from './study-report.js';
@@ -251,34 +251,18 @@ async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
       log(`— ${arm}, seed ${seed}`);
       const student = seedStudent(c, studentBase, studentProbe.config, seed);
       const tc = performance.now();
-      let steps = 0, curve: [number, number][] = [], epochS: number | null = null, bestStep: number | null = null;
       const W = Math.min(c.lm_data.seq_len, student.maxPositions) - (wrap ? 2 : 0);
       const lm = { loader: new WindowLoader(shard, 0, shard.length, W, seed), batchSize: c.lm_data.batch_size, ...(collator ? { mlm: { collator, cls: tok.clsTokenId, sep: tok.sepTokenId } } : {}) };
       const ft = arm === 'Multitask-FT';
       const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
-      const common = { student, tokenizer: tok, epochs: c.train.epochs, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
-        train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
-        select: (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: (m: LanguageModel) => evalLama(m, tok, sd.dev, cands, ft ? 0 : c.k, seed, evalBatch).average.p1 } : undefined };
-      const dcfg = (teacherArm: boolean, beta: number): DistillConfig => teacherArm
-        ? { alpha: d.alpha_start, alphaEnd: d.alpha_end ?? 0, alphaSchedule: d.alpha_schedule ?? 'linear', temperature: d.temperature, kl: 'full', topK: d.top_k, beta }
-        : { alpha: 1, alphaEnd: 1, alphaSchedule: 'constant', temperature: d.temperature, kl: 'full', topK: d.top_k, beta };
-      if (arm !== 'Raw') {
-        let st;
-        if (ft) st = trainDistill({ ...common, instances: lamaInstances(tok, spec, sd.pools, { k: 0, demos: false, seed, n: c.train.instances }), distill: dcfg(false, 0), objective: 'ict' });
-        else if (arm === 'ICT') st = trainDistill({ ...common, instances, distill: dcfg(false, 0), objective: 'ict' });
-        else if (arm === 'ICT (LM)') st = trainDistill({ ...common, instances, distill: dcfg(false, d.beta), objective: 'ict', lm });
-        else if (arm === 'LM-KD') st = trainDistill({ ...common, select: undefined, distill: dcfg(true, 0), objective: 'lm-kd', teacher: seedTeacher, lm, lmSteps: d.lm_kd_steps });
-        else {
-          cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), seedTeacher, instances, { tau: d.temperature, topK: d.top_k, pad: tok.padTokenId ?? 0, log });
-          const withLm = arm === 'ICL-D (LM)';
-          st = trainDistill({ ...common, instances, distill: dcfg(true, withLm ? d.beta : 0), objective: 'ict', cache, teacher: withLm ? seedTeacher : undefined, lm: withLm ? lm : undefined });
-        }
-        steps = st.global_step;
-        bestStep = st.best?.step ?? null;
-        curve = st.log_history.map((e) => [e.step, e.loss]);
-        if (arm !== 'LM-KD') epochS = st.elapsed_s / c.train.epochs;
-        rmCheckpoints(join(cellDir, 'run'));
-      }
+      const { steps, curve, epochS, bestStep } = trainArm(arm, c, {
+        common: { student, tokenizer: tok, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
+          train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
+          select: (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: (m: LanguageModel) => evalLama(m, tok, sd.dev, cands, ft ? 0 : c.k, seed, evalBatch).average.p1 } : undefined },
+        instances, lm, teacher: seedTeacher, kl: 'full',
+        ftInstances: () => lamaInstances(tok, spec, sd.pools, { k: 0, demos: false, seed, n: c.train.instances }),
+        cache: () => (cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), seedTeacher, instances, { tau: d.temperature, topK: d.top_k, pad: tok.padTokenId ?? 0, log })),
+      });
       const trainS = (performance.now() - tc) / 1000;
       // Multitask-FT is evaluated as it was trained: without demonstrations.
       const e = evalLama(student, tok, sd.test, cands, ft ? 0 : c.k, seed, evalBatch);

@@ -15,6 +15,11 @@ import { episodePools, multitaskSplits, IctSampler, type Instance } from '../icl
 import { evaluateExamples } from '../icl/evaluate.js';
 import { headlineMetric } from '../eval/metrics.js';
 import type { StudyConfig } from './study-config.js';
+import { trainDistill, type DistillConfig, type DistillTrainOptions } from './distill.js';
+import type { KLMode } from './loss.js';
+import type { TeacherCache } from './cache.js';
+import { rmCheckpoints } from './study-io.js';
+import type { TrainerState } from '../train/trainer.js';
 
 export interface SeedData {
   /** Episode pools of the ICT arms. */
@@ -63,4 +68,40 @@ export function devScorer(tok: Tokenizer & { decode(ids: number[]): string }, fe
  */
 export function seedStudent(c: StudyConfig, studentBase: string, config: LMConfig, seed: number): LanguageModel {
   return c.student.path || c.student.pretrain ? loadModel(studentBase) : createModel(config.model_type, config, 1000 + seed);
+}
+
+/** What training an arm's student left to record in its cell. */
+export interface ArmRun { steps: number; curve: [number, number][]; epochS: number | null; bestStep: number | null }
+
+/**
+ * Train one arm's student with the one distillation trainer (Raw trains nothing):
+ *   Multitask-FT  ICT objective on `ftInstances` (no demonstrations), no teacher
+ *   ICT           ICT objective, α ≡ 1            ICT (LM)   + β·L_LM^hard
+ *   ICL-D         α(t) with the cached teacher     ICL-D (LM) + β·(L_LM^hard, L_LM^soft) with the live teacher
+ *   LM-KD         KL (+ CE) on plain text only (full vocabulary: text has no options)
+ * The run's checkpoints are dropped afterwards (the final model stays in common.out).
+ */
+export function trainArm(arm: string, c: StudyConfig, o: {
+  common: Omit<DistillTrainOptions, 'instances' | 'distill' | 'objective' | 'epochs'>;
+  instances: Instance[]; ftInstances: () => Instance[]; lm: NonNullable<DistillTrainOptions['lm']>;
+  teacher: LanguageModel; cache: () => TeacherCache; kl: KLMode;
+}): ArmRun {
+  if (arm === 'Raw') return { steps: 0, curve: [], epochS: null, bestStep: null };
+  const d = c.distill, common = { ...o.common, epochs: c.train.epochs };
+  // α(t): alpha_start → alpha_end (linear by default); α ≡ 1 for the arms without a teacher.
+  const dcfg = (teacherArm: boolean, beta: number): DistillConfig => teacherArm
+    ? { alpha: d.alpha_start, alphaEnd: d.alpha_end ?? 0, alphaSchedule: d.alpha_schedule ?? 'linear', temperature: d.temperature, kl: o.kl, topK: d.top_k, beta }
+    : { alpha: 1, alphaEnd: 1, alphaSchedule: 'constant', temperature: d.temperature, kl: o.kl, topK: d.top_k, beta };
+  let st: TrainerState;
+  if (arm === 'Multitask-FT') st = trainDistill({ ...common, instances: o.ftInstances(), distill: dcfg(false, 0), objective: 'ict' });
+  else if (arm === 'ICT') st = trainDistill({ ...common, instances: o.instances, distill: dcfg(false, 0), objective: 'ict' });
+  else if (arm === 'ICT (LM)') st = trainDistill({ ...common, instances: o.instances, distill: dcfg(false, d.beta), objective: 'ict', lm: o.lm });
+  else if (arm === 'LM-KD') st = trainDistill({ ...common, select: undefined, distill: { ...dcfg(true, 0), kl: 'full' }, objective: 'lm-kd', teacher: o.teacher, lm: o.lm, lmSteps: d.lm_kd_steps });
+  else if (arm === 'ICL-D' || arm === 'ICL-D (LM)') {
+    const withLm = arm === 'ICL-D (LM)';
+    // The soft LM term needs the teacher on the plain-text windows (live; the ICT targets come from the cache).
+    st = trainDistill({ ...common, instances: o.instances, distill: dcfg(true, withLm ? d.beta : 0), objective: 'ict', cache: o.cache(), teacher: withLm ? o.teacher : undefined, lm: withLm ? o.lm : undefined });
+  } else throw new Error(`unknown arm '${arm}'`);
+  rmCheckpoints(common.out);
+  return { steps: st.global_step, curve: st.log_history.map((e) => [e.step, e.loss]), epochS: arm === 'LM-KD' ? null : st.elapsed_s / c.train.epochs, bestStep: st.best?.step ?? null };
 }

@@ -10,12 +10,11 @@ import { loadSplit, availableTasks, readExamples, trainingPool } from '../data/t
 import { makeTemplate } from '../data/prompts.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { episodePools, trainIct } from '../icl/ict.js';
-import { devScorer, sampleInstances, seedData, seedStudent } from './study-arms.js';
+import { devScorer, sampleInstances, seedData, seedStudent, trainArm } from './study-arms.js';
 import { copyPretrain, suiteTokens, trainIctWithCopy } from '../icl/copy-pretrain.js';
 import { majorityBaseline, copyNearestBaseline } from '../icl/baselines.js';
 import { evaluateIcl, type Metrics } from '../icl/evaluate.js';
 import { scoreContinuations } from '../icl/scorer.js';
-import { trainDistill, type DistillConfig } from './distill.js';
 import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
 import { backend } from '../engine/backend/index.js';
@@ -201,35 +200,17 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const copied = copyStage(`student (seed ${seed})`, () => seedStudent(c, studentBase, studentProbe.config, seed), scp, 1000 + seed, join(out, 'student-copy', String(seed)));
       const student = copied ? loadModel(copied) : seedStudent(c, studentBase, studentProbe.config, seed);
       const tc = performance.now();
-      let steps = 0, curve: [number, number][] = [], epochS: number | null = null, bestStep: number | null = null;
       const lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(c.lm_data.seq_len, student.maxPositions), seed), batchSize: c.lm_data.batch_size };
       const ft = arm === 'Multitask-FT';
       const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
-      const common = { student, tokenizer: tok, epochs: c.train.epochs, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
-        train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
-        select: (select || ft) && (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: devScorer(tok, sd.fewShot, ft ? 0 : c.k, method, c.eval.batch_size, seed, template) } : undefined };
-      // α(t): alpha_start → alpha_end (linear by default); α ≡ 1 for the arms without a teacher.
-      const dcfg = (teacherArm: boolean, beta: number): DistillConfig => teacherArm
-        ? { alpha: d.alpha_start, alphaEnd: d.alpha_end ?? 0, alphaSchedule: d.alpha_schedule ?? 'linear', temperature: d.temperature, kl: d.kl, topK: d.top_k, beta }
-        : { alpha: 1, alphaEnd: 1, alphaSchedule: 'constant', temperature: d.temperature, kl: d.kl, topK: d.top_k, beta };
-      if (arm !== 'Raw') {
-        let st;
-        if (ft) st = trainDistill({ ...common, instances: sampleInstances(tok, sd.fewShot.train, { k: 0, demos: false, method, template, maxLength, seed, n: c.train.instances }), distill: dcfg(false, 0), objective: 'ict' });
-        else if (arm === 'ICT') st = trainDistill({ ...common, instances, distill: dcfg(false, 0), objective: 'ict' });
-        else if (arm === 'ICT (LM)') st = trainDistill({ ...common, instances, distill: dcfg(false, d.beta), objective: 'ict', lm });
-        else if (arm === 'LM-KD') st = trainDistill({ ...common, select: undefined, distill: { ...dcfg(true, 0), kl: 'full' }, objective: 'lm-kd', teacher: seedTeacher, lm, lmSteps: d.lm_kd_steps }); // plain text has no options: full-vocabulary KL
-        else {
-          cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), seedTeacher, instances, { tau: d.temperature, topK: d.top_k, pad: tok.eosTokenId ?? 0, log });
-          const withLm = arm === 'ICL-D (LM)';
-          // The soft LM term needs the teacher on the plain-text windows (live; the ICT targets come from the cache).
-          st = trainDistill({ ...common, instances, distill: dcfg(true, withLm ? d.beta : 0), objective: 'ict', cache, teacher: withLm ? seedTeacher : undefined, lm: withLm ? lm : undefined });
-        }
-        steps = st.global_step;
-        bestStep = st.best?.step ?? null;
-        curve = st.log_history.map((e) => [e.step, e.loss]);
-        if (arm !== 'LM-KD') epochS = st.elapsed_s / c.train.epochs;
-        rmCheckpoints(join(cellDir, 'run'));
-      }
+      const { steps, curve, epochS, bestStep } = trainArm(arm, c, {
+        common: { student, tokenizer: tok, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
+          train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
+          select: (select || ft) && (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: devScorer(tok, sd.fewShot, ft ? 0 : c.k, method, c.eval.batch_size, seed, template) } : undefined },
+        instances, lm, teacher: seedTeacher, kl: d.kl,
+        ftInstances: () => sampleInstances(tok, sd.fewShot.train, { k: 0, demos: false, method, template, maxLength, seed, n: c.train.instances }),
+        cache: () => (cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), seedTeacher, instances, { tau: d.temperature, topK: d.top_k, pad: tok.eosTokenId ?? 0, log })),
+      });
       const trainS = (performance.now() - tc) / 1000;
       // Multitask-FT is evaluated as it was trained: without demonstrations.
       const e = evaluateIcl({ ...evalOpts, method, k: ft ? 0 : c.k, model: student, tokenizer: tok, seeds: [seed] });
