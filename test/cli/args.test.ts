@@ -94,8 +94,8 @@ describe('real command flags', () => {
   it('fixed-choice flags are validated with the closest suggestion', () => {
     assert.equal(usageError('icl eval', ['--method', 'chanel']), "icld icl eval: --method must be direct or channel, got 'chanel' (did you mean 'channel'?)");
     assert.equal(usageError('ict train', ['--setting', 'multi-task']), "icld ict train: --setting must be meta or multitask, got 'multi-task' (did you mean 'multitask'?)");
-    assert.equal(usageError('pretrain', ['--arch', 'gpt3']), "icld pretrain: --arch must be gpt2, got 'gpt3' (did you mean 'gpt2'?)");
-    assert.equal(usageError('bench train', ['--config', 'huge']), "icld bench train: --config must be small or gpt2s, got 'huge'");
+    assert.equal(usageError('pretrain', ['--arch', 'gpt3']), "icld pretrain: --arch must be gpt2 or bert, got 'gpt3' (did you mean 'gpt2'?)");
+    assert.equal(usageError('bench train', ['--config', 'huge']), "icld bench train: --config must be one of small, gpt2s, bert-small, got 'huge'");
     assert.equal(usageError('tokenizer train', ['--type', 'wordpiece']), "icld tokenizer train: --type must be bpe, got 'wordpiece'");
   });
 
@@ -154,7 +154,7 @@ describe('commands and help', () => {
     assert.equal(msg(['icl', 'evl']), "icld: unknown command 'icl evl' (did you mean 'icl eval'?)");
     assert.equal(msg(['tokenzier', 'train']), "icld: unknown command 'tokenzier train' (did you mean 'tokenizer train'?)");
     assert.equal(msg(['tokenizer']), 'icld tokenizer: needs a subcommand: train (see icld tokenizer --help)');
-    assert.equal(msg(['bench', '--json']), 'icld bench: needs a subcommand: ops, train, generate (see icld bench --help)');
+    assert.equal(msg(['bench', '--json']), 'icld bench: needs a subcommand: ops, train, fill-mask, generate (see icld bench --help)');
   });
 
   it('error lines carry the command once', () => {

@@ -62,7 +62,7 @@ describe('usage errors exit 2 with the exact message', () => {
     fails(['generate', '--model', nowhere, '--prompt', 'a', '--stop', '\\q'], 2, /^icld generate: --stop: unknown escape \\q/);
     fails(['generate', '--model', modelDir, 'hello'], 2, "icld generate: unexpected argument 'hello' (flags start with --; see icld generate --help)");
     fails(['ict', 'train', '--model', nowhere, '--setting', 'metta'], 2, "icld ict train: --setting must be meta or multitask, got 'metta' (did you mean 'meta'?)");
-    fails(['pretrain', '--arch', 'gpt3'], 2, "icld pretrain: --arch must be gpt2, got 'gpt3' (did you mean 'gpt2'?)");
+    fails(['pretrain', '--arch', 'gpt3'], 2, "icld pretrain: --arch must be gpt2 or bert, got 'gpt3' (did you mean 'gpt2'?)");
     fails(['eval-lm', '--text-file', text], 2, 'icld eval-lm: missing required flag --model (see icld eval-lm --help)');
     fails(['bench', 'ops', '--filter', 'no-such-case'], 2, "icld bench ops: --filter 'no-such-case' matches no case");
   });
