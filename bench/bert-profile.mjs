@@ -4,21 +4,26 @@
 // backend method wrapped with a timer, as bench/kernel-profile.mjs does; GEMMs keyed by shape with
 // their GFLOP/s). Time outside kernels is TypeScript-side overhead (views, tape, pool, JS loops).
 //
-//   npm run build && node bench/bert-profile.mjs [bert-small] [steps]
+//   npm run build && node bench/bert-profile.mjs [bert-small] [steps] [--full-head] [--threads N]
 // (bench/lm-profile.mjs's method, on the BERT step: the model from the registry, MLM-masked random tokens.)
 import { performance } from 'node:perf_hooks';
 
-const config = process.argv[2] ?? 'bert-small';
-const steps = Number(process.argv[3] ?? 2);
+const pos = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--threads');
+const config = pos[0] ?? 'bert-small';
+const steps = Number(pos[1] ?? 2);
+const fullHead = process.argv.includes('--full-head');
+const ti = process.argv.indexOf('--threads');
 const E = await import('../dist/src/engine/index.js');
 const { createModel } = await import('../dist/src/models/index.js');
 const { MlmCollator } = await import('../dist/src/data/mlm.js');
+const { mlmLoss } = await import('../dist/src/train/pretrain.js');
 const { AdamW, clipGradNorm } = await import('../dist/src/optim/adamw.js');
 const { paramGroups } = await import('../dist/src/train/trainer.js');
 const { TRAIN_CONFIGS } = await import('../dist/src/cli/bench-lm.js');
 
 const s = TRAIN_CONFIGS[config];
 const be = E.backend();
+if (ti >= 0) be.setThreads(Number(process.argv[ti + 1]));
 const acc = new Map();
 let on = false;
 for (const k of Object.keys(be).concat(Object.getOwnPropertyNames(Object.getPrototypeOf(be)))) {
@@ -55,7 +60,8 @@ for (let i = 0; i < steps + 1; i++) {
     const raw = new Int32Array(s.batch * s.T);
     for (let j = 0; j < raw.length; j++) raw[j] = 5 + (rng.nextU32() % (s.vocab - 5));
     col.apply(raw, s.T, rng, mids, labs);
-    const { loss } = model.loss(E.fromData(mids, [s.batch, s.T]), E.fromData(labs, [s.batch, s.T])); mark('forward');
+    const ids = E.fromData(mids, [s.batch, s.T]);
+    const loss = fullHead ? model.loss(ids, E.fromData(labs, [s.batch, s.T])).loss : mlmLoss(model, ids, labs); mark('forward');
     loss.backward(); loss.item(); mark('backward');
     clipGradNorm(params, 1.0); mark('clip');
     opt.update(); mark('adamw');
@@ -68,7 +74,7 @@ for (let i = 0; i < steps + 1; i++) {
 }
 const per = (ms) => (ms / steps).toFixed(1).padStart(8);
 const tot = [...acc.values()].reduce((a, e) => a + e.ms, 0);
-console.log(`${config}: ${steps} profiled steps, ${(wall / steps).toFixed(1)} ms/step (timers add overhead); in backend kernels ${(tot / steps).toFixed(1)} ms/step (${(100 * tot / wall).toFixed(0)}%), outside ${((wall - tot) / steps).toFixed(1)} ms/step`);
+console.log(`${config} (${fullHead ? 'full head' : 'masked-row head'}, ${be.threads()} thread(s)): ${steps} profiled steps, ${(wall / steps).toFixed(1)} ms/step (timers add overhead); in backend kernels ${(tot / steps).toFixed(1)} ms/step (${(100 * tot / wall).toFixed(0)}%), outside ${((wall - tot) / steps).toFixed(1)} ms/step`);
 console.log('phases (ms/step, kernels included):');
 for (const [k, v] of Object.entries(phases)) console.log(`  ${k.padEnd(10)} ${per(v)}`);
 const groups = new Map();

@@ -71,7 +71,12 @@ const pretrainSchema = (arch: string): Schema => ({
  */
 export function readPretrainConfig(path: string, arch = 'gpt2'): PretrainConfig {
   const c = readJsonFile(path, 'config file', 16 << 20);
-  checkSchema(c, pretrainSchema(arch), path, '');
+  try { checkSchema(c, pretrainSchema(arch), path, ''); } catch (e) {
+    // A model key of another family is most often a config meant for another --arch.
+    const msg = (e as Error).message;
+    if (/unknown key model\./.test(msg) && !msg.includes("did you mean")) throw new Error(`${msg} (--arch ${arch} takes ${modelFamily(arch).sizeKeys.join(', ')}, …)`);
+    throw e;
+  }
   const cfg = c as PretrainConfig;
   cfg.tokenizer ??= {};
   const m = cfg.model;
