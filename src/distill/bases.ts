@@ -29,8 +29,8 @@ export interface BasePretrain {
 export interface BaseSpec { path?: string; model?: Record<string, unknown>; pretrain?: BasePretrain }
 
 const HINT: Record<'teacher' | 'student', string> = {
-  teacher: 'a Hugging Face GPT-2 checkpoint (e.g. gpt2-large or gpt2-medium)',
-  student: 'a Hugging Face GPT-2 checkpoint (e.g. gpt2 or gpt2-medium)',
+  teacher: 'a Hugging Face checkpoint of the study\'s arch (e.g. gpt2-large, or bert-large-cased for LAMA)',
+  student: 'a Hugging Face checkpoint of the study\'s arch (e.g. gpt2, or bert-base-cased for LAMA)',
 };
 
 /**
@@ -38,7 +38,7 @@ const HINT: Record<'teacher' | 'student', string> = {
  * to put there (no download happens at run time).
  */
 export function checkUserModel(who: 'teacher' | 'student', dir: string): void {
-  const what = `put ${HINT[who]} there, saved with save_pretrained(safe_serialization=True) (config.json, model.safetensors) plus its tokenizer.json`;
+  const what = `put ${HINT[who]} there, saved with save_pretrained(safe_serialization=True) (config.json, model.safetensors) plus its tokenizer (tokenizer.json or vocab.txt)`;
   if (!existsSync(dir)) throw new Error(`${who}.path ${dir} does not exist: ${what}`);
   if (!statSync(dir).isDirectory()) throw new Error(`${who}.path ${dir} is not a directory: ${what}`);
   if (!existsSync(join(dir, 'config.json'))) throw new Error(`${who}.path ${dir} has no config.json: ${what}`);

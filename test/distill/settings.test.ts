@@ -94,7 +94,7 @@ describe('config keys for the settings still to come', () => {
     const c = readStudyConfig(join(STUDIES, 'paper-crossfit-meta.json'), false);
     const out = join(tmp, 'paper-out');
     await assert.rejects(runStudy(c, out, () => {}), (e: Error) => {
-      assert.ok(e.message.includes(`teacher.path ${c.teacher.path} does not exist: put a Hugging Face GPT-2 checkpoint`), e.message);
+      assert.ok(e.message.includes(`teacher.path ${c.teacher.path} does not exist: put a Hugging Face checkpoint of the study`), e.message);
       assert.ok(!e.message.includes('\n'));
       return true;
     });
