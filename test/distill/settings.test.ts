@@ -60,10 +60,24 @@ describe('shipped setting configs', () => {
   }
 });
 
-describe('config keys for the settings still to come', () => {
-  it('arch "bert" and tasks.lama are clear "not yet" errors; arch "gpt2" is accepted', () => {
-    assert.throws(() => readStudyConfig(variant((c) => { c.arch = 'bert'; }), true), /arch "bert" lands with the masked-LM issue/);
-    assert.throws(() => readStudyConfig(variant((c) => { c.tasks = { lama: { relations: ['P17'] } }; }), true), /tasks\.lama .*not supported yet: it lands with the masked-LM issue/);
+describe('arch and task source', () => {
+  it('arch "bert" needs tasks.lama; tasks.lama excludes the CrossFit keys; the shipped LAMA configs load', () => {
+    assert.throws(() => readStudyConfig(variant((c) => { c.arch = 'bert'; }), true), /arch "bert" \(a masked LM\) needs tasks\.lama/);
+    assert.throws(() => readStudyConfig(variant((c) => { c.tasks.lama = { relations: ['P17'] }; }), true), /tasks has "lama" and "dir", "split"; LAMA studies take their relations/);
+    assert.throws(() => readStudyConfig(variant((c) => { c.tasks = { lama: { relations: ['P17'] } }; c.distill.kl = 'options'; }), true), /distill\.kl "options" does not apply to LAMA/);
+    assert.throws(() => readStudyConfig(variant((c) => { c.tasks = { lama: { vocab: 'big' } }; }), true), /vocab/);
+    assert.throws(() => readStudyConfig(variant((c) => { c.tasks = { lama: { test_fraction: 1.5 } }; }), true), /test_fraction/);
+    for (const f of ['cpu-lama-meta', 'cpu-lama-multitask', 'paper-lama-meta', 'paper-lama-multitask']) {
+      const c = readStudyConfig(join(STUDIES, `${f}.json`), true);
+      assert.equal(c.arch, 'bert');
+      assert.ok(c.tasks.lama && c.tasks.lama.dir!.endsWith(join('data', 'lama')), f);
+      if (f.startsWith('cpu')) {
+        // Teacher ≥ 4× student in parameters, both pretrained here.
+        const size = (m: Record<string, number>): number => 28996 * m.hidden_size + 12 * m.hidden_size ** 2 * m.num_hidden_layers;
+        assert.ok(size(c.teacher.model as Record<string, number>) >= 4 * size(c.student.model as Record<string, number>), f);
+        assert.ok(c.teacher.pretrain && c.student.pretrain && c.k === 5);
+      }
+    }
     assert.equal(readStudyConfig(variant((c) => { c.arch = 'gpt2'; c.metric = 'macro_f1'; }), true).metric, 'macro_f1');
     assert.throws(() => readStudyConfig(variant((c) => { c.arch = 'llama'; }), true), /arch/);
     assert.throws(() => readStudyConfig(variant((c) => { c.metric = 'f1'; }), true), /metric/);
