@@ -64,7 +64,7 @@ describe('arch and task source', () => {
   it('arch "bert" needs tasks.lama; tasks.lama excludes the CrossFit keys; the shipped LAMA configs load', () => {
     assert.throws(() => readStudyConfig(variant((c) => { c.arch = 'bert'; }), true), /arch "bert" \(a masked LM\) needs tasks\.lama/);
     assert.throws(() => readStudyConfig(variant((c) => { c.tasks.lama = { relations: ['P17'] }; }), true), /tasks has "lama" and "dir", "split"; LAMA studies take their relations/);
-    assert.throws(() => readStudyConfig(variant((c) => { c.tasks = { lama: { relations: ['P17'] } }; c.distill.kl = 'options'; }), true), /distill\.kl "options" does not apply to LAMA/);
+    assert.throws(() => readStudyConfig(variant((c) => { c.tasks = { lama: { relations: ['P17'] } }; c.eval.method = 'direct'; c.distill.kl = 'options'; }), true), /distill\.kl "options" does not apply to LAMA/);
     assert.throws(() => readStudyConfig(variant((c) => { c.tasks = { lama: { vocab: 'big' } }; }), true), /vocab/);
     assert.throws(() => readStudyConfig(variant((c) => { c.tasks = { lama: { test_fraction: 1.5 } }; }), true), /test_fraction/);
     for (const f of ['cpu-lama-meta', 'cpu-lama-multitask', 'paper-lama-meta', 'paper-lama-multitask']) {
