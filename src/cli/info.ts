@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { backend } from '../engine/backend/index.js';
 import { nativeLoadError } from '../engine/backend/native.js';
+import { supportedModelTypes } from '../models/index.js';
 
 export function packageVersion(): string {
   // dist/src/cli/info.js → package root is three levels up.
@@ -12,7 +13,10 @@ export function packageVersion(): string {
 }
 
 export interface Info {
-  name: string; version: string; node: string; backend: string; gemm: string; threads: number; note: string | null;
+  name: string; version: string; node: string; backend: string; gemm: string; threads: number;
+  /** config.json model_type values loadModel reads. */
+  model_types: string[];
+  note: string | null;
 }
 
 export function info(): Info {
@@ -26,7 +30,7 @@ export function info(): Info {
   } else if (be.gemmProvider === 'builtin') {
     note = 'OpenBLAS was not found when the addon was built; GEMM uses the builtin blocked AVX2/FMA kernel. Install libopenblas-dev and run `npm rebuild` for the OpenBLAS path.';
   }
-  return { name: 'icl-distill', version: packageVersion(), node: process.version, backend: be.name, gemm: be.gemmProvider, threads: be.threads(), note };
+  return { name: 'icl-distill', version: packageVersion(), node: process.version, backend: be.name, gemm: be.gemmProvider, threads: be.threads(), model_types: supportedModelTypes(), note };
 }
 
 export function formatInfo(i: Info): string {
@@ -35,6 +39,7 @@ export function formatInfo(i: Info): string {
     `backend:  ${i.backend}`,
     `gemm:     ${i.gemm}`,
     `threads:  ${i.threads}`,
+    `models:   ${i.model_types.join(', ')}`,
   ];
   if (i.note) lines.push(`note:     ${i.note}`);
   return lines.join('\n');
