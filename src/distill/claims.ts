@@ -1,7 +1,7 @@
 // The paper's claims a study can test, each with a verdict from a paired test over seeds × tasks.
 // Input: one or more studies' per-cell results (a Meta and a Multitask study together also test
 // the cross-setting claim). Headline metric per task: `headline` when the metrics carry one, else
-// accuracy (else em).
+// accuracy (else em, else P@1 for LAMA).
 //
 // Verdict rule (documented in the README; α = 0.05, equivalence margin δ = 2 points by default),
 // on the paired differences d = A − B per (seed, task), with a one-sided paired t-test:
@@ -64,7 +64,7 @@ export interface Claim {
 /** The study's headline number for one task's metrics. */
 export function headline(m: Metrics | undefined): number | undefined {
   if (!m) return undefined;
-  const v = m.headline ?? m.accuracy ?? m.em;
+  const v = m.headline ?? m.accuracy ?? m.em ?? m.p1;
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }
 
