@@ -29,7 +29,7 @@ import { seedStudent, trainArm } from './study-arms.js';
 import { ARMS, type StudyConfig } from './study-config.js';
 import { assemble, fmtAvg, type CellResult } from './study-results.js';
 import { writeStudyReport } from './study-report.js';
-import { cached, checkSameStudy, isCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
+import { cached, cellSlot, checkSameStudy, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
 
 /** One relation as evaluated: the facts probed and the pool its demonstrations come from. */
 export interface LamaEvalSet { relation: LamaRelation; test: LamaFact[]; demos: LamaFact[] }
@@ -37,7 +37,6 @@ export interface LamaEvalSet { relation: LamaRelation; test: LamaFact[]; demos: 
 /** What a seed trains and tests on. */
 export interface LamaSeedData { pools: LamaPool[]; dev: LamaEvalSet[]; test: LamaEvalSet[] }
 
-const slug = (s: string): string => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/-+$/, '').toLowerCase();
 const cap = <T>(xs: T[], n: number | undefined): T[] => (n === undefined ? xs : xs.slice(0, n));
 
 /** The relations a LAMA study uses (default: the 41 T-REx ones), with their facts. */
@@ -243,10 +242,7 @@ async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
     }
     let cache: TeacherCache | null = null;
     for (const arm of arms) {
-      const cellDir = join(out, 'cells', slug(arm), String(seed));
-      const resPath = join(cellDir, 'result.json');
-      cleanStaleTemps(cellDir);
-      const done = readCachedJson<CellResult>(resPath, (v) => isCell(v, arm, seed), log);
+      const { cellDir, resPath, done } = cellSlot(out, arm, seed, log);
       if (done) { cells.push(done); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
       log(`— ${arm}, seed ${seed}`);
       const student = seedStudent(c, studentBase, studentProbe.config, seed);

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { readJsonFile } from '../io/json.js';
-import { removeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { cleanStaleTemps, removeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { studyConfigChanges, type StudyConfig } from './study-config.js';
 import type { CellResult } from './study-results.js';
 
@@ -67,4 +67,18 @@ export function checkSameStudy(c: StudyConfig, out: string, log: (s: string) => 
   if (!old || typeof old !== 'object' || !old.lm_data || !Array.isArray(old.seeds)) { log(`${p}: not a study config; replacing it`); return; }
   const changes = studyConfigChanges(old, c);
   if (changes.length) throw new Error(`--out ${out} was made with a different study config: ${changes.join(', ')}; use a new --out or delete ${out}`);
+}
+
+const slug = (s: string): string => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/-+$/, '').toLowerCase();
+
+/**
+ * An arm × seed cell's directory and result path; `done` is its result when an earlier run
+ * finished it (a torn or foreign result.json is named and recomputed). Stale temp files of a
+ * killed run are removed first.
+ */
+export function cellSlot(out: string, arm: string, seed: number, log: (s: string) => void): { cellDir: string; resPath: string; done: CellResult | null } {
+  const cellDir = join(out, 'cells', slug(arm), String(seed));
+  const resPath = join(cellDir, 'result.json');
+  cleanStaleTemps(cellDir);
+  return { cellDir, resPath, done: readCachedJson<CellResult>(resPath, (v) => isCell(v, arm, seed), log) };
 }

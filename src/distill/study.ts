@@ -27,9 +27,8 @@ import { ensureBase, checkUserModel } from './bases.js';
 import { runLamaStudy } from './lama-study.js';
 import { readLmText } from '../data/text.js';
 import { cleanStaleTemps, writeJsonAtomic } from '../io/atomic.js';
-import { cached, checkSameStudy, isCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
+import { cached, cellSlot, checkSameStudy, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
 
-const slug = (s: string): string => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/-+$/, '').toLowerCase();
 
 export async function runStudy(c: StudyConfig, out: string, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
   const be = backend(), threadsBefore = be.threads();
@@ -189,10 +188,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
     const select = c.setting === 'multitask' && (c.train.dev_every ?? 1) > 0;
     let cache: TeacherCache | null = null;
     for (const arm of arms) {
-      const cellDir = join(out, 'cells', slug(arm), String(seed));
-      const resPath = join(cellDir, 'result.json');
-      cleanStaleTemps(cellDir);
-      const done = readCachedJson<CellResult>(resPath, (v) => isCell(v, arm, seed), log);
+      const { cellDir, resPath, done } = cellSlot(out, arm, seed, log);
       if (done) { cells.push(done); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
       log(`— ${arm}, seed ${seed}`);
       // A fresh student of this seed, copy-pretrained first when the config asks (once per seed, kept).
