@@ -8,59 +8,18 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as O from '../../src/engine/ops.js';
-import { tidy, noGrad, Rng } from '../../src/engine/index.js';
+import { tidy, Rng } from '../../src/engine/index.js';
 import { Bert, bertConfig, type BertConfig } from '../../src/models/bert.js';
 import { loadModel } from '../../src/models/index.js';
 import { AdamW } from '../../src/optim/adamw.js';
+import { skip, requireTorch, checkAll, ok, ourLogits, type Checked, maxDiff } from './check-model-dir.js';
 
-const PY = process.env.ICLD_PYTHON ?? '/usr/bin/python3';
-const CHECK = fileURLToPath(new URL('../../../tools/check_model_dir.py', import.meta.url));
 const FIX = fileURLToPath(new URL('../../../test/fixtures/bert/', import.meta.url));
-
-function torchProblem(): string | null {
-  const r = spawnSync(PY, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
-  if (r.error) return r.error.message;
-  if (r.status !== 0) return (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`);
-  return null;
-}
-const noTorch = torchProblem();
-const skip = noTorch && process.env.ICLD_ALLOW_NO_TORCH === '1' ? `${PY} cannot import torch (${noTorch}); skipped because ICLD_ALLOW_NO_TORCH=1` : false;
-
-interface Checked { dir: string; error?: string; config: Record<string, unknown>; unknown_keys: string[]; ignored: string[]; shape: number[]; logits: number[] }
-
-function checkAll(dirs: string[], ids: number[]): Map<string, Checked> {
-  const r = spawnSync(PY, [CHECK, '--ids', ids.join(','), ...dirs], { encoding: 'utf8', timeout: 180_000, maxBuffer: 64 << 20 });
-  assert.equal(r.error, undefined, `${PY} ${CHECK}: ${r.error?.message}`);
-  assert.ok(r.status === 0 || r.status === 1, `check_model_dir.py exited ${r.status}: ${r.stderr}`);
-  const out = new Map<string, Checked>();
-  for (const line of r.stdout.trim().split('\n')) { const c = JSON.parse(line) as Checked; out.set(c.dir, c); }
-  assert.deepEqual([...out.keys()], dirs, `one result per dir: ${r.stderr}`);
-  return out;
-}
-
-function ok(c: Checked | undefined): Checked {
-  assert.ok(c, 'no result');
-  assert.equal(c.error, undefined, `check_model_dir.py ${c.dir}: ${c.error}`);
-  return c;
-}
-
-function ourLogits(model: { eval(): unknown; forward(t: ReturnType<typeof O.tensor>): ReturnType<typeof O.tensor> }, ids: number[]): number[] {
-  model.eval();
-  return tidy(() => noGrad(() => Array.from(model.forward(O.tensor(ids, [1, ids.length], 'int32')).f32)));
-}
-
-function maxDiff(a: number[], b: number[]): number {
-  assert.equal(a.length, b.length);
-  let w = 0;
-  for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i]));
-  return w;
-}
 
 /** Random init, then a few AdamW MLM steps on random sequences so every weight moved. */
 function trained(cfg: BertConfig, seed: number): Bert {
@@ -89,7 +48,7 @@ describe('BERT dirs written by icl-distill load in the independent PyTorch BertF
   let res: Map<string, Checked>;
 
   before(() => {
-    if (noTorch) assert.fail(`${PY} cannot import torch (${noTorch}): install python3-torch (or set ICLD_ALLOW_NO_TORCH=1 to skip this test)`);
+    requireTorch();
     tmp = mkdtempSync(join(tmpdir(), 'icld-berthf-'));
     model = trained(bertConfig(BASE), 5);
     model.savePretrained(d('f32'));

@@ -35,14 +35,6 @@ const ints = (rows: number[][]) => O.tensor(rows.flat(), [rows.length, rows[0].l
 const floats = (rows: number[][]) => O.tensor(rows.flat(), [rows.length, rows[0].length]);
 const opts = () => ({ attentionMask: floats(G.attention_mask), tokenTypeIds: ints(G.token_type_ids) });
 
-/** Logits of the real (mask = 1) positions only: HF's padded query rows are not compared. */
-function realRows(flat: number[], mask: number[][], V: number): number[] {
-  const out: number[] = [];
-  const T = mask[0].length;
-  mask.forEach((row, b) => row.forEach((m, t) => { if (m) for (let v = 0; v < V; v++) out.push(flat[(b * T + t) * V + v]); }));
-  return out;
-}
-
 let tmp = '';
 before(() => { tmp = mkdtempSync(join(tmpdir(), 'icld-bert-')); });
 after(() => { rmSync(tmp, { recursive: true, force: true }); });
