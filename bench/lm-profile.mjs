@@ -1,22 +1,28 @@
 #!/usr/bin/env node
-// Where the time of one GPT-2 training step goes (the step of `icld bench train`): per phase
+// Where the time of one training step of `icld bench train` goes (GPT-2 or BERT MLM): per phase
 // (forward, backward, clipGradNorm, AdamW, zeroGrad, scope exit) and per backend kernel (every
 // backend method wrapped with a timer, as bench/kernel-profile.mjs does; GEMMs keyed by shape with
 // their GFLOP/s). Time outside kernels is TypeScript-side overhead (views, tape, pool, JS loops).
 //
-//   npm run build && node bench/lm-profile.mjs [small|gpt2s] [steps]
+//   npm run build && node bench/lm-profile.mjs [small|gpt2s|bert-small] [steps] [--full-head] [--threads N]
+// The model and the batch (MLM-masked for BERT; --full-head: LM head at every position) are the
+// bench's own (buildModel, benchLoss in src/cli/bench-lm.ts).
 import { performance } from 'node:perf_hooks';
 
-const config = process.argv[2] ?? 'small';
-const steps = Number(process.argv[3] ?? (config === 'small' ? 6 : 2));
+const pos = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--threads');
+const config = pos[0] ?? 'small';
+const steps = Number(pos[1] ?? (config === 'small' ? 6 : 2));
+const fullHead = process.argv.includes('--full-head');
+const ti = process.argv.indexOf('--threads');
 const E = await import('../dist/src/engine/index.js');
-const { GPT2, gpt2Config } = await import('../dist/src/models/gpt2.js');
 const { AdamW, clipGradNorm } = await import('../dist/src/optim/adamw.js');
 const { paramGroups } = await import('../dist/src/train/trainer.js');
-const { TRAIN_CONFIGS } = await import('../dist/src/cli/bench-lm.js');
+const { TRAIN_CONFIGS, buildModel, benchLoss } = await import('../dist/src/cli/bench-lm.js');
 
 const s = TRAIN_CONFIGS[config];
+if (!s) throw new Error(`unknown config '${config}' (${Object.keys(TRAIN_CONFIGS).join(', ')})`);
 const be = E.backend();
+if (ti >= 0) be.setThreads(Number(process.argv[ti + 1]));
 const acc = new Map();
 let on = false;
 for (const k of Object.keys(be).concat(Object.getOwnPropertyNames(Object.getPrototypeOf(be)))) {
@@ -34,7 +40,8 @@ for (const k of Object.keys(be).concat(Object.getOwnPropertyNames(Object.getProt
   };
 }
 
-const model = new GPT2(gpt2Config({ vocab_size: s.vocab, n_positions: s.nPositions, n_embd: s.d, n_layer: s.L, n_head: s.H }), 0);
+const model = buildModel(s);
+const lossOf = benchLoss(model, s, fullHead);
 model.train();
 const params = model.parameters();
 const opt = new AdamW(paramGroups(model, 0.1), { lr: 3e-4, betas: [0.9, 0.95], eps: 1e-8 });
@@ -48,9 +55,7 @@ for (let i = 0; i < steps + 1; i++) {
   let t = t0, tEnd = 0;
   const mark = (ph) => { const n = performance.now(); if (prof) phases[ph] += n - t; t = n; };
   E.tidy(() => {
-    const ids = E.empty([s.batch, s.T], 'int32', false);
-    for (let j = 0; j < ids.i32.length; j++) ids.i32[j] = rng.nextU32() % s.vocab;
-    const { loss } = model.loss(ids); mark('forward');
+    const loss = lossOf(rng); mark('forward');
     loss.backward(); loss.item(); mark('backward');
     clipGradNorm(params, 1.0); mark('clip');
     opt.update(); mark('adamw');
@@ -63,7 +68,7 @@ for (let i = 0; i < steps + 1; i++) {
 }
 const per = (ms) => (ms / steps).toFixed(1).padStart(8);
 const tot = [...acc.values()].reduce((a, e) => a + e.ms, 0);
-console.log(`${config}: ${steps} profiled steps, ${(wall / steps).toFixed(1)} ms/step (timers add overhead); in backend kernels ${(tot / steps).toFixed(1)} ms/step (${(100 * tot / wall).toFixed(0)}%), outside ${((wall - tot) / steps).toFixed(1)} ms/step`);
+console.log(`${config}${s.arch === 'bert' ? ` (${fullHead ? 'full head' : 'masked-row head'})` : ''}, ${be.threads()} thread(s): ${steps} profiled steps, ${(wall / steps).toFixed(1)} ms/step (timers add overhead); in backend kernels ${(tot / steps).toFixed(1)} ms/step (${(100 * tot / wall).toFixed(0)}%), outside ${((wall - tot) / steps).toFixed(1)} ms/step`);
 console.log('phases (ms/step, kernels included):');
 for (const [k, v] of Object.entries(phases)) console.log(`  ${k.padEnd(10)} ${per(v)}`);
 const groups = new Map();

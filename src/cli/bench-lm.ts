@@ -133,7 +133,8 @@ function randomIds(B: number, T: number, vocab: number, rng: Rng): Tensor {
   return t;
 }
 
-function buildModel(s: Shape, seed = 0): LanguageModel {
+/** A model of the bench shape (random weights). */
+export function buildModel(s: Shape, seed = 0): LanguageModel {
   if (s.arch === 'bert') {
     return createModel('bert', { vocab_size: s.vocab, hidden_size: s.d, num_hidden_layers: s.L, num_attention_heads: s.H, intermediate_size: s.ff ?? 4 * s.d, max_position_embeddings: s.nPositions, pad_token_id: 0 }, seed);
   }
@@ -144,6 +145,23 @@ function buildModel(s: Shape, seed = 0): LanguageModel {
 const SPECIALS = 5, MASK_ID = 4;
 function benchCollator(vocab: number): MlmCollator {
   return new MlmCollator({ type: 'wordpiece', vocabSize: vocab, maskTokenId: MASK_ID, padTokenId: 0, isSpecialId: (id) => id < SPECIALS, idToToken: (id) => `t${id}` });
+}
+
+/**
+ * The training step's forward for a bench shape: the loss on one fresh random batch drawn from
+ * `rng` — causal LM loss, or (BERT) MLM on masked random tokens with the LM head at the masked rows
+ * (`fullHead`: at every position, as BertForMaskedLM). Shared by `bench train` and bench/lm-profile.mjs.
+ */
+export function benchLoss(model: LanguageModel, s: Shape, fullHead = false): (rng: Rng) => Tensor {
+  if (s.arch !== 'bert') return (rng) => model.loss(randomIds(s.batch, s.T, s.vocab, rng)).loss;
+  const col = benchCollator(s.vocab);
+  const ids32 = new Int32Array(s.batch * s.T), lab32 = new Int32Array(s.batch * s.T);
+  return (rng) => {
+    const raw = randomIds(s.batch, s.T, s.vocab - SPECIALS, rng).i32.map((x) => x + SPECIALS);
+    col.apply(raw, s.T, rng, ids32, lab32);
+    const ids = O.fromData(ids32, [s.batch, s.T]);
+    return fullHead ? model.loss(ids, O.fromData(lab32, [s.batch, s.T])).loss : mlmLoss(model, ids, lab32);
+  };
 }
 
 export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {
@@ -159,8 +177,7 @@ export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {
   const params = model.parameters();
   const opt = new AdamW(paramGroups(model, 0.1), { lr: 3e-4, betas: [0.9, 0.95], eps: 1e-8 });
   const rng = new Rng(1234);
-  const col = s.arch === 'bert' ? benchCollator(s.vocab) : null;
-  const ids32 = new Int32Array(s.batch * s.T), lab32 = new Int32Array(s.batch * s.T);
+  const lossOf = benchLoss(model, s, opts.fullHead);
   let peak = process.memoryUsage.rss();
   const sample = (): void => { const r = process.memoryUsage.rss(); if (r > peak) peak = r; };
   const times: number[] = [];
@@ -169,15 +186,7 @@ export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {
     for (let i = 0; i < warmup + steps; i++) {
       const t0 = performance.now();
       lastLoss = tidy(() => {
-        let loss: Tensor;
-        if (col) {
-          const raw = randomIds(s.batch, s.T, s.vocab - SPECIALS, rng).i32.map((x) => x + SPECIALS);
-          col.apply(raw, s.T, rng, ids32, lab32);
-          const ids = O.fromData(ids32, [s.batch, s.T]);
-          loss = opts.fullHead ? model.loss(ids, O.fromData(lab32, [s.batch, s.T])).loss : mlmLoss(model, ids, lab32);
-        } else {
-          loss = model.loss(randomIds(s.batch, s.T, s.vocab, rng)).loss;
-        }
+        const loss = lossOf(rng);
         loss.backward();
         sample();
         const l = loss.item();
@@ -197,7 +206,7 @@ export function benchTrain(opts: BenchTrainOptions): BenchTrainResult {
   }
   const stepS = median(times);
   return {
-    config: opts.config, ...(col ? { mlm_head: opts.fullHead ? 'full' as const : 'masked' as const } : {}), shape: s, params: params.reduce((a, p) => a + p.size, 0), steps, warmup,
+    config: opts.config, ...(s.arch === 'bert' ? { mlm_head: opts.fullHead ? 'full' as const : 'masked' as const } : {}), shape: s, params: params.reduce((a, p) => a + p.size, 0), steps, warmup,
     step_s: round(stepS, 4), step_s_all: times.map((t) => round(t, 4)),
     tokens_per_s: round((s.batch * s.T) / stepS, 1),
     peak_rss_mb: round(peak / MiB, 1), max_rss_mb: round(maxRssMb(), 1),
