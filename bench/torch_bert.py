@@ -19,11 +19,10 @@ Usage:
 """
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import time
+
+from torch_common import current_rss_mb, median, peak_rss_mb, per_thread_runs
 
 # Same shapes as src/cli/bench-lm.ts BERT_CONFIGS.
 SHAPES = {
@@ -101,21 +100,6 @@ def mask_batch(torch, ids, V, g, p=0.15):
     rnd = torch.bernoulli(torch.full(ids.shape, 0.5), generator=g).bool() & chosen & ~replaced
     ids[rnd] = torch.randint(SPECIAL, V, ids.shape, generator=g)[rnd]
     return ids, labels
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mb():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / (1024 * 1024)
-
-
-def median(xs):
-    s = sorted(xs)
-    n = len(s)
-    return s[(n - 1) // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def child(args):
@@ -198,16 +182,8 @@ def main():
     if args.nthreads is not None:
         return child(args)
     import torch
-    res = {}
-    for t in args.threads.split(','):
-        env = dict(os.environ, OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, MKL_NUM_THREADS=t)
-        cmd = [sys.executable, __file__, args.kind, '--config', args.config, '--nthreads', t, '--reps', str(args.reps)]
-        if args.steps is not None:
-            cmd += ['--steps', str(args.steps)]
-        if args.warmup is not None:
-            cmd += ['--warmup', str(args.warmup)]
-        r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True)
-        res[t] = json.loads(r.stdout.strip().splitlines()[-1])
+    extra = (['--steps', str(args.steps)] if args.steps is not None else []) + (['--warmup', str(args.warmup)] if args.warmup is not None else [])
+    res = per_thread_runs(args.threads, lambda t: [sys.executable, __file__, args.kind, '--config', args.config, '--nthreads', t, '--reps', str(args.reps), *extra])
     key = 'tokens_per_s' if args.kind == 'train' else 'ms'
     best = (max if args.kind == 'train' else min)(res, key=lambda t: res[t][key])
     print(json.dumps(dict(torch=torch.__version__, kind=args.kind, config=args.config, shape=SHAPES[args.config], threads=res, best_threads=best)))

@@ -23,10 +23,10 @@ import argparse
 import json
 import math
 import os
-import resource
-import subprocess
 import sys
 import time
+
+from torch_common import current_rss_mb, median, peak_rss_mb, per_thread_runs
 
 TRAIN = {
     'small': dict(d=256, L=4, H=4, T=128, batch=16, vocab=2048, n_positions=128),
@@ -126,21 +126,6 @@ def build(torch, nn, F):
             return x @ s.wte.weight.t(), new_cache  # tied LM head
 
     return GPT2
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def current_rss_mb():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / (1024 * 1024)
-
-
-def median(xs):
-    s = sorted(xs)
-    n = len(s)
-    return s[(n - 1) // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def child(args):
@@ -245,14 +230,7 @@ def main():
         child(args)
         return
     import torch
-    res = {}
-    for nt in [int(x) for x in args.threads.split(',') if x.strip()]:
-        env = dict(os.environ, OMP_NUM_THREADS=str(nt), OPENBLAS_NUM_THREADS=str(nt), MKL_NUM_THREADS=str(nt))
-        cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], '--child', '--nthreads', str(nt)]
-        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
-        if p.returncode != 0:
-            sys.exit(f'child ({nt} threads) failed with exit {p.returncode}')
-        res[str(nt)] = json.loads(p.stdout.strip().splitlines()[-1])
+    res = per_thread_runs(args.threads, lambda nt: [sys.executable, os.path.abspath(__file__), *sys.argv[1:], '--child', '--nthreads', nt])
     key = 'step_s' if args.kind == 'train' else 'tokens_per_s'
     best = (min if args.kind == 'train' else max)(res, key=lambda k: res[k][key])
     print(json.dumps(dict(torch=torch.__version__, kind=args.kind, config=args.config, threads=res, best_threads=best)))
