@@ -29,7 +29,7 @@ import { seedStudent, trainArm } from './study-arms.js';
 import { ARMS, type StudyConfig } from './study-config.js';
 import { assemble, fmtAvg, type CellResult } from './study-results.js';
 import { writeStudyReport } from './study-report.js';
-import { cached, cellSlot, checkSameStudy, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
+import { cached, cellSlot, checkSameStudy, saveCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
 
 /** One relation as evaluated: the facts probed and the pool its demonstrations come from. */
 export interface LamaEvalSet { relation: LamaRelation; test: LamaFact[]; demos: LamaFact[] }
@@ -199,6 +199,14 @@ async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
     tm.dispose();
   };
   const metaData = c.setting === 'meta' ? lamaSeedData(c, rels, 0) : null;
+  // Each seed's splits, drawn once (the teacher row, the baseline, the arms and the speed test share them).
+  const bySeed = new Map<number, LamaSeedData>();
+  const seedData = (s: number): LamaSeedData => {
+    if (metaData) return metaData;
+    let d = bySeed.get(s);
+    if (!d) bySeed.set(s, (d = lamaSeedData(c, rels, s)));
+    return d;
+  };
   if (metaData?.split) log(`relations: meta-train ${metaData.split.train.join(' ')} | validation ${metaData.split.dev.join(' ')} | test ${metaData.split.test.join(' ')}`);
   let teacherDir = teacherBase;
   if (c.teacher.ict && metaData) { teacherDir = join(out, 'teacher'); tuneTeacher(metaData.pools, teacherDir); }
@@ -211,13 +219,13 @@ async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
   const perSeedTeachers = c.setting === 'multitask' && !!c.teacher.ict;
   if (!perSeedTeachers) {
     const missing = c.seeds.filter((s) => !teacherRes[String(s)]);
-    for (const s of missing) { const e = evalLama(teacher, tok, (metaData ?? lamaSeedData(c, rels, s)).test, cands, c.k, s, evalBatch); teacherRes[String(s)] = { tasks: e.tasks, average: e.average }; }
+    for (const s of missing) { const e = evalLama(teacher, tok, seedData(s).test, cands, c.k, s, evalBatch); teacherRes[String(s)] = { tasks: e.tasks, average: e.average }; }
     if (missing.length) writeJsonAtomic(tePath, teacherRes);
     for (const k of Object.keys(teacherRes)) if (!c.seeds.map(String).includes(k)) delete teacherRes[k];
     log(`teacher: ${fmtAvg(Object.values(teacherRes).map((r) => r.average))}`);
   }
   const baseline: Record<string, { tasks: Record<string, Metrics>; average: Metrics }> = {};
-  for (const s of c.seeds) baseline[String(s)] = majorityObjectBaseline(tok, (metaData ?? lamaSeedData(c, rels, s)).test, cands);
+  for (const s of c.seeds) baseline[String(s)] = majorityObjectBaseline(tok, seedData(s).test, cands);
   log(`Most frequent object of the relation's train facts: ${fmtAvg(Object.values(baseline).map((b) => b.average))}`);
   // 6. Arms × seeds.
   const arms = c.arms ?? [...ARMS];
@@ -226,7 +234,7 @@ async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
   const collator = masked ? new MlmCollator(tok) : undefined;
   const wrap = masked && tok.clsTokenId !== undefined && tok.sepTokenId !== undefined;
   for (const seed of c.seeds) {
-    const sd = metaData ?? lamaSeedData(c, rels, seed);
+    const sd = seedData(seed);
     const instances = lamaInstances(tok, spec, sd.pools, { k: c.k, demos: true, seed, n: c.train.instances });
     let seedTeacher = teacher;
     if (perSeedTeachers) {
@@ -251,7 +259,7 @@ async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
       const lm = { loader: new WindowLoader(shard, 0, shard.length, W, seed), batchSize: c.lm_data.batch_size, ...(collator ? { mlm: { collator, cls: tok.clsTokenId, sep: tok.sepTokenId } } : {}) };
       const ft = arm === 'Multitask-FT';
       const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
-      const { steps, curve, epochS, bestStep } = trainArm(arm, c, {
+      const run = trainArm(arm, c, {
         common: { student, tokenizer: tok, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
           train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
           select: (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: (m: LanguageModel) => evalLama(m, tok, sd.dev, cands, ft ? 0 : c.k, seed, evalBatch).average.p1 } : undefined },
@@ -262,17 +270,13 @@ async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
       const trainS = (performance.now() - tc) / 1000;
       // Multitask-FT is evaluated as it was trained: without demonstrations.
       const e = evalLama(student, tok, sd.test, cands, ft ? 0 : c.k, seed, evalBatch);
-      const cell: CellResult = { arm, seed, tasks: e.tasks, average: e.average, train_s: +trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, eval_k: ft ? 0 : c.k, ...(bestStep !== null ? { best_step: bestStep } : {}) };
-      mkdirSync(cellDir, { recursive: true });
-      writeJsonAtomic(resPath, cell);
-      log(`${arm} seed ${seed}: ${fmtAvg([e.average])} (${trainS.toFixed(0)} s)`);
-      cells.push(cell);
+      cells.push(saveCell(cellDir, resPath, { arm, seed, run, trainS, evalK: ft ? 0 : c.k, tasks: e.tasks, average: e.average }, log));
       student.dispose();
     }
     if (seedTeacher !== teacher) seedTeacher.dispose();
   }
   // 7. Results.
-  const probeSets = (metaData ?? lamaSeedData(c, rels, c.seeds[0])).test;
+  const probeSets = seedData(c.seeds[0]).test;
   const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureLamaSpeed(teacher, studentProbe, tok, spec, probeSets, c.k), log);
   const groups: Record<string, string[]> = {};
   for (const s of probeSets) (groups[s.relation.source === 'google_re' ? 'Google-RE' : `T-REx ${s.relation.type}`] ??= []).push(s.relation.id);

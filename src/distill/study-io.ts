@@ -1,13 +1,15 @@
 // File helpers shared by the study runners (CrossFit-style tasks and LAMA): cached JSON results
 // that a crash may have torn, the stamped LM text, checkpoint pruning, and the same-config check.
 
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { readJsonFile } from '../io/json.js';
 import { cleanStaleTemps, removeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { studyConfigChanges, type StudyConfig } from './study-config.js';
-import type { CellResult } from './study-results.js';
+import { fmtAvg, type CellResult } from './study-results.js';
+import type { Metrics } from '../icl/evaluate.js';
+import type { ArmRun } from './study-arms.js';
 
 /** Drop intermediate checkpoints of a finished run (the final model stays in the run dir). */
 export function rmCheckpoints(dir: string): void {
@@ -81,4 +83,14 @@ export function cellSlot(out: string, arm: string, seed: number, log: (s: string
   const resPath = join(cellDir, 'result.json');
   cleanStaleTemps(cellDir);
   return { cellDir, resPath, done: readCachedJson<CellResult>(resPath, (v) => isCell(v, arm, seed), log) };
+}
+
+/** Write a finished cell's result.json (atomically: it is what marks the cell done) and log its scores. */
+export function saveCell(cellDir: string, resPath: string, r: { arm: string; seed: number; run: ArmRun; trainS: number; evalK: number; tasks: Record<string, Metrics>; average: Metrics }, log: (s: string) => void): CellResult {
+  const { steps, curve, epochS, bestStep } = r.run;
+  const cell: CellResult = { arm: r.arm, seed: r.seed, tasks: r.tasks, average: r.average, train_s: +r.trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, eval_k: r.evalK, ...(bestStep !== null ? { best_step: bestStep } : {}) };
+  mkdirSync(cellDir, { recursive: true });
+  writeJsonAtomic(resPath, cell);
+  log(`${r.arm} seed ${r.seed}: ${fmtAvg([r.average])} (${r.trainS.toFixed(0)} s)`);
+  return cell;
 }

@@ -27,7 +27,7 @@ import { ensureBase, checkUserModel } from './bases.js';
 import { runLamaStudy } from './lama-study.js';
 import { readLmText } from '../data/text.js';
 import { cleanStaleTemps, writeJsonAtomic } from '../io/atomic.js';
-import { cached, cellSlot, checkSameStudy, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
+import { cached, cellSlot, checkSameStudy, saveCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
 
 
 export async function runStudy(c: StudyConfig, out: string, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
@@ -199,7 +199,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(c.lm_data.seq_len, student.maxPositions), seed), batchSize: c.lm_data.batch_size };
       const ft = arm === 'Multitask-FT';
       const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
-      const { steps, curve, epochS, bestStep } = trainArm(arm, c, {
+      const run = trainArm(arm, c, {
         common: { student, tokenizer: tok, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
           train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
           select: (select || ft) && (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: devScorer(tok, sd.fewShot, ft ? 0 : c.k, method, c.eval.batch_size, seed, template) } : undefined },
@@ -210,11 +210,7 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       const trainS = (performance.now() - tc) / 1000;
       // Multitask-FT is evaluated as it was trained: without demonstrations.
       const e = evaluateIcl({ ...evalOpts, method, k: ft ? 0 : c.k, model: student, tokenizer: tok, seeds: [seed] });
-      const cell: CellResult = { arm, seed, tasks: mapTasks(e.tasks), average: e.average, train_s: +trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, eval_k: e.config.k as number, ...(bestStep !== null ? { best_step: bestStep } : {}) };
-      mkdirSync(cellDir, { recursive: true });
-      writeJsonAtomic(resPath, cell);
-      log(`${arm} seed ${seed}: ${fmtAvg([e.average])} (${trainS.toFixed(0)} s)`);
-      cells.push(cell);
+      cells.push(saveCell(cellDir, resPath, { arm, seed, run, trainS, evalK: e.config.k as number, tasks: mapTasks(e.tasks), average: e.average }, log));
       student.dispose();
     }
     if (seedTeacher !== teacher) seedTeacher.dispose();

@@ -3,7 +3,7 @@
 // Used by `icld generate`, the server and the ICL pipelines.
 
 import * as O from '../engine/ops.js';
-import { Rng, tidy, noGrad, type Tensor } from '../engine/index.js';
+import { Rng, tidy, noGrad } from '../engine/index.js';
 import { requireCausal, type LanguageModel } from './lm.js';
 
 export interface TextCodec {

@@ -3,7 +3,7 @@
 // Conv1D layout [in, out]; the LM head is tied to wte.
 
 import * as O from '../engine/ops.js';
-import { Tensor, Rng, noGrad, empty } from '../engine/index.js';
+import { Tensor, Rng, noGrad } from '../engine/index.js';
 import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn/module.js';
 import { backend } from '../engine/backend/index.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, writeJsonAtomic, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
