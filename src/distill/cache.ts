@@ -13,7 +13,7 @@ import { tidy, noGrad } from '../engine/index.js';
 import type { LanguageModel } from '../models/index.js';
 import type { Instance } from '../icl/ict.js';
 import * as O from '../engine/ops.js';
-import { answerLogits, answerRows, answerSpan, makeBatch } from '../icl/ict.js';
+import { answerLogits, answerSpan, makeBatch } from '../icl/ict.js';
 import { teacherTarget, type TeacherTarget } from './loss.js';
 
 export interface CacheMeta { version: 1; key: string; tau: number; top_k: number; instances: number; positions: number; offsets: number[]; bytes: number; }
@@ -35,7 +35,6 @@ export function instancesHash(xs: Instance[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
-export { answerRows };
 
 /** Teacher targets for a batch of instances from a live teacher (noGrad). */
 export function liveTargets(teacher: LanguageModel, batch: Instance[], pad: number, tau: number, topK: number): TeacherTarget[][] {
@@ -44,8 +43,12 @@ export function liveTargets(teacher: LanguageModel, batch: Instance[], pad: numb
     teacher.eval();
     const lg = O.contiguous(answerLogits(teacher, b).logits);
     const V = lg.shape[1], d = lg.f32.subarray(lg.offset);
+    // answerLogits' rows: instance by instance, each instance's answer tokens in order.
     let r = 0;
-    return batch.map((inst) => answerRows(inst, 0, 0).map((_, j) => teacherTarget(d.subarray(r * V, (++r) * V), topK, tau, inst.candidates?.[j] ?? [])));
+    return batch.map((inst) => {
+      const { start, end } = answerSpan(inst);
+      return Array.from({ length: end - start }, (_, j) => teacherTarget(d.subarray(r * V, (++r) * V), topK, tau, inst.candidates?.[j] ?? []));
+    });
   }));
 }
 

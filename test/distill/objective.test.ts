@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import * as O from '../../src/engine/ops.js';
 import { Rng } from '../../src/engine/rng.js';
 import { distillKL, teacherTarget, combineLoss, alphaAt } from '../../src/distill/loss.js';
-import { liveTargets, answerRows } from '../../src/distill/cache.js';
+import { liveTargets } from '../../src/distill/cache.js';
 import { trainDistill, lmTextTargets } from '../../src/distill/distill.js';
 import { GPT2, gpt2Config } from '../../src/models/gpt2.js';
 import { BPETokenizer } from '../../src/tokenizers/index.js';
 import { writeSyntheticSuite, syntheticCorpus } from '../../src/data/synthetic.js';
-import { episodePools, IctSampler, makeBatch } from '../../src/icl/ict.js';
+import { answerRows, episodePools, IctSampler, makeBatch } from '../../src/icl/ict.js';
 import { buildShards, EpochOrder, TokenFile, WindowLoader } from '../../src/data/shards.js';
 import { gradcheck, leaf } from '../helpers.js';
 

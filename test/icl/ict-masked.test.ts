@@ -3,8 +3,8 @@
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { makeBatch, answerSpan, predictionRow, type Instance } from '../../src/icl/ict.js';
-import { answerRows, instancesHash } from '../../src/distill/cache.js';
+import { makeBatch, answerRows, answerSpan, predictionRow, type Instance } from '../../src/icl/ict.js';
+import { instancesHash } from '../../src/distill/cache.js';
 
 const MASK = 4, PAD = 0;
 // [CLS]=2 demo: 10 11 12 [SEP]=3 | query: 20 21 <answer 30 31> 22 [SEP]
