@@ -16,6 +16,7 @@ import type { MlmCollator } from '../data/mlm.js';
 import { reloadWeights, type LanguageModel } from '../models/index.js';
 import { answerLogits, makeBatch, type Instance } from '../icl/ict.js';
 import { EpochOrder, type WindowLoader } from '../data/shards.js';
+import { mlmLogits } from '../train/pretrain.js';
 import { Trainer, checkPosition, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
 import { alphaAt, combineLoss, distillKL, teacherTarget, type KLMode, type TeacherTarget } from './loss.js';
 import { TeacherCache, liveTargets } from './cache.js';
@@ -130,7 +131,7 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
         const x = lmText!.next();
         tokens += x.B * x.T;
         const st = lmLogits(o.student, x);
-        ce = O.crossEntropy(st.logits, st.targets);
+        ce = O.crossEntropy(st.logits, st.targets!);
         kl = distillKL(st.logits, lmTargets(o.teacher!, x, d.topK, d.temperature), d.temperature, 'full');
       }
       if (d.beta > 0 && o.objective === 'ict') {
@@ -138,7 +139,7 @@ export function trainDistill(o: DistillTrainOptions): TrainerState {
         const x = lmText!.next();
         tokens += x.B * x.T;
         const st = lmLogits(o.student, x);
-        lm = O.crossEntropy(st.logits, st.targets);
+        lm = O.crossEntropy(st.logits, st.targets!);
         if (useKL && alpha < 1) lmKl = distillKL(st.logits, lmTargets(o.teacher!, x, d.topK, d.temperature), d.temperature, 'full');
       }
       return combineLoss({ ce, kl, lm, lmKl }, kl || lmKl ? alpha : 1, d.temperature, d.beta);
@@ -208,25 +209,20 @@ class LmText {
 
 /**
  * Logits [N, V] and gold ids [N] of an LM batch: every position (causal, next-token targets) or
- * only the masked positions (MLM labels; the LM head runs on those rows only).
+ * only the masked positions (MLM labels; the LM head runs on those rows only, as in pretraining).
  */
-function lmLogits(model: LanguageModel, x: LmBatch): { logits: Tensor; targets: Tensor } {
-  if (!x.labels) {
-    const lg = model.forward(O.fromData(x.ids, [x.B, x.T]));
-    return { logits: O.reshape(lg, [x.B * x.T, lg.shape[2]]), targets: O.fromData(x.targets!, [x.B * x.T]) };
-  }
-  const rows: number[] = [], tg: number[] = [];
-  x.labels.forEach((l, i) => { if (l !== -100) { rows.push(i); tg.push(l); } });
-  const h = model.hidden(O.fromData(x.ids, [x.B, x.T]));
-  const picked = O.embedding(O.reshape(h, [x.B * x.T, h.shape[2]]), O.tensor(rows, [rows.length], 'int32'));
-  return { logits: model.lmHead(picked), targets: O.tensor(tg, [tg.length], 'int32') };
+function lmLogits(model: LanguageModel, x: LmBatch): { logits: Tensor; targets: Tensor | null } {
+  const ids = O.fromData(x.ids, [x.B, x.T]);
+  if (x.labels) return mlmLogits(model, ids, x.labels);
+  const lg = model.forward(ids);
+  return { logits: O.reshape(lg, [x.B * x.T, lg.shape[2]]), targets: x.targets ? O.fromData(x.targets, [x.B * x.T]) : null };
 }
 
 /** Teacher targets at the rows lmLogits uses (live, no gradient). */
 function lmTargets(teacher: LanguageModel, x: LmBatch, topK: number, tau: number): TeacherTarget[] {
   return O.noGrad(() => {
     teacher.eval();
-    const tl = O.contiguous(lmLogits(teacher, x.labels ? x : { ...x, targets: x.targets ?? new Int32Array(x.B * x.T) }).logits);
+    const tl = O.contiguous(lmLogits(teacher, x).logits);
     const [N, V] = tl.shape, d = tl.f32.subarray(tl.offset);
     return Array.from({ length: N }, (_, r) => teacherTarget(d.subarray(r * V, (r + 1) * V), topK, tau));
   });

@@ -283,6 +283,12 @@ export interface TrainMLMOptions extends TrainLMOptions {
  * gradients as `model.loss(ids, labels)` up to float rounding. `labels` is [B·T] (−100 = ignored).
  */
 export function mlmLoss(model: LanguageModel, ids: Tensor, labels: Int32Array, opts?: ForwardOptions): Tensor {
+  const m = mlmLogits(model, ids, labels, opts);
+  return O.crossEntropy(m.logits, m.targets);
+}
+
+/** Logits [n, V] at the n labelled positions (label ≠ −100) of ids [B, T], and their labels [n]. */
+export function mlmLogits(model: LanguageModel, ids: Tensor, labels: Int32Array, opts?: ForwardOptions): { logits: Tensor; targets: Tensor } {
   const h = model.hidden(ids, opts);
   const C = h.shape[h.ndim - 1];
   let n = 0;
@@ -292,7 +298,7 @@ export function mlmLoss(model: LanguageModel, ids: Tensor, labels: Int32Array, o
   for (let i = 0, j = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) { rows.i32[j] = i; tg.i32[j++] = labels[i]; }
   // embedding() is a differentiable row gather: its backward scatters the rows' gradients into h.
   const picked = O.embedding(O.reshape(h, [labels.length, C]), rows);
-  return O.crossEntropy(model.lmHead(picked), tg);
+  return { logits: model.lmHead(picked), targets: tg };
 }
 
 /** Seed of the masking Rng, apart from the dropout and data-order streams. */
