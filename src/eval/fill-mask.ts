@@ -3,8 +3,8 @@
 // Special tokens are never offered as candidates, but their mass stays in the softmax.
 
 import * as O from '../engine/ops.js';
-import { tidy, noGrad, type Tensor } from '../engine/index.js';
-import type { LanguageModel } from '../models/index.js';
+import { tidy, noGrad } from '../engine/index.js';
+import { logitsAt, type LanguageModel } from '../models/index.js';
 import type { Tokenizer } from '../tokenizers/types.js';
 
 export interface FillMaskCandidate { token: string; id: number; prob: number }
@@ -32,11 +32,6 @@ export function requireMasked(model: LanguageModel, what: string): void {
   if (model.kind !== 'masked') throw new Error(`${what} needs a masked language model (like BERT); this one is a ${model.kind} LM (model_type ${model.modelType})`);
 }
 
-/** Rows [B, T, C] → the hidden states at (b, positions[b]) as [n, 1, C] (a gather by narrowing). */
-export function rowsAt(h: Tensor, picks: [number, number][]): Tensor {
-  return O.concat(picks.map(([b, t]) => O.narrow(O.narrow(h, 0, b, 1), 1, t, 1)), 0);
-}
-
 /**
  * One candidate list per mask token of `text` (in text order), each sorted by probability, highest
  * first. The text is encoded with the tokenizer's special tokens ([CLS] … [SEP] for BERT).
@@ -56,8 +51,7 @@ export function fillMask(model: LanguageModel, tokenizer: Tokenizer, text: strin
   model.eval();
   const probs = tidy(() => noGrad(() => {
     // The LM head only at the mask positions: the rest of the sequence needs no logits.
-    const h = model.hidden(O.tensor(ids, [1, ids.length], 'int32'));
-    return Float32Array.from(O.softmax(model.lmHead(rowsAt(h, positions.map((t) => [0, t])))).toArray());
+    return Float32Array.from(O.softmax(logitsAt(model, O.tensor(ids, [1, ids.length], 'int32'), positions)).toArray());
   }));
   const V = model.vocabSize;
   return positions.map((_, m) => topCandidates(probs.subarray(m * V, (m + 1) * V), tokenizer, topK));

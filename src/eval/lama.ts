@@ -9,7 +9,7 @@
 import * as O from '../engine/ops.js';
 import { tidy, noGrad } from '../engine/index.js';
 import { Rng } from '../engine/rng.js';
-import type { LanguageModel } from '../models/index.js';
+import { logitsAt, type LanguageModel } from '../models/index.js';
 import type { Tokenizer } from '../tokenizers/types.js';
 import { demoSeed, drawDemonstrations, fillTemplate, splitAtObject, type LamaFact, type LamaRelation } from '../data/lama.js';
 
@@ -143,11 +143,8 @@ function positionLogits(model: LanguageModel, queries: Query[], batchSize: numbe
     const ids = new Int32Array(B * T).fill(pad), mask = new Int32Array(B * T), at = new Int32Array(B);
     group.forEach((q, b) => { q.ids.forEach((v, t) => { ids[b * T + t] = v; mask[b * T + t] = 1; }); at[b] = b * T + q.pos; });
     tidy(() => noGrad(() => {
-      const h = model.hidden(O.fromData(ids, [B, T]), { attentionMask: O.fromData(mask, [B, T]) });
-      const C = h.shape[2];
       // Only the probed positions go through the LM head.
-      const rows = O.embedding(O.reshape(O.contiguous(h), [B * T, C]), O.fromData(at, [B]));
-      const logits = O.contiguous(model.lmHead(rows));
+      const logits = O.contiguous(logitsAt(model, O.fromData(ids, [B, T]), at, { attentionMask: O.fromData(mask, [B, T]) }));
       const V = logits.shape[1], data = logits.f32, off = logits.offset;
       group.forEach((q, b) => onRow(q, data.subarray(off + b * V, off + (b + 1) * V)));
     }));

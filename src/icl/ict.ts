@@ -10,7 +10,7 @@ import { writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { Rng, tidy, noGrad, type Tensor } from '../engine/index.js';
-import type { LanguageModel } from '../models/index.js';
+import { logitsAt, type LanguageModel } from '../models/index.js';
 import { loadTask, trainingPool, type Example } from '../data/tasks.js';
 import { buildPrompt, ContinuationTooLongError, makeTemplate, PieceEncoder, tokenizePrompt, verbalize, type Method, type Template, type Tokenizer } from '../data/prompts.js';
 import { Trainer, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
@@ -222,10 +222,8 @@ export function answerRows(inst: Instance, b: number, L: number): number[] {
 export function answerLogits(model: LanguageModel, b: Batch): { logits: Tensor; targets: Tensor; rows: number[] } {
   checkInstanceKind(model, b);
   const rows = b.instances.flatMap((inst, i) => answerRows(inst, i, b.L));
-  const h = model.hidden(O.fromData(b.ids, [b.B, b.L]), b.attention ? { attentionMask: O.fromData(b.attention, [b.B, b.L]) } : {});
-  const C = h.shape[2];
-  const picked = O.embedding(O.reshape(h, [b.B * b.L, C]), O.tensor(rows, [rows.length], 'int32'));
-  return { logits: model.lmHead(picked), targets: O.tensor(rows.map((r) => b.targets[r]), [rows.length], 'int32'), rows };
+  const logits = logitsAt(model, O.fromData(b.ids, [b.B, b.L]), rows, b.attention ? { attentionMask: O.fromData(b.attention, [b.B, b.L]) } : {});
+  return { logits, targets: O.tensor(rows.map((r) => b.targets[r]), [rows.length], 'int32'), rows };
 }
 
 export interface IctTrainOptions {

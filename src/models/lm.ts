@@ -3,6 +3,7 @@
 
 import type { Tensor, Rng } from '../engine/index.js';
 import { empty } from '../engine/index.js';
+import * as O from '../engine/ops.js';
 import type { SaveOptions } from '../io/hf.js';
 import type { Schema } from '../io/json.js';
 
@@ -111,4 +112,17 @@ export function requireCausal(model: LanguageModel, what: string): CausalLanguag
     throw new Error(`${what} needs a causal language model (left-to-right, like GPT-2); this one is a ${model.kind} LM (model_type ${model.modelType})`);
   }
   return model as CausalLanguageModel;
+}
+
+/**
+ * Logits [n, V] at n flat positions (b·T + t) of ids [B, T]. The model body runs on every token,
+ * the LM head only on the rows asked for: with a large vocabulary the head over every position
+ * would cost more than the rest (MLM pretraining, ICT answers, the LAMA probe, fill-mask).
+ * Differentiable (the row gather scatters its gradient back into the hidden states).
+ */
+export function logitsAt(model: Pick<LanguageModel, 'hidden' | 'lmHead'>, ids: Tensor, rows: ArrayLike<number>, opts?: ForwardOptions): Tensor {
+  const h = model.hidden(ids, opts);
+  const idx = empty([rows.length], 'int32', false);
+  idx.i32.set(rows);
+  return model.lmHead(O.embedding(O.reshape(h, [ids.size, h.shape[h.ndim - 1]]), idx));
 }

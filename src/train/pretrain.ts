@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { tidy, noGrad, Rng } from '../engine/index.js';
-import { createModel, modelConfig, modelFamily, type ForwardOptions, type LanguageModel } from '../models/index.js';
+import { createModel, logitsAt, modelConfig, modelFamily, type ForwardOptions, type LanguageModel } from '../models/index.js';
 import type { Tensor } from '../engine/index.js';
 import { BPETokenizer } from '../tokenizers/bpe.js';
 import { loadTokenizer, WordPieceTokenizer } from '../tokenizers/index.js';
@@ -289,16 +289,10 @@ export function mlmLoss(model: LanguageModel, ids: Tensor, labels: Int32Array, o
 
 /** Logits [n, V] at the n labelled positions (label ≠ −100) of ids [B, T], and their labels [n]. */
 export function mlmLogits(model: LanguageModel, ids: Tensor, labels: Int32Array, opts?: ForwardOptions): { logits: Tensor; targets: Tensor } {
-  const h = model.hidden(ids, opts);
-  const C = h.shape[h.ndim - 1];
-  let n = 0;
-  for (let i = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) n++;
-  if (n === 0) throw new Error('mlmLoss: no labelled position in the batch');
-  const rows = O.empty([n], 'int32', false), tg = O.empty([n], 'int32', false);
-  for (let i = 0, j = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) { rows.i32[j] = i; tg.i32[j++] = labels[i]; }
-  // embedding() is a differentiable row gather: its backward scatters the rows' gradients into h.
-  const picked = O.embedding(O.reshape(h, [labels.length, C]), rows);
-  return { logits: model.lmHead(picked), targets: tg };
+  const rows: number[] = [], tg: number[] = [];
+  for (let i = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) { rows.push(i); tg.push(labels[i]); }
+  if (rows.length === 0) throw new Error('mlmLoss: no labelled position in the batch');
+  return { logits: logitsAt(model, ids, rows, opts), targets: O.tensor(tg, [tg.length], 'int32') };
 }
 
 /** Seed of the masking Rng, apart from the dropout and data-order streams. */
