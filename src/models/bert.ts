@@ -5,9 +5,9 @@
 
 import * as O from '../engine/ops.js';
 import { Tensor, Rng } from '../engine/index.js';
-import { Module, ModuleList, Embedding, LayerNorm, Dropout } from '../nn/module.js';
+import { Module, ModuleList, Embedding, LayerNorm, Dropout, type LinearLayer } from '../nn/module.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
-import type { ForwardOptions, LanguageModel } from './lm.js';
+import type { ForwardOptions, LanguageModel, ModelDims } from './lm.js';
 import { registerFamily } from './registry.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
@@ -130,7 +130,8 @@ export function bertParameterShapes(c: BertConfig): [string, number[]][] {
 }
 
 /** y = x Wᵀ + b with W stored [out, in] (PyTorch nn.Linear's layout, as BERT checkpoints hold it). */
-export class BertLinear extends Module {
+export class BertLinear extends Module implements LinearLayer {
+  readonly weightLayout = 'out_in' as const;
   readonly weight: Tensor;
   readonly bias: Tensor;
   constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, std: number, init: boolean) {
@@ -333,6 +334,10 @@ export class Bert extends Module implements LanguageModel {
     writeConfig(dir, { ...this.config, model_type: 'bert', architectures: ['BertForMaskedLM'], torch_dtype: opts.dtype === 'F16' ? 'float16' : opts.dtype === 'BF16' ? 'bfloat16' : 'float32' });
   }
 
+  get dims(): ModelDims { return { layers: this.config.num_hidden_layers, heads: this.config.num_attention_heads, hidden: this.config.hidden_size }; }
+  inputEmbeddings(): Tensor { return this.bert.embeddings.word_embeddings.weight; }
+  resizeTokenEmbeddings(n: number): void { throw new Error(`resizeTokenEmbeddings(${n}): not implemented yet`); }
+
   get vocabSize(): number { return this.config.vocab_size; }
   get maxPositions(): number { return this.config.max_position_embeddings; }
   /** BERT has no end-of-text token. */
@@ -468,4 +473,15 @@ registerFamily({
   create: (config, seed) => new Bert(config as BertConfig, seed),
   fromPretrained: (dir, raw) => Bert.fromPretrained(dir, raw),
   looksLike: (raw) => 'hidden_size' in raw && 'num_hidden_layers' in raw && 'type_vocab_size' in raw,
+  tuning: {
+    peftTaskType: null,
+    loraTargets: ['query', 'value'],
+    adapterTargets: { houlsby: ['attention.output.dense', 'output.dense'], pfeiffer: ['output.dense'] },
+    embeddingModule: 'bert.embeddings.word_embeddings',
+  },
+  // Plain role-prefixed turns separated by [SEP] (no new tokens): a masked LM is tuned on it, not chatted with.
+  chat: {
+    template: "{% for message in messages %}{{ message['role'] + ': ' + message['content'] + ' [SEP] ' }}{% endfor %}{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}",
+    specialTokens: [],
+  },
 });

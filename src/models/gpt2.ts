@@ -7,7 +7,7 @@ import { Tensor, Rng, noGrad } from '../engine/index.js';
 import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn/module.js';
 import { backend } from '../engine/backend/index.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, writeJsonAtomic, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
-import { KVCache, type ForwardOptions, type LanguageModel } from './lm.js';
+import { KVCache, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
 import { registerFamily } from './registry.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
@@ -277,6 +277,10 @@ export class GPT2 extends Module implements LanguageModel {
     writeJsonAtomic(join(dir, 'generation_config.json'), { bos_token_id: this.config.bos_token_id, eos_token_id: this.config.eos_token_id });
   }
 
+  get dims(): ModelDims { return { layers: this.config.n_layer, heads: this.config.n_head, hidden: this.config.n_embd }; }
+  inputEmbeddings(): Tensor { return this.transformer.wte.weight; }
+  resizeTokenEmbeddings(n: number): void { throw new Error(`resizeTokenEmbeddings(${n}): not implemented yet`); }
+
   get vocabSize(): number { return this.config.vocab_size; }
   get maxPositions(): number { return this.config.n_positions; }
   get eosTokenId(): number | null {
@@ -424,4 +428,15 @@ registerFamily({
   create: (config, seed) => new GPT2(config as GPT2Config, seed),
   fromPretrained: (dir, raw) => GPT2.fromPretrained(dir, raw),
   looksLike: (raw) => 'n_embd' in raw && 'n_layer' in raw,
+  tuning: {
+    peftTaskType: 'CAUSAL_LM',
+    loraTargets: ['c_attn'],
+    adapterTargets: { houlsby: ['attn.c_proj', 'mlp.c_proj'], pfeiffer: ['mlp.c_proj'] },
+    embeddingModule: 'transformer.wte',
+  },
+  // ChatML, as TRL's setup_chat_format writes it for models without a chat format.
+  chat: {
+    template: "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+    specialTokens: ['<|im_start|>', '<|im_end|>'],
+  },
 });

@@ -6,6 +6,7 @@ import { empty } from '../engine/index.js';
 import * as O from '../engine/ops.js';
 import type { SaveOptions } from '../io/hf.js';
 import type { Schema } from '../io/json.js';
+import type { Module } from '../nn/module.js';
 
 /** causal: predicts token t+1 from tokens ≤ t (GPT-2). masked: predicts [MASK]ed tokens from both sides (BERT). */
 export type LMKind = 'causal' | 'masked';
@@ -22,6 +23,8 @@ export class KVCache {
   readonly k: Tensor[] = [];
   readonly v: Tensor[] = [];
   length = 0;
+  /** Virtual positions (prefix / prompt tuning) at the front of the cache, included in `length`. */
+  virtual = 0;
   constructor(readonly batch: number, readonly layers: number, readonly heads: number, readonly maxT: number, readonly headDim: number) {
     for (let i = 0; i < layers; i++) {
       this.k.push(empty([batch, heads, maxT, headDim]).keep());
@@ -31,8 +34,28 @@ export class KVCache {
   dispose(): void { for (const t of [...this.k, ...this.v]) t.dispose(); }
 }
 
+/**
+ * P virtual positions placed before the input (PEFT's prompt learning). Real tokens then sit at
+ * positions P, P+1, … (as transformers numbers them after P past key/values or P prepended
+ * embeddings), every real token attends to all P, and `hidden`/`forward` return the real tokens'
+ * rows only. With a KV cache the virtual positions are written into its front at the first call
+ * (cache.length 0) and counted in cache.length and cache.virtual; later calls pass nothing new.
+ */
+export interface VirtualTokens {
+  /** P. */
+  length: number;
+  /** Prompt tuning: the virtual tokens' input embeddings [P, C] (position embeddings are added as for real tokens). */
+  embeds?: Tensor;
+  /** Prefix tuning / P-Tuning v2: each layer's keys and values [H, P, D], used as if cached (the same for every batch row). */
+  keys?: Tensor[];
+  values?: Tensor[];
+}
+
 export interface ForwardOptions {
-  /** [B, T] with 1 for real tokens and 0 for padding (keys that must not be attended). With a cache: past + new tokens. */
+  /**
+   * [B, T] with 1 for real tokens and 0 for padding (keys that must not be attended). With a cache:
+   * past + new real tokens (virtual positions are never masked and not included).
+   */
   attentionMask?: Tensor;
   /** Position ids [B, T] (int32); default past..past+T-1. */
   positionIds?: Tensor;
@@ -40,7 +63,12 @@ export interface ForwardOptions {
   tokenTypeIds?: Tensor;
   /** Incremental decoding state (causal families only). */
   cache?: KVCache;
+  /** Virtual tokens before the input (prefix / prompt tuning). */
+  virtual?: VirtualTokens;
 }
+
+/** Sizes a tuner needs (PEFT's num_layers, num_attention_heads, token_dim). */
+export interface ModelDims { layers: number; heads: number; hidden: number }
 
 export interface LanguageModel {
   readonly kind: LMKind;
@@ -55,6 +83,15 @@ export interface LanguageModel {
   /** Drives every dropout mask (its state is saved in checkpoints for exact resume). */
   readonly rng: Rng;
   training: boolean;
+  readonly dims: ModelDims;
+  /** The input token embedding matrix [V, C] (tied to the LM head in both families). */
+  inputEmbeddings(): Tensor;
+  /**
+   * Grow (or shrink) the vocabulary to n rows, as transformers' resize_token_embeddings with
+   * mean_resizing: new rows are drawn from a normal with the old rows' mean (and a small spread),
+   * the tied head and any per-token output bias follow; config.vocab_size is updated.
+   */
+  resizeTokenEmbeddings(n: number): void;
 
   /** Logits [B, T, V]. */
   forward(ids: Tensor, opts?: ForwardOptions): Tensor;
@@ -77,6 +114,13 @@ export interface LanguageModel {
   train(on?: boolean): this;
   eval(): this;
   dispose(): void;
+  // The module tree (src/nn/module.ts), for tuners.
+  namedModules(prefix?: string): [string, Module][];
+  getModule(path: string): Module;
+  replaceModule(path: string, m: Module): Module;
+  requiresGrad(on: boolean): this;
+  namedTrainableParameters(prefix?: string): [string, Tensor][];
+  numTrainableParameters(): number;
   /** Write config.json (+ generation_config.json where relevant) and model.safetensors in transformers' layout. */
   savePretrained(dir: string, opts?: SaveOptions): void;
 }
@@ -101,6 +145,28 @@ export interface ModelFamily {
   fromPretrained(dir: string, raw: Record<string, unknown>): LanguageModel;
   /** Does this config.json (without model_type) look like this family? For old hub files. */
   looksLike?(raw: Record<string, unknown>): boolean;
+  /** Where tuners attach, by module name (PEFT's per-architecture defaults). */
+  readonly tuning: FamilyTuning;
+  /** The chat format used when a model dir's tokenizer_config.json has no chat_template. */
+  readonly chat: FamilyChat;
+}
+
+export interface FamilyTuning {
+  /** PEFT task_type for this family's LM head model ('CAUSAL_LM' for GPT-2; null for BERT's MLM: PEFT has no masked-LM task). */
+  readonly peftTaskType: string | null;
+  /** LoRA target_modules when none are given (PEFT's defaults: GPT-2 c_attn; BERT query, value). */
+  readonly loraTargets: readonly string[];
+  /** Linear layers whose output a bottleneck adapter follows: after attention and after the MLP (Houlsby), or after the MLP only (Pfeiffer). */
+  readonly adapterTargets: { readonly houlsby: readonly string[]; readonly pfeiffer: readonly string[] };
+  /** Module path of the input embedding (saved with an adapter when the vocabulary was resized). */
+  readonly embeddingModule: string;
+}
+
+export interface FamilyChat {
+  /** Jinja chat template (the subset src/tokenizers/chat-template.ts renders). */
+  readonly template: string;
+  /** Special tokens the template needs; added to the tokenizer (and the embeddings resized) when missing. */
+  readonly specialTokens: readonly string[];
 }
 
 /** A causal LM: has a KV cache. */

@@ -50,6 +50,75 @@ export class Module {
   }
 
   dispose(): void { for (const p of this.parameters()) p.dispose(); }
+
+  // Operations the tuners rely on (like torch's named_modules / get_submodule / requires_grad_).
+
+  /** Every module of the tree with its dotted path ('' for this one), parents before children. */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, c] of this.children) for (const e of c.namedModules(prefix ? `${prefix}.${n}` : n)) out.push(e);
+    return out;
+  }
+
+  /** The sub-module at a dotted path ('transformer.h.0.attn.c_attn'), or an error naming the path. */
+  getModule(path: string): Module {
+    let m: Module = this;
+    if (path === '') return m;
+    for (const part of path.split('.')) {
+      const c = m.children.get(part);
+      if (!c) throw new Error(`no module '${path}' (no child '${part}' under '${path.slice(0, path.indexOf(part) - 1) || '(root)'}')`);
+      m = c;
+    }
+    return m;
+  }
+
+  /**
+   * Put `m` where the module at `path` was; returns the old one. The parent's field that held the
+   * old child (forward code calls it as `this.c_attn`) is pointed at the new one too.
+   */
+  replaceModule(path: string, m: Module): Module {
+    const dot = path.lastIndexOf('.');
+    const parent = this.getModule(dot < 0 ? '' : path.slice(0, dot));
+    const name = path.slice(dot + 1);
+    const old = parent.children.get(name);
+    if (!old) throw new Error(`no module '${path}' to replace`);
+    parent.children.set(name, m);
+    const fields = parent as unknown as Record<string, unknown>;
+    for (const k of Object.keys(fields)) if (fields[k] === old) fields[k] = m;
+    m.train(parent.training);
+    return old;
+  }
+
+  /** Set requiresGrad on every parameter of this tree (false = frozen: no gradient, not optimised). */
+  requiresGrad(on: boolean): this {
+    for (const p of this.parameters()) p.requiresGrad = on;
+    return this;
+  }
+
+  /** The parameters that receive gradients (what an optimizer and an adapter checkpoint hold). */
+  namedTrainableParameters(prefix = ''): [string, Tensor][] {
+    return this.namedParameters(prefix).filter(([, p]) => p.requiresGrad);
+  }
+  numTrainableParameters(): number { return this.namedTrainableParameters().reduce((s, [, p]) => s + p.size, 0); }
+}
+
+/**
+ * What LoRA and bottleneck adapters wrap: an affine map with its weight in one of the two layouts
+ * found in checkpoints — [in, out] (GPT-2's Conv1D, PEFT's fan_in_fan_out) or [out, in] (nn.Linear).
+ */
+export interface LinearLayer extends Module {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly weightLayout: 'in_out' | 'out_in';
+  forward(x: Tensor): Tensor;
+}
+
+/** Duck-typed check (tuners see modules only through the tree). */
+export function isLinearLayer(m: Module): m is LinearLayer {
+  const l = m as unknown as Partial<LinearLayer>;
+  return (l.weightLayout === 'in_out' || l.weightLayout === 'out_in') && typeof l.inFeatures === 'number' && typeof l.outFeatures === 'number' && typeof l.forward === 'function';
 }
 
 /** Numbered children ("h.0", "h.1", …). */
@@ -59,7 +128,8 @@ export class ModuleList<M extends Module> extends Module {
 }
 
 /** y = x W + b with W stored [in, out] (the layout of HF's GPT-2 Conv1D). */
-export class Linear extends Module {
+export class Linear extends Module implements LinearLayer {
+  readonly weightLayout = 'in_out' as const;
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   /** `init: false`: zero weight, no draw from `rng` (the weights are loaded afterwards). */

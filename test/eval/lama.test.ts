@@ -10,6 +10,7 @@ import { Rng, hashUniform } from '../../src/engine/rng.js';
 import type { Tensor } from '../../src/engine/index.js';
 import { createModel, type LanguageModel, type LMConfig } from '../../src/models/index.js';
 import type { Tokenizer } from '../../src/tokenizers/types.js';
+import { Module } from '../../src/nn/module.js';
 import { demoSeed, drawDemonstrations, fillTemplate, splitAtObject, type LamaFact, type LamaRelation } from '../../src/data/lama.js';
 import { lamaCandidates, lamaPrompt, macroAverage, probeRelation, singleTokenId, type LamaCandidates } from '../../src/eval/lama.js';
 import { COMMON, NOT_COMMON, RARE, TEMPLATES, TEST, TRAIN, lamaGpt2, lamaTokenizer } from './lama-fixture.js';
@@ -17,15 +18,15 @@ import { COMMON, NOT_COMMON, RARE, TEMPLATES, TEST, TRAIN, lamaGpt2, lamaTokeniz
 const rel = (id: string): LamaRelation => ({ id, template: TEMPLATES[id], label: id, type: 'N-1', source: 'trex' });
 
 /** A masked LM with controlled logits: each position's logits hash the attended ids, the position and the token. */
-class ToyMasked implements LanguageModel {
+class ToyMasked extends Module implements LanguageModel {
   readonly kind = 'masked' as const;
   readonly modelType = 'toy';
   readonly config: LMConfig;
   readonly maxPositions = 512;
   readonly eosTokenId = null;
   readonly rng = new Rng(0);
-  training = false;
-  constructor(readonly vocabSize: number) { this.config = { model_type: 'toy', vocab_size: vocabSize }; }
+  readonly dims = { layers: 0, heads: 1, hidden: 1 };
+  constructor(readonly vocabSize: number) { super(); this.training = false; this.config = { model_type: 'toy', vocab_size: vocabSize }; }
   hidden(ids: Tensor, opts: { attentionMask?: Tensor } = {}): Tensor {
     const [B, T] = ids.shape, V = this.vocabSize, x = ids.toArray(), m = opts.attentionMask?.toArray();
     const out = new Float32Array(B * T * V);
@@ -39,13 +40,8 @@ class ToyMasked implements LanguageModel {
   lmHead(h: Tensor): Tensor { return h; }
   forward(ids: Tensor, opts?: { attentionMask?: Tensor }): Tensor { return this.hidden(ids, opts); }
   loss(): never { throw new Error('not used'); }
-  namedParameters(): [string, Tensor][] { return []; }
-  parameters(): Tensor[] { return []; }
-  numParameters(): number { return 0; }
-  loadStateDict(): void {}
-  train(): this { return this; }
-  eval(): this { return this; }
-  dispose(): void {}
+  inputEmbeddings(): never { throw new Error('not used'); }
+  resizeTokenEmbeddings(): never { throw new Error('not used'); }
   savePretrained(): void {}
 }
 
