@@ -111,7 +111,7 @@ const RUN_FILES = ['model.safetensors', 'model.safetensors.index.json', 'config.
  * Like the Hugging Face Trainer's overwrite_output_dir: a non-empty run directory is only used
  * to resume or when overwriting was asked for (old checkpoints must never be picked up later).
  */
-function prepareOut(o: PretrainOptions, log: (s: string) => void): void {
+export function prepareOut(o: { out: string; resume?: string; overwrite?: boolean }, log: (s: string) => void, runFiles: readonly string[] = RUN_FILES): void {
   const out = o.out;
   if (existsSync(out) && !statSync(out).isDirectory()) throw new Error(`--out ${out} exists and is not a directory`);
   const entries = existsSync(out) ? readdirSync(out) : [];
@@ -121,7 +121,7 @@ function prepareOut(o: PretrainOptions, log: (s: string) => void): void {
   recoverRunDir(out, log);
   const cks = listCheckpoints(out);
   for (const c of cks) removeDirAtomic(join(out, `checkpoint-${c}`));
-  for (const f of RUN_FILES) rmSync(join(out, f), { force: true });
+  for (const f of runFiles) rmSync(join(out, f), { force: true });
   if (cks.length) log(`--overwrite: removed ${cks.length} old checkpoint(s) from ${out}`);
 }
 

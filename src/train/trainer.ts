@@ -13,7 +13,7 @@ import { tidy, type Tensor } from '../engine/index.js';
 import { scale } from '../engine/ops.js';
 import type { LanguageModel } from '../models/index.js';
 
-/** What the loop needs of a model. */
+/** What the loop needs of a model. Only parameters with requiresGrad are optimised and checkpointed. */
 export type TrainableModel = Pick<LanguageModel, 'namedParameters' | 'loadStateDict' | 'train' | 'eval'>;
 import { AdamW, clipGradNorm, type ParamGroup } from '../optim/adamw.js';
 import { learningRate, type Schedule } from '../optim/schedule.js';
@@ -55,11 +55,18 @@ export interface TrainHooks {
   microStep(micro: number): Tensor;
   /** Held-out metrics (must include `loss`), called in eval mode without gradients. */
   evaluate?(): Record<string, number>;
-  /** Write the model directory (config.json, weights, tokenizer…). */
+  /** Write the model directory (config.json, weights, tokenizer…; an adapter run writes the adapter). */
   saveModel(dir: string): void;
+  /**
+   * Put back the weights saveModel wrote into `dir` (resume). Default: the HF weight files of a
+   * model directory, copied into the model by name. An adapter run loads its adapter instead.
+   */
+  loadModel?(dir: string): void;
   /** Resumable state beyond weights and optimizer (data position, RNG states). */
   getState(): Record<string, unknown>;
   setState(s: Record<string, unknown>): void;
+  /** Extra figures for each log entry (e.g. DPO reward accuracy), averaged by the hook over its own window; called at log time. */
+  logMetrics?(): Record<string, number>;
   /** Tokens consumed per optimizer step (for tokens/s). */
   tokensPerStep: number;
   /**
@@ -69,7 +76,7 @@ export interface TrainHooks {
   keepBest?: { metric: string; mode: 'max' | 'min' };
 }
 
-export interface LogEntry { step: number; loss: number; lr: number; grad_norm: number; tokens_per_s: number; elapsed_s: number; }
+export interface LogEntry { step: number; loss: number; lr: number; grad_norm: number; tokens_per_s: number; elapsed_s: number; [metric: string]: number; }
 export interface EvalEntry { step: number; [metric: string]: number; }
 
 export interface TrainerState {
@@ -83,10 +90,11 @@ export interface TrainerState {
   best?: { step: number; metric: string; value: number };
 }
 
-/** HF convention: no weight decay on biases and LayerNorm weights. */
+/** HF convention: no weight decay on biases and LayerNorm weights. Frozen parameters (requiresGrad false) are left out. */
 export function paramGroups(model: TrainableModel, weightDecay: number): ParamGroup[] {
   const decay: Tensor[] = [], none: Tensor[] = [];
   for (const [name, p] of model.namedParameters()) {
+    if (!p.requiresGrad) continue;
     if (name.endsWith('.bias') || /(^|\.)(ln_\w+|ln_f|LayerNorm|layer_norm|norm)\./.test(name)) none.push(p);
     else decay.push(p);
   }
@@ -108,6 +116,7 @@ export class Trainer {
     private readonly log: (s: string) => void = (s) => process.stderr.write(s + '\n')) {
     validateTrainConfig(cfg);
     const groups = paramGroups(model, cfg.weightDecay);
+    if (groups.every((g) => g.params.length === 0)) throw new Error('training: the model has no trainable parameters (everything is frozen)');
     this.opt = new AdamW(groups, { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps });
     const byTensor = new Map(model.namedParameters().map(([n, p]) => [p, n]));
     this.names = groups.flatMap((g) => g.params.map((p) => byTensor.get(p)!));
@@ -158,9 +167,14 @@ export class Trainer {
         moments.push([pair[0], pair[1]]);
       });
     } finally { f.close(); }
-    const weights = withFile(ck, () => loadStateDict(ck));
     // Checked everything that can be checked up front; now fill model, optimizer and hooks.
-    this.model.loadStateDict(weights, `resume: ${ck}`, false);
+    if (this.hooks.loadModel) {
+      const load = this.hooks.loadModel;
+      withFile(ck, () => load(ck));
+    } else {
+      const weights = withFile(ck, () => loadStateDict(ck));
+      this.model.loadStateDict(weights, `resume: ${ck}`, false);
+    }
     moments.forEach(([m, v], i) => { this.opt.m[i].f32.set(m); this.opt.v[i].f32.set(v); });
     try { this.hooks.setState(st.user_state); } catch (e) { throw new Error(`${stPath}: user_state: ${(e as Error).message}`); }
     this.opt.step = st.global_step;
@@ -200,7 +214,9 @@ export class Trainer {
       const tps = (windowSteps * this.hooks.tokensPerStep) / Math.max(1e-9, (now - windowStart) / 1000);
       progress.update(done, { loss, tps, lr: this.opt.lr });
       if (done % cfg.logEvery === 0 || done === cfg.steps) {
-        this.state.log_history.push({ step: done, loss: windowLoss / windowSteps, lr: this.opt.lr, grad_norm: gradNorm, tokens_per_s: Math.round(tps), elapsed_s: +((now - t0) / 1000).toFixed(2) });
+        const extra = this.hooks.logMetrics ? this.hooks.logMetrics() : {};
+        this.state.log_history.push({ ...extra, step: done, loss: windowLoss / windowSteps, lr: this.opt.lr, grad_norm: gradNorm, tokens_per_s: Math.round(tps), elapsed_s: +((now - t0) / 1000).toFixed(2) });
+        if (Object.keys(extra).length) progress.note(`step ${done}: ${Object.entries(extra).map(([k, v]) => `${k} ${v.toFixed(4)}`).join('  ')}`);
         windowLoss = 0; windowSteps = 0; windowStart = now;
       }
       if (this.hooks.evaluate && cfg.evalEvery > 0 && (done % cfg.evalEvery === 0 || done === cfg.steps)) {
@@ -347,11 +363,16 @@ export function listCheckpoints(dir: string): number[] {
 export function checkpointProblem(dir: string): string | null {
   try {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) return 'no such directory';
-    for (const f of ['trainer_state.json', 'optimizer.safetensors', 'config.json', 'tokenizer.json']) if (!existsSync(join(dir, f))) return `${f} is missing`;
+    // A model checkpoint holds config.json + weights; an adapter checkpoint (PEFT layout) holds
+    // adapter_config.json + adapter_model.safetensors and no base weights.
+    const adapter = existsSync(join(dir, 'adapter_config.json'));
+    const cfg = adapter ? 'adapter_config.json' : 'config.json';
+    for (const f of ['trainer_state.json', 'optimizer.safetensors', cfg, 'tokenizer.json']) if (!existsSync(join(dir, f))) return `${f} is missing`;
     readTrainerState(join(dir, 'trainer_state.json'));
-    readJsonFile(join(dir, 'config.json'));
+    readJsonFile(join(dir, cfg));
     readJsonFile(join(dir, 'tokenizer.json'));
-    for (const w of [join(dir, 'optimizer.safetensors'), ...weightFiles(dir).files]) openSafetensors(w).close();
+    const weights = adapter ? [join(dir, 'adapter_model.safetensors')] : weightFiles(dir).files;
+    for (const w of [join(dir, 'optimizer.safetensors'), ...weights]) openSafetensors(w).close();
     return null;
   } catch (e) { return (e as Error).message; }
 }
