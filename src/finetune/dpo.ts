@@ -135,11 +135,16 @@ export function sequenceLogps(model: LanguageModel, batch: PreferenceBatch, opts
   return O.neg(O.reshape(O.matmul(O.fromData(sel, [R, n]), O.reshape(nll, [n, 1])), [R]));
 }
 
-/** log σ(x) without overflow: −(relu(−x) + log(1 + e^{−|x|})). */
+/**
+ * log σ(x) = −log(1 + e^{−x}) = −(m + log(e^{−m} + e^{−x−m})) with m = max(−x, 0) taken as a
+ * constant (the log-sum-exp shift): no overflow, and the exact gradient 1 − σ(x) everywhere (a
+ * relu/abs form has a zero subgradient at x = 0, exactly where DPO starts: policy = reference).
+ */
 function logSigmoid(x: Tensor): Tensor {
-  const negPart = O.relu(O.neg(x));
-  const abs = O.add(O.relu(x), negPart);
-  return O.neg(O.add(negPart, O.log(O.addScalar(O.exp(O.neg(abs)), 1))));
+  const y = O.neg(x);
+  const m = y.toArray().map((v) => Math.max(v, 0));
+  const shift = O.tensor(m, y.shape), expNegShift = O.tensor(m.map((v) => Math.exp(-v)), y.shape);
+  return O.neg(O.add(shift, O.log(O.add(expNegShift, O.exp(O.sub(y, shift))))));
 }
 
 function checkOptions(o: DpoOptions): Required<DpoOptions> {
