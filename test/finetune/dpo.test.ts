@@ -10,7 +10,7 @@ import * as O from '../../src/engine/ops.js';
 import { createModel, type LanguageModel } from '../../src/models/index.js';
 import { AdamW } from '../../src/optim/adamw.js';
 import {
-  collatePreferences, dpoLoss, dpoStep, encodePreferencePair, modelReference, plainPrompt, referenceLogps, sequenceLogps,
+  adapterOffReference, collatePreferences, dpoLoss, dpoStep, encodePreferencePair, modelReference, plainPrompt, referenceLogps, sequenceLogps,
   type DpoOptions, type EncodedPair, type PreferenceBatch,
 } from '../../src/finetune/dpo.js';
 import type { PreferencePair } from '../../src/data/preference.js';
@@ -225,5 +225,31 @@ describe('DPO gradients and training', () => {
     const t: Tensor = tidy(() => noGrad(() => { m.eval(); const x = sequenceLogps(m, batch); m.train(); return x.keep(); }));
     assertClose(a, t.toArray(), 1e-6, 1e-6, 'reference = eval-mode log-probs');
     t.dispose(); m.dispose();
+  });
+
+  it('adapterOffReference scores the batch inside withoutAdapters; ipo uses per-token averages', () => {
+    const policy = tinyGpt2(21), base = tinyGpt2(22);
+    const { batch } = batchOf(PAIRS.slice(0, 2));
+    // Stand-in for a PeftModel: "adapters off" swaps the base weights in for the duration of fn.
+    let calls = 0;
+    const peft = Object.assign(Object.create(policy) as LanguageModel, {
+      withoutAdapters<T>(fn: () => T): T {
+        calls++;
+        const saved = policy.parameters().map((p) => p.f32.slice());
+        policy.parameters().forEach((p, i) => p.f32.set(base.parameters()[i].f32));
+        try { return fn(); } finally { policy.parameters().forEach((p, i) => p.f32.set(saved[i])); }
+      },
+    });
+    const viaAdapters = adapterOffReference(peft)(batch, false);
+    assert.equal(calls, 1);
+    assertClose(viaAdapters, referenceLogps(base, batch), 1e-6, 1e-6, 'reference = base log-probs');
+    const own = referenceLogps(policy, batch);
+    assert.ok(Math.abs(own[0] - viaAdapters[0]) > 1e-3, 'the policy\'s own weights were restored');
+    tidy(() => {
+      const avg = noGrad(() => sequenceLogps(policy, batch, { average: true }).toArray());
+      const { metrics } = dpoStep(policy, adapterOffReference(peft), batch, { beta: 0.1, lossType: 'ipo' });
+      assertClose([metrics['logps/chosen'], metrics['logps/rejected']], [(avg[0] + avg[1]) / 2, (avg[2] + avg[3]) / 2], 1e-5, 1e-5, 'ipo log-probs are token means');
+    });
+    policy.dispose(); base.dispose();
   });
 });
