@@ -66,20 +66,35 @@ export function plainPrompt(messages: ChatMessage[]): string {
   return messages.map((m) => `${m.role}: ${m.content}\n`).join('') + 'assistant: ';
 }
 
+export interface EncodePairOptions {
+  /**
+   * For conversational prompts: the text of an assistant answer as the chat template writes it
+   * after the generation prompt (e.g. ChatML's `${text}<|im_end|>\n`), so DPO trains the same
+   * turn ending that generation stops at. Default: the text as is.
+   */
+  renderCompletion?: (text: string) => string;
+  /** Append the tokenizer's eos to each completion (TRL does). Default true. */
+  eos?: boolean;
+}
+
 /**
  * Tokenise one pair: prompt and each completion are encoded separately and concatenated
- * (prompt + completion + eos, as TRL does, so the boundary never merges across the two). When a
- * sequence is longer than maxLength the prompt loses tokens from its start (keeping at least half
- * of maxLength when the completion is long) and then the completion from its end.
+ * (prompt + completion + eos, as TRL does, so the boundary never merges across the two). A
+ * conversational prompt is rendered by `renderPrompt` (the chat template with its generation
+ * prompt), or by plainPrompt when null. When a sequence is longer than maxLength the prompt loses
+ * tokens from its start (keeping at least half of maxLength when the completion is long) and then
+ * the completion from its end.
  */
 export function encodePreferencePair(tok: Pick<Tokenizer, 'encode' | 'eosTokenId'>, renderPrompt: RenderPrompt | null,
-  pair: PreferencePair, maxLength: number): EncodedPair {
+  pair: PreferencePair, maxLength: number, opts: EncodePairOptions = {}): EncodedPair {
   if (!Number.isInteger(maxLength) || maxLength < 2) throw new Error(`DPO: maxLength must be an integer ≥ 2, got ${maxLength}`);
+  const chat = typeof pair.prompt !== 'string';
   const text = typeof pair.prompt === 'string' ? pair.prompt : (renderPrompt ?? plainPrompt)(pair.prompt);
+  const answer = (t: string): string => (chat && opts.renderCompletion ? opts.renderCompletion(t) : t);
   const prompt = tok.encode(text, { addSpecialTokens: false });
-  const eos = tok.eosTokenId === undefined ? [] : [tok.eosTokenId];
-  const chosen = [...tok.encode(pair.chosen, { addSpecialTokens: false }), ...eos];
-  const rejected = [...tok.encode(pair.rejected, { addSpecialTokens: false }), ...eos];
+  const eos = tok.eosTokenId === undefined || opts.eos === false ? [] : [tok.eosTokenId];
+  const chosen = [...tok.encode(answer(pair.chosen), { addSpecialTokens: false }), ...eos];
+  const rejected = [...tok.encode(answer(pair.rejected), { addSpecialTokens: false }), ...eos];
   if (chosen.length === 0 || rejected.length === 0) throw new Error('DPO: a completion encodes to no tokens');
   const longest = Math.max(chosen.length, rejected.length);
   // One prompt cut for both sequences, so they compare answers to the same context.

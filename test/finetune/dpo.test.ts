@@ -89,6 +89,11 @@ describe('encodePreferencePair / collatePreferences', () => {
     const tmpl = encodePreferencePair(charTok, (m) => `<${m[0].content}>`, { prompt: msgs, chosen: 'a', rejected: 'b' }, 32);
     assert.deepEqual(tmpl.chosen.ids, [...charTok.encode('<Hi>'), ...charTok.encode('a'), 0]);
     assert.equal(tmpl.chosen.labels.filter((l) => l === -100).length, 4);
+    // The template's turn ending is part of the completion (trained), eos can be left off.
+    const ended = encodePreferencePair(charTok, (m) => `<${m[0].content}>`, { prompt: msgs, chosen: 'a', rejected: 'b' }, 32, { renderCompletion: (t) => `${t}|`, eos: false });
+    assert.deepEqual(ended.rejected.labels, [-100, -100, -100, -100, ...charTok.encode('b|')]);
+    // Text prompts have no template: their completions stay as written.
+    assert.deepEqual(encodePreferencePair(charTok, null, { prompt: 'Q', chosen: 'a', rejected: 'b' }, 32, { renderCompletion: (t) => `${t}|` }).chosen.ids, [...charTok.encode('Qa'), 0]);
   });
 
   it('truncates the prompt from its start, then the completion from its end, the same prompt for both', () => {
