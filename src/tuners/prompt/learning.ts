@@ -30,7 +30,7 @@ export function promptLearningConfig(peftType: PeftType, user: Record<string, un
     inference_mode: { t: 'bool' },
     num_virtual_tokens: { t: 'int', min: 1, max: Math.max(1, model.maxPositions - 1) },
     token_dim: nullable({ t: 'int', min: 1 }, 'a positive integer or null'),
-    num_transformer_submodules: nullable({ t: 'int', min: 1, max: 1 }, '1 (a decoder-only or encoder-only model has one transformer)'),
+    num_transformer_submodules: { t: 'any' },
     num_attention_heads: nullable({ t: 'int', min: 1 }, 'a positive integer or null'),
     num_layers: nullable({ t: 'int', min: 1 }, 'a positive integer or null'),
     modules_to_save: { t: 'null' },
@@ -38,6 +38,8 @@ export function promptLearningConfig(peftType: PeftType, user: Record<string, un
     ...methodKeys,
   };
   checkSchema(user, { t: 'object', keys, open: true }, where, '');
+  const subs = user.num_transformer_submodules;
+  if (subs !== undefined && subs !== null && subs !== 1) throw new Error(`${where}: num_transformer_submodules must be 1 (PEFT uses 2 for encoder-decoder models only), got ${JSON.stringify(subs)}`);
   const given = Object.fromEntries(Object.entries(user).filter(([, v]) => v !== undefined));
   const cfg: AdapterConfig = {
     task_type: modelFamily(model.modelType).tuning.peftTaskType,
