@@ -7,7 +7,7 @@ import * as O from '../engine/ops.js';
 import { Tensor, Rng } from '../engine/index.js';
 import { Module, ModuleList, Embedding, LayerNorm, Dropout, type LinearLayer } from '../nn/module.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
-import type { ForwardOptions, LanguageModel, ModelDims } from './lm.js';
+import { checkVirtual, meanResizedRows, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
 import { registerFamily } from './registry.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
@@ -163,8 +163,11 @@ class BertEmbeddings extends Module {
     this.LayerNorm = this.addModule('LayerNorm', new LayerNorm(c.hidden_size, c.layer_norm_eps));
     this.dropout = this.addModule('dropout', new Dropout(c.hidden_dropout_prob, rng));
   }
-  forward(ids: Tensor, pos: Tensor, types: Tensor): Tensor {
-    const x = O.add(O.add(this.word_embeddings.forward(ids), this.position_embeddings.forward(pos)), this.token_type_embeddings.forward(types));
+  /** `virtual` [B, P, C]: prompt-tuning embeddings before the tokens' (pos/types then cover P + T rows). */
+  forward(ids: Tensor, pos: Tensor, types: Tensor, virtual?: Tensor): Tensor {
+    let words = this.word_embeddings.forward(ids);
+    if (virtual) words = O.concat([virtual, words], 1);
+    const x = O.add(O.add(words, this.position_embeddings.forward(pos)), this.token_type_embeddings.forward(types));
     return this.dropout.forward(this.LayerNorm.forward(x));
   }
 }
@@ -180,10 +183,13 @@ class BertSelfAttention extends Module {
     this.key = this.addModule('key', new BertLinear(C, C, rng, c.initializer_range, init));
     this.value = this.addModule('value', new BertLinear(C, C, rng, c.initializer_range, init));
   }
-  forward(x: Tensor, keyMask: Tensor | undefined): Tensor {
+  /** `prefix`: virtual keys/values [B, H, P, D] before the real ones (prefix tuning, as past_key_values). */
+  forward(x: Tensor, keyMask: Tensor | undefined, prefix?: { k: Tensor; v: Tensor }): Tensor {
     const [B, T, C] = x.shape, H = this.c.num_attention_heads, D = C / H;
     const heads = (t: Tensor): Tensor => O.permute(O.reshape(t, [B, T, H, D]), [0, 2, 1, 3]);
-    const a = O.attention(heads(this.query.forward(x)), heads(this.key.forward(x)), heads(this.value.forward(x)),
+    let k = heads(this.key.forward(x)), v = heads(this.value.forward(x));
+    if (prefix) { k = O.concat([prefix.k, k], 2); v = O.concat([prefix.v, v], 2); }
+    const a = O.attention(heads(this.query.forward(x)), k, v,
       { causal: false, keyMask, dropout: this.c.attention_probs_dropout_prob, training: this.training, rng: this.rng });
     return O.reshape(O.transpose(a, 1, 2), [B, T, C]);
   }
@@ -211,7 +217,7 @@ class BertAttention extends Module {
     this.self = this.addModule('self', new BertSelfAttention(c, rng, init));
     this.output = this.addModule('output', new BertResidualOut(c, c.hidden_size, rng, init));
   }
-  forward(x: Tensor, keyMask: Tensor | undefined): Tensor { return this.output.forward(this.self.forward(x, keyMask), x); }
+  forward(x: Tensor, keyMask: Tensor | undefined, prefix?: { k: Tensor; v: Tensor }): Tensor { return this.output.forward(this.self.forward(x, keyMask, prefix), x); }
 }
 
 class BertIntermediate extends Module {
@@ -233,8 +239,8 @@ class BertLayer extends Module {
     this.intermediate = this.addModule('intermediate', new BertIntermediate(c, rng, init));
     this.output = this.addModule('output', new BertResidualOut(c, c.intermediate_size, rng, init));
   }
-  forward(x: Tensor, keyMask: Tensor | undefined): Tensor {
-    const a = this.attention.forward(x, keyMask);
+  forward(x: Tensor, keyMask: Tensor | undefined, prefix?: { k: Tensor; v: Tensor }): Tensor {
+    const a = this.attention.forward(x, keyMask, prefix);
     return this.output.forward(this.intermediate.forward(a), a);
   }
 }
@@ -270,12 +276,20 @@ class BertPredictionHeadTransform extends Module {
 }
 
 class BertLMPredictionHead extends Module {
-  readonly bias: Tensor;
+  bias: Tensor;
   readonly transform: BertPredictionHeadTransform;
   constructor(c: BertConfig, rng: Rng, init: boolean) {
     super();
     this.bias = this.addParam('bias', O.zeros([c.vocab_size]));
     this.transform = this.addModule('transform', new BertPredictionHeadTransform(c, rng, init));
+  }
+  /** A new [n] bias parameter: the old entries kept, new ones 0 (transformers pads the tied decoder's bias with zeros). */
+  resizeBias(n: number): void {
+    const old = this.bias, t = O.zeros([n]);
+    t.f32.set(old.f32.subarray(0, Math.min(n, old.size)));
+    this.bias = this.addParam('bias', t);
+    t.requiresGrad = old.requiresGrad;
+    old.dispose();
   }
 }
 
@@ -336,34 +350,74 @@ export class Bert extends Module implements LanguageModel {
 
   get dims(): ModelDims { return { layers: this.config.num_hidden_layers, heads: this.config.num_attention_heads, hidden: this.config.hidden_size }; }
   inputEmbeddings(): Tensor { return this.bert.embeddings.word_embeddings.weight; }
-  resizeTokenEmbeddings(n: number): void { throw new Error(`resizeTokenEmbeddings(${n}): not implemented yet`); }
+  /**
+   * See LanguageModel.resizeTokenEmbeddings: the word embeddings (tied MLM decoder) get a new
+   * [n, C] parameter, cls.predictions.bias a new [n] one (added entries 0); old rows unchanged.
+   */
+  resizeTokenEmbeddings(n: number): void {
+    const c = this.config, V = c.vocab_size, C = c.hidden_size;
+    if (!Number.isInteger(n) || n < 1 || n > BERT_LIMITS.vocab_size) throw new Error(`resizeTokenEmbeddings: the new vocabulary size must be an integer in [1, ${BERT_LIMITS.vocab_size}], got ${n}`);
+    if (n * C > BERT_LIMITS.tensor_elements) throw new Error(`resizeTokenEmbeddings: a ${n} × ${C} embedding would exceed ${BERT_LIMITS.tensor_elements} elements`);
+    if (typeof c.pad_token_id === 'number' && c.pad_token_id >= n) throw new Error(`resizeTokenEmbeddings(${n}): pad_token_id ${c.pad_token_id} would fall outside the vocabulary`);
+    if (n === V) return;
+    const old = this.bert.embeddings.word_embeddings;
+    const emb = new Embedding(n, C, this.rng, c.initializer_range, false);
+    emb.weight.f32.set(meanResizedRows(old.weight.f32, V, C, n, n));
+    emb.weight.requiresGrad = old.weight.requiresGrad;
+    emb.train(old.training);
+    this.replaceModule('bert.embeddings.word_embeddings', emb);
+    old.weight.dispose();
+    this.cls.predictions.resizeBias(n);
+    c.vocab_size = n;
+  }
 
   get vocabSize(): number { return this.config.vocab_size; }
   get maxPositions(): number { return this.config.max_position_embeddings; }
   /** BERT has no end-of-text token. */
   get eosTokenId(): number | null { return null; }
 
-  /** Final encoder hidden states [B, T, C]. */
+  /**
+   * Final encoder hidden states [B, T, C] (the real tokens' rows). Virtual tokens as PEFT gives
+   * them to BertModel: prefix keys/values as past_key_values (real positions offset by P), prompt
+   * embeddings as inputs_embeds rows before the tokens' (positions 0..P-1, token type 0).
+   */
   hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     if (ids.dtype !== 'int32' || ids.ndim !== 2) throw new Error(`BERT: input ids must be int32 [B, T], got ${ids.dtype} [${ids.shape.join(', ')}]`);
     if (opts.cache) throw new Error('BERT: a KV cache is for causal models; BERT reads the whole sequence at once');
     const [B, T] = ids.shape;
-    if (T > this.config.max_position_embeddings) throw new Error(`BERT: sequence of ${T} tokens exceeds max_position_embeddings ${this.config.max_position_embeddings}`);
+    const { max_position_embeddings: maxPos, hidden_size: C, num_attention_heads: H } = this.config;
+    const v = opts.virtual;
+    const P = checkVirtual(v, this.dims, 'BERT');
+    if (P + T > maxPos) throw new Error(`BERT: sequence of ${P + T} positions${P ? ` (${P} virtual)` : ''} exceeds max_position_embeddings ${maxPos}`);
     const check = (t: Tensor | undefined, what: string): void => {
-      if (t && t.shape.join(',') !== [B, T].join(',')) throw new Error(`BERT: ${what} must be [${B}, ${T}] like the ids, got [${t.shape.join(', ')}]`);
+      if (t && t.shape.join(',') !== [B, T].join(',')) throw new Error(`BERT: ${what} must be [${B}, ${T}] like the ids${P ? ` (real tokens only, without the ${P} virtual ones)` : ''}, got [${t.shape.join(', ')}]`);
     };
     check(opts.attentionMask, 'attentionMask'); check(opts.positionIds, 'positionIds'); check(opts.tokenTypeIds, 'tokenTypeIds');
-    let pos = opts.positionIds;
-    if (!pos) {
-      pos = O.empty([B, T], 'int32', false);
-      for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) pos.i32[b * T + t] = t;
+    const prompt = P > 0 && v!.embeds !== undefined;
+    // Real tokens sit at P..P+T-1 after P virtual positions; prompt tuning also embeds the virtual rows (0..P-1, type 0).
+    const R = prompt ? P + T : T, lead = prompt ? P : 0;
+    const pos = O.empty([B, R], 'int32', false), types = O.zeros([B, R], 'int32');
+    const givenPos = opts.positionIds ? O.contiguousCopy(opts.positionIds).i32 : null;
+    const givenTypes = opts.tokenTypeIds ? O.contiguousCopy(opts.tokenTypeIds).i32 : null;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < lead; t++) pos.i32[b * R + t] = t;
+      for (let t = 0; t < T; t++) {
+        const p = (givenPos ? givenPos[b * T + t] : t) + P;
+        if (p >= maxPos) throw new Error(`BERT: position id ${p} exceeds max_position_embeddings ${maxPos}`);
+        pos.i32[b * R + lead + t] = p;
+        if (givenTypes) types.i32[b * R + lead + t] = givenTypes[b * T + t];
+      }
     }
-    const types = opts.tokenTypeIds ?? O.zeros([B, T], 'int32');
     let keyMask = opts.attentionMask;
     if (keyMask && keyMask.dtype !== 'float32') keyMask = O.tensor(keyMask.toArray(), keyMask.shape);
-    let x = this.bert.embeddings.forward(ids, pos, types);
-    for (const layer of this.bert.encoder.layer.items) x = layer.forward(x, keyMask);
-    return x;
+    if (keyMask && P) keyMask = O.concat([O.ones([B, P]), keyMask], 1);
+    let x = this.bert.embeddings.forward(ids, pos, types, prompt ? O.expand(O.unsqueeze(v!.embeds!, 0), [B, P, C]) : undefined);
+    const D = C / H;
+    const rep = (t: Tensor): Tensor => O.expand(O.unsqueeze(t, 0), [B, H, P, D]);
+    this.bert.encoder.layer.items.forEach((layer, l) => {
+      x = layer.forward(x, keyMask, P && !prompt ? { k: rep(v!.keys![l]), v: rep(v!.values![l]) } : undefined);
+    });
+    return prompt ? O.contiguousCopy(O.narrow(x, 1, P, T)) : x;
   }
 
   /** transform (dense, act, LayerNorm) → tied decoder + bias. */

@@ -7,7 +7,7 @@ import { Tensor, Rng, noGrad } from '../engine/index.js';
 import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn/module.js';
 import { backend } from '../engine/backend/index.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, writeJsonAtomic, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
-import { KVCache, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
+import { KVCache, checkVirtual, meanResizedRows, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
 import { registerFamily } from './registry.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
@@ -145,28 +145,40 @@ class Attention extends Module {
     this.rng = rng;
   }
   private readonly rng: Rng;
-  forward(x: Tensor, keyMask: Tensor | undefined, cache: KVCache | undefined, layer: number): Tensor {
+  /**
+   * `prefix`: this layer's virtual keys/values [B, H, P, D] placed before the real ones (prefix
+   * tuning without a cache; with a cache they are already at its front).
+   */
+  forward(x: Tensor, keyMask: Tensor | undefined, cache: KVCache | undefined, layer: number, prefix?: { k: Tensor; v: Tensor }): Tensor {
     const [B, T, C] = x.shape, H = this.cfg.n_head, D = C / H;
     const qkv = this.c_attn.forward(x);
     // HF GPT2Config: scores divided by sqrt(D) if scale_attn_weights (default true) and by
     // layer_idx + 1 if scale_attn_by_inverse_layer_idx (default false).
     const scale = (this.cfg.scale_attn_weights === false ? 1 : 1 / Math.sqrt(D)) / (this.cfg.scale_attn_by_inverse_layer_idx === true ? layer + 1 : 1);
     let a: Tensor;
-    if (!cache) {
+    if (!cache && !prefix) {
+      // The fast path: q/k/v read straight from the fused projection.
       a = O.attentionPacked(qkv, H, { causal: true, keyMask, dropout: this.cfg.attn_pdrop, training: this.training, rng: this.rng, scale });
     } else {
-      // Incremental decoding: append this step's k/v to the cache, attend over everything so far.
-      const past = cache.length, total = past + T;
-      if (total > cache.maxT) throw new Error(`KV cache full: ${total} positions > ${cache.maxT}`);
       const heads = O.permute(O.reshape(qkv, [B, T, 3, H, D]), [2, 0, 3, 1, 4]);
       const [q, k, v] = O.split(heads, 3, 0).map((t) => O.squeeze(t, 0));
-      const kc = cache.k[layer], vc = cache.v[layer];
-      noGrad(() => {
-        const be = backend(), off = past * kc.strides[2];
-        be.copy(k.shape, k.f32, k.offset, k.strides, kc.f32, off, kc.strides);
-        be.copy(v.shape, v.f32, v.offset, v.strides, vc.f32, off, vc.strides);
-      });
-      a = O.attention(q, O.narrow(kc, 2, 0, total), O.narrow(vc, 2, 0, total), { causal: true, keyMask, training: false, scale });
+      if (!cache) {
+        // Prefix keys in front: the causal mask is aligned to the end of the keys, so every real
+        // query sees all P prefix keys and the real keys up to itself.
+        a = O.attention(q, O.concat([prefix!.k, k], 2), O.concat([prefix!.v, v], 2),
+          { causal: true, keyMask, dropout: this.cfg.attn_pdrop, training: this.training, rng: this.rng, scale });
+      } else {
+        // Incremental decoding: append this step's k/v to the cache, attend over everything so far.
+        const past = cache.length, total = past + T;
+        if (total > cache.maxT) throw new Error(`KV cache full: ${total} positions > ${cache.maxT}`);
+        const kc = cache.k[layer], vc = cache.v[layer];
+        noGrad(() => {
+          const be = backend(), off = past * kc.strides[2];
+          be.copy(k.shape, k.f32, k.offset, k.strides, kc.f32, off, kc.strides);
+          be.copy(v.shape, v.f32, v.offset, v.strides, vc.f32, off, vc.strides);
+        });
+        a = O.attention(q, O.narrow(kc, 2, 0, total), O.narrow(vc, 2, 0, total), { causal: true, keyMask, training: false, scale });
+      }
       a = O.reshape(O.transpose(a, 1, 2), [B, T, C]);
     }
     return this.resid.forward(this.c_proj.forward(a));
@@ -204,8 +216,8 @@ class Block extends Module {
     this.ln_2 = this.addModule('ln_2', new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon));
     this.mlp = this.addModule('mlp', new MLP(cfg, rng, init));
   }
-  forward(x: Tensor, keyMask: Tensor | undefined, cache: KVCache | undefined, layer: number): Tensor {
-    x = O.add(x, this.attn.forward(this.ln_1.forward(x), keyMask, cache, layer));
+  forward(x: Tensor, keyMask: Tensor | undefined, cache: KVCache | undefined, layer: number, prefix?: { k: Tensor; v: Tensor }): Tensor {
+    x = O.add(x, this.attn.forward(this.ln_1.forward(x), keyMask, cache, layer, prefix));
     return O.add(x, this.mlp.forward(this.ln_2.forward(x)));
   }
 }
@@ -279,7 +291,25 @@ export class GPT2 extends Module implements LanguageModel {
 
   get dims(): ModelDims { return { layers: this.config.n_layer, heads: this.config.n_head, hidden: this.config.n_embd }; }
   inputEmbeddings(): Tensor { return this.transformer.wte.weight; }
-  resizeTokenEmbeddings(n: number): void { throw new Error(`resizeTokenEmbeddings(${n}): not implemented yet`); }
+  /** See LanguageModel.resizeTokenEmbeddings: wte (the tied head) gets a new [n, C] parameter; old rows unchanged. */
+  resizeTokenEmbeddings(n: number): void {
+    const c = this.config, V = c.vocab_size, C = c.n_embd;
+    if (!Number.isInteger(n) || n < 1 || n > GPT2_LIMITS.vocab_size) throw new Error(`resizeTokenEmbeddings: the new vocabulary size must be an integer in [1, ${GPT2_LIMITS.vocab_size}], got ${n}`);
+    if (n * C > GPT2_LIMITS.tensor_elements) throw new Error(`resizeTokenEmbeddings: a ${n} × ${C} embedding would exceed ${GPT2_LIMITS.tensor_elements} elements`);
+    for (const k of ['bos_token_id', 'eos_token_id'] as const) {
+      const id = c[k] as number | null | undefined;
+      if (typeof id === 'number' && id >= n) throw new Error(`resizeTokenEmbeddings(${n}): ${k} ${id} would fall outside the vocabulary`);
+    }
+    if (n === V) return;
+    const old = this.transformer.wte;
+    const emb = new Embedding(n, C, this.rng, c.initializer_range, false);
+    emb.weight.f32.set(meanResizedRows(old.weight.f32, V, C, n, n));
+    emb.weight.requiresGrad = old.weight.requiresGrad;
+    emb.train(old.training);
+    this.replaceModule('transformer.wte', emb);
+    old.weight.dispose();
+    c.vocab_size = n;
+  }
 
   get vocabSize(): number { return this.config.vocab_size; }
   get maxPositions(): number { return this.config.n_positions; }
@@ -288,25 +318,89 @@ export class GPT2 extends Module implements LanguageModel {
     return typeof e === 'number' && e < this.config.vocab_size ? e : null;
   }
 
-  /** Final hidden states [B, T, C]. */
-  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+  /** Final hidden states [B, T, C] (the real tokens' rows; virtual tokens per opts.virtual). */
+  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor { return this.body(ids, opts, false); }
+
+  /**
+   * The model body. `withLastVirtual`: prompt tuning adds virtual rows; also return the last of
+   * them before the real rows ([B, T+1, C]) — in PEFT its logits predict the first real token.
+   */
+  private body(ids: Tensor, opts: ForwardOptions, withLastVirtual: boolean): Tensor {
     if (ids.dtype !== 'int32' || ids.ndim !== 2) throw new Error(`GPT2: input ids must be int32 [B, T], got ${ids.dtype} [${ids.shape.join(', ')}]`);
     const [B, T] = ids.shape;
-    const past = opts.cache?.length ?? 0;
-    if (past + T > this.config.n_positions) throw new Error(`GPT2: sequence of ${past + T} tokens exceeds n_positions ${this.config.n_positions}`);
-    let pos = opts.positionIds;
-    if (!pos) {
-      pos = O.empty([B, T], 'int32', false);
-      for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) pos.i32[b * T + t] = past + t;
+    const { n_positions: maxPos, n_embd: C, n_head: H } = this.config;
+    const cache = opts.cache, v = opts.virtual;
+    const P = checkVirtual(v, this.dims, 'GPT2');
+    const past = cache?.length ?? 0;
+    if (cache && past === 0) cache.virtual = 0;
+    // Virtual positions in effect (pv) and those this call adds (add: not yet in the cache).
+    if (cache && past > 0 && P > 0 && cache.virtual !== P) throw new Error(`GPT2: the KV cache holds ${cache.virtual} virtual positions but virtual.length is ${P}`);
+    const pv = cache && past > 0 ? cache.virtual : P;
+    const add = cache && past > 0 ? 0 : P;
+    const prompt = add > 0 && v!.embeds !== undefined;
+    const first = past + add; // position of the first real token
+    if (first + T > maxPos) throw new Error(`GPT2: sequence of ${first + T} positions${pv ? ` (${pv} virtual)` : ''} exceeds n_positions ${maxPos}`);
+    const pos = O.empty([B, T], 'int32', false);
+    if (opts.positionIds) {
+      const given = opts.positionIds;
+      if (given.shape.join(',') !== [B, T].join(',') || given.dtype !== 'int32') throw new Error(`GPT2: positionIds must be int32 [${B}, ${T}] like the ids, got ${given.dtype} [${given.shape.join(', ')}]`);
+      const src = O.contiguousCopy(given).i32;
+      for (let i = 0; i < B * T; i++) pos.i32[i] = src[i] + pv;
+      if (pv) for (let i = 0; i < B * T; i++) if (pos.i32[i] >= maxPos) throw new Error(`GPT2: position id ${pos.i32[i]} (${pv} virtual + ${src[i]}) exceeds n_positions ${maxPos}`);
+    } else {
+      for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) pos.i32[b * T + t] = first + t;
     }
     const tr = this.transformer;
     let keyMask = opts.attentionMask;
-    if (keyMask && opts.cache && keyMask.shape[1] !== past + T) throw new Error(`GPT2: attentionMask must cover past + new tokens (${past + T}), got [${keyMask.shape.join(', ')}]`);
-    if (keyMask && keyMask.dtype !== 'float32') keyMask = O.tensor(keyMask.toArray(), keyMask.shape);
-    let x = O.add(tr.wte.forward(ids), tr.wpe.forward(pos));
+    if (keyMask) {
+      // The user's mask covers real tokens only (past ones too with a cache); virtual ones are always attended.
+      const real = (cache ? past - (past > 0 ? cache.virtual : 0) : 0) + T;
+      if (keyMask.ndim !== 2 || keyMask.shape[0] !== B || keyMask.shape[1] !== real) {
+        throw new Error(`GPT2: attentionMask must be [${B}, ${real}] (${cache ? 'past + new' : 'the'} real tokens${pv ? `, without the ${pv} virtual ones` : ''}), got [${keyMask.shape.join(', ')}]`);
+      }
+      if (keyMask.dtype !== 'float32') keyMask = O.tensor(keyMask.toArray(), keyMask.shape);
+      if (pv) keyMask = O.concat([O.ones([B, pv]), keyMask], 1);
+    }
+    let x = tr.wte.forward(ids);
+    let rows = T;
+    if (prompt) {
+      // PEFT's inputs_embeds: the virtual embeddings before the tokens', at positions 0..P-1.
+      x = O.concat([O.expand(O.unsqueeze(v!.embeds!, 0), [B, P, C]), x], 1);
+      const vpos = O.empty([B, P], 'int32', false);
+      for (let b = 0; b < B; b++) for (let t = 0; t < P; t++) vpos.i32[b * P + t] = t;
+      x = O.add(x, tr.wpe.forward(O.concat([vpos, pos], 1)));
+      rows = P + T;
+    } else {
+      x = O.add(x, tr.wpe.forward(pos));
+    }
     x = tr.drop.forward(x);
-    tr.h.items.forEach((blk, i) => { x = blk.forward(x, keyMask, opts.cache, i); });
-    if (opts.cache) opts.cache.length += T;
+    let prefix: ((l: number) => { k: Tensor; v: Tensor }) | undefined;
+    if (add > 0 && !prompt) {
+      const D = C / H;
+      if (cache) {
+        // As if cached: the prefix keys/values fill the first P slots of every batch row.
+        noGrad(() => {
+          const be = backend();
+          for (let l = 0; l < this.config.n_layer; l++) {
+            for (const [src, dst] of [[v!.keys![l], cache.k[l]], [v!.values![l], cache.v[l]]] as const) {
+              if (P > cache.maxT) throw new Error(`KV cache full: ${P} virtual positions > ${cache.maxT}`);
+              for (let b = 0; b < B; b++) be.copy(src.shape, src.f32, src.offset, src.strides, dst.f32, b * dst.strides[0], dst.strides.slice(1));
+            }
+          }
+        });
+        cache.length = P;
+        cache.virtual = P;
+      } else {
+        const rep = (t: Tensor): Tensor => O.expand(O.unsqueeze(t, 0), [B, H, P, D]);
+        prefix = (l) => ({ k: rep(v!.keys![l]), v: rep(v!.values![l]) });
+      }
+    }
+    tr.h.items.forEach((blk, i) => { x = blk.forward(x, keyMask, cache, i, prefix?.(i)); });
+    if (cache) {
+      cache.length += rows;
+      if (prompt) cache.virtual = P;
+    }
+    if (prompt) x = withLastVirtual ? O.narrow(x, 1, P - 1, T + 1) : O.narrow(x, 1, P, T);
     return tr.ln_f.forward(x);
   }
 
@@ -322,16 +416,21 @@ export class GPT2 extends Module implements LanguageModel {
    * labels default to ids.
    */
   loss(ids: Tensor, labels?: Tensor, opts: ForwardOptions = {}): { loss: Tensor; logits: Tensor } {
-    const logits = this.forward(ids, opts);
-    const [B, T] = logits.shape;
     const lab = labels ?? ids;
-    const shifted = O.empty([B, T], 'int32', false);
-    const src = O.contiguousCopy(lab).i32, dst = shifted.i32;
+    const [B, T] = ids.shape;
+    if (lab.shape.join(',') !== ids.shape.join(',')) throw new Error(`GPT2: labels [${lab.shape.join(', ')}] must match ids [${ids.shape.join(', ')}]`);
+    const src = O.contiguousCopy(lab).i32;
+    // Prompt tuning as PEFT runs it: the last virtual row's logits predict labels[0].
+    const lead = opts.virtual?.embeds !== undefined && !(opts.cache && opts.cache.length > 0) ? 1 : 0;
+    const all = this.lmHead(this.body(ids, opts, lead === 1));
+    const R = T + lead;
+    const shifted = O.empty([B, R], 'int32', false), dst = shifted.i32;
     for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T - 1; t++) dst[b * T + t] = src[b * T + t + 1];
-      dst[b * T + T - 1] = -100;
+      for (let t = 0; t < R - 1; t++) dst[b * R + t] = src[b * T + t + 1 - lead];
+      dst[b * R + R - 1] = -100;
     }
-    return { loss: O.crossEntropy(logits, shifted), logits };
+    const loss = O.crossEntropy(all, shifted);
+    return { loss, logits: lead ? O.contiguousCopy(O.narrow(all, 1, 1, T)) : all };
   }
 
   newCache(batch: number, maxT = this.config.n_positions): KVCache {

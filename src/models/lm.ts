@@ -1,7 +1,7 @@
 // The language-model interface every pipeline takes. A family file (gpt2.ts, bert.ts…) implements
 // it and registers itself in registry.ts; nothing above src/models/ names a concrete family.
 
-import type { Tensor, Rng } from '../engine/index.js';
+import { Rng, type Tensor } from '../engine/index.js';
 import { empty } from '../engine/index.js';
 import * as O from '../engine/ops.js';
 import type { SaveOptions } from '../io/hf.js';
@@ -39,7 +39,10 @@ export class KVCache {
  * positions P, P+1, … (as transformers numbers them after P past key/values or P prepended
  * embeddings), every real token attends to all P, and `hidden`/`forward` return the real tokens'
  * rows only. With a KV cache the virtual positions are written into its front at the first call
- * (cache.length 0) and counted in cache.length and cache.virtual; later calls pass nothing new.
+ * (cache.length 0) and counted in cache.length and cache.virtual; later calls may pass the same
+ * option again or none (nothing is re-added).
+ * Prompt tuning in a causal loss: as in PEFT, where the virtual rows' logits stay in the output,
+ * the last virtual row predicts the first real label (PEFT's -100 labels cover the others).
  */
 export interface VirtualTokens {
   /** P. */
@@ -51,13 +54,38 @@ export interface VirtualTokens {
   values?: Tensor[];
 }
 
+/**
+ * Check `v` against a model's sizes and return P (0 without virtual tokens). Exactly one of
+ * `embeds` (prompt tuning) or `keys`+`values` (prefix tuning) must be given; `where` starts messages.
+ */
+export function checkVirtual(v: VirtualTokens | undefined, dims: ModelDims, where: string): number {
+  if (!v) return 0;
+  const P = v.length, C = dims.hidden, H = dims.heads, D = C / H;
+  if (!Number.isInteger(P) || P < 1) throw new Error(`${where}: virtual.length must be a positive integer, got ${P}`);
+  const hasKV = v.keys !== undefined || v.values !== undefined;
+  if ((v.embeds !== undefined) === hasKV) throw new Error(`${where}: virtual tokens need either embeds (prompt tuning) or keys and values (prefix tuning), not ${hasKV ? 'both' : 'neither'}`);
+  const same = (t: Tensor, s: number[]): boolean => t.ndim === s.length && t.shape.every((d, i) => d === s[i]);
+  if (v.embeds) {
+    if (!same(v.embeds, [P, C])) throw new Error(`${where}: virtual.embeds must be [${P}, ${C}], got [${v.embeds.shape.join(', ')}]`);
+    return P;
+  }
+  for (const [what, ts] of [['keys', v.keys], ['values', v.values]] as const) {
+    if (!ts || ts.length !== dims.layers) throw new Error(`${where}: virtual.${what} must hold one tensor per layer (${dims.layers}), got ${ts ? ts.length : 'none'}`);
+    ts.forEach((t, l) => { if (!same(t, [H, P, D])) throw new Error(`${where}: virtual.${what}[${l}] must be [${H}, ${P}, ${D}] (heads, virtual tokens, head size), got [${t.shape.join(', ')}]`); });
+  }
+  return P;
+}
+
 export interface ForwardOptions {
   /**
    * [B, T] with 1 for real tokens and 0 for padding (keys that must not be attended). With a cache:
    * past + new real tokens (virtual positions are never masked and not included).
    */
   attentionMask?: Tensor;
-  /** Position ids [B, T] (int32); default past..past+T-1. */
+  /**
+   * Position ids [B, T] (int32); default past..past+T-1. With virtual tokens they count the real
+   * tokens from 0 and the model adds P (as PEFT offsets them for prefix tuning).
+   */
   positionIds?: Tensor;
   /** Segment ids [B, T] (int32) for families with token-type embeddings (BERT); default 0. */
   tokenTypeIds?: Tensor;
@@ -191,4 +219,25 @@ export function logitsAt(model: Pick<LanguageModel, 'hidden' | 'lmHead'>, ids: T
   const idx = empty([rows.length], 'int32', false);
   idx.i32.set(rows);
   return model.lmHead(O.embedding(O.reshape(h, [ids.size, h.shape[h.ndim - 1]]), idx));
+}
+
+/**
+ * The [n, C] matrix of a vocabulary resized from [V, C] `old` (transformers' resize_token_embeddings
+ * with mean_resizing): the first min(V, n) rows copied, each added row drawn from a normal around
+ * the old rows' mean. transformers samples N(mean, 1e-9·Σ) with the full covariance Σ; we use its
+ * diagonal (per-dimension variance × 1e-9): the spread is ~3e-5 of the old spread either way, and
+ * the V·C² covariance would cost more than the rest of a resize. Seeded by `seed` (deterministic).
+ */
+export function meanResizedRows(old: Float32Array, V: number, C: number, n: number, seed: number): Float32Array {
+  const out = new Float32Array(n * C);
+  out.set(old.subarray(0, Math.min(V, n) * C));
+  if (n <= V) return out;
+  const mean = new Float64Array(C), sd = new Float64Array(C);
+  for (let i = 0; i < V; i++) for (let c = 0; c < C; c++) mean[c] += old[i * C + c];
+  for (let c = 0; c < C; c++) mean[c] /= V;
+  for (let i = 0; i < V; i++) for (let c = 0; c < C; c++) { const d = old[i * C + c] - mean[c]; sd[c] += d * d; }
+  for (let c = 0; c < C; c++) sd[c] = Math.sqrt(1e-9 * sd[c] / V);
+  const rng = new Rng(seed);
+  for (let i = V; i < n; i++) for (let c = 0; c < C; c++) out[i * C + c] = mean[c] + sd[c] * rng.normal();
+  return out;
 }
