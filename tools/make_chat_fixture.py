@@ -176,6 +176,73 @@ GEN{{ bos_token }}{{ eos_token }}
 {%- endif %}
 '''
 
+# Qwen3-style: reverse loop with a namespace flag, think-tag splitting, `is false` tests.
+T['qwen3'] = r'''{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and message.content is string and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if message.content is string %}
+        {%- set content = message.content %}
+    {%- else %}
+        {%- set content = '' %}
+    {%- endif %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "system" %}
+        {{- '<|im_start|>system\n' + content + '<|im_end|>\n' }}
+    {%- elif message.role == "assistant" %}
+        {%- set reasoning_content = '' %}
+        {%- if '</think>' in content %}
+            {%- set reasoning_content = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+            {%- set content = content.split('</think>')[-1].lstrip('\n') %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\n' + content }}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {{- '<|im_start|>user\n<tool_response>\n' + content + '\n</tool_response><|im_end|>\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\n\n</think>\n\n' }}
+    {%- endif %}
+{%- endif %}'''
+# Llama-3.1-style tool bits: items filter, reject with a test, mapping tests, tojson(indent).
+T['llama31ish'] = r'''{{- bos_token }}
+{%- if builtin_tools is defined %}Tools: {{ builtin_tools | reject('equalto', 'code_interpreter') | join(", ") }}
+{% endif %}
+{%- if tools is not none %}{{- tools | tojson(indent=4) }}{{ "
+
+" }}{% endif %}
+{%- for message in messages %}
+    {%- if message.tool_calls is defined and message.tool_calls | length == 1 %}
+        {%- set tool_call = message.tool_calls[0].function %}
+        {{- '<|python_tag|>' + tool_call.name + '.call(' }}
+        {%- for arg_name, arg_val in tool_call.arguments | items %}
+            {{- arg_name + '="' + arg_val + '"' }}
+            {%- if not loop.last %}{{- ", " }}{% endif %}
+        {%- endfor %}
+        {{- ")<|eom_id|>" }}
+    {%- elif message.content is mapping or message.content is string %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>
+
+' + message['content'] | trim + '<|eot_id|>' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>
+
+' }}{%- endif %}'''
+
 with open(os.path.join(OUT if os.path.isdir(OUT) else (os.makedirs(OUT) or OUT), '.keep'), 'w'):
     pass
 os.remove(os.path.join(OUT, '.keep'))
@@ -224,6 +291,18 @@ case('mistral', 'mistral', messages=no_sys)
 case('mistral system raises', 'mistral', messages=[base[1], base[2], base[0]])
 case('qwen25 tools', 'qwen25', messages=tool_msgs, tools=tools, add_generation_prompt=True)
 case('qwen25 tool calls without tools', 'qwen25', messages=tool_msgs)
+think = [
+    {'role': 'user', 'content': 'Q1'},
+    {'role': 'assistant', 'content': '<think>\nold reasoning\n</think>\n\nA1'},
+    {'role': 'user', 'content': 'Q2'},
+    {'role': 'assistant', 'content': '<think>\nnew reasoning\n</think>\n\nA2'},
+    {'role': 'tool', 'content': '<tool_response>x</tool_response>'},
+]
+case('qwen3 thinking', 'qwen3', messages=[{'role': 'system', 'content': 'S'}] + think)
+case('qwen3 prompt without thinking', 'qwen3', messages=think[:3], add_generation_prompt=True, enable_thinking=False)
+case('llama31ish tool call', 'llama31ish', messages=tool_msgs[1:3] + [{'role': 'assistant', 'content': 'done'}], tools=tools,
+     builtin_tools=['brave_search', 'code_interpreter', 'wolfram_alpha'], add_generation_prompt=True)
+case('llama31ish no tools', 'llama31ish', messages=[{'role': 'assistant', 'content': 'x', 'tool_calls': [{'function': {'name': 'f', 'arguments': {'a': '1', 'b': '2'}}}]}], tools=None)
 case('features', 'features', messages=base + [{'role': 'tool', 'content': 'ignored'}], extra={'key': 'K', 'list': [1, 2, 3]})
 case('features prompt', 'features', messages=no_sys + no_sys + no_sys, add_generation_prompt=True, extra={'key': None, 'list': []})
 

@@ -10,7 +10,7 @@
 // operators + - * / // % ** ~ == != < > <= >= and or not in, `a if c else b`, tests (defined,
 // undefined, none, string, number, mapping, sequence, iterable, boolean, true, false, eq…), subscripts,
 // attributes, slices, a few str/dict methods (strip, split, startswith, items, get…), the filters
-// listed in FILTERS, and the globals raise_exception, namespace, range, dict.
+// listed in FILTERS, and the globals raise_exception, namespace, range, dict, strftime_now.
 // Anything else is a one-line error naming the construct and its line:column.
 
 type Obj = { [k: string]: unknown };
@@ -699,7 +699,32 @@ const GLOBALS: Record<string, Fn> = {
     return out;
   },
   dict: (a, kw) => ({ ...(isObj(a[0]) ? a[0] : {}), ...kw }),
+  // transformers provides it (Llama 3.1 dates its system prompt): local time, strftime format.
+  strftime_now: (a) => strftime(pyStr(a[0]), new Date()),
 };
+
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+function strftime(fmt: string, d: Date): string {
+  const p2 = (n: number) => String(n).padStart(2, '0');
+  return fmt.replace(/%(.)/g, (m, c: string) => {
+    switch (c) {
+      case 'd': return p2(d.getDate());
+      case 'm': return p2(d.getMonth() + 1);
+      case 'Y': return String(d.getFullYear());
+      case 'y': return p2(d.getFullYear() % 100);
+      case 'b': return MONTHS[d.getMonth()].slice(0, 3);
+      case 'B': return MONTHS[d.getMonth()];
+      case 'a': return DAYS[d.getDay()].slice(0, 3);
+      case 'A': return DAYS[d.getDay()];
+      case 'H': return p2(d.getHours());
+      case 'M': return p2(d.getMinutes());
+      case 'S': return p2(d.getSeconds());
+      case '%': return '%';
+      default: throw new Error(`strftime_now: unsupported format ${m}`);
+    }
+  });
+}
 
 const TESTS: Record<string, (v: unknown, a: unknown[]) => boolean> = {
   defined: (v) => v !== undefined,

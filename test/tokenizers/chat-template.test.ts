@@ -62,6 +62,14 @@ describe('chat template details', () => {
     assert.throws(() => r("{{ raise_exception('no system role, please') }}"), (e: Error) => e instanceof TemplateRaisedError && e.message === 'no system role, please');
   });
 
+  it('strftime_now formats the current date (Llama 3.1 templates call it)', () => {
+    const d = new Date();
+    const got = r("{{ strftime_now('%d %b %Y') }}");
+    // Allow the day to roll over between the two clock reads.
+    const fmt = (x: Date) => `${String(x.getDate()).padStart(2, '0')} ${x.toLocaleString('en-US', { month: 'short' })} ${x.getFullYear()}`;
+    assert.ok(got === fmt(d) || got === fmt(new Date()), got);
+  });
+
   it('remembers which names a template reads', () => {
     assert.ok(new ChatTemplate(fix.templates.qwen25).names.has('tools'));
     assert.ok(!new ChatTemplate(fix.templates.gpt2).names.has('tools'));
