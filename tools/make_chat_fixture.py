@@ -170,6 +170,9 @@ tests: {{ foo is defined }} {{ messages is defined }} {{ none is none }} {{ 'a' 
 values: {{ none }} {{ true }} {{ [1, 'a', none, false, {'k': 'v'}] }} {{ {'b': 1, 'a': [1, 2]} | tojson }} {{ {'b': 1, 'a': 'é"'} | tojson(indent=2) }}
 strings: {{ 'tab\there' }} {{ "quote's" ~ 'x\'y' }} {{ '  pad  ' | trim }}|{{ 'Hello World' | lower }} {{ 'a,b,,c'.split(',') }} {{ ' x y '.split() }} {{ '[[x]]'.strip('[]') }} {{ 'hello'.startswith('he') }} {{ 42 | string ~ '!' }}
 {{- extra.key | default('dflt') }} {{ extra['list'] | join('+') }} {{ extra.missing | default('missing') }} {{ extra.get('key') }} {% for k, v in extra.items() %}{{ k }}={{ v }};{% endfor %}
+
+undefined: [{% for t in nothing %}x{% endfor %}]{{ nothing | join(',') }}|{{ nothing | length }}|{{ nothing is iterable }}
+json: {{ "\x7f\x01é\u2028\t" | tojson }} {{ [none, true, 'x', {'k': [1]}] | tojson }} {{ {'b': 2, 'a': 1} | tojson(sort_keys=true) }}
 {%- if add_generation_prompt %}
 
 GEN{{ bos_token }}{{ eos_token }}

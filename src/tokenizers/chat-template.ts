@@ -540,7 +540,7 @@ function pyJson(v: unknown, indent: number | null, sortKeys: boolean, depth = 0)
   if (v === true) return 'true';
   if (v === false) return 'false';
   if (typeof v === 'number') return Number.isFinite(v) ? pyNum(v) : v > 0 ? 'Infinity' : v < 0 ? '-Infinity' : 'NaN';
-  if (typeof v === 'string') return JSON.stringify(v).replace(/[\u007f]/g, '\\u007f');
+  if (typeof v === 'string') return JSON.stringify(v);
   const nl = indent === null ? '' : '\n' + ' '.repeat(indent * (depth + 1));
   const close = indent === null ? '' : '\n' + ' '.repeat(indent * depth);
   const sep = indent === null ? ', ' : ',';
@@ -578,6 +578,7 @@ function eq(a: unknown, b: unknown): boolean {
   return a === b;
 }
 function iterable(v: unknown): unknown[] | null {
+  if (v === undefined) return []; // Jinja's Undefined iterates as empty
   if (Array.isArray(v)) return v;
   if (typeof v === 'string') return [...v];
   if (isObj(v)) return Object.keys(v);
