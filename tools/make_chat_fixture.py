@@ -246,6 +246,22 @@ T['llama31ish'] = r'''{{- bos_token }}
 
 ' }}{%- endif %}'''
 
+# Macros, as newer Qwen templates render multimodal content through one.
+T['macros'] = r'''{%- macro render_content(content, sep='') -%}
+    {%- if content is string -%}{{ content }}
+    {%- else -%}
+        {%- for item in content -%}
+            {%- if item.type == 'text' -%}{{ sep if not loop.first }}{{ item.text }}{%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro -%}
+{%- macro header(role) %}<|im_start|>{{ role }}
+{% endmacro %}
+{%- for message in messages -%}
+{{ header(message.role) }}{{ render_content(message.content, sep=' | ') }}<|im_end|>
+{% endfor -%}
+{%- if add_generation_prompt %}{{ header('assistant') }}{% endif %}'''
+
 with open(os.path.join(OUT if os.path.isdir(OUT) else (os.makedirs(OUT) or OUT), '.keep'), 'w'):
     pass
 os.remove(os.path.join(OUT, '.keep'))
@@ -306,6 +322,8 @@ case('qwen3 prompt without thinking', 'qwen3', messages=think[:3], add_generatio
 case('llama31ish tool call', 'llama31ish', messages=tool_msgs[1:3] + [{'role': 'assistant', 'content': 'done'}], tools=tools,
      builtin_tools=['brave_search', 'code_interpreter', 'wolfram_alpha'], add_generation_prompt=True)
 case('llama31ish no tools', 'llama31ish', messages=[{'role': 'assistant', 'content': 'x', 'tool_calls': [{'function': {'name': 'f', 'arguments': {'a': '1', 'b': '2'}}}]}], tools=None)
+case('macros', 'macros', messages=[{'role': 'user', 'content': [{'type': 'text', 'text': 'a'}, {'type': 'image'}, {'type': 'text', 'text': 'b'}]},
+                                   {'role': 'assistant', 'content': 'plain'}], add_generation_prompt=True)
 case('features', 'features', messages=base + [{'role': 'tool', 'content': 'ignored'}], extra={'key': 'K', 'list': [1, 2, 3]})
 case('features prompt', 'features', messages=no_sys + no_sys + no_sys, add_generation_prompt=True, extra={'key': None, 'list': []})
 

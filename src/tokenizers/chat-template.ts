@@ -5,6 +5,7 @@
 // Supported: {{ expr }}, {% if/elif/else/endif %}, {% for x in xs [if c] %}…{% else %}…{% endfor %}
 // (loop.index/index0/revindex/revindex0/first/last/length/previtem/nextitem, tuple targets),
 // {% set x = … %} and {% set ns.attr = … %} (namespace()), {% break %}/{% continue %},
+// {% macro name(a, b=default) %}…{% endmacro %} (called as a function returning its text),
 // {% generation %} (transformers' marker, rendered as its body), whitespace control {%- -%} {{- -}}
 // {%+ +%}, comments, literals (strings with escapes, numbers, true/false/none, lists, dicts),
 // operators + - * / // % ** ~ == != < > <= >= and or not in, `a if c else b`, tests (defined,
@@ -176,6 +177,7 @@ type Node =
   | { k: 'if'; branches: { cond: Expr; body: Node[] }[]; orelse: Node[] }
   | { k: 'for'; targets: string[]; iter: Expr; filter: Expr | null; body: Node[]; orelse: Node[]; pos: number }
   | { k: 'set'; name: string; attr: string | null; e: Expr; pos: number }
+  | { k: 'macro'; name: string; params: string[]; defaults: (Expr | null)[]; body: Node[]; pos: number }
   | { k: 'break' | 'continue' };
 
 class ExprParser {
@@ -408,7 +410,7 @@ class ExprParser {
   }
 }
 
-const STMT_ENDS: Record<string, string[]> = { if: ['elif', 'else', 'endif'], for: ['else', 'endfor'], generation: ['endgeneration'] };
+const STMT_ENDS: Record<string, string[]> = { if: ['elif', 'else', 'endif'], for: ['else', 'endfor'], generation: ['endgeneration'], macro: ['endmacro'] };
 
 function parse(src: Source, segs: Seg[]): Node[] {
   let i = 0;
@@ -489,6 +491,25 @@ function parse(src: Source, segs: Seg[]): Node[] {
           p.end(`{% ${kw} %}`);
           body.push({ k: kw });
           break;
+        case 'macro': {
+          const name = p.ident();
+          const params: string[] = [], defaults: (Expr | null)[] = [];
+          p.expectOp('(');
+          while (!p.isOp(')')) {
+            params.push(p.ident());
+            if (p.isOp('=')) { p.i++; defaults.push(p.expr()); } else {
+              if (defaults.some((d) => d !== null)) fail(src, p.pos(), 'a macro parameter without a default follows one with a default');
+              defaults.push(null);
+            }
+            if (!p.isOp(')')) p.expectOp(',');
+          }
+          p.i++;
+          p.end('{% macro %}');
+          const r = block(['endmacro'], { what: 'macro', pos: seg.pos });
+          r.p!.end('{% endmacro %}');
+          body.push({ k: 'macro', name, params, defaults, body: r.body, pos: seg.pos });
+          break;
+        }
         case 'generation': {
           p.end('{% generation %}');
           const r = block(['endgeneration'], { what: 'generation', pos: seg.pos });
@@ -825,9 +846,36 @@ class Renderer {
           ns.attrs.set(n.attr, v);
           break;
         }
+        case 'macro': {
+          const def = scope;
+          scope.vars.set(n.name, new Callable(n.name, (args, kw) => this.callMacro(n, def, args, kw)));
+          break;
+        }
         case 'break': case 'continue': throw new LoopSignal(n.k);
       }
     }
+  }
+  /** A macro call renders its body, with the parameters bound, into a string. */
+  callMacro(n: Node & { k: 'macro' }, def: Scope, args: unknown[], kw: Obj): string {
+    if (args.length > n.params.length) this.err(n.pos, `macro '${n.name}' takes ${n.params.length} arguments, got ${args.length}`);
+    const s = new Scope(def);
+    n.params.forEach((p, j) => {
+      if (j < args.length) {
+        if (Object.prototype.hasOwnProperty.call(kw, p)) this.err(n.pos, `macro '${n.name}' got argument '${p}' twice`);
+        s.vars.set(p, args[j]);
+      } else if (Object.prototype.hasOwnProperty.call(kw, p)) s.vars.set(p, kw[p]);
+      else { const d = n.defaults[j]; s.vars.set(p, d ? this.eval(d, s) : undefined); }
+    });
+    for (const k of Object.keys(kw)) if (!n.params.includes(k)) this.err(n.pos, `macro '${n.name}' has no parameter '${k}'`);
+    const saved = this.out;
+    this.out = [];
+    try {
+      this.run(n.body, s);
+      return this.out.join('');
+    } catch (e) {
+      if (e instanceof LoopSignal) this.err(n.pos, `{% ${e.kind} %} outside a loop in macro '${n.name}'`);
+      throw e;
+    } finally { this.out = saved; }
   }
   runFor(n: Node & { k: 'for' }, scope: Scope): void {
     const it = this.eval(n.iter, scope);

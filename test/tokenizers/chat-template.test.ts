@@ -76,7 +76,8 @@ describe('chat template details', () => {
   });
 
   const bad: [string, string, RegExp][] = [
-    ['{% macro m() %}{% endmacro %}', 'a macro', /^chat template line 1:1: unsupported statement \{% macro %\}$/],
+    ['{% call m() %}{% endcall %}', 'a call block', /^chat template line 1:1: unsupported statement \{% call %\}$/],
+    ['{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, 2) }}', 'a macro called with too many arguments', /^chat template line 1:1: macro 'm' takes 1 arguments, got 2$/],
     ['ok\n  {% if x %}never closed', 'an unclosed if', /^chat template line 2:3: \{% if %\} is never closed \(expected \{% endif %\}\)$/],
     ['{% endfor %}', 'a stray endfor', /^chat template line 1:1: \{% endfor %\} without a matching \{% for %\}$/],
     ['{{ x | wordwrap }}', 'an unknown filter', /^chat template line 1:6: unsupported filter 'wordwrap'$/],
