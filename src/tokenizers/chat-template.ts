@@ -950,7 +950,6 @@ class Renderer {
         if (Array.isArray(o)) return this.wrap(e.pos, () => sliceOf(o, a, b, c));
         this.err(e.pos, `cannot slice ${o === undefined ? `${describeExpr(e.obj)} (undefined)` : typeName(o)}`);
       }
-      // falls through never (err throws)
       case 'call': {
         const f = this.eval(e.fn, scope);
         if (!(f instanceof Callable)) this.err(e.pos, `${describeExpr(e.fn)} is ${f === undefined ? 'undefined' : `a ${typeName(f)}`}, not a function`);
