@@ -1,8 +1,17 @@
 // Chat data (DESIGN §3), read into one normalised form {messages: {role, content}[]}:
 //   - role/content:  {"conversations": [{"role": "system|user|assistant|tool", "content": "…"}]}
 //                    (a "messages" list in the same shape is accepted too: HF chat datasets use it)
-//   - ShareGPT:      {"conversations": [{"from": "human|gpt|system", "value": "…"}]}
+//                    content may also be a list of parts [{"type": "text", "value"|"text": "…"}] (LLaMA-Factory's
+//                    v1 format, OpenAI style): the text parts are joined; any other part type is an error.
+//                    Per-message "loss_weight" (v1) is ignored: every assistant turn is learned.
+//   - ShareGPT:      {"conversations": [{"from": "human|gpt|system|function_call|observation", "value": "…"}]}
+//                    (FastChat, LLaMA-Factory). function_call → an assistant turn whose content is the call
+//                    JSON as written (the model learns to emit it); observation → a tool turn.
+//                    An optional record-level "system" string becomes a leading system turn.
 //   - Alpaca:        {"instruction": "…", "input": "…" (optional), "output": "…"}
+// Tool schemas: a record's "tools" (a JSON string as in glaive_toolcall, or a list) is kept as the
+// record's `tools` field (JSON text), not turned into a turn here: a template that reads `tools`
+// gets them as data; for one that does not, chat-encode.ts puts the text in the system turn.
 // A file is a JSON array of records (or one record), or JSONL (one record per line) when its
 // name ends in .jsonl. Errors are one line naming the file and the record (and line for JSONL).
 
@@ -10,11 +19,15 @@ import { jsonlRecords, readUserFile } from '../io/json.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
 export interface ChatMessage { role: ChatRole; content: string }
-export interface ChatRecord { messages: ChatMessage[] }
+export interface ChatRecord {
+  messages: ChatMessage[];
+  /** Tool/function schemas as JSON text (a JSON list), when the record gives them. */
+  tools?: string;
+}
 
 export const CHAT_ROLES: readonly ChatRole[] = ['system', 'user', 'assistant', 'tool'];
 /** ShareGPT speaker names → roles. */
-const SHAREGPT_FROM: Readonly<Record<string, ChatRole>> = { human: 'user', gpt: 'assistant', system: 'system' };
+const SHAREGPT_FROM: Readonly<Record<string, ChatRole>> = { human: 'user', gpt: 'assistant', system: 'system', function_call: 'assistant', observation: 'tool' };
 
 /** Largest chat file we read. */
 export const MAX_CHAT_FILE_BYTES = 1 << 30;
@@ -51,15 +64,21 @@ export function normalizeChatRecord(rec: unknown, at: string): ChatRecord {
       if (roleStyle && shareStyle) throw new Error(`${w}: mixes "role"/"content" with ShareGPT's "from"/"value"`);
       if (shareStyle) {
         const from = t.from;
-        if (typeof from !== 'string' || !own(SHAREGPT_FROM, from)) throw new Error(`${w}: "from" must be one of human, gpt, system; got ${show(from)}`);
+        if (typeof from !== 'string' || !own(SHAREGPT_FROM, from)) throw new Error(`${w}: "from" must be one of ${Object.keys(SHAREGPT_FROM).join(', ')}; got ${show(from)}`);
         if (typeof t.value !== 'string') throw new Error(`${w}: "value" must be a string, got ${show(t.value)}`);
         return { role: SHAREGPT_FROM[from], content: t.value };
       }
       const role = t.role;
       if (typeof role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(role)) throw new Error(`${w}: "role" must be one of ${CHAT_ROLES.join(', ')}; got ${show(role)}`);
-      if (typeof t.content !== 'string') throw new Error(`${w}: "content" must be a string, got ${show(t.content)}`);
-      return { role: role as ChatRole, content: t.content };
+      return { role: role as ChatRole, content: contentText(t.content, w) };
     });
+    if (own(rec, 'system')) {
+      if (typeof rec.system !== 'string') throw new Error(`${at}: "system" must be a string, got ${show(rec.system)}`);
+      if (rec.system !== '') {
+        if (messages[0].role === 'system') throw new Error(`${at}: has both a "system" field and a system turn`);
+        messages.unshift({ role: 'system', content: rec.system });
+      }
+    }
   } else if (hasAlpaca) {
     for (const k of ['instruction', 'output'] as const) if (typeof rec[k] !== 'string') throw new Error(`${at}: Alpaca "${k}" must be a string, got ${show(rec[k])}`);
     if (own(rec, 'input') && typeof rec.input !== 'string') throw new Error(`${at}: Alpaca "input" must be a string, got ${show(rec.input)}`);
@@ -74,7 +93,34 @@ export function normalizeChatRecord(rec: unknown, at: string): ChatRecord {
     throw new Error(`${at}: not a chat record (expected "conversations", "messages", or Alpaca "instruction"/"output")`);
   }
   if (!messages.some((m) => m.role === 'assistant')) throw new Error(`${at}: has no assistant turn (nothing to learn from)`);
-  return { messages };
+  const tools = toolsText(rec.tools, at);
+  return tools === undefined ? { messages } : { messages, tools };
+}
+
+/** A turn's content: a string, or text parts joined. */
+function contentText(c: unknown, w: string): string {
+  if (typeof c === 'string') return c;
+  if (!Array.isArray(c)) throw new Error(`${w}: "content" must be a string, got ${show(c)} (or a list of text parts)`);
+  let text = '';
+  c.forEach((p, k) => {
+    if (!isObj(p)) throw new Error(`${w}: content[${k}] must be an object {"type": "text", …}, got ${show(p)}`);
+    if (p.type !== 'text') throw new Error(`${w}: content[${k}] has type ${show(p.type)}; only "text" parts are supported`);
+    const v = own(p, 'value') ? p.value : p.text;
+    if (typeof v !== 'string') throw new Error(`${w}: content[${k}] text part needs a string "value" or "text", got ${show(v)}`);
+    text += v;
+  });
+  return text;
+}
+
+/** The record's tools as JSON text; undefined when absent or empty. */
+function toolsText(v: unknown, at: string): string | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (Array.isArray(v)) return v.length ? JSON.stringify(v) : undefined;
+  if (typeof v !== 'string') throw new Error(`${at}: "tools" must be a JSON string or a list, got ${show(v)}`);
+  let parsed: unknown;
+  try { parsed = JSON.parse(v); } catch (e) { throw new Error(`${at}: "tools" is not valid JSON (${(e as Error).message.split('\n')[0]})`); }
+  if (!Array.isArray(parsed)) throw new Error(`${at}: "tools" must hold a JSON list, got ${show(parsed)}`);
+  return parsed.length ? v : undefined;
 }
 
 /** Read a chat file (JSON array, one JSON record, or .jsonl) into normalised records. */

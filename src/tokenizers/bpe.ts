@@ -247,6 +247,7 @@ export class BPETokenizer implements Tokenizer {
   sepTokenId?: number;
   maskTokenId?: number;
   modelMaxLength?: number;
+  chatTemplate?: string;
   /** Internal: words longer than this many bytes use the heap merge loop (tests lower it). */
   longWordThreshold = LONG_WORD;
 
@@ -579,10 +580,30 @@ export class BPETokenizer implements Tokenizer {
     };
   }
 
-  /** Writes DIR/tokenizer.json atomically (temp file + rename). Returns the file path. */
+  /**
+   * Writes DIR/tokenizer.json atomically (temp file + rename); with a chat template also
+   * DIR/tokenizer_config.json (chat_template and role tokens, merged into one already there).
+   * Returns tokenizer.json's path.
+   */
   save(dir: string): string {
     mkdirSync(dir, { recursive: true });
     const path = join(dir, 'tokenizer.json');
+    if (this.chatTemplate !== undefined) {
+      const cfgPath = join(dir, 'tokenizer_config.json');
+      let cfg: Record<string, unknown> = {};
+      if (existsSync(cfgPath)) {
+        const old = readJsonFile(cfgPath);
+        if (old === null || typeof old !== 'object' || Array.isArray(old)) throw new Error(`${cfgPath}: expected a JSON object`);
+        cfg = old as Record<string, unknown>;
+      }
+      for (const [k, id] of [['bos_token', this.bosTokenId], ['eos_token', this.eosTokenId], ['pad_token', this.padTokenId]] as const) {
+        const t = id === undefined ? undefined : this.idToTok[id];
+        if (t !== undefined) cfg[k] = t;
+      }
+      if (this.modelMaxLength !== undefined) cfg.model_max_length = this.modelMaxLength;
+      cfg.chat_template = this.chatTemplate;
+      writeFileAtomic(cfgPath, JSON.stringify(cfg, null, 2) + '\n');
+    }
     writeFileAtomic(path, JSON.stringify(this.toTokenizerJson(), null, 2) + '\n');
     return path;
   }

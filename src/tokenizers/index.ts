@@ -1,7 +1,7 @@
 // Tokenizers: byte-level BPE (GPT-2 style) and WordPiece (BERT), HF tokenizer.json load/save and
 // training, and loadTokenizer(dir) which recognises the usual directory layouts.
 
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPETokenizer } from './bpe.js';
 import { WordPieceTokenizer, tokenName, modelMaxLengthOf, type RoleOverrides } from './wordpiece.js';
@@ -20,12 +20,13 @@ export {
   type WordPiecePostProcessor, type TemplatePiece, type WordPieceTokenizerJson,
 } from './wordpiece.js';
 export { readVocabTxt } from './vocab.js';
+export { ChatTemplate, compileChatTemplate, renderChatTemplate, TemplateRaisedError, type ChatTemplateVars } from './chat-template.js';
 
 const ROLES = ['bos', 'eos', 'pad', 'unk', 'cls', 'sep', 'mask'] as const;
 type Role = typeof ROLES[number];
 
 /** Role tokens and settings from DIR/special_tokens_map.json then DIR/tokenizer_config.json (the latter wins). */
-function readConfigs(dir: string): { roles: Partial<Record<Role, string>>; config: Record<string, unknown>; modelMaxLength?: number } {
+function readConfigs(dir: string): { roles: Partial<Record<Role, string>>; config: Record<string, unknown>; modelMaxLength?: number; chatTemplate?: string } {
   const roles: Partial<Record<Role, string>> = {};
   let config: Record<string, unknown> = {};
   for (const f of ['special_tokens_map.json', 'tokenizer_config.json']) {
@@ -48,7 +49,33 @@ function readConfigs(dir: string): { roles: Partial<Record<Role, string>>; confi
     throw new Error(`${join(dir, 'tokenizer_config.json')}: model_max_length must be a positive number, got ${JSON.stringify(mml)}`);
   }
   // HF writes int(1e30) for "no limit": ignored (modelMaxLengthOf keeps safe integers only).
-  return { roles, config, modelMaxLength: modelMaxLengthOf(mml) };
+  return { roles, config, modelMaxLength: modelMaxLengthOf(mml), chatTemplate: chatTemplateOf(dir, config.chat_template) };
+}
+
+/**
+ * tokenizer_config.json's chat_template: a string, or a list of {name, template} of which "default"
+ * is used (none named "default": no template). Without one, DIR/chat_template.jinja (newer
+ * transformers save it there) is read when present.
+ */
+function chatTemplateOf(dir: string, v: unknown): string | undefined {
+  const where = join(dir, 'tokenizer_config.json');
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v)) {
+    let found: string | undefined;
+    v.forEach((e, i) => {
+      const ok = e !== null && typeof e === 'object' && typeof (e as Record<string, unknown>).name === 'string' && typeof (e as Record<string, unknown>).template === 'string';
+      if (!ok) throw new Error(`${where}: chat_template[${i}] must be {"name": string, "template": string}`);
+      if ((e as Record<string, string>).name === 'default') found = (e as Record<string, string>).template;
+    });
+    return found;
+  }
+  if (v !== undefined && v !== null) throw new Error(`${where}: chat_template must be a string or a list of {"name", "template"}, got ${typeof v}`);
+  const jinja = join(dir, 'chat_template.jinja');
+  if (existsSync(jinja)) {
+    const buf = readFileSync(jinja);
+    try { return new TextDecoder('utf-8', { fatal: true }).decode(buf); } catch { throw new Error(`${jinja}: not valid UTF-8`); }
+  }
+  return undefined;
 }
 
 /**
@@ -63,7 +90,7 @@ function readConfigs(dir: string): { roles: Partial<Record<Role, string>>; confi
 export function loadTokenizer(dir: string): Tokenizer {
   if (!existsSync(dir)) throw new Error(`${dir}: tokenizer directory not found`);
   if (!statSync(dir).isDirectory()) throw new Error(`${dir}: expected a directory holding tokenizer.json, vocab.txt or vocab.json + merges.txt`);
-  const { roles, config, modelMaxLength } = readConfigs(dir);
+  const { roles, config, modelMaxLength, chatTemplate } = readConfigs(dir);
   const has = (f: string) => existsSync(join(dir, f));
   let tok: Tokenizer;
   if (has('tokenizer.json')) {
@@ -100,6 +127,7 @@ export function loadTokenizer(dir: string): Tokenizer {
     if (id !== undefined) tok[`${r}TokenId`] = id;
   }
   if (modelMaxLength !== undefined) tok.modelMaxLength = modelMaxLength;
+  if (chatTemplate !== undefined) tok.chatTemplate = chatTemplate;
   return tok;
 }
 

@@ -24,6 +24,13 @@ export interface Tokenizer {
   maskTokenId?: number;
   /** tokenizer_config.json's model_max_length when given (and sane). */
   modelMaxLength?: number;
+  /** Jinja chat template (tokenizer_config.json's chat_template; written back by save()). */
+  chatTemplate?: string;
+  /**
+   * Adds special tokens (HF add_special_tokens): tokens already present are only marked special,
+   * new ones get the next free ids (vocabSize grows). Returns the ids, in order.
+   */
+  addSpecialTokens(tokens: string[]): number[];
   encode(text: string, opts?: EncodeOpts): number[];
   decode(ids: number[], opts?: DecodeOpts): string;
   /** Token strings of the ids (as in the vocabulary: 'Ġthe', '##ing'). */
@@ -31,6 +38,9 @@ export interface Tokenizer {
   tokenToId(token: string): number | undefined;
   idToToken(id: number): string | undefined;
   isSpecialId(id: number): boolean;
-  /** Write tokenizer.json (and what else the family keeps: vocab.txt) into `dir`; returns tokenizer.json's path. */
+  /**
+   * Write tokenizer.json (and what else the family keeps: vocab.txt, tokenizer_config.json) into `dir`;
+   * tokenizer_config.json carries chat_template when one is set. Returns tokenizer.json's path.
+   */
   save(dir: string): string;
 }

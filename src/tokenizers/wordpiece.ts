@@ -193,6 +193,7 @@ export class WordPieceTokenizer implements Tokenizer {
   sepTokenId?: number;
   maskTokenId?: number;
   modelMaxLength?: number;
+  chatTemplate?: string;
   /** Merges made by `train` (undefined for a loaded tokenizer). */
   trainedMerges?: number;
 
@@ -282,6 +283,23 @@ export class WordPieceTokenizer implements Tokenizer {
     // Normalized added tokens are matched on normalized text, so their content is normalized too.
     const norm = (t: WordPieceAddedToken) => (this.normalizer ? bertNormalize(t.content, this.normalizer) : t.content);
     this.normSplit = build(this.added.filter((t) => t.normalized && norm(t).length > 0), norm);
+  }
+
+  /** Adds special tokens (HF add_special_tokens): existing ones are only marked special; new ones get the next ids. */
+  addSpecialTokens(tokens: string[]): number[] {
+    const ids: number[] = [];
+    for (const content of tokens) {
+      if (typeof content !== 'string' || content.length === 0) throw new Error('addSpecialTokens: tokens must be non-empty strings');
+      const have = this.addedByContent.get(content);
+      if (have) { have.special = true; this.specialIds.add(have.id); ids.push(have.id); continue; }
+      const id = this.vocab.get(content) ?? this.idToTok.length;
+      // Not normalized: matched on the raw text, so casing and accents of the token are kept.
+      this.addToken({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+      ids.push(id);
+    }
+    this.rebuildSplit();
+    this.cache.clear();
+    return ids;
   }
 
   // ------------------------------------------------------------------------------- accessors
@@ -436,6 +454,7 @@ export class WordPieceTokenizer implements Tokenizer {
       if (t !== undefined) cfg[k] = t;
     }
     if (this.modelMaxLength !== undefined) cfg.model_max_length = this.modelMaxLength;
+    if (this.chatTemplate !== undefined) cfg.chat_template = this.chatTemplate;
     return cfg;
   }
 
