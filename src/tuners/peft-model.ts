@@ -1,7 +1,9 @@
 // PeftModel: a base LanguageModel with named adapters, as peft's PeftModel. It is itself a
 // LanguageModel (pipelines take it unchanged): module-based adapters live inside the base's
 // module tree (wrappers), prompt-learning adapters hand their virtual tokens to every forward.
-// The base is frozen; the active adapter is trainable (unless loaded for inference).
+// The base is frozen; the active adapter is trainable (unless loaded for inference). Unlike
+// peft, adapters of different methods may sit side by side (serve's named adapters): only the
+// active one acts, and two methods on one layer are refused when attaching.
 
 import type { Tensor, Rng } from '../engine/index.js';
 import { modelFamily, type ForwardOptions, type KVCache, type LanguageModel, type LMConfig, type LMKind, type ModelDims } from '../models/index.js';
@@ -50,11 +52,6 @@ export class PeftModel implements LanguageModel {
     if (this.map.has(name)) throw new Error(`adapter '${name}' already exists (adapters: ${[...this.map.keys()].join(', ')})`);
   }
 
-  private checkSameType(cfg: AdapterConfig, where: string): void {
-    const other = [...this.map.values()].find((a) => a.config.peft_type !== cfg.peft_type);
-    if (other) throw new Error(`${where}: cannot add a ${cfg.peft_type} adapter next to '${other.name}' (${other.config.peft_type}); one method per model, as in peft`);
-  }
-
   private install(name: string, a: Adapter, trainable: boolean): Adapter {
     this.map.set(name, a);
     this.trainableOf.set(name, trainable);
@@ -68,7 +65,6 @@ export class PeftModel implements LanguageModel {
     const where = `adapter '${name}'`;
     const tuner = tunerForType(cfg.peft_type, where);
     const full = tuner.config(cfg, this.base, where);
-    this.checkSameType(full, where);
     return this.install(name, tuner.attach(this.base, full, name, seed), true);
   }
 
@@ -84,7 +80,6 @@ export class PeftModel implements LanguageModel {
     const tuner = tunerForType(raw.peft_type, cfgPath);
     const cfg = tuner.config(raw, this.base, cfgPath);
     cfg.inference_mode = !trainable;
-    this.checkSameType(cfg, cfgPath);
     const { path, tensors } = readAdapterWeights(dir);
     const embKey = this.embeddingKey();
     const emb = tensors.get(embKey);
@@ -299,8 +294,14 @@ export class PeftModel implements LanguageModel {
  * the config are checked, a mismatch is a one-line error naming the file.
  */
 export function attachAdapterDir(model: LanguageModel, adapterDir: string): PeftModel {
-  const pm = model instanceof PeftModel ? model : new PeftModel(model);
-  pm.loadAdapter(adapterDir, pm.adapters.has('default') ? `adapter${pm.adapters.size}` : 'default');
+  if (model instanceof PeftModel) {
+    model.loadAdapter(adapterDir, model.adapters.has('default') ? `adapter${model.adapters.size}` : 'default');
+    return model;
+  }
+  // A failed load hands the model back as it was: trainable flags included.
+  const flags = model.namedParameters().map(([, p]) => [p, p.requiresGrad] as const);
+  const pm = new PeftModel(model);
+  try { pm.loadAdapter(adapterDir, 'default'); } catch (e) { for (const [p, on] of flags) p.requiresGrad = on; throw e; }
   return pm;
 }
 

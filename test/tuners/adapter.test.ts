@@ -9,7 +9,7 @@ import * as O from '../../src/engine/ops.js';
 import { Rng, noGrad, type Tensor } from '../../src/engine/index.js';
 import { createModel, type LanguageModel } from '../../src/models/index.js';
 import type { LinearLayer } from '../../src/nn/module.js';
-import { PeftModel, adapterTuner } from '../../src/tuners/index.js';
+import { PeftModel, adapterTuner, loraTuner } from '../../src/tuners/index.js';
 import { assertClose } from '../helpers.js';
 
 const C = 16;
@@ -115,5 +115,19 @@ describe('bottleneck adapters', () => {
     const before = logits(pm);
     assert.throws(() => pm.mergeAndUnload(), /^Error: mergeAndUnload: only LoRA adapters merge into the weights; 'default' is BOTTLENECK$/);
     assert.deepEqual(logits(pm), before);
+  });
+
+  it('a LoRA adapter and a bottleneck adapter may share a model but not a layer', () => {
+    const m = gpt2();
+    const pm = new PeftModel(m);
+    pm.addAdapter('lora', loraTuner.config({ target_modules: ['c_attn'] }, m, 't'), 0);
+    pm.addAdapter('houlsby', adapterTuner.config({ bottleneck_size: 2 }, m, 't'), 0);
+    assert.deepEqual([...pm.adapters.keys()], ['lora', 'houlsby']);
+    const tree = m.namedModules();
+    assert.throws(() => pm.addAdapter('clash', adapterTuner.config({ bottleneck_size: 2, target_modules: ['c_fc', 'h.1.attn.c_attn'] }, m, 't'), 0),
+      /^Error: adapter 'clash': 'transformer\.h\.1\.attn\.c_attn' already carries an adapter of another method$/);
+    // The layers wrapped before the clash (h.0.mlp.c_fc) are unwrapped again.
+    assert.deepEqual(m.namedModules(), tree);
+    assert.deepEqual([...pm.adapters.keys()], ['lora', 'houlsby']);
   });
 });

@@ -214,8 +214,16 @@ describe('PeftModel', () => {
     pm.withoutAdapters(() => pm.forward(ids()));
     assert.deepEqual(seen, [fakeVirtual, fakeVirtual, undefined, undefined]);
     assert.throws(() => pm.forward(ids(), { virtual: fakeVirtual }), /ForwardOptions\.virtual is set while adapter 'default' supplies virtual tokens/);
-    // One method per model, as peft.
-    oneLine(() => pm.addAdapter('lora', loraTuner.config({}, m, 't'), 0), /cannot add a LORA adapter next to 'default' \(PROMPT_TUNING\)/);
+    // A LoRA adapter next to it: only the active adapter acts.
+    pm.addAdapter('lora', loraTuner.config({}, m, 't'), 0);
+    assert.equal(pm.maxPositions, 32);
+    pm.forward(ids());
+    pm.setAdapter('default');
+    assert.equal(pm.maxPositions, 32 - P);
+    pm.forward(ids());
+    assert.deepEqual(seen.slice(4), [undefined, fakeVirtual]);
+    assert.ok(pm.namedTrainableParameters().every(([n]) => n === 'prompt_encoder.default.embedding.weight'));
+    oneLine(() => pm.mergeAndUnload(), /only LoRA adapters merge into the weights; 'default' is PROMPT_TUNING/);
   });
 
   describe('bad adapter directories are one-line errors naming the file', () => {
@@ -269,6 +277,7 @@ describe('PeftModel', () => {
       oneLine(() => attachAdapterDir(m, wide), /adapter_model\.safetensors: tensor 'base_model\.model\.transformer\.h\.0\.attn\.c_attn\.lora_A\.weight' has shape \[8, 32\], the model expects \[8, 16\]/);
       // A failed load leaves the model as it was.
       for (const [p, x] of names) assert.equal(m.getModule(p), x, p);
+      assert.ok(m.namedParameters().every(([, p]) => p.requiresGrad), 'still trainable');
     });
     it('no adapter_config.json, not a directory, duplicate adapter name', () => {
       const dir = join(tmp, 'empty');

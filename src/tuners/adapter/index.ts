@@ -145,14 +145,17 @@ export class BottleneckAdapter implements Adapter {
   constructor(private readonly model: LanguageModel, readonly name: string, readonly config: AdapterConfig, seed: number) {
     const where = `adapter '${name}'`;
     const rng = new Rng(seed);
-    for (const [path, m] of matchTargets(model, config as unknown as TargetSpec, where)) {
-      let w: BottleneckLinear;
-      if (m instanceof BottleneckLinear) w = m;
-      else if (isTunerWrapper(m)) throw new Error(`${where}: '${path}' already carries an adapter of another method`);
-      else { w = new BottleneckLinear(baseLayer(m), model.rng); model.replaceModule(path, w); }
-      w.addAdapter(name, config, rng);
-      this.sites.push({ path, wrapper: w });
-    }
+    const found = matchTargets(model, config as unknown as TargetSpec, where);
+    if (found.some(([, m]) => m instanceof BottleneckLinear && m.entries.has(name))) throw new Error(`${where}: an adapter named '${name}' is already installed`);
+    try {
+      for (const [path, m] of found) {
+        if (isTunerWrapper(m) && !(m instanceof BottleneckLinear)) throw new Error(`${where}: '${path}' already carries an adapter of another method`);
+        const w = m instanceof BottleneckLinear ? m : new BottleneckLinear(baseLayer(m), model.rng);
+        if (w !== m) model.replaceModule(path, w);
+        this.sites.push({ path, wrapper: w });
+        w.addAdapter(name, config, rng);
+      }
+    } catch (e) { this.remove(); throw e; } // nothing half-installed
   }
 
   private tensors(): [string, string, Tensor][] {
@@ -184,7 +187,7 @@ export class BottleneckAdapter implements Adapter {
   remove(): void {
     for (const { path, wrapper } of this.sites) {
       wrapper.removeAdapter(this.name);
-      if (wrapper.entries.size === 0) this.model.replaceModule(path, wrapper.base);
+      if (wrapper.entries.size === 0 && this.model.getModule(path) === wrapper) this.model.replaceModule(path, wrapper.base);
     }
     this.sites = [];
   }

@@ -78,14 +78,16 @@ export class LoraAdapter implements Adapter {
     const r = config.r as number, alpha = config.lora_alpha as number;
     const scaling = config.use_rslora === true ? alpha / Math.sqrt(r) : alpha / r;
     const rng = new Rng(seed);
-    for (const [path, m] of found) {
-      let w: LoraLinear;
-      if (m instanceof LoraLinear) w = m;
-      else if (isTunerWrapper(m)) throw new Error(`${where}: '${path}' already carries an adapter of another method`);
-      else { w = new LoraLinear(baseLayer(m), model.rng); model.replaceModule(path, w); }
-      w.addAdapter(name, r, scaling, config.lora_dropout as number, config.init_lora_weights as LoraInit, rng);
-      this.sites.push({ path, wrapper: w });
-    }
+    if (found.some(([, m]) => m instanceof LoraLinear && m.entries.has(name))) throw new Error(`${where}: an adapter named '${name}' is already installed`);
+    try {
+      for (const [path, m] of found) {
+        if (isTunerWrapper(m) && !(m instanceof LoraLinear)) throw new Error(`${where}: '${path}' already carries an adapter of another method`);
+        const w = m instanceof LoraLinear ? m : new LoraLinear(baseLayer(m), model.rng);
+        if (w !== m) model.replaceModule(path, w);
+        this.sites.push({ path, wrapper: w });
+        w.addAdapter(name, r, scaling, config.lora_dropout as number, config.init_lora_weights as LoraInit, rng);
+      }
+    } catch (e) { this.remove(); throw e; } // nothing half-installed
   }
 
   namedParameters(): [string, Tensor][] {
@@ -150,7 +152,7 @@ export class LoraAdapter implements Adapter {
     if (this.isMerged && !keepMerged) this.unmerge();
     for (const { path, wrapper } of this.sites) {
       wrapper.removeAdapter(this.name);
-      if (wrapper.entries.size === 0) this.model.replaceModule(path, wrapper.base);
+      if (wrapper.entries.size === 0 && this.model.getModule(path) === wrapper) this.model.replaceModule(path, wrapper.base);
     }
     this.sites = [];
   }
