@@ -117,6 +117,22 @@ describe('LoRA', () => {
     });
   }
 
+  it('lora_dropout acts on the LoRA input only and only in training mode', () => {
+    const m = gpt2();
+    const base = logits(m);
+    const pm = lora(m, { lora_dropout: 0.5 });
+    const nodrop = lora(gpt2(), {});
+    randomize(pm, 8); randomize(nodrop, 8);
+    pm.eval();
+    assert.deepEqual(logits(pm), logits(nodrop), 'eval: no dropout');
+    pm.train();
+    const t1 = logits(pm), t2 = logits(pm);
+    assert.ok(maxDiff(t1, t2) > 1e-4, 'training: a fresh mask per call');
+    assert.ok(maxDiff(t1, logits(nodrop)) > 1e-4);
+    // Switched off, the adapter (and its dropout) is gone: the base's own dropouts are 0 here.
+    assert.deepEqual(pm.withoutAdapters(() => logits(pm)), base);
+  });
+
   it('remove() puts the original layer objects back and the parameter names are those of the base', () => {
     const m = gpt2();
     const originals = m.namedModules().filter(([p]) => p.endsWith('c_attn'));
