@@ -88,9 +88,12 @@ export class PeftModel implements LanguageModel {
       throw new Error(`${path}: tensor '${embKey}' has shape [${emb.shape.join(', ')}], the model expects [vocab, ${this.base.dims.hidden}]`);
     }
     const a = tuner.attach(this.base, cfg, name, 0);
-    try { a.loadStateDict(tensors, path); } catch (e) { a.remove(); throw e; }
+    try {
+      a.loadStateDict(tensors, path);
+      // The vocabulary grew during fine-tuning (chat tokens): the base follows before taking the rows.
+      if (emb && emb.shape[0] !== this.base.vocabSize) { this.base.resizeTokenEmbeddings(emb.shape[0]); this.refreeze(); }
+    } catch (e) { a.remove(); throw e; }
     if (emb) {
-      if (emb.shape[0] !== this.base.vocabSize) { this.base.resizeTokenEmbeddings(emb.shape[0]); this.refreeze(); }
       const w = this.base.inputEmbeddings();
       const original = this.embeddings?.original ?? Float32Array.from(w.f32);
       w.f32.set(emb.data);

@@ -176,6 +176,22 @@ describe('PeftModel', () => {
     assert.deepEqual(pm.withoutAdapters(() => logits(pm)), base);
   });
 
+  it('an adapter carrying a larger embedding resizes the base vocabulary first', () => {
+    const big = gpt2(1, { vocab_size: 60 });
+    const pm = withLora(big);
+    pm.trainEmbeddings();
+    randomize(pm, 9);
+    const dir = join(tmp, 'emb60');
+    pm.saveAdapter(dir);
+    const m = gpt2();
+    const asked: number[] = [];
+    m.resizeTokenEmbeddings = (n: number): void => { asked.push(n); throw new Error(`resize to ${n} refused by the test`); };
+    const tree = m.namedModules();
+    oneLine(() => attachAdapterDir(m, dir), /^resize to 60 refused by the test$/);
+    assert.deepEqual(asked, [60]);
+    assert.deepEqual(m.namedModules(), tree, 'nothing left attached');
+  });
+
   it('virtual tokens of the active adapter go to the base once per cache; maxPositions and newCache make room for them', () => {
     const P = 3;
     const seen: (VirtualTokens | undefined)[] = [];
