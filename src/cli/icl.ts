@@ -29,7 +29,9 @@ export function resolveTasks(taskDir: string, tasks: string[] | undefined, split
 }
 
 export interface IclEvalArgs {
-  model: string; tasks?: string[]; split?: string; taskDir?: string; k: number; seeds: number[]; method: string;
+  /** A PEFT adapter directory on top of the model (--adapter). */
+  adapter?: string;
+  model: string | undefined; tasks?: string[]; split?: string; taskDir?: string; k: number; seeds: number[]; method: string;
   json: boolean; report?: string; predictions?: string; calibrate: boolean; meanPerToken: boolean; orders: number;
   sampleDemos: boolean; testLimit?: number; batchSize?: number; instruction?: string; maxNewTokens?: number;
 }
@@ -44,7 +46,7 @@ export function iclEvalCommand(a: IclEvalArgs): void {
   if (a.method !== 'direct' && a.method !== 'channel') throw new Error(`--method must be direct or channel, got '${a.method}'`);
   const taskDir = a.taskDir ?? defaultTaskDir();
   const tasks = resolveTasks(taskDir, a.tasks, a.split, 'test', log);
-  const { model, tokenizer } = loadLM(a.model);
+  const { model, tokenizer } = loadLM(a.model, a.adapter);
   if (a.predictions) mkdirSync(dirname(a.predictions), { recursive: true });
   const done: string[] = [];
   let pending: string[] = [];

@@ -25,6 +25,7 @@ const nonNegInt = { integer: true, min: 0 } as const;
 const seedRange = { integer: true, min: 0, max: 2 ** 32 - 1 } as const; // Rng takes a uint32 seed
 
 const json: FlagSpec = { type: 'boolean', help: 'print one JSON object on stdout' };
+const adapter: FlagSpec = { type: 'string', path: 'dir', help: 'a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) applied on top of the model; without --model its base_model_name_or_path is the base' };
 const threads: FlagSpec = { type: 'number', ...posInt, max: 1024, help: 'kernel threads (default: the backend\'s)' };
 
 export const commands: Record<string, Command> = {
@@ -167,18 +168,15 @@ export const commands: Record<string, Command> = {
   'eval-lm': {
     summary: 'Perplexity of a model on a text file: {"kind","tokens","nll","ppl"} (kind "causal", or "pseudo" for a masked LM such as BERT).',
     details: 'The whole text is tokenised without special tokens and cut into consecutive windows of n_positions tokens (the last may be shorter). Causal LMs: every token of a window but the first is scored given its predecessors in that window. Masked LMs: the pseudo-perplexity; windows leave room for [CLS] … [SEP] around them (when the tokenizer has those) and every token is masked in turn and scored given the rest of its window.',
-    flags: { json, model: { type: 'string', path: 'dir', help: 'model directory (required)' }, 'text-file': { type: 'string', path: 'file', help: 'text file (required)' } },
+    flags: { json, model: { type: 'string', path: 'dir', help: 'model directory (required unless --adapter names its base)' }, adapter, 'text-file': { type: 'string', path: 'file', help: 'text file (required)' } },
     run: async (a) => {
-      const { loadModel } = await import('../models/index.js');
-      const { loadTokenizer } = await import('../tokenizers/index.js');
+      const { loadLM } = await import('./load.js');
       const { perplexity, pseudoPerplexity, NonFiniteLossError } = await import('../eval/perplexity.js');
       const { maskTokenIdOf } = await import('../eval/fill-mask.js');
       const { WindowProgress } = await import('./progress.js');
       const { readFileSync } = await import('node:fs');
-      const f = need(a, 'text-file') as string, dir = need(a, 'model') as string;
-      const tokenizer = loadTokenizer(dir);
-      const model = loadModel(dir);
-      model.eval();
+      const f = need(a, 'text-file') as string;
+      const { model, tokenizer, base: dir } = loadLM(a.model as string | undefined, a.adapter as string | undefined);
       const masked = model.kind === 'masked';
       const maskId = masked ? maskTokenIdOf(tokenizer) : undefined;
       if (masked && maskId === undefined) throw new Error(`--model ${dir}: the tokenizer has no mask token, which the pseudo-perplexity of a masked LM needs`);
@@ -204,18 +202,17 @@ export const commands: Record<string, Command> = {
     details: 'JSON: {"predictions": [{"token","id","prob"}, …]} for one mask, {"masks": [[…], […]]} for several, each sorted by probability (softmax over the whole vocabulary; special tokens are not offered).',
     flags: {
       json,
-      model: { type: 'string', path: 'dir', help: 'model directory (required)' },
+      model: { type: 'string', path: 'dir', help: 'model directory (required unless --adapter names its base)' },
+      adapter,
       text: { type: 'string', help: 'text with one or more mask tokens, e.g. "Paris is the capital of [MASK]." (required)' },
       'top-k': { type: 'number', default: 5, ...posInt, help: 'candidates per mask' },
     },
     run: async (a) => {
-      const { loadModel } = await import('../models/index.js');
-      const { loadTokenizer } = await import('../tokenizers/index.js');
+      const { loadLM } = await import('./load.js');
       const { fillMask, requireMasked } = await import('../eval/fill-mask.js');
-      const dir = need(a, 'model') as string, text = need(a, 'text') as string;
-      const model = loadModel(dir);
+      const text = need(a, 'text') as string;
+      const { model, tokenizer, base: dir } = loadLM(a.model as string | undefined, a.adapter as string | undefined);
       requireMasked(model, `--model ${dir}: fill-mask`);
-      const tokenizer = loadTokenizer(dir);
       const masks = fillMask(model, tokenizer, text, { topK: a['top-k'] as number });
       if (a.json) { console.log(JSON.stringify(masks.length === 1 ? { predictions: masks[0] } : { masks })); return; }
       masks.forEach((m, i) => {
@@ -228,8 +225,11 @@ export const commands: Record<string, Command> = {
     summary: 'Generate text with a KV cache (greedy when --temperature 0).',
     flags: {
       json,
-      model: { type: 'string', path: 'dir', help: 'model directory (required)' },
+      model: { type: 'string', path: 'dir', help: 'model directory (required unless --adapter names its base)' },
+      adapter,
       prompt: { type: 'string', help: 'prompt text (required)' },
+      chat: { type: 'boolean', help: 'treat --prompt as a user message: render it with the model\'s chat template (tokenizer_config.json chat_template, else the family\'s default) and stop at the end of the assistant turn' },
+      system: { type: 'string', help: 'with --chat: a system message before the user message' },
       'max-new-tokens': { type: 'number', default: 64, ...posInt, help: 'tokens to generate' },
       temperature: { type: 'number', default: 1, min: 0, help: '0 = greedy' },
       'top-k': { type: 'number', default: 0, ...nonNegInt, help: 'keep the k most likely tokens (0 = off)' },
@@ -241,12 +241,21 @@ export const commands: Record<string, Command> = {
     run: async (a) => {
       const { loadLM } = await import('./load.js');
       const { generate } = await import('../models/index.js');
-      const { model, tokenizer } = loadLM(need(a, 'model') as string);
+      const { model, tokenizer } = loadLM(a.model as string | undefined, a.adapter as string | undefined);
       const temperature = a.temperature as number, topP = a['top-p'] as number;
-      const r = generate(model, tokenizer, need(a, 'prompt') as string, {
+      const prompt = need(a, 'prompt') as string;
+      if (a.system !== undefined && !a.chat) throw new UsageError('icld generate: --system needs --chat');
+      let input: string | number[] = prompt, eos = model.eosTokenId;
+      if (a.chat) {
+        const { chatGenerationSetup } = await import('../finetune/chat-generate.js');
+        const messages = [...(a.system !== undefined ? [{ role: 'system' as const, content: a.system as string }] : []), { role: 'user' as const, content: prompt }];
+        const c = chatGenerationSetup(model, tokenizer, messages);
+        input = c.ids; eos = c.eosTokenId;
+      }
+      const r = generate(model, tokenizer, input, {
         maxNewTokens: a['max-new-tokens'] as number, temperature, topK: a['top-k'] as number, topP,
         repetitionPenalty: a['repetition-penalty'] as number, stop: a.stop as string[] | undefined, seed: a.seed as number,
-        eosTokenId: model.eosTokenId,
+        eosTokenId: eos,
       });
       if (a.json) console.log(JSON.stringify({ text: r.text, tokens: r.tokens, tokens_per_s: +r.tokens_per_s.toFixed(2), finish_reason: r.finish_reason }));
       else process.stdout.write(r.text + '\n');
@@ -256,7 +265,8 @@ export const commands: Record<string, Command> = {
     summary: 'Few-shot in-context evaluation on CrossFit/MetaICL-format tasks (direct or channel scoring, generation for open answers).',
     flags: {
       json,
-      model: { type: 'string', path: 'dir', help: 'model directory (required)' },
+      model: { type: 'string', path: 'dir', help: 'model directory (required unless --adapter names its base)' },
+      adapter,
       tasks: { type: 'list', help: 'task names' },
       split: { type: 'string', help: 'MetaICL split (its test tasks), e.g. hr_to_lr' },
       'task-dir': { type: 'string', path: 'dir', help: 'task folder laid out like tasks/crossfit/ (default: the shipped data/tasks/crossfit)' },
@@ -277,7 +287,8 @@ export const commands: Record<string, Command> = {
     run: async (a) => {
       const { iclEvalCommand, parseSeeds } = await import('./icl.js');
       iclEvalCommand({
-        model: need(a, 'model') as string, tasks: a.tasks as string[] | undefined, split: a.split as string | undefined, taskDir: a['task-dir'] as string | undefined,
+        model: a.adapter !== undefined ? a.model as string : need(a, 'model') as string, adapter: a.adapter as string | undefined,
+        tasks: a.tasks as string[] | undefined, split: a.split as string | undefined, taskDir: a['task-dir'] as string | undefined,
         k: a.k as number, seeds: parseSeeds(a.seeds as string[]), method: a.method as string, json: !!a.json, report: a.report as string | undefined,
         predictions: a.predictions as string | undefined, calibrate: !!a.calibrate, meanPerToken: !!a['mean-per-token'], orders: a.orders as number,
         sampleDemos: !!a['sample-demos'], testLimit: a['test-limit'] as number | undefined, batchSize: a['batch-size'] as number,
@@ -425,6 +436,104 @@ export const commands: Record<string, Command> = {
       const cfg = readStudyConfig(need(a, 'config') as string, !!a.full);
       const r = await runStudyWithAnalyses(cfg, need(a, 'out') as string) as { report: string; out: string };
       console.log(a.json ? JSON.stringify(r) : `results: ${r.out}/results.json\nreport:  ${r.report}`);
+    },
+  },
+  finetune: {
+    summary: 'Fine-tune on conversations (loss on assistant turns only) or preference pairs (DPO) with LoRA, P-Tuning v2 / prefix, prompt tuning, bottleneck adapters or all weights; writes a PEFT adapter or a model directory.',
+    details: 'Data: a JSON array / .jsonl of {"conversations":[{"role","content"}…]}, ShareGPT {"from","value"} or Alpaca {"instruction","input","output"} records (auto-detected); for DPO {"prompt","chosen","rejected"}. Conversations are rendered with the model\'s chat template (tokenizer_config.json chat_template, else the family\'s default, whose special tokens are added and the embeddings resized) and cut to --max-length tokens. The output holds adapter_config.json + adapter_model.safetensors (PEFT\'s layout and key names) or, with --method full, a model directory; plus the tokenizer with its chat template, trainer_state.json and report.html. --method dpo = --objective dpo with LoRA.',
+    flags: {
+      json,
+      method: { type: 'string', default: 'lora', choices: ['lora', 'ptuning-v2', 'prefix', 'prompt', 'adapter', 'full', 'dpo'], help: 'what is trained: a LoRA, P-Tuning v2 (per-layer prefixes, no reparameterisation), prefix tuning (with the MLP, folded away on save), prompt tuning (input virtual tokens), bottleneck adapters, or every weight' },
+      objective: { type: 'string', choices: ['sft', 'dpo'], help: 'sft (next tokens of assistant turns; default) or dpo (preference pairs against the frozen base as reference)' },
+      model: { type: 'string', path: 'dir', help: 'base model directory (required)' },
+      data: { type: 'string', path: 'file', help: 'training conversations or preference pairs (required)' },
+      'eval-data': { type: 'string', path: 'file', help: 'held-out file of the same kind: evaluated every epoch (loss, ppl; DPO reward accuracy)' },
+      out: { type: 'string', help: 'run directory (required)' },
+      resume: { type: 'string', path: 'dir', help: 'run or checkpoint directory to continue from' },
+      overwrite: { type: 'boolean', help: 'start again in a non-empty --out' },
+      steps: { type: 'number', ...posInt, help: 'optimizer steps (default: --epochs over the data)' },
+      epochs: { type: 'number', ...posInt, help: 'passes over the data when --steps is not given (default 3)' },
+      'batch-size': { type: 'number', ...posInt, help: 'examples per micro-batch (default 8)' },
+      'grad-accum': { type: 'number', ...posInt, help: 'micro-batches per optimizer step (default 1)' },
+      lr: { type: 'number', min: 0, minExclusive: true, help: 'peak learning rate (default per method: lora/adapter 1e-3, ptuning-v2/prefix 1e-2, prompt 3e-2, full 1e-4)' },
+      'warmup-steps': { type: 'number', ...nonNegInt, help: 'linear warm-up (default 5% of the steps)' },
+      schedule: { type: 'string', choices: ['cosine', 'linear', 'constant'], help: 'decay after warm-up (default cosine)' },
+      'max-length': { type: 'number', ...posInt, help: 'tokens per example (default min(512, the model\'s context)); longer ones are truncated and counted' },
+      'eval-every': { type: 'number', ...nonNegInt, help: 'steps between evaluations (default one epoch)' },
+      'save-every': { type: 'number', ...nonNegInt, help: 'steps between checkpoints (default one epoch)' },
+      'log-every': { type: 'number', ...posInt, help: 'steps between log lines (default 5)' },
+      seed: { type: 'number', ...seedRange, help: 'data order, adapter init and dropout seed (default 0)' },
+      'peft-config': { type: 'string', path: 'file', help: 'JSON with adapter_config.json keys for the method (r, lora_alpha, target_modules, num_virtual_tokens, …); flags override it' },
+      'lora-r': { type: 'number', ...posInt, help: 'LoRA rank r (default 8)' },
+      'lora-alpha': { type: 'number', min: 0, minExclusive: true, help: 'LoRA alpha; the update is scaled by alpha/r (default 8)' },
+      'lora-dropout': { type: 'number', min: 0, max: 1, help: 'dropout on the LoRA input (default 0)' },
+      'target-modules': { type: 'list', help: 'module names the LoRA / adapter wraps (default per family: GPT-2 c_attn, BERT query value)' },
+      'num-virtual-tokens': { type: 'number', ...posInt, help: 'prefix / prompt length (ChatGLM\'s pre_seq_len; default 20)' },
+      'pre-seq-len': { type: 'number', ...posInt, help: 'same as --num-virtual-tokens (the ChatGLM3 name)' },
+      'encoder-hidden-size': { type: 'number', ...posInt, help: 'prefix tuning: hidden size of the reparameterisation MLP' },
+      'prompt-init-text': { type: 'string', help: 'prompt tuning: initialise the virtual tokens from this text\'s embeddings (PEFT\'s TEXT init)' },
+      'bottleneck-size': { type: 'number', ...posInt, help: 'bottleneck adapters: hidden size (default 64)' },
+      'adapter-type': { type: 'string', choices: ['houlsby', 'pfeiffer'], help: 'bottleneck adapters after attention and MLP (houlsby, default) or after the MLP only (pfeiffer)' },
+      'train-embeddings': { type: 'string', choices: ['auto', 'yes', 'no'], default: 'auto', help: 'adapter methods: also train (and save with the adapter) the input embeddings; auto = when chat tokens were added' },
+      'chat-template': { type: 'string', path: 'file', help: 'a file with a Jinja chat template to use instead of the model\'s' },
+      beta: { type: 'number', min: 0, minExclusive: true, help: 'DPO β (default 0.1)' },
+      'label-smoothing': { type: 'number', min: 0, max: 0.5, help: 'DPO: conservative DPO label smoothing (default 0)' },
+      'loss-type': { type: 'string', choices: ['sigmoid', 'ipo'], help: 'DPO loss (default sigmoid)' },
+    },
+    run: async (a) => {
+      if (a.resume !== undefined && a.overwrite) throw new UsageError('icld finetune: --resume and --overwrite exclude each other');
+      if (a['num-virtual-tokens'] !== undefined && a['pre-seq-len'] !== undefined) throw new UsageError('icld finetune: give --num-virtual-tokens or --pre-seq-len, not both');
+      const { finetune } = await import('../finetune/finetune.js');
+      const { readFileSync } = await import('node:fs');
+      const { readJsonFile } = await import('../io/json.js');
+      let method = a.method as string, objective = a.objective as string | undefined;
+      if (method === 'dpo') {
+        if (objective === 'sft') throw new UsageError('icld finetune: --method dpo is DPO; it cannot take --objective sft');
+        method = 'lora'; objective = 'dpo';
+      }
+      let peft: Record<string, unknown> = {};
+      if (a['peft-config'] !== undefined) {
+        const f = a['peft-config'] as string, v = readJsonFile(f, 'adapter config');
+        if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${f}: expected a JSON object of adapter_config.json keys`);
+        peft = { ...(v as Record<string, unknown>) };
+      }
+      const set = (flag: string, key: string): void => { if (a[flag] !== undefined) peft[key] = a[flag]; };
+      set('lora-r', 'r'); set('lora-alpha', 'lora_alpha'); set('lora-dropout', 'lora_dropout'); set('target-modules', 'target_modules');
+      set('num-virtual-tokens', 'num_virtual_tokens'); set('pre-seq-len', 'num_virtual_tokens'); set('encoder-hidden-size', 'encoder_hidden_size');
+      set('bottleneck-size', 'bottleneck_size'); set('adapter-type', 'adapter_type');
+      if (a['prompt-init-text'] !== undefined) { peft.prompt_tuning_init = 'TEXT'; peft.prompt_tuning_init_text = a['prompt-init-text']; }
+      const te = a['train-embeddings'] as string;
+      const r = finetune({
+        method: method as never, objective: objective as 'sft' | 'dpo' | undefined, model: need(a, 'model') as string, data: need(a, 'data') as string,
+        evalData: a['eval-data'] as string | undefined, out: need(a, 'out') as string, resume: a.resume as string | undefined, overwrite: !!a.overwrite,
+        peft, steps: a.steps as number | undefined, epochs: a.epochs as number | undefined, batchSize: a['batch-size'] as number | undefined,
+        gradAccum: a['grad-accum'] as number | undefined, lr: a.lr as number | undefined, warmupSteps: a['warmup-steps'] as number | undefined,
+        schedule: a.schedule as never, maxLength: a['max-length'] as number | undefined, evalEvery: a['eval-every'] as number | undefined,
+        saveEvery: a['save-every'] as number | undefined, logEvery: a['log-every'] as number | undefined, seed: a.seed as number | undefined,
+        trainEmbeddings: te === 'auto' ? undefined : te === 'yes',
+        chatTemplate: a['chat-template'] !== undefined ? readFileSync(a['chat-template'] as string, 'utf8') : undefined,
+        beta: a.beta as number | undefined, labelSmoothing: a['label-smoothing'] as number | undefined, lossType: a['loss-type'] as 'sigmoid' | 'ipo' | undefined,
+      });
+      const { state, ...summary } = r;
+      const out = { ...summary, elapsed_s: +state.elapsed_s.toFixed(1) };
+      console.log(a.json ? JSON.stringify(out) : `done: ${r.steps} steps of ${r.method}${r.objective === 'dpo' ? ' (DPO)' : ''}, ${r.trainable_params.toLocaleString('en-US')} trainable parameters, final loss ${r.final_loss.toFixed(4)}${r.final_eval ? `, eval loss ${r.final_eval.loss.toFixed(4)}` : ''}; output in ${r.out}`);
+    },
+  },
+  merge: {
+    summary: 'Fold a LoRA adapter into its base model and write a plain model directory (checked: the merged logits equal base + adapter).',
+    flags: {
+      json,
+      model: { type: 'string', path: 'dir', help: 'base model directory (default: the adapter\'s base_model_name_or_path)' },
+      adapter: { type: 'string', path: 'dir', help: 'PEFT adapter directory (required)' },
+      out: { type: 'string', help: 'output model directory (required)' },
+      overwrite: { type: 'boolean', help: 'replace a non-empty --out' },
+    },
+    run: async (a) => {
+      const { loadLM } = await import('./load.js');
+      const { mergeToDir } = await import('../finetune/merge.js');
+      const { peft, tokenizer } = loadLM(a.model as string | undefined, need(a, 'adapter') as string);
+      const r = mergeToDir(peft!, tokenizer, need(a, 'out') as string, !!a.overwrite);
+      console.log(a.json ? JSON.stringify(r) : `merged the ${r.peft_type} adapter: ${r.out} (${r.params.toLocaleString('en-US')} parameters; max |logit difference| vs base + adapter ${r.max_abs_diff.toExponential(2)})`);
     },
   },
   start: {

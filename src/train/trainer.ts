@@ -62,6 +62,8 @@ export interface TrainHooks {
    * model directory, copied into the model by name. An adapter run loads its adapter instead.
    */
   loadModel?(dir: string): void;
+  /** Checkpoints only: what resuming needs beyond saveModel's files (e.g. an adapter's unfolded training weights). */
+  saveCheckpointExtras?(dir: string): void;
   /** Resumable state beyond weights and optimizer (data position, RNG states). */
   getState(): Record<string, unknown>;
   setState(s: Record<string, unknown>): void;
@@ -274,6 +276,7 @@ export class Trainer {
     const tmp = join(this.outDir, `.tmp-checkpoint-${step}-${tag}`);
     mkdirSync(tmp);
     this.hooks.saveModel(tmp);
+    this.hooks.saveCheckpointExtras?.(tmp);
     const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
     this.names.forEach((n, i) => {
       tensors[`exp_avg.${n}`] = { dtype: 'F32', shape: this.opt.m[i].shape, data: this.opt.m[i].f32 };

@@ -7,4 +7,5 @@ export { PeftModel, attachAdapterDir, trainableLine } from './peft-model.js';
 export { readAdapterConfig, readAdapterWeights, ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME } from './peft-io.js';
 export { loraTuner } from './lora/index.js';
 export { adapterTuner } from './adapter/index.js';
-// MERGE: export { prefixTuner } from './prefix/index.js'; export { promptTuner } from './prompt/index.js';
+export { prefixTuner } from './prefix/index.js';
+export { promptTuner } from './prompt/index.js';

@@ -173,12 +173,15 @@ export class PeftModel implements LanguageModel {
     return this.base;
   }
 
-  /** Train the input embedding too and save it with the adapter (a resized vocabulary; peft's save_embedding_layers). */
-  trainEmbeddings(): void {
+  /**
+   * Save the input embedding with the adapter (a resized vocabulary; peft's save_embedding_layers)
+   * and, unless `trainable` is false, train it too.
+   */
+  trainEmbeddings(trainable = true): void {
     const w = this.base.inputEmbeddings();
-    if (!this.embeddings) this.embeddings = { trainable: true, original: Float32Array.from(w.f32) };
-    this.embeddings.trainable = true;
-    w.requiresGrad = true;
+    if (!this.embeddings) this.embeddings = { trainable, original: Float32Array.from(w.f32) };
+    this.embeddings.trainable = trainable;
+    w.requiresGrad = trainable;
   }
 
   private embeddingKey(): string { return `base_model.model.${modelFamily(this.base.modelType).tuning.embeddingModule}.weight`; }

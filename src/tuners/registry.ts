@@ -3,9 +3,8 @@
 import type { PeftType, Tuner } from './types.js';
 import { loraTuner } from './lora/index.js';
 import { adapterTuner } from './adapter/index.js';
-// MERGE: the coordinator adds the prompt-learning tuners here, e.g.
-//   import { prefixTuner } from './prefix/index.js';
-//   import { promptTuner } from './prompt/index.js';
+import { prefixTuner } from './prefix/index.js';
+import { promptTuner } from './prompt/index.js';
 
 const tuners: Tuner[] = [];
 
@@ -18,7 +17,8 @@ export function registerTuner(t: Tuner): void {
 
 registerTuner(loraTuner);
 registerTuner(adapterTuner);
-// MERGE: registerTuner(prefixTuner); registerTuner(promptTuner);
+registerTuner(prefixTuner);
+registerTuner(promptTuner);
 
 export function supportedPeftTypes(): PeftType[] { return tuners.map((t) => t.peftType); }
 /** The `--method` names of every registered tuner ('full' fine-tuning is not a tuner). */
