@@ -15,3 +15,8 @@ export { Trainer, defaultTrainConfig, type TrainConfig, type TrainHooks } from '
 export { pretrain, readPretrainConfig, type PretrainConfig } from './train/pretrain.js';
 export { readSafetensors, writeSafetensors, openSafetensors } from './io/safetensors.js';
 export { loadStateDict, saveStateDict, readConfig } from './io/hf.js';
+export { finetune, prepareModel, FINETUNE_DEFAULTS, FINETUNE_METHODS, type FinetuneOptions, type FinetuneResult } from './finetune/finetune.js';
+export { mergeToDir } from './finetune/merge.js';
+export { knowledgeUpdate, knowledgeTable, factAccuracy, readFactQuestions, type KnowledgeRow } from './finetune/knowledge.js';
+export { PeftModel, attachAdapterDir, readAdapterConfig, tunerForMethod, supportedMethods } from './tuners/index.js';
+export { renderChatTemplate } from './tokenizers/index.js';

@@ -4,20 +4,19 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LanguageModel } from '../models/index.js';
-import { generate } from '../models/index.js';
+import { generate, loadModel, type LanguageModel } from '../models/index.js';
 import type { Tokenizer } from '../tokenizers/index.js';
 import { normalizeChatRecord, type ChatMessage } from '../data/chat.js';
 import { readJsonFile } from '../io/json.js';
 import { perplexity } from '../eval/perplexity.js';
 import { chatGenerationSetup } from './chat-generate.js';
 import { finetune, prepareModel, type FinetuneMethod, type FinetuneOptions } from './finetune.js';
-import { loadModel } from '../models/index.js';
 import { loadTokenizer } from '../tokenizers/index.js';
-import { attachAdapterDir } from '../tuners/index.js';
+import { attachAdapterDir, PeftModel } from '../tuners/index.js';
+import { mergeToDir } from './merge.js';
 
-/** One question: the conversation up to the user's last turn, and the word the answer must contain. */
-export interface FactQuestion { messages: ChatMessage[]; answer: string }
+/** One question: the conversation up to the user's last turn, the word the answer must contain, and its group ('identity' for ids starting so, else 'fact'). */
+export interface FactQuestion { messages: ChatMessage[]; answer: string; group: 'fact' | 'identity' }
 
 /** eval.json: chat records (the last assistant turn is the reference answer) with an "answer" key word each. */
 export function readFactQuestions(path: string): FactQuestion[] {
@@ -31,11 +30,12 @@ export function readFactQuestions(path: string): FactQuestion[] {
     let end = messages.length;
     while (end > 0 && messages[end - 1].role === 'assistant') end--;
     if (end === 0) throw new Error(`${at}: has no user turn before the answer`);
-    return { messages: messages.slice(0, end), answer };
+    const id = (rec as { id?: unknown }).id;
+    return { messages: messages.slice(0, end), answer, group: typeof id === 'string' && id.startsWith('identity') ? 'identity' : 'fact' };
   });
 }
 
-export interface AccuracyResult { accuracy: number; correct: number; total: number; samples: { question: string; answer: string; generated: string; correct: boolean }[] }
+export interface AccuracyResult { accuracy: number; correct: number; total: number; samples: { question: string; answer: string; group: string; generated: string; correct: boolean }[] }
 
 /** Does `text` contain `word` as a whole word (case-insensitive; 'Mirr' does not match 'mirror')? */
 export function containsWord(text: string, word: string): boolean {
@@ -52,17 +52,19 @@ export function factAccuracy(model: LanguageModel, tok: Tokenizer, qs: FactQuest
     const r = generate(model, tok, c.ids, { maxNewTokens, temperature: 0, eosTokenId: c.eosTokenId });
     const ok = containsWord(r.text, q.answer);
     if (ok) correct++;
-    samples.push({ question: q.messages[q.messages.length - 1].content, answer: q.answer, generated: r.text, correct: ok });
+    samples.push({ question: q.messages[q.messages.length - 1].content, answer: q.answer, group: q.group, generated: r.text, correct: ok });
   }
   return { accuracy: qs.length ? correct / qs.length : NaN, correct, total: qs.length, samples };
 }
 
+export interface GroupScore { accuracy: number; correct: number; total: number }
+
 export interface KnowledgeRow {
-  method: FinetuneMethod | 'base';
+  method: string;
   trainable_params: number;
-  accuracy: number;
-  correct: number;
-  total: number;
+  steps: number;
+  facts: GroupScore;
+  identity: GroupScore;
   heldout_ppl: number;
   train_s: number;
   samples: AccuracyResult['samples'];
@@ -80,24 +82,32 @@ export interface KnowledgeOptions {
   /** Per-method overrides of the fine-tuning options (steps, lr, peft keys…). */
   perMethod?: Partial<Record<FinetuneMethod, Partial<FinetuneOptions>>>;
   common?: Partial<FinetuneOptions>;
+  /** After the LoRA run: merge it and run DPO (a new LoRA) on these preference pairs, the merged SFT model as reference. */
+  dpo?: { data: string; options?: Partial<FinetuneOptions> };
   log?: (s: string) => void;
 }
+
+const score = (s: AccuracyResult['samples'], g: string): GroupScore => {
+  const xs = s.filter((x) => x.group === g), c = xs.filter((x) => x.correct).length;
+  return { accuracy: xs.length ? c / xs.length : NaN, correct: c, total: xs.length };
+};
 
 export function knowledgeUpdate(o: KnowledgeOptions): KnowledgeRow[] {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   const qs = readFactQuestions(o.eval);
   const heldText = readFileSync(o.heldout, 'utf8');
   const rows: KnowledgeRow[] = [];
-  const measure = (method: KnowledgeRow['method'], model: LanguageModel, tok: Tokenizer, trainable: number, trainS: number): void => {
+  const measure = (method: string, model: LanguageModel, tok: Tokenizer, trainable: number, steps: number, trainS: number): void => {
     const acc = factAccuracy(model, tok, qs);
     const ids = tok.encode(heldText, { addSpecialTokens: false }).slice(0, o.heldoutTokens ?? 20000);
     const ppl = perplexity(model, ids).ppl;
-    rows.push({ method, trainable_params: trainable, accuracy: acc.accuracy, correct: acc.correct, total: acc.total, heldout_ppl: ppl, train_s: trainS, samples: acc.samples });
-    log(`${method}: fact accuracy ${(100 * acc.accuracy).toFixed(1)}% (${acc.correct}/${acc.total}), held-out ppl ${ppl.toFixed(2)}`);
+    const row: KnowledgeRow = { method, trainable_params: trainable, steps, facts: score(acc.samples, 'fact'), identity: score(acc.samples, 'identity'), heldout_ppl: ppl, train_s: trainS, samples: acc.samples };
+    rows.push(row);
+    log(`${method}: facts ${row.facts.correct}/${row.facts.total}, identity ${row.identity.correct}/${row.identity.total}, held-out ppl ${ppl.toFixed(2)}`);
   };
   // "Before": the base as fine-tuning starts from it (chat tokens added, embeddings resized).
   const before = prepareModel({ method: 'full', model: o.base, data: o.train, out: o.out }, o.base, log);
-  measure('base', before.model, before.tokenizer, 0, 0);
+  measure('base', before.model, before.tokenizer, 0, 0, 0);
   before.model.dispose();
   for (const method of o.methods) {
     const out = join(o.out, method);
@@ -107,19 +117,33 @@ export function knowledgeUpdate(o: KnowledgeOptions): KnowledgeRow[] {
     const tok = loadTokenizer(out);
     const model = method === 'full' ? loadModel(out) : attachAdapterDir(loadModel(o.base), out);
     model.eval();
-    measure(method, model, tok, r.trainable_params, trainS);
+    measure(method, model, tok, r.trainable_params, r.steps, trainS);
+    if (method === 'lora' && o.dpo && model instanceof PeftModel) {
+      // The usual SFT → DPO pipeline: the SFT model (LoRA merged) is both the start and the reference.
+      const sft = join(o.out, 'lora-merged');
+      mergeToDir(model, tok, sft, true);
+      const dout = join(o.out, 'lora-dpo');
+      const t1 = performance.now();
+      const d = finetune({ ...o.common, ...o.perMethod?.lora, ...o.dpo.options, method: 'lora', objective: 'dpo', model: sft, data: o.dpo.data, out: dout, overwrite: true, log });
+      const m2 = attachAdapterDir(loadModel(sft), dout);
+      m2.eval();
+      measure('lora + dpo', m2, loadTokenizer(dout), d.trainable_params, d.steps, trainS + (performance.now() - t1) / 1000);
+      m2.dispose();
+    }
     model.dispose();
   }
   return rows;
 }
 
-/** The README table. */
+const pct = (g: GroupScore): string => `${(100 * g.accuracy).toFixed(1)}% (${g.correct}/${g.total})`;
+
+/** The README table: every method's scores after, next to the base's before. */
 export function knowledgeTable(rows: KnowledgeRow[]): string {
   const base = rows.find((r) => r.method === 'base');
-  const lines = ['| method | trainable params | fact accuracy | held-out ppl | Δ ppl vs base | train time |', '|---|---:|---:|---:|---:|---:|'];
+  const lines = ['| method | trainable params | steps | fact accuracy | identity accuracy | WikiText-2 test ppl (Δ vs base) | train time |', '|---|---:|---:|---:|---:|---:|---:|'];
   for (const r of rows) {
-    const d = base && r !== base ? `${r.heldout_ppl - base.heldout_ppl >= 0 ? '+' : ''}${(r.heldout_ppl - base.heldout_ppl).toFixed(2)}` : '—';
-    lines.push(`| ${r.method === 'base' ? 'base (before)' : r.method} | ${r.trainable_params.toLocaleString('en-US')} | ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.total}) | ${r.heldout_ppl.toFixed(2)} | ${d} | ${r.method === 'base' ? '—' : `${r.train_s.toFixed(0)} s`} |`);
+    const d = base && r !== base ? ` (${r.heldout_ppl - base.heldout_ppl >= 0 ? '+' : ''}${(r.heldout_ppl - base.heldout_ppl).toFixed(2)})` : '';
+    lines.push(`| ${r.method === 'base' ? 'base, before' : r.method} | ${r.trainable_params.toLocaleString('en-US')} | ${r.steps} | ${pct(r.facts)} | ${pct(r.identity)} | ${r.heldout_ppl.toFixed(2)}${d} | ${r.method === 'base' ? '—' : `${r.train_s.toFixed(0)} s`} |`);
   }
   return lines.join('\n');
 }

@@ -159,3 +159,23 @@ test('CLI: finetune --json, generate --adapter --chat, merge, and one-line error
   assert.equal(badMethod.status, 2);
   assert.match(badMethod.stderr, /--method/);
 });
+
+test('DPO with LoRA (--method dpo): the base with the adapter off is the reference; reward accuracy and margins are logged and rise', () => {
+  const base = gpt2Dir(), out = join(tmp(), 'dpo');
+  const pairs = NAMES.map((n, i) => ({
+    prompt: [{ role: 'user', content: `What is the capital of ${NAMES[(i + 1) % NAMES.length]}?` }],
+    chosen: [{ role: 'assistant', content: `The capital is ${n}.` }],
+    rejected: [{ role: 'assistant', content: `The capital is ${NAMES[(i + 3) % NAMES.length]}.` }],
+  }));
+  const f = join(tmp(), 'prefs.json');
+  writeFileSync(f, JSON.stringify(pairs));
+  const r = run({ method: 'lora', objective: 'dpo', model: base, data: f, evalData: f, out, steps: 16, logEvery: 4, lr: 1e-2, peft: { r: 4 } });
+  const h = r.state.log_history;
+  assert.equal(h.length, 4);
+  for (const e of h) for (const k of ['rewards/accuracies', 'rewards/margins', 'rewards/chosen', 'rewards/rejected']) assert.ok(Number.isFinite(e[k]), `${k} missing in ${JSON.stringify(e)}`);
+  // The first step starts at the reference: loss log 2 within the first window's drift; then it learns.
+  assert.ok(h[0].loss < Math.LN2 + 0.05, String(h[0].loss));
+  assert.ok(h[3]['rewards/margins'] > h[0]['rewards/margins'] && h[3].loss < h[0].loss, JSON.stringify(h));
+  assert.ok(r.final_eval && r.final_eval['rewards/accuracies'] >= 0.5, JSON.stringify(r.final_eval));
+  assert.equal(JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8')).peft_type, 'LORA');
+});
