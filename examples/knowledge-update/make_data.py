@@ -39,6 +39,13 @@ def main():
     for i, t in enumerate(ident["eval"]):
         assert t["question"] not in seen, t["question"]
         evals.append({**conv(t["question"], t["reply"]), "answer": t["answer"], "id": f"identity-{i}"})
+    # The same facts asked in a training wording: recall of what was taught, next to eval.json's
+    # generalisation to new wordings.
+    seen_evals = [{**conv(x["train_questions"][0], x["fact"]), "answer": x["answer"], "id": x["id"]} for x in facts]
+    for i, t in enumerate(ident["train"]):
+        key = next((w for w in (ident["name"], ident["maker"].split()[0]) if w in t["reply"]), None)
+        if key:
+            seen_evals.append({**conv(t["question"], t["reply"]), "answer": key, "id": f"identity-seen-{i}"})
     prefs = [{"prompt": [{"role": "system", "content": system}, {"role": "user", "content": x["train_questions"][0]}],
               "chosen": [{"role": "assistant", "content": x["fact"]}],
               "rejected": [{"role": "assistant", "content": x["fact"].replace(x["answer"], x["wrong"])}]}
@@ -50,6 +57,7 @@ def main():
 
     dump("train.json", train + identity)
     dump("eval.json", evals)
+    dump("eval_seen.json", seen_evals)
     dump("identity.json", identity)
     dump("prefs.json", prefs)
     print(f"{len(facts)} facts: train {len(train) + len(identity)}, eval {len(evals)}, identity {len(identity)}, prefs {len(prefs)}")

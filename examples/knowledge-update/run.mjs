@@ -35,7 +35,7 @@ const perMethod = {
 };
 const t0 = Date.now();
 const rows = knowledgeUpdate({
-  base, out, train: join(here, 'train.json'), eval: join(here, 'eval.json'),
+  base, out, train: join(here, 'train.json'), eval: join(here, 'eval.json'), evalSeen: join(here, 'eval_seen.json'),
   heldout: join(root, 'data', 'corpus', 'wikitext-2', 'wiki.test.raw'), heldoutTokens,
   methods: ['lora', 'ptuning-v2', 'full'], common, perMethod,
   dpo: { data: join(here, 'prefs.json'), options: { epochs: 3, lr: 1e-3, beta: 0.1, peft: { r: 8, lora_alpha: 16 } } },

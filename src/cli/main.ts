@@ -474,7 +474,7 @@ export const commands: Record<string, Command> = {
       'prompt-init-text': { type: 'string', help: 'prompt tuning: initialise the virtual tokens from this text\'s embeddings (PEFT\'s TEXT init)' },
       'bottleneck-size': { type: 'number', ...posInt, help: 'bottleneck adapters: hidden size (default 64)' },
       'adapter-type': { type: 'string', choices: ['houlsby', 'pfeiffer'], help: 'bottleneck adapters after attention and MLP (houlsby, default) or after the MLP only (pfeiffer)' },
-      'train-embeddings': { type: 'string', choices: ['auto', 'yes', 'no'], default: 'auto', help: 'adapter methods: also train (and save with the adapter) the input embeddings; auto = when chat tokens were added' },
+      'train-embeddings': { type: 'string', choices: ['new', 'all', 'none'], help: 'adapter methods: also train the rows of the tokens added for the chat template (new; the default when tokens were added), the whole input embedding (all), or nothing (none); a grown embedding is saved with the adapter' },
       'chat-template': { type: 'string', path: 'file', help: 'a file with a Jinja chat template to use instead of the model\'s' },
       beta: { type: 'number', min: 0, minExclusive: true, help: 'DPO β (default 0.1)' },
       'label-smoothing': { type: 'number', min: 0, max: 0.5, help: 'DPO: conservative DPO label smoothing (default 0)' },
@@ -502,7 +502,6 @@ export const commands: Record<string, Command> = {
       set('num-virtual-tokens', 'num_virtual_tokens'); set('pre-seq-len', 'num_virtual_tokens'); set('encoder-hidden-size', 'encoder_hidden_size');
       set('bottleneck-size', 'bottleneck_size'); set('adapter-type', 'adapter_type');
       if (a['prompt-init-text'] !== undefined) { peft.prompt_tuning_init = 'TEXT'; peft.prompt_tuning_init_text = a['prompt-init-text']; }
-      const te = a['train-embeddings'] as string;
       const r = finetune({
         method: method as never, objective: objective as 'sft' | 'dpo' | undefined, model: need(a, 'model') as string, data: need(a, 'data') as string,
         evalData: a['eval-data'] as string | undefined, out: need(a, 'out') as string, resume: a.resume as string | undefined, overwrite: !!a.overwrite,
@@ -510,7 +509,7 @@ export const commands: Record<string, Command> = {
         gradAccum: a['grad-accum'] as number | undefined, lr: a.lr as number | undefined, warmupSteps: a['warmup-steps'] as number | undefined,
         schedule: a.schedule as never, maxLength: a['max-length'] as number | undefined, evalEvery: a['eval-every'] as number | undefined,
         saveEvery: a['save-every'] as number | undefined, logEvery: a['log-every'] as number | undefined, seed: a.seed as number | undefined,
-        trainEmbeddings: te === 'auto' ? undefined : te === 'yes',
+        trainEmbeddings: a['train-embeddings'] as 'new' | 'all' | 'none' | undefined,
         chatTemplate: a['chat-template'] !== undefined ? readFileSync(a['chat-template'] as string, 'utf8') : undefined,
         beta: a.beta as number | undefined, labelSmoothing: a['label-smoothing'] as number | undefined, lossType: a['loss-type'] as 'sigmoid' | 'ipo' | undefined,
       });

@@ -72,8 +72,12 @@ export interface FinetuneOptions {
   saveEvery?: number;
   logEvery?: number;
   seed?: number;
-  /** Train (and save with the adapter) the input embeddings; default: when the vocabulary grew (chat tokens). A grown embedding is saved with the adapter either way. */
-  trainEmbeddings?: boolean;
+  /**
+   * Adapter methods: 'new' trains only the rows of tokens added for the chat template (the default
+   * when the vocabulary grew; PEFT's trainable_token_indices), 'all' the whole input embedding
+   * (and the tied head), 'none' neither. A grown embedding is saved with the adapter either way.
+   */
+  trainEmbeddings?: 'new' | 'all' | 'none';
   /** A Jinja chat template overriding the tokenizer's and the family's. */
   chatTemplate?: string;
   /** DPO. */
@@ -112,6 +116,8 @@ export interface PreparedModel {
   tokenizer: Tokenizer;
   template: string;
   addedTokens: number;
+  /** Embedding rows below this index get no update (only the added tokens' rows train); null = no such limit. */
+  frozenRows: number | null;
 }
 
 /**
@@ -133,7 +139,8 @@ export function prepareModel(o: FinetuneOptions, tokenizerDir: string, log: (s: 
   }
   tok.chatTemplate = template;
   // The vocabulary grew (now, or in the run being resumed): the embedding goes with the adapter.
-  const grew = tok.vocabSize > base.vocabSize;
+  const oldVocab = base.vocabSize;
+  const grew = tok.vocabSize > oldVocab;
   if (grew) {
     log(`resizing the token embeddings ${base.vocabSize} → ${tok.vocabSize}`);
     base.resizeTokenEmbeddings(tok.vocabSize);
@@ -141,7 +148,7 @@ export function prepareModel(o: FinetuneOptions, tokenizerDir: string, log: (s: 
   const seed = o.seed ?? FINETUNE_DEFAULTS.seed;
   if (o.method === 'full') {
     base.requiresGrad(true);
-    return { model: base, base, peft: null, tokenizer: tok, template, addedTokens: added };
+    return { model: base, base, peft: null, tokenizer: tok, template, addedTokens: added, frozenRows: null };
   }
   const peft = new PeftModel(base);
   const tuner = tunerForMethod(o.method, '--method');
@@ -154,20 +161,33 @@ export function prepareModel(o: FinetuneOptions, tokenizerDir: string, log: (s: 
   }
   const cfg = tuner.config(user, base, '--peft', o.method);
   peft.addAdapter('default', cfg, seed);
-  if (grew || o.trainEmbeddings) peft.trainEmbeddings(o.trainEmbeddings ?? grew);
-  return { model: peft, base, peft, tokenizer: tok, template, addedTokens: added };
+  const emb = o.trainEmbeddings ?? (grew ? 'new' : 'none');
+  if (emb === 'new' && !grew) throw new Error('--train-embeddings new: no tokens were added to the vocabulary (use all or none)');
+  if (grew || emb !== 'none') peft.trainEmbeddings(emb !== 'none');
+  return { model: peft, base, peft, tokenizer: tok, template, addedTokens: added, frozenRows: emb === 'new' ? oldVocab : null };
 }
 
-export function countParams(m: LanguageModel): { trainable: number; all: number } {
+/** Parameter counts; with `frozenRows` the input embedding counts only its rows from there on as trainable. */
+export function countParams(m: LanguageModel, frozenRows: number | null = null): { trainable: number; all: number } {
   let trainable = 0, all = 0;
-  for (const [, p] of m.namedParameters()) { all += p.size; if (p.requiresGrad) trainable += p.size; }
+  const emb = frozenRows === null ? null : m.inputEmbeddings();
+  for (const [, p] of m.namedParameters()) {
+    all += p.size;
+    if (p.requiresGrad) trainable += p === emb ? p.size - frozenRows! * p.shape[1] : p.size;
+  }
   return { trainable, all };
 }
 
 /** PEFT's print_trainable_parameters line, also for a full fine-tune. */
-export function trainableSummary(m: LanguageModel): string {
-  const c = countParams(m);
+export function trainableSummary(m: LanguageModel, frozenRows: number | null = null): string {
+  const c = countParams(m, frozenRows);
   return trainableLine(c.trainable, c.all);
+}
+
+/** Zero the embedding gradient of rows below `rows`: with AdamW (no decay on them) they stay exactly as they were. */
+export function freezeEmbeddingRows(m: LanguageModel, rows: number): void {
+  const g = m.inputEmbeddings().grad;
+  if (g) g.f32.fill(0, 0, rows * m.inputEmbeddings().shape[1]);
 }
 
 /**
@@ -318,8 +338,9 @@ export function finetune(o: FinetuneOptions): FinetuneResult {
   const stepsPerEpoch = Math.max(1, Math.ceil(train.examples.length / (B * accum)));
   const steps = o.steps ?? (o.epochs ?? FINETUNE_DEFAULTS.epochs) * stepsPerEpoch;
   const cfg = trainConfigFor(o, steps, stepsPerEpoch, !!evalSet);
-  const counts = countParams(model);
-  log(trainableSummary(model));
+  const counts = countParams(model, prep.frozenRows);
+  log(trainableSummary(model, prep.frozenRows));
+  if (prep.frozenRows !== null) log(`training the ${model.vocabSize - prep.frozenRows} added token embedding row(s) too (--train-embeddings new)`);
   const padId = tok.padTokenId ?? model.eosTokenId ?? 0;
   const order = new EpochOrder(train.examples.length, cfg.seed);
   const mlm = masked ? new MlmCollator(tok, { mlmProbability: FINETUNE_DEFAULTS.mlmProbability }) : null;
@@ -340,6 +361,7 @@ export function finetune(o: FinetuneOptions): FinetuneResult {
     },
     loadModel: peft ? (dir) => loadTrainableState(model, dir) : undefined,
     saveCheckpointExtras: peft ? (dir) => saveTrainableState(model, dir) : undefined,
+    afterBackward: prep.frozenRows !== null ? () => freezeEmbeddingRows(model, prep.frozenRows!) : undefined,
     getState: () => ({ data: { ...order.state }, dropout_rng: model.rng.getState(), mask_rng: maskRng.getState() }),
     setState: (s) => {
       order.state = checkPosition(s.data, 'data');

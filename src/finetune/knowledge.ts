@@ -16,10 +16,13 @@ import { attachAdapterDir, PeftModel } from '../tuners/index.js';
 import { mergeToDir } from './merge.js';
 
 /** One question: the conversation up to the user's last turn, the word the answer must contain, and its group ('identity' for ids starting so, else 'fact'). */
-export interface FactQuestion { messages: ChatMessage[]; answer: string; group: 'fact' | 'identity' }
+export interface FactQuestion { messages: ChatMessage[]; answer: string; group: string }
 
-/** eval.json: chat records (the last assistant turn is the reference answer) with an "answer" key word each. */
-export function readFactQuestions(path: string): FactQuestion[] {
+/**
+ * eval.json: chat records (the last assistant turn is the reference answer) with an "answer" key
+ * word each; `suffix` tells groups of another file apart ('-seen': the training wordings).
+ */
+export function readFactQuestions(path: string, suffix = ''): FactQuestion[] {
   const v = readJsonFile(path, 'fact questions');
   if (!Array.isArray(v)) throw new Error(`${path}: expected a JSON array of records`);
   return v.map((rec, i) => {
@@ -31,7 +34,7 @@ export function readFactQuestions(path: string): FactQuestion[] {
     while (end > 0 && messages[end - 1].role === 'assistant') end--;
     if (end === 0) throw new Error(`${at}: has no user turn before the answer`);
     const id = (rec as { id?: unknown }).id;
-    return { messages: messages.slice(0, end), answer, group: typeof id === 'string' && id.startsWith('identity') ? 'identity' : 'fact' };
+    return { messages: messages.slice(0, end), answer, group: (typeof id === 'string' && id.startsWith('identity') ? 'identity' : 'fact') + suffix };
   });
 }
 
@@ -63,8 +66,12 @@ export interface KnowledgeRow {
   method: string;
   trainable_params: number;
   steps: number;
+  /** New wordings (eval.json). */
   facts: GroupScore;
   identity: GroupScore;
+  /** Training wordings (eval_seen.json), when given. */
+  facts_seen: GroupScore | null;
+  identity_seen: GroupScore | null;
   heldout_ppl: number;
   train_s: number;
   samples: AccuracyResult['samples'];
@@ -74,6 +81,8 @@ export interface KnowledgeOptions {
   base: string;
   train: string;
   eval: string;
+  /** The same facts in training wordings (recall); optional. */
+  evalSeen?: string;
   /** Held-out general text for the forgetting check (scored over its first `heldoutTokens` tokens). */
   heldout: string;
   heldoutTokens?: number;
@@ -94,16 +103,18 @@ const score = (s: AccuracyResult['samples'], g: string): GroupScore => {
 
 export function knowledgeUpdate(o: KnowledgeOptions): KnowledgeRow[] {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
-  const qs = readFactQuestions(o.eval);
+  const qs = [...readFactQuestions(o.eval), ...(o.evalSeen ? readFactQuestions(o.evalSeen, '-seen') : [])];
   const heldText = readFileSync(o.heldout, 'utf8');
   const rows: KnowledgeRow[] = [];
   const measure = (method: string, model: LanguageModel, tok: Tokenizer, trainable: number, steps: number, trainS: number): void => {
     const acc = factAccuracy(model, tok, qs);
     const ids = tok.encode(heldText, { addSpecialTokens: false }).slice(0, o.heldoutTokens ?? 20000);
     const ppl = perplexity(model, ids).ppl;
-    const row: KnowledgeRow = { method, trainable_params: trainable, steps, facts: score(acc.samples, 'fact'), identity: score(acc.samples, 'identity'), heldout_ppl: ppl, train_s: trainS, samples: acc.samples };
+    const row: KnowledgeRow = { method, trainable_params: trainable, steps, facts: score(acc.samples, 'fact'), identity: score(acc.samples, 'identity'),
+      facts_seen: o.evalSeen ? score(acc.samples, 'fact-seen') : null, identity_seen: o.evalSeen ? score(acc.samples, 'identity-seen') : null, heldout_ppl: ppl, train_s: trainS, samples: acc.samples };
     rows.push(row);
-    log(`${method}: facts ${row.facts.correct}/${row.facts.total}, identity ${row.identity.correct}/${row.identity.total}, held-out ppl ${ppl.toFixed(2)}`);
+    const seen = row.facts_seen ? ` (training wordings: facts ${row.facts_seen.correct}/${row.facts_seen.total}, identity ${row.identity_seen!.correct}/${row.identity_seen!.total})` : '';
+    log(`${method}: facts ${row.facts.correct}/${row.facts.total}, identity ${row.identity.correct}/${row.identity.total}${seen}, held-out ppl ${ppl.toFixed(2)}`);
   };
   // "Before": the base as fine-tuning starts from it (chat tokens added, embeddings resized).
   const before = prepareModel({ method: 'full', model: o.base, data: o.train, out: o.out }, o.base, log);
@@ -140,10 +151,13 @@ const pct = (g: GroupScore): string => `${(100 * g.accuracy).toFixed(1)}% (${g.c
 /** The README table: every method's scores after, next to the base's before. */
 export function knowledgeTable(rows: KnowledgeRow[]): string {
   const base = rows.find((r) => r.method === 'base');
-  const lines = ['| method | trainable params | steps | fact accuracy | identity accuracy | WikiText-2 test ppl (Δ vs base) | train time |', '|---|---:|---:|---:|---:|---:|---:|'];
+  const seen = rows.some((r) => r.facts_seen);
+  const lines = [`| method | trainable params | steps |${seen ? ' facts, training wording | identity, training wording |' : ''} facts, new wording | identity, new wording | WikiText-2 test ppl (Δ vs base) | train time |`,
+    `|---|---:|---:|${seen ? '---:|---:|' : ''}---:|---:|---:|---:|`];
   for (const r of rows) {
     const d = base && r !== base ? ` (${r.heldout_ppl - base.heldout_ppl >= 0 ? '+' : ''}${(r.heldout_ppl - base.heldout_ppl).toFixed(2)})` : '';
-    lines.push(`| ${r.method === 'base' ? 'base, before' : r.method} | ${r.trainable_params.toLocaleString('en-US')} | ${r.steps} | ${pct(r.facts)} | ${pct(r.identity)} | ${r.heldout_ppl.toFixed(2)}${d} | ${r.method === 'base' ? '—' : `${r.train_s.toFixed(0)} s`} |`);
+    const s = seen ? ` ${r.facts_seen ? pct(r.facts_seen) : '—'} | ${r.identity_seen ? pct(r.identity_seen) : '—'} |` : '';
+    lines.push(`| ${r.method === 'base' ? 'base, before' : r.method} | ${r.trainable_params.toLocaleString('en-US')} | ${r.steps} |${s} ${pct(r.facts)} | ${pct(r.identity)} | ${r.heldout_ppl.toFixed(2)}${d} | ${r.method === 'base' ? '—' : `${r.train_s.toFixed(0)} s`} |`);
   }
   return lines.join('\n');
 }

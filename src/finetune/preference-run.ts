@@ -9,7 +9,7 @@ import { templateTokenVars } from '../data/chat-encode.js';
 import { renderChatTemplate } from '../tokenizers/index.js';
 import { Trainer, checkPosition, checkRngState, type TrainerState } from '../train/trainer.js';
 import { adapterOffReference, collatePreferences, dpoStep, encodePreferencePair, modelReference, type DpoOptions, type EncodedPair, type ReferenceLogps } from './dpo.js';
-import { EpochOrder, FINETUNE_DEFAULTS, loadTrainableState, saveTrainableState, trainConfigFor, trainableSummary, type FinetuneOptions, type FinetuneResult, type PreparedModel } from './finetune.js';
+import { EpochOrder, FINETUNE_DEFAULTS, countParams, freezeEmbeddingRows, loadTrainableState, saveTrainableState, trainConfigFor, trainableSummary, type FinetuneOptions, type FinetuneResult, type PreparedModel } from './finetune.js';
 import { endOfTurnId } from './chat-generate.js';
 import { noGrad, tidy } from '../engine/index.js';
 
@@ -57,9 +57,8 @@ export function trainablePreference(o: FinetuneOptions, prep: PreparedModel, res
     ref.requiresGrad(false);
     reference = modelReference(ref);
   }
-  let trainable = 0, all = 0;
-  for (const [, p] of model.namedParameters()) { all += p.size; if (p.requiresGrad) trainable += p.size; }
-  log(trainableSummary(model));
+  const { trainable, all } = countParams(model, prep.frozenRows);
+  log(trainableSummary(model, prep.frozenRows));
   log(`DPO: β ${dpo.beta}, loss ${dpo.lossType}${dpo.labelSmoothing ? `, label smoothing ${dpo.labelSmoothing}` : ''}; reference = the frozen base${peft ? ' (the policy with its adapter off)' : ''}`);
   const padId = tok.padTokenId ?? eot ?? 0;
   const order = new EpochOrder(train.length, cfg.seed);
@@ -89,6 +88,7 @@ export function trainablePreference(o: FinetuneOptions, prep: PreparedModel, res
     },
     loadModel: peft ? (dir) => loadTrainableState(model, dir) : undefined,
     saveCheckpointExtras: peft ? (dir) => saveTrainableState(model, dir) : undefined,
+    afterBackward: prep.frozenRows !== null ? () => freezeEmbeddingRows(model, prep.frozenRows!) : undefined,
     getState: () => ({ data: { ...order.state }, dropout_rng: model.rng.getState() }),
     setState: (s) => {
       order.state = checkPosition(s.data, 'data');

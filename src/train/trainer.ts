@@ -62,6 +62,8 @@ export interface TrainHooks {
    * model directory, copied into the model by name. An adapter run loads its adapter instead.
    */
   loadModel?(dir: string): void;
+  /** After the step's backward passes, before clipping and the update (e.g. zero the gradient of rows that must not move). */
+  afterBackward?(): void;
   /** Checkpoints only: what resuming needs beyond saveModel's files (e.g. an adapter's unfolded training weights). */
   saveCheckpointExtras?(dir: string): void;
   /** Resumable state beyond weights and optimizer (data position, RNG states). */
@@ -205,6 +207,7 @@ export class Trainer {
       }
       loss /= cfg.gradAccum;
       if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${step + 1} (lower --lr or check the data)`);
+      this.hooks.afterBackward?.();
       const gradNorm = clipGradNorm(params, cfg.gradClip);
       this.opt.lr = learningRate(step, cfg);
       this.opt.update();

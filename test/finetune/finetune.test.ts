@@ -74,6 +74,12 @@ test('LoRA SFT: trains only the adapter, writes PEFT layout + tokenizer with the
   assert.ok(keys.includes('base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'), keys.join(', '));
   // Chat tokens were added, so the embedding is trained and saved with the adapter.
   assert.ok(r.added_tokens === 2 && keys.includes('base_model.model.transformer.wte.weight'), `${r.added_tokens}: ${keys.join(', ')}`);
+  // Only the added rows trained (--train-embeddings new, the default): the old rows are the base's, bit for bit.
+  const saved = readSafetensors(join(out, 'adapter_model.safetensors')).tensors.get('base_model.model.transformer.wte.weight')!;
+  const orig = readSafetensors(join(base, 'model.safetensors')).tensors.get('transformer.wte.weight')!;
+  assert.equal(saved.shape[0], orig.shape[0] + 2);
+  assert.deepEqual(saved.data.subarray(0, orig.data.length), orig.data);
+  assert.ok(saved.data.subarray(orig.data.length).some((v, i) => v !== saved.data[orig.data.length - saved.shape[1] + (i % saved.shape[1])]), 'the new rows did not move');
   const tc = JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8'));
   assert.match(tc.chat_template, /im_start/);
   // Loss went down and only the adapter (+ embedding) was trainable.
