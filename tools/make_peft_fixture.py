@@ -36,7 +36,8 @@ BERT MLM has no PEFT task type; the prefix/prompt math for it is the one PEFT's 
 
 Writes test/fixtures/peft/: gpt2-base/, bert-base/ (config.json + model.safetensors), one adapter
 dir per case, and golden.json (inputs, base and adapter logits [B, T, V] flat, LoRA merged
-weights of one module per family, greedy decodes with prefix / prompt adapters).
+weights of one module per family, greedy decodes with prefix / prompt adapters and the logits
+[8, V] each token was picked from).
 """
 import json
 import math
@@ -363,8 +364,9 @@ def greedy(w, prompt, n, prefix=None, prompt_embeds=None):
         logits, past = gpt2_forward(w, embeds=emb)
     else:
         logits, past = gpt2_forward(w, ids=torch.tensor([prompt]), past=past)
-    out = []
+    out, rows = [], []
     for step in range(n):
+        rows.append(logits[0, -1])
         top = torch.topk(logits[0, -1], 2).values
         assert top[0] - top[1] > 1e-3, 'near-tie in the greedy path: float32 could pick the other token'
         nxt = int(torch.argmax(logits[0, -1]).item())
@@ -381,7 +383,7 @@ def greedy(w, prompt, n, prefix=None, prompt_embeds=None):
             full, _ = gpt2_forward(w, ids=torch.tensor([ids]), past=prefix)
         assert int(torch.argmax(full[0, -1]).item()) == t, 'cached and recomputed greedy paths differ'
         ids.append(t)
-    return out
+    return out, torch.stack(rows)
 
 
 def main():
@@ -430,11 +432,11 @@ def main():
     logits, _ = gpt2_forward(W, ids=ids, mask=pmask, past=prefix_past(emb, L, H, C, B))
     golden['cases'].append({'name': 'gpt2-prefix', 'family': 'gpt2', 'adapter': 'gpt2-prefix', 'logits': flat(logits)})
     prompt = [40, 7, 19, 52, 3]  # a prompt whose greedy paths are not one repeated token
-    toks = greedy(W, prompt, 8, prefix=prefix_past(emb, L, H, C, 1))
-    base_toks = greedy(W, prompt, 8)
+    toks, steps = greedy(W, prompt, 8, prefix=prefix_past(emb, L, H, C, 1))
+    base_toks, _ = greedy(W, prompt, 8)
     assert toks != base_toks, 'the prefix does not change the greedy path'
     golden['decode'].append({'name': 'gpt2-prefix greedy', 'adapter': 'gpt2-prefix', 'prompt': prompt,
-                             'max_new_tokens': 8, 'tokens': toks, 'base_tokens': base_toks})
+                             'max_new_tokens': 8, 'tokens': toks, 'base_tokens': base_toks, 'step_logits': flat(steps)})
 
     # prompt tuning: P virtual input embeddings
     P = 3
@@ -448,10 +450,10 @@ def main():
     pmask = torch.cat([torch.ones(B, P, dtype=torch.long), mask], dim=1)
     logits, _ = gpt2_forward(W, embeds=embeds, mask=pmask)
     golden['cases'].append({'name': 'gpt2-prompt', 'family': 'gpt2', 'adapter': 'gpt2-prompt', 'logits': flat(logits[:, P:])})
-    toks = greedy(W, prompt, 8, prompt_embeds=pe)
+    toks, steps = greedy(W, prompt, 8, prompt_embeds=pe)
     assert toks != base_toks, 'the prompt does not change the greedy path'
     golden['decode'].append({'name': 'gpt2-prompt greedy', 'adapter': 'gpt2-prompt', 'prompt': prompt,
-                             'max_new_tokens': 8, 'tokens': toks, 'base_tokens': base_toks})
+                             'max_new_tokens': 8, 'tokens': toks, 'base_tokens': base_toks, 'step_logits': flat(steps)})
 
     # ---------------- BERT
     V, C, L, H = BERT['V'], BERT['C'], BERT['L'], BERT['H']

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as O from '../../src/engine/ops.js';
 import { tidy, noGrad } from '../../src/engine/index.js';
-import { loadModel, generate, type LanguageModel, type ForwardOptions, type TextCodec } from '../../src/models/index.js';
+import { loadModel, generate, requireCausal, type LanguageModel, type ForwardOptions, type TextCodec } from '../../src/models/index.js';
 import { attachAdapterDir, readAdapterConfig } from '../../src/tuners/index.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { assertClose, maxAbsDiff } from '../helpers.js';
@@ -24,7 +24,7 @@ const FIX = fileURLToPath(new URL('../../../test/fixtures/peft/', import.meta.ur
 type Family = 'gpt2' | 'bert';
 interface Inputs { base: string; input_ids: number[][]; attention_mask: number[][]; token_type_ids?: number[][]; shape: number[]; base_logits: number[] }
 interface Case { name: string; family: Family; adapter: string; logits: number[]; merged_weight?: { name: string; shape: number[]; data: number[] } }
-interface Decode { name: string; adapter: string; prompt: number[]; max_new_tokens: number; tokens: number[]; base_tokens: number[] }
+interface Decode { name: string; adapter: string; prompt: number[]; max_new_tokens: number; tokens: number[]; base_tokens: number[]; step_logits: number[] }
 interface Golden { gpt2: Inputs; bert: Inputs; cases: Case[]; decode: Decode[] }
 const G = JSON.parse(readFileSync(join(FIX, 'golden.json'), 'utf8')) as Golden;
 
@@ -142,6 +142,17 @@ describe('PEFT golden adapters (PyTorch reference)', () => {
       assert.deepEqual(pm.withoutAdapters(() => generate(pm, codec, d.prompt, o).tokens), d.base_tokens, `${d.name}: tokens with adapters off`);
       // a second run: the virtual tokens are written into each new cache again
       assert.deepEqual(generate(pm, codec, d.prompt, o).tokens, d.tokens, `${d.name}: tokens, second run`);
+      // by hand: prefill the prompt, then one token at a time; the logits each token was picked from
+      const cm = requireCausal(pm, d.name), V = G.gpt2.shape[2];
+      const cache = cm.newCache(1, d.prompt.length + d.max_new_tokens);
+      try {
+        const rows = tidy(() => noGrad(() => {
+          const out = [cm.forward(ints([d.prompt]), { cache }).toArray().slice((d.prompt.length - 1) * V)];
+          for (const t of d.tokens.slice(0, -1)) out.push(cm.forward(ints([[t]]), { cache }).toArray());
+          return out.flat();
+        }));
+        assertClose(rows, d.step_logits, 1e-4, 0, `${d.name}: logits at each cached step`);
+      } finally { cache.dispose(); }
       pm.dispose();
     });
   }
