@@ -56,6 +56,12 @@ const REFERENCE = [
   'icl/evaluate.test.js',
   'cli/icl-cli.test.js',
   'train/pretrain.test.js',
+  // PEFT (issue 12): prefix/prompt virtual tokens in both families, LoRA, the PyTorch goldens and
+  // the fine-tuning pipeline (incl. DPO and resume): under 10 s together on reference.
+  'models/virtual-tokens.test.js',
+  'tuners/lora.test.js',
+  'tuners/peft-golden.test.js',
+  'finetune/finetune.test.js',
 ];
 
 function fail(msg) {
