@@ -44,6 +44,22 @@ function show(v: unknown): string {
   return (s.length > 60 ? s.slice(0, 60) + '…' : s).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 
+/** One turn in role/content or ShareGPT from/value style; `w` starts error messages. */
+export function chatTurn(t: unknown, w: string): ChatMessage {
+  if (!isObj(t)) throw new Error(`${w}: expected an object, got ${show(t)}`);
+  const roleStyle = own(t, 'role') || own(t, 'content'), shareStyle = own(t, 'from') || own(t, 'value');
+  if (roleStyle && shareStyle) throw new Error(`${w}: mixes "role"/"content" with ShareGPT's "from"/"value"`);
+  if (shareStyle) {
+    const from = t.from;
+    if (typeof from !== 'string' || !own(SHAREGPT_FROM, from)) throw new Error(`${w}: "from" must be one of ${Object.keys(SHAREGPT_FROM).join(', ')}; got ${show(from)}`);
+    if (typeof t.value !== 'string') throw new Error(`${w}: "value" must be a string, got ${show(t.value)}`);
+    return { role: SHAREGPT_FROM[from], content: t.value };
+  }
+  const role = t.role;
+  if (typeof role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(role)) throw new Error(`${w}: "role" must be one of ${CHAT_ROLES.join(', ')}; got ${show(role)}`);
+  return { role: role as ChatRole, content: contentText(t.content, w) };
+}
+
 /** One record in any of the three formats → normalised messages. `at` prefixes errors. */
 export function normalizeChatRecord(rec: unknown, at: string): ChatRecord {
   if (!isObj(rec)) throw new Error(`${at}: expected an object, got ${show(rec)}`);
@@ -57,21 +73,7 @@ export function normalizeChatRecord(rec: unknown, at: string): ChatRecord {
     const turns = rec[key];
     if (!Array.isArray(turns)) throw new Error(`${at}: "${key}" must be a list of turns, got ${show(turns)}`);
     if (turns.length === 0) throw new Error(`${at}: "${key}" is empty`);
-    messages = turns.map((t, j) => {
-      const w = `${at}: ${key}[${j}]`;
-      if (!isObj(t)) throw new Error(`${w}: expected an object, got ${show(t)}`);
-      const roleStyle = own(t, 'role') || own(t, 'content'), shareStyle = own(t, 'from') || own(t, 'value');
-      if (roleStyle && shareStyle) throw new Error(`${w}: mixes "role"/"content" with ShareGPT's "from"/"value"`);
-      if (shareStyle) {
-        const from = t.from;
-        if (typeof from !== 'string' || !own(SHAREGPT_FROM, from)) throw new Error(`${w}: "from" must be one of ${Object.keys(SHAREGPT_FROM).join(', ')}; got ${show(from)}`);
-        if (typeof t.value !== 'string') throw new Error(`${w}: "value" must be a string, got ${show(t.value)}`);
-        return { role: SHAREGPT_FROM[from], content: t.value };
-      }
-      const role = t.role;
-      if (typeof role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(role)) throw new Error(`${w}: "role" must be one of ${CHAT_ROLES.join(', ')}; got ${show(role)}`);
-      return { role: role as ChatRole, content: contentText(t.content, w) };
-    });
+    messages = turns.map((t, j) => chatTurn(t, `${at}: ${key}[${j}]`));
     if (own(rec, 'system')) {
       if (typeof rec.system !== 'string') throw new Error(`${at}: "system" must be a string, got ${show(rec.system)}`);
       if (rec.system !== '') {

@@ -10,7 +10,7 @@
 // naming the file and the record (and line for JSONL).
 
 import { jsonlRecords, readUserFile, parseJsonStrict, decodeUtf8 } from '../io/json.js';
-import { CHAT_ROLES, MAX_CHAT_FILE_BYTES, type ChatMessage, type ChatRole } from './chat.js';
+import { MAX_CHAT_FILE_BYTES, chatTurn, type ChatMessage } from './chat.js';
 
 export interface PreferencePair {
   /** Text (used as is) or the conversation so far (rendered by a chat template). */
@@ -19,7 +19,6 @@ export interface PreferencePair {
   rejected: string;
 }
 
-const SHAREGPT_FROM: Readonly<Record<string, ChatRole>> = { human: 'user', gpt: 'assistant', system: 'system', observation: 'tool' };
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -34,31 +33,16 @@ function show(v: unknown): string {
   return (s.length > 60 ? s.slice(0, 60) + '…' : s).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 
-/** One turn in role/content or ShareGPT from/value style. */
-function turn(t: unknown, w: string): ChatMessage {
-  if (!isObj(t)) throw new Error(`${w}: expected a message object, got ${show(t)}`);
-  if (own(t, 'from') || own(t, 'value')) {
-    const from = t.from;
-    if (typeof from !== 'string' || !own(SHAREGPT_FROM, from)) throw new Error(`${w}: "from" must be one of ${Object.keys(SHAREGPT_FROM).join(', ')}; got ${show(from)}`);
-    if (typeof t.value !== 'string') throw new Error(`${w}: "value" must be a string, got ${show(t.value)}`);
-    return { role: SHAREGPT_FROM[from], content: t.value };
-  }
-  const role = t.role;
-  if (typeof role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(role)) throw new Error(`${w}: "role" must be one of ${CHAT_ROLES.join(', ')}; got ${show(role)}`);
-  if (typeof t.content !== 'string') throw new Error(`${w}: "content" must be a string, got ${show(t.content)}`);
-  return { role: role as ChatRole, content: t.content };
-}
-
 function turns(v: unknown, w: string): ChatMessage[] {
   if (!Array.isArray(v)) throw new Error(`${w}: must be a list of messages, got ${show(v)}`);
   if (v.length === 0) throw new Error(`${w}: is empty`);
-  return v.map((t, j) => turn(t, `${w}[${j}]`));
+  return v.map((t, j) => chatTurn(t, `${w}[${j}]`));
 }
 
 /** A completion: text, one assistant message, or a list holding one assistant message. */
 function completion(v: unknown, w: string): string {
   if (typeof v === 'string') return v;
-  const msgs = Array.isArray(v) ? turns(v, w) : isObj(v) ? [turn(v, w)] : null;
+  const msgs = Array.isArray(v) ? turns(v, w) : isObj(v) ? [chatTurn(v, w)] : null;
   if (msgs === null) throw new Error(`${w}: must be text or an assistant message, got ${show(v)}`);
   if (msgs.length !== 1 || msgs[0].role !== 'assistant') throw new Error(`${w}: must be one assistant message, got ${msgs.map((m) => m.role).join(', ')}`);
   return msgs[0].content;

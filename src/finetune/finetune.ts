@@ -13,7 +13,7 @@ import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js';
 import { readChatFile } from '../data/chat.js';
 import { encodeChatDataset, ensureChatTokens, type ChatExample } from '../data/chat-encode.js';
 import { MlmCollator, IGNORE_INDEX } from '../data/mlm.js';
-import { Trainer, checkPosition, checkRngState, defaultTrainConfig, resolveCheckpoint, type TrainConfig, type TrainerState } from '../train/trainer.js';
+import { Trainer, checkPosition, checkRngState, defaultTrainConfig, resolveCheckpoint, type TrainConfig, type TrainerState, type TrainHooks } from '../train/trainer.js';
 import { prepareOut } from '../train/pretrain.js';
 import type { Schedule } from '../optim/schedule.js';
 import { PeftModel, tunerForMethod, readAdapterConfig, trainableLine } from '../tuners/index.js';
@@ -182,6 +182,24 @@ export function countParams(m: LanguageModel, frozenRows: number | null = null):
 export function trainableSummary(m: LanguageModel, frozenRows: number | null = null): string {
   const c = countParams(m, frozenRows);
   return trainableLine(c.trainable, c.all);
+}
+
+/**
+ * How a fine-tuning run saves and restores its weights: the adapter (PEFT layout; checkpoints add
+ * the unfolded trainable tensors) or the whole model, the tokenizer with its chat template, and
+ * the frozen embedding rows kept still.
+ */
+export function weightHooks(prep: PreparedModel): Pick<TrainHooks, 'saveModel' | 'loadModel' | 'saveCheckpointExtras' | 'afterBackward'> {
+  const { model, peft, tokenizer: tok, frozenRows } = prep;
+  return {
+    saveModel: (dir) => {
+      if (peft) peft.saveAdapter(dir); else model.savePretrained(dir);
+      tok.save(dir);
+    },
+    loadModel: peft ? (dir) => loadTrainableState(model, dir) : undefined,
+    saveCheckpointExtras: peft ? (dir) => saveTrainableState(model, dir) : undefined,
+    afterBackward: frozenRows !== null ? () => freezeEmbeddingRows(model, frozenRows) : undefined,
+  };
 }
 
 /** Zero the embedding gradient of rows below `rows`: with AdamW (no decay on them) they stay exactly as they were. */
@@ -355,13 +373,7 @@ export function finetune(o: FinetuneOptions): FinetuneResult {
     tokensPerStep: Math.round(B * accum * meanLen),
     microStep: () => lossOf(order.next(B).map((i) => train.examples[i]), maskRng),
     evaluate: evalSet ? () => evalChatLoss(evalSet.examples, B, (rows, rng) => lossOf(rows, rng), cfg.seed) : undefined,
-    saveModel: (dir) => {
-      if (peft) peft.saveAdapter(dir); else model.savePretrained(dir);
-      tok.save(dir);
-    },
-    loadModel: peft ? (dir) => loadTrainableState(model, dir) : undefined,
-    saveCheckpointExtras: peft ? (dir) => saveTrainableState(model, dir) : undefined,
-    afterBackward: prep.frozenRows !== null ? () => freezeEmbeddingRows(model, prep.frozenRows!) : undefined,
+    ...weightHooks(prep),
     getState: () => ({ data: { ...order.state }, dropout_rng: model.rng.getState(), mask_rng: maskRng.getState() }),
     setState: (s) => {
       order.state = checkPosition(s.data, 'data');

@@ -9,7 +9,7 @@ import { templateTokenVars } from '../data/chat-encode.js';
 import { renderChatTemplate } from '../tokenizers/index.js';
 import { Trainer, checkPosition, checkRngState, type TrainerState } from '../train/trainer.js';
 import { adapterOffReference, collatePreferences, dpoStep, encodePreferencePair, modelReference, type DpoOptions, type EncodedPair, type ReferenceLogps } from './dpo.js';
-import { EpochOrder, FINETUNE_DEFAULTS, countParams, freezeEmbeddingRows, loadTrainableState, saveTrainableState, trainConfigFor, trainableSummary, type FinetuneOptions, type FinetuneResult, type PreparedModel } from './finetune.js';
+import { EpochOrder, FINETUNE_DEFAULTS, countParams, trainConfigFor, weightHooks, trainableSummary, type FinetuneOptions, type FinetuneResult, type PreparedModel } from './finetune.js';
 import { endOfTurnId } from './chat-generate.js';
 import { noGrad, tidy } from '../engine/index.js';
 
@@ -82,13 +82,7 @@ export function trainablePreference(o: FinetuneOptions, prep: PreparedModel, res
       return m;
     },
     evaluate: evalPairs ? () => evalDpo(evalPairs, B, padId, model, reference, dpo) : undefined,
-    saveModel: (dir) => {
-      if (peft) peft.saveAdapter(dir); else model.savePretrained(dir);
-      tok.save(dir);
-    },
-    loadModel: peft ? (dir) => loadTrainableState(model, dir) : undefined,
-    saveCheckpointExtras: peft ? (dir) => saveTrainableState(model, dir) : undefined,
-    afterBackward: prep.frozenRows !== null ? () => freezeEmbeddingRows(model, prep.frozenRows!) : undefined,
+    ...weightHooks(prep),
     getState: () => ({ data: { ...order.state }, dropout_rng: model.rng.getState() }),
     setState: (s) => {
       order.state = checkPosition(s.data, 'data');

@@ -36,17 +36,7 @@ export class Module {
    * strict: names the model does not use are an error too. `where` prefixes the messages.
    */
   loadStateDict(sd: Map<string, { shape: number[]; data: Float32Array }>, where: string, strict = true): void {
-    const params = this.namedParameters();
-    for (const [name, p] of params) {
-      const t = sd.get(name);
-      if (!t) throw new Error(`${where}: weight '${name}' is missing from the checkpoint`);
-      if (t.shape.join(',') !== p.shape.join(',')) throw new Error(`${where}: weight '${name}' has shape [${t.shape.join(', ')}], the model expects [${p.shape.join(', ')}]`);
-      p.f32.set(t.data);
-    }
-    if (!strict) return;
-    const expected = new Set(params.map(([n]) => n));
-    const extra = [...sd.keys()].filter((k) => !expected.has(k));
-    if (extra.length) throw new Error(`${where}: unexpected weights not used by the model: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ' …' : ''}`);
+    loadNamedParameters(this.namedParameters(), sd, where, strict);
   }
 
   dispose(): void { for (const p of this.parameters()) p.dispose(); }
@@ -119,6 +109,20 @@ export interface LinearLayer extends Module {
 export function isLinearLayer(m: Module): m is LinearLayer {
   const l = m as unknown as Partial<LinearLayer>;
   return (l.weightLayout === 'in_out' || l.weightLayout === 'out_in') && typeof l.inFeatures === 'number' && typeof l.outFeatures === 'number' && typeof l.forward === 'function';
+}
+
+/** Copy a state dict into named parameters (see Module.loadStateDict; also used by models that wrap a module tree). */
+export function loadNamedParameters(params: [string, Tensor][], sd: Map<string, { shape: number[]; data: Float32Array }>, where: string, strict = true): void {
+  for (const [name, p] of params) {
+    const t = sd.get(name);
+    if (!t) throw new Error(`${where}: weight '${name}' is missing from the checkpoint`);
+    if (t.shape.join(',') !== p.shape.join(',')) throw new Error(`${where}: weight '${name}' has shape [${t.shape.join(', ')}], the model expects [${p.shape.join(', ')}]`);
+    p.f32.set(t.data);
+  }
+  if (!strict) return;
+  const expected = new Set(params.map(([n]) => n));
+  const extra = [...sd.keys()].filter((k) => !expected.has(k));
+  if (extra.length) throw new Error(`${where}: unexpected weights not used by the model: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ' …' : ''}`);
 }
 
 /** Numbered children ("h.0", "h.1", …). */

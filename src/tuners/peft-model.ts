@@ -7,7 +7,7 @@
 
 import type { Tensor, Rng } from '../engine/index.js';
 import { modelFamily, type ForwardOptions, type KVCache, type LanguageModel, type LMConfig, type LMKind, type ModelDims } from '../models/index.js';
-import type { Module } from '../nn/module.js';
+import { loadNamedParameters, type Module } from '../nn/module.js';
 import type { SaveOptions } from '../io/hf.js';
 import type { Adapter, AdapterConfig, SavedTensor } from './types.js';
 import { tunerForType } from './registry.js';
@@ -265,17 +265,7 @@ export class PeftModel implements LanguageModel {
 
   /** As Module.loadStateDict, over namedParameters() (base and adapters). */
   loadStateDict(sd: Map<string, { shape: number[]; data: Float32Array }>, where: string, strict = true): void {
-    const params = this.namedParameters();
-    for (const [name, p] of params) {
-      const t = sd.get(name);
-      if (!t) throw new Error(`${where}: weight '${name}' is missing from the checkpoint`);
-      if (t.shape.join(',') !== p.shape.join(',')) throw new Error(`${where}: weight '${name}' has shape [${t.shape.join(', ')}], the model expects [${p.shape.join(', ')}]`);
-      p.f32.set(t.data);
-    }
-    if (!strict) return;
-    const expected = new Set(params.map(([n]) => n));
-    const extra = [...sd.keys()].filter((k) => !expected.has(k));
-    if (extra.length) throw new Error(`${where}: unexpected weights not used by the model: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ' …' : ''}`);
+    loadNamedParameters(this.namedParameters(), sd, where, strict);
   }
 
   train(on = true): this { this.base.train(on); return this; }

@@ -5,13 +5,36 @@
 // exclude_modules (same two forms) removes paths.
 
 import type { LanguageModel } from '../models/index.js';
-import { isLinearLayer, type LinearLayer, type Module } from '../nn/module.js';
+import type { Tensor } from '../engine/index.js';
+import { isLinearLayer, Module, type LinearLayer } from '../nn/module.js';
 import { checkSchema, type Schema } from '../io/json.js';
 
 /** Wrappers installed by tuners; their own sub-modules (lora_A, adapter_down…) are never targets. */
 export interface TunerWrapper { readonly isTunerWrapper: true; readonly base: LinearLayer }
 export function isTunerWrapper(m: Module): m is Module & TunerWrapper {
   return (m as unknown as Partial<TunerWrapper>).isTunerWrapper === true;
+}
+
+/**
+ * What LoRA and bottleneck layers share: they stand in for a linear layer, and its weight and bias
+ * stay registered under their own names (not copies), so the base's save, load and resume see the
+ * same parameters as before.
+ */
+export abstract class LinearWrapper extends Module implements LinearLayer, TunerWrapper {
+  readonly isTunerWrapper = true as const;
+  constructor(readonly base: LinearLayer) {
+    super();
+    this.params.set('weight', base.weight);
+    if (base.bias) this.params.set('bias', base.bias);
+    this.training = base.training;
+  }
+  get inFeatures(): number { return this.base.inFeatures; }
+  get outFeatures(): number { return this.base.outFeatures; }
+  get weight(): Tensor { return this.base.weight; }
+  get bias(): Tensor | null { return this.base.bias; }
+  get weightLayout(): 'in_out' | 'out_in' { return this.base.weightLayout; }
+  override train(on = true): this { super.train(on); this.base.train(on); return this; }
+  abstract forward(x: Tensor): Tensor;
 }
 
 export const targetModulesSchema: Schema = {

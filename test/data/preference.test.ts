@@ -63,7 +63,7 @@ describe('readPreferenceFile', () => {
     ['text without a prompt', [{ chosen: 'a', rejected: 'b' }], /record 0: has no "prompt" \(give "prompt", "conversations" or "instruction"\)/],
     ['equal completions', [{ ...standard, rejected: standard.chosen }], /record 0: "chosen" and "rejected" are the same text/],
     ['an empty completion', [{ ...standard, chosen: '' }], /record 0: "chosen" is empty/],
-    ['a bad ShareGPT speaker', [{ ...sharegpt, chosen: { from: 'robot', value: 'x' } }], /record 0: "chosen": "from" must be one of human, gpt, system, observation; got "robot"/],
+    ['a bad ShareGPT speaker', [{ ...sharegpt, chosen: { from: 'robot', value: 'x' } }], /record 0: "chosen": "from" must be one of human, gpt, system, function_call, observation; got "robot"/],
     ['a non-object record', [standard, 7], /record 1: expected an object, got 7/],
   ];
   for (const [what, recs, re] of bad) {

@@ -11,7 +11,7 @@ import { Rng, type Tensor } from '../../engine/index.js';
 import { Module, Dropout, type LinearLayer } from '../../nn/module.js';
 import { modelFamily, type LanguageModel } from '../../models/index.js';
 import type { Adapter, AdapterConfig, SavedTensor, Tuner } from '../types.js';
-import { baseLayer, checkKeys, isTunerWrapper, matchTargets, rejectUnsupported, targetModulesSchema, type TargetSpec, type TunerWrapper } from '../targets.js';
+import { LinearWrapper, baseLayer, checkKeys, isTunerWrapper, matchTargets, rejectUnsupported, targetModulesSchema, type TargetSpec } from '../targets.js';
 import { ModuleDict, WeightHolder, kaimingUniform } from '../lora/layer.js';
 import { checkStateDict } from '../state.js';
 
@@ -35,31 +35,20 @@ class ParamDict extends Module {
 
 interface Entry { down: Tensor; up: Tensor; learned: Tensor | null; scaling: number; act: string; parallel: boolean; dropout: Dropout; active: boolean }
 
-export class BottleneckLinear extends Module implements LinearLayer, TunerWrapper {
-  readonly isTunerWrapper = true as const;
+export class BottleneckLinear extends LinearWrapper {
   readonly entries = new Map<string, Entry>();
   private readonly adapter_down = new ModuleDict();
   private readonly adapter_up = new ModuleDict();
   private readonly adapter_scaling = new ParamDict();
   private readonly adapter_dropout = new ModuleDict();
 
-  constructor(readonly base: LinearLayer, private readonly rng: Rng) {
-    super();
-    this.params.set('weight', base.weight);
-    if (base.bias) this.params.set('bias', base.bias);
+  constructor(base: LinearLayer, private readonly rng: Rng) {
+    super(base);
     this.addModule('adapter_down', this.adapter_down);
     this.addModule('adapter_up', this.adapter_up);
     this.addModule('adapter_scaling', this.adapter_scaling);
     this.addModule('adapter_dropout', this.adapter_dropout);
-    this.training = base.training;
   }
-
-  get inFeatures(): number { return this.base.inFeatures; }
-  get outFeatures(): number { return this.base.outFeatures; }
-  get weight(): Tensor { return this.base.weight; }
-  get bias(): Tensor | null { return this.base.bias; }
-  get weightLayout(): 'in_out' | 'out_in' { return this.base.weightLayout; }
-  override train(on = true): this { super.train(on); this.base.train(on); return this; }
 
   addAdapter(name: string, cfg: AdapterConfig, rng: Rng): Entry {
     if (this.entries.has(name)) throw new Error(`adapter '${name}' is already installed on this layer`);

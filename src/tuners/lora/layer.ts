@@ -6,7 +6,7 @@
 import * as O from '../../engine/ops.js';
 import { Rng, Tensor, noGrad } from '../../engine/index.js';
 import { Module, Dropout, type LinearLayer } from '../../nn/module.js';
-import type { TunerWrapper } from '../targets.js';
+import { LinearWrapper } from '../targets.js';
 
 /** A named child set (torch's ModuleDict), so parameters are named '<dict>.<adapter>.weight'. */
 export class ModuleDict extends Module {
@@ -31,32 +31,19 @@ export function kaimingUniform(shape: number[], fanIn: number, rng: Rng): Tensor
   return O.rand(shape, rng, -b, b);
 }
 
-export class LoraLinear extends Module implements LinearLayer, TunerWrapper {
-  readonly isTunerWrapper = true as const;
+export class LoraLinear extends LinearWrapper {
   readonly kindName = 'lora';
   readonly entries = new Map<string, LoraEntry>();
   private readonly lora_A = new ModuleDict();
   private readonly lora_B = new ModuleDict();
   private readonly lora_dropout = new ModuleDict();
 
-  constructor(readonly base: LinearLayer, private readonly rng: Rng) {
-    super();
-    // The base tensors under their own names: not copies, not re-flagged trainable.
-    this.params.set('weight', base.weight);
-    if (base.bias) this.params.set('bias', base.bias);
+  constructor(base: LinearLayer, private readonly rng: Rng) {
+    super(base);
     this.addModule('lora_dropout', this.lora_dropout);
     this.addModule('lora_A', this.lora_A);
     this.addModule('lora_B', this.lora_B);
-    this.training = base.training;
   }
-
-  get inFeatures(): number { return this.base.inFeatures; }
-  get outFeatures(): number { return this.base.outFeatures; }
-  get weight(): Tensor { return this.base.weight; }
-  get bias(): Tensor | null { return this.base.bias; }
-  get weightLayout(): 'in_out' | 'out_in' { return this.base.weightLayout; }
-
-  override train(on = true): this { super.train(on); this.base.train(on); return this; }
 
   addAdapter(name: string, r: number, scaling: number, dropout: number, init: LoraInit, rng: Rng): LoraEntry {
     if (this.entries.has(name)) throw new Error(`adapter '${name}' is already installed on this layer`);
