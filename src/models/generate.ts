@@ -89,7 +89,8 @@ export function generate(lm: LanguageModel, codec: TextCodec, prompt: string | n
   const t0 = performance.now();
   try {
     while (out.length < o.maxNewTokens) {
-      if (cache.length + cur.length > maxT) { finish = 'context'; break; }
+      // Real positions only: a prefix or prompt adapter's virtual ones sit at the cache's front and are not counted in maxPositions.
+      if (cache.length - cache.virtual + cur.length > maxT) { finish = 'context'; break; }
       const next = tidy(() => noGrad(() => {
         const logits = model.forward(O.tensor(cur, [1, cur.length], 'int32'), { cache });
         const V = logits.shape[2];

@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import * as O from '../../src/engine/ops.js';
 import { noGrad, tidy } from '../../src/engine/index.js';
-import { createModel, loadModel, type LanguageModel } from '../../src/models/index.js';
+import { createModel, generate, loadModel, type LanguageModel } from '../../src/models/index.js';
 import { BPETokenizer, WordPieceTokenizer, loadTokenizer } from '../../src/tokenizers/index.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { finetune, type FinetuneOptions } from '../../src/finetune/finetune.js';
 import { mergeToDir } from '../../src/finetune/merge.js';
-import { attachAdapterDir } from '../../src/tuners/index.js';
+import { PeftModel, attachAdapterDir, tunerForMethod } from '../../src/tuners/index.js';
 
 const CLI = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
 const NAMES = ['Orsk', 'Veltria', 'Pumbel', 'Quarn', 'Zift', 'Malory'];
@@ -184,4 +184,21 @@ test('DPO with LoRA (--method dpo): the base with the adapter off is the referen
   assert.ok(h[3]['rewards/margins'] > h[0]['rewards/margins'] && h[3].loss < h[0].loss, JSON.stringify(h));
   assert.ok(r.final_eval && r.final_eval['rewards/accuracies'] >= 0.5, JSON.stringify(r.final_eval));
   assert.equal(JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8')).peft_type, 'LORA');
+});
+
+test('generation with a prefix adapter counts only real positions against the context (virtual ones sit in front of the cache)', () => {
+  const m = createModel('gpt2', { vocab_size: 50, n_positions: 32, n_embd: 16, n_layer: 2, n_head: 2, eos_token_id: 0, bos_token_id: 0 }, 5);
+  const peft = new PeftModel(m);
+  peft.addAdapter('default', tunerForMethod('ptuning-v2', 'test').config({ num_virtual_tokens: 12 }, m, 'test', 'ptuning-v2'), 1);
+  peft.eval();
+  assert.equal(peft.maxPositions, 20);
+  const codec = { encode: () => [1, 2, 3, 4, 5, 6], decode: (ids: number[]) => ids.join(' ') };
+  // 6 prompt + 10 new = 16 real positions ≤ 20 (12 virtual + 16 = 28 ≤ the base's 32).
+  const r = generate(peft, codec, [1, 2, 3, 4, 5, 6], { maxNewTokens: 10, temperature: 0 });
+  assert.equal(r.tokens.length, 10);
+  assert.equal(r.finish_reason, 'length');
+  // And the limit is the adapter's 20 positions: the 15th new token is the last one that can be fed back.
+  const r2 = generate(peft, codec, [1, 2, 3, 4, 5, 6], { maxNewTokens: 16, temperature: 0 });
+  assert.equal(r2.finish_reason, 'context');
+  assert.equal(r2.tokens.length, 15);
 });
