@@ -38,10 +38,10 @@ const rows = knowledgeUpdate({
   base, out, train: join(here, 'train.json'), eval: join(here, 'eval.json'), evalSeen: join(here, 'eval_seen.json'),
   heldout: join(root, 'data', 'corpus', 'wikitext-2', 'wiki.test.raw'), heldoutTokens,
   methods: ['lora', 'ptuning-v2', 'full'], common, perMethod,
-  dpo: { data: join(here, 'prefs.json'), options: { epochs: 3, lr: 1e-3, beta: 0.1, peft: { r: 8, lora_alpha: 16 } } },
+  dpo: { data: join(here, 'prefs.json'), options: { epochs: 10, lr: 1e-3, beta: 0.1, peft: { r: 8, lora_alpha: 16 } } },
 });
 const table = knowledgeTable(rows);
-const settings = `base ${base}; ${epochs} epochs of train.json (batch 8); LoRA r 16 α 32 on c_attn/c_proj/c_fc lr 3e-3; P-Tuning v2 16 virtual tokens lr 1e-2; full lr 5e-4; DPO: the LoRA merged, then a LoRA r 8 for 3 epochs of prefs.json, β 0.1, lr 1e-3; greedy answers of ≤ 16 tokens; ppl over the first ${heldoutTokens} tokens of WikiText-2 test; total ${((Date.now() - t0) / 60000).toFixed(1)} min`;
+const settings = `base ${base}; ${epochs} epochs of train.json (batch 8); LoRA r 16 α 32 on c_attn/c_proj/c_fc lr 3e-3; P-Tuning v2 16 virtual tokens lr 1e-2; full lr 5e-4; DPO: the LoRA merged, then a LoRA r 8 on c_attn for 10 epochs of prefs.json, β 0.1, lr 1e-3; greedy answers of ≤ 16 tokens; ppl over the first ${heldoutTokens} tokens of WikiText-2 test; total ${((Date.now() - t0) / 60000).toFixed(1)} min`;
 writeFileSync(join(out, 'results.json'), JSON.stringify({ settings, rows }, null, 2) + '\n');
 writeFileSync(join(out, 'results.md'), table + '\n\n' + settings + '\n');
 const readme = join(here, 'README.md');
