@@ -16,6 +16,7 @@ import { readSafetensors } from '../../src/io/safetensors.js';
 import { finetune, type FinetuneOptions } from '../../src/finetune/finetune.js';
 import { mergeToDir } from '../../src/finetune/merge.js';
 import { PeftModel, attachAdapterDir, tunerForMethod } from '../../src/tuners/index.js';
+import { writeTaskDir } from '../icl/task-fixture.js';
 
 const CLI = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
 const NAMES = ['Orsk', 'Veltria', 'Pumbel', 'Quarn', 'Zift', 'Malory'];
@@ -152,6 +153,15 @@ test('CLI: finetune --json, generate --adapter --chat, merge, and one-line error
   const gen = spawnSync(process.execPath, [CLI, 'generate', '--adapter', out, '--prompt', 'What is the capital of Orsk?', '--chat', '--temperature', '0', '--max-new-tokens', '5', '--json'], { encoding: 'utf8' });
   assert.equal(gen.status, 0, gen.stderr);
   assert.equal(JSON.parse(gen.stdout).tokens.length > 0, true);
+  // icl eval through the adapter: the scores are the adapter's (they differ from the base's).
+  const taskDir = join(tmp(), 'tasks');
+  writeTaskDir(taskDir);
+  const icl = (pred: string, extra: string[]) => spawnSync(process.execPath, [CLI, 'icl', 'eval', '--tasks', 'cls', '--task-dir', taskDir, '--k', '1', '--seeds', '100', '--json', '--predictions', pred, ...extra], { encoding: 'utf8' });
+  const pa = join(tmp(), 'a.jsonl'), pb = join(tmp(), 'b.jsonl');
+  const withA = icl(pa, ['--adapter', out]), without = icl(pb, ['--model', base]);
+  assert.equal(withA.status, 0, withA.stderr);
+  assert.equal(without.status, 0, without.stderr);
+  assert.notEqual(readFileSync(pa, 'utf8'), readFileSync(pb, 'utf8'), 'the option scores through the adapter equal the base\'s');
   const merged = join(tmp(), 'm');
   const mg = spawnSync(process.execPath, [CLI, 'merge', '--adapter', out, '--out', merged, '--json'], { encoding: 'utf8' });
   assert.equal(mg.status, 0, mg.stderr);
