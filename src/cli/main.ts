@@ -176,7 +176,7 @@ export const commands: Record<string, Command> = {
       const { WindowProgress } = await import('./progress.js');
       const { readFileSync } = await import('node:fs');
       const f = need(a, 'text-file') as string;
-      const { model, tokenizer, base: dir } = loadLM(a.model as string | undefined, a.adapter as string | undefined);
+      const { model, tokenizer, base: dir } = loadLM(...modelFlags(a));
       const masked = model.kind === 'masked';
       const maskId = masked ? maskTokenIdOf(tokenizer) : undefined;
       if (masked && maskId === undefined) throw new Error(`--model ${dir}: the tokenizer has no mask token, which the pseudo-perplexity of a masked LM needs`);
@@ -211,7 +211,7 @@ export const commands: Record<string, Command> = {
       const { loadLM } = await import('./load.js');
       const { fillMask, requireMasked } = await import('../eval/fill-mask.js');
       const text = need(a, 'text') as string;
-      const { model, tokenizer, base: dir } = loadLM(a.model as string | undefined, a.adapter as string | undefined);
+      const { model, tokenizer, base: dir } = loadLM(...modelFlags(a));
       requireMasked(model, `--model ${dir}: fill-mask`);
       const masks = fillMask(model, tokenizer, text, { topK: a['top-k'] as number });
       if (a.json) { console.log(JSON.stringify(masks.length === 1 ? { predictions: masks[0] } : { masks })); return; }
@@ -241,7 +241,7 @@ export const commands: Record<string, Command> = {
     run: async (a) => {
       const { loadLM } = await import('./load.js');
       const { generate } = await import('../models/index.js');
-      const { model, tokenizer } = loadLM(a.model as string | undefined, a.adapter as string | undefined);
+      const { model, tokenizer } = loadLM(...modelFlags(a));
       const temperature = a.temperature as number, topP = a['top-p'] as number;
       const prompt = need(a, 'prompt') as string;
       if (a.system !== undefined && !a.chat) throw new UsageError('icld generate: --system needs --chat');
@@ -551,6 +551,12 @@ export const commands: Record<string, Command> = {
 };
 
 let current = 'icld'; // the running command, for messages
+
+/** --model and --adapter: --model is required unless an adapter names its base. */
+function modelFlags(a: ReturnType<typeof parseArgs>): [string | undefined, string | undefined] {
+  const adapter = a.adapter as string | undefined;
+  return [adapter === undefined ? need(a, 'model') as string : a.model as string | undefined, adapter];
+}
 
 function need(a: ReturnType<typeof parseArgs>, flag: string): string | number | boolean | string[] {
   const v = a[flag];
