@@ -146,6 +146,8 @@ export function prepareModel(o: FinetuneOptions, tokenizerDir: string, log: (s: 
     base.resizeTokenEmbeddings(tok.vocabSize);
   }
   const seed = o.seed ?? FINETUNE_DEFAULTS.seed;
+  if (o.method === 'full' && o.trainEmbeddings !== undefined) throw new Error('--train-embeddings applies to adapter methods (--method full trains every weight)');
+  if (o.method === 'full' && o.peft && Object.keys(o.peft).length) throw new Error(`--method full takes no adapter settings (got ${Object.keys(o.peft).join(', ')})`);
   if (o.method === 'full') {
     base.requiresGrad(true);
     return { model: base, base, peft: null, tokenizer: tok, template, addedTokens: added, frozenRows: null };

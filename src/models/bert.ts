@@ -7,7 +7,7 @@ import * as O from '../engine/ops.js';
 import { Tensor, Rng } from '../engine/index.js';
 import { Module, ModuleList, Embedding, LayerNorm, Dropout, type LinearLayer } from '../nn/module.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
-import { checkVirtual, meanResizedRows, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
+import { checkVirtual, resizeEmbeddingAt, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
 import { registerFamily } from './registry.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
@@ -360,13 +360,7 @@ export class Bert extends Module implements LanguageModel {
     if (n * C > BERT_LIMITS.tensor_elements) throw new Error(`resizeTokenEmbeddings: a ${n} × ${C} embedding would exceed ${BERT_LIMITS.tensor_elements} elements`);
     if (typeof c.pad_token_id === 'number' && c.pad_token_id >= n) throw new Error(`resizeTokenEmbeddings(${n}): pad_token_id ${c.pad_token_id} would fall outside the vocabulary`);
     if (n === V) return;
-    const old = this.bert.embeddings.word_embeddings;
-    const emb = new Embedding(n, C, this.rng, c.initializer_range, false);
-    emb.weight.f32.set(meanResizedRows(old.weight.f32, V, C, n, n));
-    emb.weight.requiresGrad = old.weight.requiresGrad;
-    emb.train(old.training);
-    this.replaceModule('bert.embeddings.word_embeddings', emb);
-    old.weight.dispose();
+    resizeEmbeddingAt(this, 'bert.embeddings.word_embeddings', n, this.rng, c.initializer_range);
     this.cls.predictions.resizeBias(n);
     c.vocab_size = n;
   }

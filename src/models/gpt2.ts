@@ -7,7 +7,7 @@ import { Tensor, Rng, noGrad } from '../engine/index.js';
 import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn/module.js';
 import { backend } from '../engine/backend/index.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, writeJsonAtomic, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
-import { KVCache, checkVirtual, meanResizedRows, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
+import { KVCache, checkVirtual, resizeEmbeddingAt, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
 import { registerFamily } from './registry.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
@@ -301,13 +301,7 @@ export class GPT2 extends Module implements LanguageModel {
       if (typeof id === 'number' && id >= n) throw new Error(`resizeTokenEmbeddings(${n}): ${k} ${id} would fall outside the vocabulary`);
     }
     if (n === V) return;
-    const old = this.transformer.wte;
-    const emb = new Embedding(n, C, this.rng, c.initializer_range, false);
-    emb.weight.f32.set(meanResizedRows(old.weight.f32, V, C, n, n));
-    emb.weight.requiresGrad = old.weight.requiresGrad;
-    emb.train(old.training);
-    this.replaceModule('transformer.wte', emb);
-    old.weight.dispose();
+    resizeEmbeddingAt(this, 'transformer.wte', n, this.rng, c.initializer_range);
     c.vocab_size = n;
   }
 

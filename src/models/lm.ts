@@ -6,7 +6,7 @@ import { empty } from '../engine/index.js';
 import * as O from '../engine/ops.js';
 import type { SaveOptions } from '../io/hf.js';
 import type { Schema } from '../io/json.js';
-import type { Module } from '../nn/module.js';
+import { Embedding, type Module } from '../nn/module.js';
 
 /** causal: predicts token t+1 from tokens ≤ t (GPT-2). masked: predicts [MASK]ed tokens from both sides (BERT). */
 export type LMKind = 'causal' | 'masked';
@@ -219,6 +219,23 @@ export function logitsAt(model: Pick<LanguageModel, 'hidden' | 'lmHead'>, ids: T
   const idx = empty([rows.length], 'int32', false);
   idx.i32.set(rows);
   return model.lmHead(O.embedding(O.reshape(h, [ids.size, h.shape[h.ndim - 1]]), idx));
+}
+
+/**
+ * Replace the Embedding at `path` of `root` by one of `n` rows: the old rows copied, new ones from
+ * meanResizedRows; its trainable flag and train/eval mode kept. Returns the old vocabulary size.
+ */
+export function resizeEmbeddingAt(root: Module, path: string, n: number, rng: Rng, std: number): number {
+  const old = root.getModule(path);
+  if (!(old instanceof Embedding)) throw new Error(`resizeTokenEmbeddings: '${path}' is not an Embedding`);
+  const V = old.num, C = old.dim;
+  const emb = new Embedding(n, C, rng, std, false);
+  emb.weight.f32.set(meanResizedRows(old.weight.f32, V, C, n, n));
+  emb.weight.requiresGrad = old.weight.requiresGrad;
+  emb.train(old.training);
+  root.replaceModule(path, emb);
+  old.weight.dispose();
+  return V;
 }
 
 /**
