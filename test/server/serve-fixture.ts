@@ -52,7 +52,7 @@ export interface Reply { status: number; headers: Record<string, string | string
 export function http(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
   return new Promise((ok, fail) => {
     const payload = body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
-    const req = request(url, { method, headers: { ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } : {}), ...headers } }, (res) => {
+    const req = request(url, { method, agent: false, headers: { ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } : {}), ...headers } }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => {
