@@ -354,7 +354,8 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       res.end();
       return;
     }
-    const allowed = ROUTES[path];
+    const modelPath = /^\/v1\/models\/(.+)$/.exec(path);
+    const allowed = ROUTES[path] ?? (modelPath ? ['GET', 'HEAD'] : undefined);
     if (!allowed) {
       if ((method === 'GET' || method === 'HEAD') && !path.startsWith('/v1/')) { serveStatic(res, path, method === 'HEAD'); return; }
       throw new ApiError(404, `no such route: ${method} ${path}`, 'invalid_request_error', null, 'not_found');
@@ -384,6 +385,14 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     if (!pool) throw new ApiError(503, 'the model is loading; retry shortly', 'server_error', null, 'model_loading');
     if (stopping) throw new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
     if (path === '/v1/models') { sendJson(res, 200, modelsList()); return; }
+    if (modelPath) {
+      let id: string;
+      try { id = decodeURIComponent(modelPath[1]); } catch { id = modelPath[1]; }
+      const m = (modelsList() as { data: { id: string }[] }).data.find((x) => x.id === id);
+      if (!m) throw new ApiError(404, `The model '${id}' does not exist`, 'invalid_request_error', 'model', 'model_not_found');
+      sendJson(res, 200, m);
+      return;
+    }
     const b = parseJson(await readBody(req, limit));
     if (res.destroyed) return;
     if (path === '/v1/completions') completions(req, res, b, t0);
@@ -395,7 +404,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     const t0 = performance.now();
     let path = '/';
     try { path = new URL(req.url ?? '/', 'http://x').pathname; } catch { /* keep '/' */ }
-    const route = ROUTES[path] ? path : path.startsWith('/v1/') ? 'other' : 'static';
+    const route = ROUTES[path] ? path : path.startsWith('/v1/models/') ? '/v1/models/{id}' : path.startsWith('/v1/') ? 'other' : 'static';
     res.setHeader('access-control-allow-origin', '*');
     res.once('close', () => {
       metrics.requests.inc({ route, status: String(res.statusCode) });

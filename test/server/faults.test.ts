@@ -6,6 +6,8 @@ import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { connect } from 'node:net';
+import { join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { get, gpt2Dir, http, post, sse } from './serve-fixture.js';
 
@@ -226,4 +228,22 @@ test('garbage hammering: random bodies, types and raw bytes never crash the serv
   });
   const r = await post(`${srv.url}/v1/completions`, { prompt: 'The', max_tokens: 2 }, auth);
   assert.equal(r.status, 200);
+});
+
+test('icld serve: listens, answers, and on SIGTERM finishes and exits 0; a bad --adapter spec is a usage error (exit 2)', async () => {
+  const CLI = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
+  const bad = spawnSync(process.execPath, [CLI, 'serve', '--model', dir, '--adapter', 'noequals'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2, bad.stderr);
+  assert.match(bad.stderr, /NAME=DIR/);
+  const child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--name', 'cli'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const url = await new Promise<string>((ok, fail) => {
+    child.stderr.on('data', (c: Buffer) => { err += c; const m = /listening on (http:\/\/\S+)/.exec(err); if (m) ok(m[1]); });
+    child.on('exit', (code) => fail(new Error(`exited ${code}: ${err}`)));
+  });
+  const r = await post(`${url}/v1/completions`, { model: 'cli', prompt: 'The', max_tokens: 2 });
+  assert.equal(r.status, 200, r.text);
+  const code = await new Promise<number | null>((ok) => { child.on('exit', (c) => ok(c)); child.kill('SIGTERM'); });
+  assert.equal(code, 0, err);
+  assert.match(err, /SIGTERM/);
 });

@@ -24,6 +24,8 @@ test('models.list and completions.create (greedy equals generate(), usage presen
   const ids: string[] = [];
   for await (const m of client.models.list()) ids.push(m.id);
   assert.deepEqual(ids, ['tiny-gpt2']);
+  assert.equal((await client.models.retrieve('tiny-gpt2')).id, 'tiny-gpt2');
+  await assert.rejects(client.models.retrieve('other'), (e: unknown) => e instanceof OpenAI.NotFoundError);
   const m = loadModel(dir), tok = loadTokenizer(dir);
   const exp = generate(m, tok, 'The capital is', { maxNewTokens: 8, temperature: 0, eosTokenId: m.eosTokenId });
   const r = await client.completions.create({ model: 'tiny-gpt2', prompt: 'The capital is', max_tokens: 8, temperature: 0 });
