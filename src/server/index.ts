@@ -99,8 +99,9 @@ function parseJson(buf: Buffer): Record<string, unknown> {
 
 /** Text held back while streaming: an incomplete UTF-8 character, or the start of a stop string. */
 function safeLength(t: string, stop: string[] | undefined): number {
+  // An incomplete UTF-8 sequence at the end decodes to one U+FFFD that later bytes may complete.
   let end = t.length;
-  while (end > 0 && t.charCodeAt(end - 1) === 0xfffd) end--;
+  if (end > 0 && t.charCodeAt(end - 1) === 0xfffd) end--;
   let hold = 0;
   for (const s of stop ?? []) {
     for (let k = Math.min(s.length - 1, end); k > hold; k--) if (t.slice(end - k, end) === s.slice(0, k)) { hold = k; break; }

@@ -12,7 +12,7 @@ import { attachAdapterDir } from '../../src/tuners/index.js';
 import { chatGenerationSetup } from '../../src/finetune/chat-generate.js';
 import { fillMask } from '../../src/eval/fill-mask.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
-import { bertDir, get, gpt2Dir, http, loraDir, post, sse } from './serve-fixture.js';
+import { bertDir, get, gpt2Dir, http, loraDir, post, sse, timedPost } from './serve-fixture.js';
 
 let base: string, lora: string, srv: RunningServer, bert: string, bsrv: RunningServer;
 let baseModel: LanguageModel, baseTok: Tokenizer, adModel: LanguageModel, adTok: Tokenizer;
@@ -268,6 +268,29 @@ test('GET /metrics: Prometheus text with requests by route and status, tokens, q
   assert.ok(val(/^icld_time_to_first_token_seconds_count (\d+)$/m) >= 1);
   assert.match(m, /^# TYPE icld_request_duration_seconds histogram$/m);
   assert.match(m, /^icld_time_to_first_token_seconds_bucket\{le="\+Inf"\} \d+$/m);
+});
+
+test('slots decode concurrently: two streams interleave (each gets chunks before the other ends)', async () => {
+  const body = { prompt: 'The capital is', max_tokens: 80, temperature: 0, stream: true, logit_bias: { [baseModel.eosTokenId!]: -100 } };
+  const [a, b] = await Promise.all([timedPost(`${srv.url}/v1/completions`, body), timedPost(`${srv.url}/v1/completions`, body)]);
+  assert.ok(sse(a.text).done && sse(b.text).done);
+  assert.ok(sse(a.text).events.length > 20 && a.times.length > 10, 'tokens are streamed as they come');
+  // Neither finished before the other started streaming.
+  assert.ok(b.times[0] < a.times[a.times.length - 1] && a.times[0] < b.times[b.times.length - 1], 'the streams ran one after the other');
+});
+
+test('--ctx lowers the context: /v1/models reports it and longer prompts are refused', async () => {
+  const s = await startServer({ model: base, port: 0, ctx: 20 });
+  try {
+    assert.equal((await get(`${s.url}/v1/models`)).json().data[0].context_length, 20);
+    const ids = Array.from({ length: 20 }, (_, i) => i + 1);
+    const r = await post(`${s.url}/v1/completions`, { prompt: ids });
+    assert.equal(r.status, 400);
+    assert.match(r.json().error.message, /20 tokens/);
+    const j = (await post(`${s.url}/v1/completions`, { prompt: ids.slice(0, 15), max_tokens: 100, temperature: 0, logit_bias: { [baseModel.eosTokenId!]: -100 } })).json();
+    assert.equal(j.usage.completion_tokens, 5);
+  } finally { await s.close(); }
+  await assert.rejects(startServer({ model: base, port: 0, ctx: 500 }), /--ctx 500 exceeds the model's context of 128/);
 });
 
 void createModel;

@@ -76,3 +76,18 @@ export function sse(text: string): { events: any[]; done: boolean } {
   const done = datas[datas.length - 1] === '[DONE]';
   return { events: datas.filter((d) => d !== '[DONE]').map((d) => JSON.parse(d)), done };
 }
+
+/** A POST whose response chunks are time-stamped as they arrive (to see streams interleave). */
+export function timedPost(url: string, body: unknown): Promise<{ status: number; text: string; times: number[] }> {
+  return new Promise((ok, fail) => {
+    const payload = JSON.stringify(body);
+    const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } }, (res) => {
+      let text = '';
+      const times: number[] = [];
+      res.on('data', (c: Buffer) => { text += c.toString('utf8'); times.push(performance.now()); });
+      res.on('end', () => ok({ status: res.statusCode ?? 0, text, times }));
+    });
+    req.on('error', fail);
+    req.end(payload);
+  });
+}
