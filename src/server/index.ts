@@ -180,6 +180,8 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   /** Runs one generation request (completions or chat) through the scheduler, streaming or not. */
   function runJob(req: IncomingMessage, res: ServerResponse, t0: number, kind: 'text' | 'chat', e: ModelEntry, inputs: number[][], p: SamplingParams,
     lp: { on: boolean; top: number }, eos: number | null, ctx: number, defaultMax: (promptLen: number) => number): void {
+    // Each choice holds a KV cache: bound what one request may ask for.
+    if (inputs.length * p.n > 128) throw bad('n', `'n' × number of prompts must be ≤ 128, got ${p.n} × ${inputs.length}`);
     const choices: Choice[] = [];
     let k = 0;
     for (const ids of inputs) {
@@ -408,8 +410,10 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     const route = ROUTES[path] ? path : path.startsWith('/v1/models/') ? '/v1/models/{id}' : path.startsWith('/v1/') ? 'other' : 'static';
     res.setHeader('access-control-allow-origin', '*');
     res.once('close', () => {
+      const secs = (performance.now() - t0) / 1000;
       metrics.requests.inc({ route, status: String(res.statusCode) });
-      metrics.latency.observe((performance.now() - t0) / 1000, { route });
+      metrics.latency.observe(secs, { route });
+      if (o.log && route !== 'static') log(`${req.method} ${path} ${res.writableFinished ? res.statusCode : `${res.statusCode} (client gone)`} ${(secs * 1000).toFixed(0)} ms`);
     });
     handle(req, res, path, t0).catch((err: unknown) => {
       const e = err instanceof ApiError ? err : new ApiError(500, `internal error: ${(err as Error)?.message ?? String(err)}`, 'server_error');
@@ -421,6 +425,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       } catch { /* the client is gone */ }
     });
   });
+  server.on('error', (e) => log(`serve: server error: ${e.message}`));
   server.on('clientError', (err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     else socket.destroy();

@@ -101,7 +101,7 @@ test('400 for malformed JSON, non-object bodies, wrong types and ranges (naming 
     [{ prompt: 'x', stop: ['a', 1] }, 'stop'], [{ prompt: 'x', stream: 'yes' }, 'stream'], [{ prompt: 'x', seed: 'abc' }, 'seed'],
     [{ prompt: 'x', presence_penalty: 5 }, 'presence_penalty'], [{ prompt: 'x', frequency_penalty: '1' }, 'frequency_penalty'],
     [{ prompt: 'x', logprobs: 50 }, 'logprobs'], [{ prompt: 'x', logit_bias: { abc: 1 } }, 'logit_bias'], [{ prompt: 'x', logit_bias: { 1: 500 } }, 'logit_bias'],
-    [{ prompt: 'x', model: 7 }, 'model'], [{ prompt: 'x', stream_options: 3 }, 'stream_options'],
+    [{ prompt: 'x', model: 7 }, 'model'], [{ prompt: 'x', stream_options: 3 }, 'stream_options'], [{ prompt: ['a', 'b', 'c'], n: 64 }, 'n'],
     [{}, 'prompt'], [{ prompt: {} }, 'prompt'], [{ prompt: [] }, 'prompt'], [{ prompt: [1, 99999] }, 'prompt'], [{ prompt: [1.5] }, 'prompt'], [{ prompt: '' }, 'prompt'],
   ];
   for (const [body, param] of cases) {
