@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Writes docs/chat-page.png: the chat page of `icld serve` after a short conversation, in headless
-// Chromium (puppeteer-core, the system's browser). Without --model it first fine-tunes a tiny GPT-2
-// (full fine-tuning, ~15 s on a CPU) on six memorised question/answer pairs (one and two turns), so the picture shows
-// readable answers; they are that model's real greedy output, not canned text.
+// Chromium (puppeteer-core, the system's browser). Without --model it first fine-tunes a tiny
+// GPT-2 (full fine-tuning, ~15 s on a CPU) on six memorised question/answer pairs (one and two
+// turns), so the picture shows readable answers: that model's real greedy output, not canned text.
 //
 // usage: npm run build && node scripts/screenshot-chat.mjs [--model DIR] [--out FILE]
 //        ICLD_CHROMIUM overrides /usr/bin/chromium.
