@@ -8,16 +8,17 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { createModel } from '../../src/models/index.js';
 import { BPETokenizer } from '../../src/tokenizers/index.js';
+import { finetune } from '../../src/finetune/finetune.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 
 const CHROMIUM = process.env.ICLD_CHROMIUM ?? '/usr/bin/chromium';
-const NAME = 'tiny-gpt2';
+const NAME = 'tiny-gpt2', ADAPTER = 'tiny-lora';
 const KEY = 'sekrit-key';
 
 let browser: Browser | null = null;
@@ -30,21 +31,27 @@ try {
 const skip: string | false = noBrowser && process.env.ICLD_ALLOW_NO_BROWSER === '1'
   ? `Chromium (${CHROMIUM}) does not start (${noBrowser}); skipped because ICLD_ALLOW_NO_BROWSER=1` : false;
 
-/** A tiny GPT-2 model dir with a BPE tokenizer; no chat template, so the family default applies. */
-function modelDir(): string {
+/**
+ * A tiny GPT-2 model dir with a BPE tokenizer (no chat template, so the family default applies)
+ * and a LoRA adapter fine-tuned on it for a few steps (its tokenizer has a chat template).
+ */
+function modelDirs(): { base: string; adapter: string } {
   const d = mkdtempSync(join(tmpdir(), 'icld-web-'));
+  const base = join(d, 'base'), adapter = join(d, 'lora'), data = join(d, 'chat.json');
   const text = 'The quick brown fox jumps over the lazy dog. What is the capital of Orsk? The capital is Veltria.\n'.repeat(8);
   const tok = BPETokenizer.train([text], { vocabSize: 300, specialTokens: ['<|endoftext|>'] });
   const m = createModel('gpt2', { vocab_size: tok.vocabSize, n_positions: 256, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, eos_token_id: tok.eosTokenId, bos_token_id: tok.eosTokenId }, 7);
-  m.savePretrained(d); tok.save(d);
-  return d;
+  m.savePretrained(base); tok.save(base);
+  writeFileSync(data, JSON.stringify([{ conversations: [{ role: 'user', content: 'What is the capital of Orsk?' }, { role: 'assistant', content: 'The capital is Veltria.' }] }]));
+  finetune({ method: 'lora', model: base, data, out: adapter, steps: 4, batchSize: 1, lr: 1e-2, peft: { r: 4 }, log: () => {} });
+  return { base, adapter };
 }
 
 type Msg = { role: string; content: string };
 
 /** The server's own non-streaming greedy answer: what the page must show for the same turns. */
-async function greedy(srv: RunningServer, messages: Msg[], maxTokens: number): Promise<string> {
-  const r = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: JSON.stringify({ model: NAME, messages, temperature: 0, max_tokens: maxTokens }) });
+async function greedy(srv: RunningServer, messages: Msg[], maxTokens: number, model = NAME): Promise<string> {
+  const r = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: JSON.stringify({ model, messages, temperature: 0, max_tokens: maxTokens }) });
   assert.equal(r.status, 200, await r.clone().text());
   return ((await r.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content;
 }
@@ -92,14 +99,15 @@ describe('web chat page in headless Chromium', { skip }, () => {
 
   before(async () => {
     if (!browser) assert.fail(`Chromium (${CHROMIUM}) does not start: ${noBrowser} — install Debian's chromium (or set ICLD_CHROMIUM, or ICLD_ALLOW_NO_BROWSER=1 to skip this test)`);
-    srv = await startServer({ model: modelDir(), name: NAME, port: 0, apiKey: KEY, log: () => {} });
+    const dirs = modelDirs();
+    srv = await startServer({ model: dirs.base, adapters: { [ADAPTER]: dirs.adapter }, name: NAME, port: 0, apiKey: KEY, log: () => {} });
   });
   after(async () => {
     await browser?.close();
     await srv?.close();
   });
 
-  it('serves the page and its files with the right types, lists the base in the model picker', async () => {
+  it('serves the page and its files with the right types; the model picker lists the base and the adapter', async () => {
     for (const [path, type] of [['/', /^text\/html/], ['/app.js', /^(text|application)\/javascript/], ['/style.css', /^text\/css/]] as const) {
       const r = await fetch(srv.url + path);
       assert.equal(r.status, 200, path);
@@ -107,8 +115,9 @@ describe('web chat page in headless Chromium', { skip }, () => {
       await r.arrayBuffer();
     }
     const page = await openChat(srv, 8, pageErrors);
-    const options = await page.$$eval('#model option', (os) => os.map((o) => (o as HTMLOptionElement).value));
-    assert.ok(options.includes(NAME), options.join(', '));
+    const options = await page.$$eval('#model option', (os) => os.map((o) => [(o as HTMLOptionElement).value, o.textContent]));
+    assert.deepEqual(options, [[NAME, NAME], [ADAPTER, `${ADAPTER} (LORA adapter)`]]);
+    assert.equal(await page.$eval('#model', (e) => (e as HTMLSelectElement).value), NAME);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('icld.apiKey')), KEY);
     // Every control has an accessible name.
     const unnamed = await page.$$eval('input, select, textarea, button', (els) => els.filter((e) => !(e as HTMLInputElement).labels?.length && !e.textContent?.trim() && !e.getAttribute('aria-label')).map((e) => e.id));
@@ -134,6 +143,18 @@ describe('web chat page in headless Chromium', { skip }, () => {
     b = await bubbles(page);
     assert.deepEqual(b.map((x) => [x.role, x.text]), [['user', q1], ['assistant', a1], ['user', q2], ['assistant', a2]]);
     assert.equal(await page.$eval('#input', (e) => (e as HTMLTextAreaElement).value), '');
+    await page.close();
+    assert.deepEqual(pageErrors, []);
+  });
+
+  it('the picked adapter answers: the page sends its name as the model', async () => {
+    const page = await openChat(srv, 10, pageErrors);
+    await page.select('#model', ADAPTER);
+    const q = 'What is the capital of Orsk?';
+    await sendAndWait(page, q, 0);
+    const viaAdapter = await greedy(srv, [{ role: 'user', content: q }], 10, ADAPTER);
+    assert.notEqual(viaAdapter, await greedy(srv, [{ role: 'user', content: q }], 10), 'the adapter answers like the base: this test cannot tell them apart');
+    assert.equal((await bubbles(page))[1].text, viaAdapter);
     await page.close();
     assert.deepEqual(pageErrors, []);
   });

@@ -79,7 +79,14 @@
     for (const m of body.data ?? []) {
       const o = document.createElement('option');
       o.value = m.id;
-      o.textContent = m.id;
+      // icld's extra fields, when there: which entries are adapters, which cannot chat (masked LMs).
+      const peft = m.adapter && m.adapter.peft_type;
+      o.textContent = peft ? `${m.id} (${peft} adapter)` : m.id;
+      if (Array.isArray(m.endpoints) && !m.endpoints.includes('/v1/chat/completions')) {
+        o.disabled = true;
+        o.textContent += ' (no chat)';
+      }
+      if (m.chat_template) o.title = `chat template: ${m.chat_template}`;
       modelSel.append(o);
     }
     if ([...modelSel.options].some((o) => o.value === keep)) modelSel.value = keep;
@@ -127,7 +134,7 @@
     const text = input.value.trim();
     if (!text || inflight) return;
     clearError();
-    if (!modelSel.value) { showError('No model to talk to: the model list is empty (check the API key).'); return; }
+    if (!modelSel.value) { showError('No model to talk to: the model list has none that can chat (check the API key).'); return; }
     input.value = '';
     // "New chat" replaces `history`; this turn's results go to the conversation it started in.
     const conv = history;
