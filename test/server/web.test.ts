@@ -51,9 +51,13 @@ type Msg = { role: string; content: string };
 
 /** The server's own non-streaming greedy answer: what the page must show for the same turns. */
 async function greedy(srv: RunningServer, messages: Msg[], maxTokens: number, model = NAME): Promise<string> {
+  return (await greedyFull(srv, messages, maxTokens, model)).content;
+}
+async function greedyFull(srv: RunningServer, messages: Msg[], maxTokens: number, model = NAME): Promise<{ content: string; completion_tokens: number }> {
   const r = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: JSON.stringify({ model, messages, temperature: 0, max_tokens: maxTokens }) });
   assert.equal(r.status, 200, await r.clone().text());
-  return ((await r.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content;
+  const j = (await r.json()) as { choices: { message: { content: string } }[]; usage: { completion_tokens: number } };
+  return { content: j.choices[0].message.content, completion_tokens: j.usage.completion_tokens };
 }
 
 /** A fresh page on the chat UI, with the key set, temperature 0 and the given max tokens. */
@@ -131,8 +135,11 @@ describe('web chat page in headless Chromium', { skip }, () => {
     await watchStream(page);
     const q1 = 'What is the capital of Orsk?', q2 = 'And the fox?';
     await sendAndWait(page, q1, 0);
-    const a1 = await greedy(srv, [{ role: 'user', content: q1 }], 12);
+    const g1 = await greedyFull(srv, [{ role: 'user', content: q1 }], 12), a1 = g1.content;
     assert.ok(a1.length > 0, 'the greedy answer is empty: pick another model seed');
+    // The note under the answer counts its tokens (from the stream's usage chunk).
+    const note = await page.$eval('#transcript .msg.assistant .note', (e) => e.textContent ?? '');
+    assert.ok(note.startsWith(`${g1.completion_tokens} tokens`), `note ${JSON.stringify(note)}, ${g1.completion_tokens} tokens generated`);
     let b = await bubbles(page);
     assert.deepEqual(b.map((x) => [x.role, x.text]), [['user', q1], ['assistant', a1]]);
     // What the bubble showed on the way were prefixes of the answer.

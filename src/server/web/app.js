@@ -146,25 +146,34 @@
     const ctl = new AbortController();
     inflight = ctl;
     setBusy(true);
-    const req = { model: modelSel.value, messages: conv, stream: true };
+    const req = { model: modelSel.value, messages: conv, stream: true, stream_options: { include_usage: true } };
     const t = Number(tempIn.value), mt = Number(maxIn.value);
     if (tempIn.value !== '' && Number.isFinite(t)) req.temperature = t;
     if (maxIn.value !== '' && Number.isInteger(mt) && mt > 0) req.max_tokens = mt;
-    let answer = '', finish = null;
+    let answer = '', finish = null, usage = null, first = 0;
     try {
       const res = await fetch('/v1/chat/completions', { method: 'POST', headers: headers(true), body: JSON.stringify(req), signal: ctl.signal });
       if (!res.ok) throw new Error(await errorOf(res));
       await readSSE(res.body, (d) => {
         const chunk = JSON.parse(d);
         if (chunk.error) throw new Error(chunk.error.message ?? String(chunk.error));
+        if (chunk.usage) usage = chunk.usage;
         const c = chunk.choices && chunk.choices[0];
-        if (!c) return; // the usage chunk (stream_options.include_usage)
+        if (!c) return;
         const piece = c.delta && c.delta.content;
-        if (piece) { answer += piece; content.textContent = answer; scrollDown(); }
+        if (piece) {
+          if (!answer) first = performance.now();
+          answer += piece; content.textContent = answer; scrollDown();
+        }
         if (c.finish_reason) finish = c.finish_reason;
       });
+      const n = usage && usage.completion_tokens;
+      const secs = (performance.now() - first) / 1000;
+      let info = typeof n === 'number' ? `${n} token${n === 1 ? '' : 's'}` : '';
+      if (info && n > 1 && first && secs > 0) info += `, ${((n - 1) / secs).toFixed(1)} tokens/s`;
+      if (finish === 'length') info += `${info ? ' · ' : ''}stopped at the max tokens limit`;
+      if (info) note(div, info);
       div.dataset.state = 'done';
-      if (finish === 'length') note(div, 'Stopped at the max tokens limit.');
       conv.push({ role: 'assistant', content: answer });
     } catch (e) {
       if (ctl.signal.aborted) {
@@ -197,6 +206,7 @@
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
   });
   stopBtn.addEventListener('click', () => { if (inflight) inflight.abort(); });
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && inflight) inflight.abort(); });
   $('clear').addEventListener('click', () => {
     if (inflight) inflight.abort();
     history = [];
