@@ -72,7 +72,11 @@
     clearError();
     let res;
     try { res = await fetch('/v1/models', { headers: headers(false) }); } catch (e) { showError(`Cannot reach the server: ${e.message}`); return; }
-    if (!res.ok) { showError(`Models: ${await errorOf(res)}`); return; }
+    if (!res.ok) {
+      showError(`Models: ${await errorOf(res)}`);
+      if (res.status === 503) setTimeout(loadModels, 1000); // still loading: try again
+      return;
+    }
     const body = await res.json();
     const keep = modelSel.value;
     modelSel.replaceChildren();
