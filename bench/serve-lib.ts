@@ -252,7 +252,7 @@ export function verdict(s: LoadSummary, overload: boolean): { pass: boolean; why
   if (s.ok === 0) return { pass: false, why: 'no request completed' };
   if (!overload) {
     const bad = s.errors + s.rejected429;
-    return bad === 0 ? { pass: true, why: 'no errors' } : { pass: false, why: `${bad} failed request(s) below the queue limit` };
+    return bad === 0 ? { pass: true, why: 'no errors' } : { pass: false, why: `${bad} failed request(s) below the queue limit (${s.rejected429} × 429, ${s.errors} other)` };
   }
   if (s.errors > 0) return { pass: false, why: `${s.errors} non-429 failure(s) under overload` };
   if (s.rejected429 === 0) return { pass: false, why: 'overload produced no 429' };

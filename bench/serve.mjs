@@ -143,11 +143,24 @@ try {
   modelName = models?.data?.[0]?.id;
   if (typeof modelName !== 'string') throw new Error(`${url}/v1/models listed no model: ${JSON.stringify(models).slice(0, 200)}`);
 
-  // Prompts: word-aligned excerpts of the corpus (≈1.3 BPE tokens per word); the measured mean
-  // prompt length comes back from usage.prompt_tokens.
+  // Prompts: a pool of corpus excerpts made before the clock starts (the clients share the CPUs
+  // with the server). With the model's tokenizer at hand each is cut to exactly --prompt-tokens
+  // tokens; against --url they are word-aligned (≈1.9 tokens per word with the bench's BPE). The
+  // measured mean prompt length (template included) comes back from usage.prompt_tokens.
   const words = shakespeare.split(/\s+/).filter(Boolean);
-  const nWords = Math.max(1, Math.round(o['prompt-tokens'] / 1.3));
-  const excerpt = (k) => { const s = (k * 7919) % (words.length - nWords); return words.slice(s, s + nWords).join(' '); };
+  const N = o['prompt-tokens'];
+  let tok = null;
+  if (modelDir) {
+    const { loadTokenizer } = await import(pathToFileURL(join(root, 'dist/src/index.js')).href);
+    try { tok = loadTokenizer(modelDir); } catch { tok = null; }
+  }
+  const pool = Array.from({ length: 256 }, (_, k) => {
+    const n = tok ? 2 * N : Math.max(1, Math.round(N / 1.9));
+    const s = (k * 7919) % (words.length - n);
+    const text = words.slice(s, s + n).join(' ');
+    return tok ? tok.decode(tok.encode(text).slice(0, N)) : text;
+  });
+  const excerpt = (i) => pool[i % pool.length];
   const makeBody = (_c, i) => {
     const base = { model: modelName, max_tokens: o['max-tokens'], temperature: o.temperature };
     return o.endpoint === 'chat' ? { ...base, messages: [{ role: 'user', content: excerpt(i) }] } : { ...base, prompt: excerpt(i) };
@@ -192,7 +205,7 @@ if (!o['no-write']) {
   md.push(`Date: ${date}. Machine: ${machine}. Load average (1 min) before/after: ${summary.load[0].toFixed(2)} / ${summary.load[1].toFixed(2)}.`);
   md.push(`Model: ${shape}. Server: ${serverCmd ? `\`${serverCmd}\`` : o.url} (slots ${o.slots}, queue ${o.queue}); the clients run in the same machine, on loopback.`);
   md.push('', `Command: \`npx tsc -p tsconfig.json && ${command}\``, '');
-  md.push(`${o.clients} clients, each looping one streaming ${o.endpoint === 'chat' ? 'POST /v1/chat/completions' : 'POST /v1/completions'} (stream_options.include_usage, max_tokens ${o['max-tokens']}, temperature ${o.temperature}, ≈${o['prompt-tokens']}-token corpus excerpts) for ${o.duration} s; requests in flight at the deadline finish and count. TTFT: send → first chunk with text; inter-token: gaps between chunks with text; tokens from usage.completion_tokens${o.overload ? `; a client refused with 429 waits ${o['retry-delay-ms']} ms and retries` : ''}.`, '');
+  md.push(`${o.clients} clients, each looping one streaming ${o.endpoint === 'chat' ? 'POST /v1/chat/completions' : 'POST /v1/completions'} (stream_options.include_usage, max_tokens ${o['max-tokens']}, temperature ${o.temperature}, ${o['prompt-tokens']}-token corpus excerpts before the chat template) for ${o.duration} s; requests in flight at the deadline finish and count. TTFT: send → first chunk with text, so it includes the wait for a free slot (${o.clients} clients share ${o.slots}); inter-token: gaps between chunks with text; tokens from usage.completion_tokens${o.overload ? `; a client refused with 429 waits ${o['retry-delay-ms']} ms and retries` : ''}.`, '');
   md.push(table, '', `**${verdict.pass ? 'Pass' : 'Fail'}**: ${verdict.why}.${stop ? ` Server stopped by SIGTERM in ${stop.ms} ms (${stop.sig ?? `exit ${stop.code}`}).` : ''}`, '');
   const section = [`<!-- ${key}:begin -->`, ...md, `<!-- ${key}:end -->`].join('\n');
   const path = join(root, 'bench/RESULTS.md');
