@@ -205,7 +205,7 @@ if (!o['no-write']) {
   md.push(`Date: ${date}. Machine: ${machine}. Load average (1 min) before/after: ${summary.load[0].toFixed(2)} / ${summary.load[1].toFixed(2)}.`);
   md.push(`Model: ${shape}. Server: ${serverCmd ? `\`${serverCmd}\`` : o.url} (slots ${o.slots}, queue ${o.queue}); the clients run in the same machine, on loopback.`);
   md.push('', `Command: \`npx tsc -p tsconfig.json && ${command}\``, '');
-  md.push(`${o.clients} clients, each looping one streaming ${o.endpoint === 'chat' ? 'POST /v1/chat/completions' : 'POST /v1/completions'} (stream_options.include_usage, max_tokens ${o['max-tokens']}, temperature ${o.temperature}, ${o['prompt-tokens']}-token corpus excerpts before the chat template) for ${o.duration} s; requests in flight at the deadline finish and count. TTFT: send → first chunk with text, so it includes the wait for a free slot (${o.clients} clients share ${o.slots}); inter-token: gaps between chunks with text; tokens from usage.completion_tokens${o.overload ? `; a client refused with 429 waits ${o['retry-delay-ms']} ms and retries` : ''}.`, '');
+  md.push(`${o.clients} clients, each looping one streaming ${o.endpoint === 'chat' ? 'POST /v1/chat/completions' : 'POST /v1/completions'} (stream_options.include_usage, max_tokens ${o['max-tokens']}, temperature ${o.temperature}, ${o['prompt-tokens']}-token corpus excerpts${o.endpoint === 'chat' ? ' as the user message' : ''}) for ${o.duration} s; requests in flight at the deadline finish and count. TTFT: send → first chunk with text, so it includes the wait for a free slot (${o.clients} clients share ${o.slots}); inter-token: gaps between chunks with text; tokens from usage.completion_tokens${o.overload ? `; a client refused with 429 waits ${o['retry-delay-ms']} ms and retries` : ''}.`, '');
   md.push(table, '', `**${verdict.pass ? 'Pass' : 'Fail'}**: ${verdict.why}.${stop ? ` Server stopped by SIGTERM in ${stop.ms} ms (${stop.sig ?? `exit ${stop.code}`}).` : ''}`, '');
   const section = [`<!-- ${key}:begin -->`, ...md, `<!-- ${key}:end -->`].join('\n');
   const path = join(root, 'bench/RESULTS.md');
@@ -213,6 +213,7 @@ if (!o['no-write']) {
   const re = new RegExp(`<!-- ${key}:begin -->[\\s\\S]*?<!-- ${key}:end -->`);
   if (re.test(text)) text = text.replace(re, section);
   else if (key === 'serve-overload' && text.includes('<!-- serve:end -->')) text = text.replace('<!-- serve:end -->', `<!-- serve:end -->\n\n${section}`);
+  else if (key === 'serve' && text.includes('<!-- serve-overload:begin -->')) text = text.replace('<!-- serve-overload:begin -->', `${section}\n\n<!-- serve-overload:begin -->`);
   else text = text.replace(/\s*$/, '\n\n') + section + '\n';
   writeFileSync(path, text);
   mkdirSync(join(root, '.bench-tmp'), { recursive: true });
