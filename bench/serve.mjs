@@ -105,10 +105,13 @@ async function startServer() {
   let tail = '';
   return new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`the server printed no URL within 120 s; last output: ${tail.trim().split('\n').pop() ?? ''}`)), 120_000);
+    let found = false;
+    // Keep draining both pipes after the URL (per-request log lines would otherwise fill them).
     const onOut = (b) => {
       tail = (tail + b.toString()).slice(-4000);
+      if (found) return;
       const m = /https?:\/\/[^\s]+/.exec(tail);
-      if (m) { clearTimeout(timer); res(m[0].replace(/[/.,;)]+$/, '')); }
+      if (m) { found = true; clearTimeout(timer); res(m[0].replace(/[/.,;)]+$/, '')); }
     };
     child.stdout.on('data', onOut); child.stderr.on('data', onOut);
     child.on('exit', (code, sig) => { clearTimeout(timer); rej(new Error(`the server exited (${sig ?? `code ${code}`}) before listening: ${tail.trim().split('\n').pop() ?? ''}`)); });
