@@ -89,7 +89,8 @@ if (!o.url && !modelDir) {
 const modelCfg = modelDir ? JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) : null;
 
 // ---- the server ---------------------------------------------------------------------------------
-let child = null, url = o.url ? o.url.replace(/\/+$/, '') : null, serverCmd = null;
+let child = null, url = o.url ? o.url.replace(/\/+$/, '') : null, serverCmd = null, tail = '';
+const serverTail = () => (child ? tail.trim().split('\n').slice(-5).map((l) => `  server: ${l}`).join('\n') : '');
 function cleanup() {
   if (child && child.exitCode === null) child.kill('SIGKILL');
   if (tempModel && !o['keep-model']) rmSync(tempModel, { recursive: true, force: true });
@@ -102,7 +103,6 @@ async function startServer() {
   serverCmd = `node ${args.map((a) => (a === modelDir && tempModel ? 'TMPDIR/model' : a)).join(' ')}`;
   log(`starting: ${serverCmd}`);
   child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let tail = '';
   return new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`the server printed no URL within 120 s; last output: ${tail.trim().split('\n').pop() ?? ''}`)), 120_000);
     let found = false;
@@ -180,6 +180,7 @@ try {
 } catch (e) {
   stop = await stopServer();
   cleanup();
+  if (serverTail()) console.error(`[serve] last server output:\n${serverTail()}`);
   fail(e.message);
 }
 stop = await stopServer();
@@ -198,6 +199,7 @@ if (o.json) console.log(JSON.stringify(json));
 else {
   console.log(table);
   console.log(`\n${verdict.pass ? 'PASS' : 'FAIL'}: ${verdict.why}`);
+  if (!verdict.pass && serverTail()) console.error(`[serve] last server output:\n${serverTail()}`);
   console.log(JSON.stringify(json));
 }
 
