@@ -207,8 +207,10 @@ if (!o['no-write']) {
   const key = o.overload ? 'serve-overload' : 'serve';
   const md = [];
   md.push(o.overload ? '### Serving under overload (clients > slots + queue)' : '## Serving: `icld serve` under concurrent streaming load', '');
-  md.push(`Date: ${date}. Machine: ${machine}. Load average (1 min) before/after: ${summary.load[0].toFixed(2)} / ${summary.load[1].toFixed(2)}.`);
+  md.push(`Date: ${date}. Machine: ${machine}. Load average (1 min) before/after: ${summary.load[0].toFixed(2)} / ${summary.load[1].toFixed(2)} (after includes this run).`);
   md.push(`Model: ${shape}. Server: ${serverCmd ? `\`${serverCmd}\`` : o.url} (slots ${o.slots}, queue ${o.queue}); the clients run in the same machine, on loopback.`);
+  // The load after the run counts this run's own server and clients; only the one before says whether others were busy.
+  if (summary.load[0] > 1.5) md.push('', `> **Warning:** the 1-min load average was ${summary.load[0].toFixed(2)} before the run: other processes shared the ${os.cpus().length} vCPUs with the server and the clients, so the numbers are noisy.`);
   md.push('', `Command: \`npx tsc -p tsconfig.json && ${command}\``, '');
   md.push(`${o.clients} clients, each looping one streaming ${o.endpoint === 'chat' ? 'POST /v1/chat/completions' : 'POST /v1/completions'} (stream_options.include_usage, max_tokens ${o['max-tokens']}, temperature ${o.temperature}, ${o['prompt-tokens']}-token corpus excerpts${o.endpoint === 'chat' ? ' as the user message' : ''}) for ${o.duration} s; requests in flight at the deadline finish and count. TTFT: send → first chunk with text, so it includes the wait for a free slot (${o.clients} clients share ${o.slots}); inter-token: gaps between chunks with text; tokens from usage.completion_tokens${o.overload ? `; a client refused with 429 waits ${o['retry-delay-ms']} ms and retries` : ''}.`, '');
   md.push(table, '', `**${verdict.pass ? 'Pass' : 'Fail'}**: ${verdict.why}.${stop ? ` Server stopped by SIGTERM in ${stop.ms} ms (${stop.sig ?? `exit ${stop.code}`}).` : ''}`, '');
