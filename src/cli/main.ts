@@ -535,6 +535,49 @@ export const commands: Record<string, Command> = {
       console.log(a.json ? JSON.stringify(r) : `merged the ${r.peft_type} adapter: ${r.out} (${r.params.toLocaleString('en-US')} parameters; max |logit difference| vs base + adapter ${r.max_abs_diff.toExponential(2)})`);
     },
   },
+  serve: {
+    summary: 'An OpenAI-compatible HTTP server (completions, chat, SSE streaming, /metrics, a chat page at /) for a model and its named adapters.',
+    details: 'A request\'s "model" field selects the base (its --name) or an adapter (its NAME). SIGINT/SIGTERM stop accepting, let in-flight requests finish (up to --grace seconds), then exit.',
+    flags: {
+      model: { type: 'string', path: 'dir', help: 'base model directory (required)' },
+      adapter: { type: 'list', help: 'NAME=DIR: a PEFT adapter directory served as model NAME (repeatable)' },
+      name: { type: 'string', help: 'the base model\'s id in /v1/models and requests (default: the directory\'s name)' },
+      host: { type: 'string', default: '127.0.0.1', help: 'address to listen on' },
+      port: { type: 'number', default: 8080, integer: true, min: 0, max: 65535, help: 'port (0 = any free port)' },
+      'api-key': { type: 'string', help: 'require Authorization: Bearer KEY on /v1/* (401 otherwise)' },
+      slots: { type: 'number', default: 4, ...posInt, max: 256, help: 'requests generating concurrently' },
+      queue: { type: 'number', default: 64, ...nonNegInt, help: 'requests waiting for a slot before 429' },
+      ctx: { type: 'number', ...posInt, help: 'context limit in tokens (default: the model\'s)' },
+      'max-body': { type: 'number', default: 1048576, ...posInt, help: 'largest request body in bytes (413 above)' },
+      grace: { type: 'number', default: 10, min: 0, help: 'seconds in-flight requests may run after SIGINT/SIGTERM' },
+    },
+    run: async (a) => {
+      const { startServer } = await import('../server/index.js');
+      const adapters: Record<string, string> = {};
+      for (const spec of (a.adapter as string[] | undefined) ?? []) {
+        const i = spec.indexOf('=');
+        if (i <= 0 || i === spec.length - 1) throw new UsageError(`icld serve: --adapter expects NAME=DIR, got '${spec}'`);
+        const n = spec.slice(0, i);
+        if (n in adapters) throw new UsageError(`icld serve: --adapter name '${n}' is given twice`);
+        adapters[n] = spec.slice(i + 1);
+      }
+      const s = await startServer({
+        model: need(a, 'model') as string, adapters, name: a.name as string | undefined, host: a.host as string, port: a.port as number,
+        apiKey: a['api-key'] as string | undefined, slots: a.slots as number, queue: a.queue as number, ctx: a.ctx as number | undefined,
+        maxBodyBytes: a['max-body'] as number, graceMs: (a.grace as number) * 1000, log: (l) => console.error(l),
+      });
+      console.error(`icld serve: listening on ${s.url} (Ctrl-C stops)`);
+      await new Promise<void>((done) => {
+        const stop = (sig: string): void => {
+          console.error(`icld serve: ${sig}: finishing in-flight requests`);
+          process.off('SIGINT', onInt); process.off('SIGTERM', onTerm);
+          s.close().then(done, done);
+        };
+        const onInt = (): void => stop('SIGINT'), onTerm = (): void => stop('SIGTERM');
+        process.on('SIGINT', onInt); process.on('SIGTERM', onTerm);
+      });
+    },
+  },
   start: {
     summary: 'The main job on embedded data: the synthetic ICL-distillation study (quick version; --full for all of it), ending with the report path.',
     flags: {

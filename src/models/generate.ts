@@ -4,7 +4,7 @@
 
 import * as O from '../engine/ops.js';
 import { Rng, tidy, noGrad } from '../engine/index.js';
-import { requireCausal, type LanguageModel } from './lm.js';
+import { requireCausal, type KVCache, type LanguageModel } from './lm.js';
 
 export interface TextCodec {
   encode(text: string): number[];
@@ -24,6 +24,19 @@ export interface GenerateOptions {
   seed?: number;
   /** Called with each new token id (streaming). Return false to stop. */
   onToken?: (id: number) => boolean | void;
+  /** OpenAI semantics: subtracted once from the logit of every token generated so far. */
+  presencePenalty?: number;
+  /** OpenAI semantics: subtracted from a token's logit once per time it was generated so far. */
+  frequencyPenalty?: number;
+  /** Added to the logits of these ids before sampling (OpenAI's logit_bias). */
+  logitBias?: ReadonlyMap<number, number>;
+  /** Only ids below this are ever chosen (a model whose embedding grew for another adapter's tokens). */
+  vocabLimit?: number;
+  /** Record each generated token's log-probability (Generation.logprobs) and this many alternatives. */
+  logprobs?: boolean;
+  topLogprobs?: number;
+  /** Cancels the generation before its next token (finish_reason 'abort'). */
+  signal?: AbortSignal;
 }
 
 export interface GenerateResult {
@@ -31,7 +44,8 @@ export interface GenerateResult {
   /** Generated ids (the prompt excluded; a stop string's tokens are included, its text trimmed). */
   tokens: number[];
   tokens_per_s: number;
-  finish_reason: 'length' | 'stop' | 'eos' | 'context';
+  /** 'abort': cancelled through signal (or disposed early). */
+  finish_reason: 'length' | 'stop' | 'eos' | 'context' | 'abort';
   prompt_tokens: number;
 }
 
@@ -71,48 +85,153 @@ export function sampleNext(logits: Float32Array, history: readonly number[], o: 
   return idx[idx.length - 1];
 }
 
-export function generate(lm: LanguageModel, codec: TextCodec, prompt: string | number[], o: GenerateOptions): GenerateResult {
-  if (!(o.maxNewTokens >= 0)) throw new Error(`generate: maxNewTokens must be ≥ 0, got ${o.maxNewTokens}`);
-  const model = requireCausal(lm, 'generate');
-  model.eval();
-  const promptIds = typeof prompt === 'string' ? codec.encode(prompt) : prompt.slice();
-  if (promptIds.length === 0) throw new Error('generate: the prompt is empty (no tokens); give at least one token');
-  const maxT = model.maxPositions;
-  if (promptIds.length >= maxT) throw new Error(`generate: prompt has ${promptIds.length} tokens, the model's context is ${maxT}`);
-  const rng = new Rng(o.seed ?? 0);
-  const cache = model.newCache(1, Math.min(maxT, promptIds.length + o.maxNewTokens));
-  const out: number[] = [];
-  const history = promptIds.slice();
-  let finish: GenerateResult['finish_reason'] = 'length';
-  let cur = promptIds;
-  let text = '';
-  const t0 = performance.now();
-  try {
-    while (out.length < o.maxNewTokens) {
-      // Real positions only: a prefix or prompt adapter's virtual ones sit at the cache's front and are not counted in maxPositions.
-      if (cache.length - cache.virtual + cur.length > maxT) { finish = 'context'; break; }
-      const next = tidy(() => noGrad(() => {
+/** One generated token's log-probability (log-softmax of the logits after penalties and biases, before temperature) and the best alternatives. */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  /** The topLogprobs most likely ids at that step, most likely first. */
+  top: { id: number; logprob: number }[];
+}
+
+/**
+ * One generation, advanced a token at a time with step() (the server interleaves several on the
+ * event loop); generate() runs one to the end. Call dispose() (or run to the end) to free the KV cache.
+ */
+export class Generation {
+  readonly promptIds: number[];
+  /** Generated ids so far (the prompt excluded). */
+  readonly tokens: number[] = [];
+  /** Per generated token, when o.logprobs is set. */
+  readonly logprobs: TokenLogprob[] = [];
+  done = false;
+  finishReason: GenerateResult['finish_reason'] = 'length';
+  private text = '';
+  private readonly model: ReturnType<typeof requireCausal>;
+  private readonly rng: Rng;
+  private readonly cache: KVCache;
+  private readonly history: number[];
+  private readonly counts = new Map<number, number>();
+  private cur: number[];
+  private readonly maxT: number;
+  private readonly t0 = performance.now();
+  private t1 = 0;
+  private disposed = false;
+
+  constructor(lm: LanguageModel, private readonly codec: TextCodec, prompt: string | number[], private readonly o: GenerateOptions) {
+    if (!(o.maxNewTokens >= 0)) throw new Error(`generate: maxNewTokens must be ≥ 0, got ${o.maxNewTokens}`);
+    this.model = requireCausal(lm, 'generate');
+    this.model.eval();
+    this.promptIds = typeof prompt === 'string' ? codec.encode(prompt) : prompt.slice();
+    if (this.promptIds.length === 0) throw new Error('generate: the prompt is empty (no tokens); give at least one token');
+    this.maxT = this.model.maxPositions;
+    if (this.promptIds.length >= this.maxT) throw new Error(`generate: prompt has ${this.promptIds.length} tokens, the model's context is ${this.maxT}`);
+    this.rng = new Rng(o.seed ?? 0);
+    this.cache = this.model.newCache(1, Math.min(this.maxT, this.promptIds.length + o.maxNewTokens));
+    this.history = this.promptIds.slice();
+    this.cur = this.promptIds;
+    if (o.maxNewTokens === 0) this.finish('length');
+  }
+
+  private finish(reason: GenerateResult['finish_reason']): void {
+    this.finishReason = reason;
+    this.done = true;
+    this.t1 = performance.now();
+    this.dispose();
+  }
+
+  /** Generate one token (the first call also prefills the prompt). Returns true when the generation has ended. */
+  step(): boolean {
+    if (this.done) return true;
+    const o = this.o;
+    if (o.signal?.aborted) { this.finish('abort'); return true; }
+    // Real positions only: a prefix or prompt adapter's virtual ones sit at the cache's front and are not counted in maxPositions.
+    if (this.cache.length - this.cache.virtual + this.cur.length > this.maxT) { this.finish('context'); return true; }
+    let lp: TokenLogprob | null = null;
+    const cur = this.cur, cache = this.cache, model = this.model;
+    let next: number;
+    try {
+      next = tidy(() => noGrad(() => {
         const logits = model.forward(O.tensor(cur, [1, cur.length], 'int32'), { cache });
         const V = logits.shape[2];
         const row = logits.f32.slice((cur.length - 1) * V, cur.length * V);
-        return sampleNext(row, history, o, rng);
+        this.adjust(row);
+        const id = sampleNext(row, this.history, o, this.rng);
+        // row now holds the penalised logits sampleNext chose from.
+        if (o.logprobs) lp = tokenLogprob(row, id, o.topLogprobs ?? 0);
+        return id;
       }));
-      out.push(next); history.push(next);
-      if (o.onToken && o.onToken(next) === false) { finish = 'stop'; break; }
-      if (o.eosTokenId !== undefined && o.eosTokenId !== null && next === o.eosTokenId) { finish = 'eos'; break; }
-      if (o.stop && o.stop.length) {
-        text = codec.decode(out);
-        const hit = firstStop(text, o.stop);
-        if (hit >= 0) { text = text.slice(0, hit); finish = 'stop'; break; }
-      }
-      cur = [next];
+    } catch (e) { this.dispose(); throw e; }
+    this.tokens.push(next); this.history.push(next);
+    this.counts.set(next, (this.counts.get(next) ?? 0) + 1);
+    if (lp) this.logprobs.push(lp);
+    if (o.onToken && o.onToken(next) === false) { this.finish('stop'); return true; }
+    if (o.eosTokenId !== undefined && o.eosTokenId !== null && next === o.eosTokenId) { this.finish('eos'); return true; }
+    if (o.stop && o.stop.length) {
+      this.text = this.codec.decode(this.tokens);
+      const hit = firstStop(this.text, o.stop);
+      if (hit >= 0) { this.text = this.text.slice(0, hit); this.finish('stop'); return true; }
     }
-  } finally {
-    cache.dispose();
+    this.cur = [next];
+    if (this.tokens.length >= o.maxNewTokens) { this.finish('length'); return true; }
+    return false;
   }
-  const secs = (performance.now() - t0) / 1000;
-  if (finish !== 'stop') text = codec.decode(finish === 'eos' ? out.slice(0, -1) : out);
-  return { text, tokens: out, tokens_per_s: secs > 0 ? out.length / secs : 0, finish_reason: finish, prompt_tokens: promptIds.length };
+
+  /** OpenAI's presence/frequency penalties (over generated tokens), logit biases and the vocabulary limit. */
+  private adjust(row: Float32Array): void {
+    const o = this.o;
+    const pp = o.presencePenalty ?? 0, fp = o.frequencyPenalty ?? 0;
+    if (pp !== 0 || fp !== 0) for (const [t, c] of this.counts) if (t < row.length) row[t] -= c * fp + pp;
+    if (o.logitBias) for (const [t, b] of o.logitBias) if (t >= 0 && t < row.length) row[t] += b;
+    if (o.vocabLimit !== undefined && o.vocabLimit < row.length) row.fill(-Infinity, Math.max(1, o.vocabLimit));
+  }
+
+  result(): GenerateResult {
+    if (!this.done) throw new Error('generate: result() before the generation ended');
+    const secs = (this.t1 - this.t0) / 1000;
+    const out = this.tokens;
+    const text = this.finishReason === 'stop' ? this.text : this.codec.decode(this.finishReason === 'eos' ? out.slice(0, -1) : out);
+    return { text, tokens: out.slice(), tokens_per_s: secs > 0 ? out.length / secs : 0, finish_reason: this.finishReason, prompt_tokens: this.promptIds.length };
+  }
+
+  /** Free the KV cache (idempotent); a generation cut short this way stays as it is. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.cache.dispose();
+    if (!this.done) { this.done = true; this.finishReason = 'abort'; this.t1 = performance.now(); }
+  }
+}
+
+/** Log-softmax of `row` at `id`, plus the k best entries. */
+export function tokenLogprob(row: Float32Array, id: number, k: number): TokenLogprob {
+  let mx = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i] > mx) mx = row[i];
+  let s = 0;
+  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - mx);
+  const lse = mx + Math.log(s);
+  const top: { id: number; logprob: number }[] = [];
+  if (k > 0) {
+    // Keep a small sorted list instead of sorting the vocabulary.
+    for (let i = 0; i < row.length; i++) {
+      if (top.length === k && !(row[i] > row[top[k - 1].id])) continue;
+      let j = top.length < k ? top.length : k - 1;
+      while (j > 0 && row[i] > row[top[j - 1].id]) j--;
+      top.splice(j, 0, { id: i, logprob: 0 });
+      if (top.length > k) top.pop();
+    }
+    for (const t of top) t.logprob = row[t.id] - lse;
+  }
+  return { id, logprob: row[id] - lse, top };
+}
+
+export function generate(lm: LanguageModel, codec: TextCodec, prompt: string | number[], o: GenerateOptions): GenerateResult {
+  const g = new Generation(lm, codec, prompt, o);
+  try {
+    while (!g.step());
+  } finally {
+    g.dispose();
+  }
+  return g.result();
 }
 
 function firstStop(text: string, stops: string[]): number {
