@@ -86,6 +86,7 @@
       // icld's extra fields, when there: which entries are adapters, which cannot chat (masked LMs).
       const peft = m.adapter && m.adapter.peft_type;
       o.textContent = peft ? `${m.id} (${peft} adapter)` : m.id;
+      if (peft) o.dataset.adapter = peft;
       if (Array.isArray(m.endpoints) && !m.endpoints.includes('/v1/chat/completions')) {
         o.disabled = true;
         o.textContent += ' (no chat)';
@@ -93,7 +94,10 @@
       if (m.chat_template) o.title = `chat template: ${m.chat_template}`;
       modelSel.append(o);
     }
-    if ([...modelSel.options].some((o) => o.value === keep)) modelSel.value = keep;
+    // Keep the user's pick across reloads; otherwise start on the base (the list may put adapters first).
+    const opts = [...modelSel.options].filter((o) => !o.disabled);
+    const pick = opts.find((o) => o.value === keep) ?? opts.find((o) => !o.dataset.adapter) ?? opts[0];
+    if (pick) modelSel.value = pick.value;
   }
 
   /**
