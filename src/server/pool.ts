@@ -71,7 +71,11 @@ export class ModelPool {
     for (const [n, c] of carried) {
       if (c.rows !== rows) throw new Error(`--adapter ${n}=${adapters[n]}: its embedding has ${c.rows} rows but another adapter's has ${rows}; adapters with different vocabularies cannot share one server`);
     }
+    // The base is listed first in /v1/models, then the adapters in --adapter order.
+    const adapterEntries = [...this.entries.values()];
+    this.entries.clear();
     this.entries.set(this.baseId, { id: this.baseId, adapter: null, dir, tokenizer: baseTok, emb: null, peftType: null, chat: chatTemplateOf(base, baseTok) });
+    for (const e of adapterEntries) this.entries.set(e.id, e);
     if (carried.size) {
       const padded = new Float32Array(rows * C);
       padded.set(baseEmb);

@@ -43,7 +43,7 @@ test('GET /v1/models lists the base and the adapter, with context and chat templ
   const j = r.json();
   assert.equal(j.object, 'list');
   const ids = j.data.map((m: any) => m.id);
-  assert.deepEqual(ids.sort(), ['chat', 'tiny']);
+  assert.deepEqual(ids, ['tiny', 'chat'], 'the base first, then the adapters');
   const t = j.data.find((m: any) => m.id === 'tiny'), c = j.data.find((m: any) => m.id === 'chat');
   assert.equal(t.object, 'model');
   assert.equal(t.context_length, 128);
