@@ -340,7 +340,7 @@ export function finetune(o: FinetuneOptions): FinetuneResult {
     if (saved.peft_type !== want) throw new Error(`--resume: ${resumeDir} holds a ${saved.peft_type} adapter, --method ${o.method} trains ${want}`);
   }
   const prep = prepareModel(o, resumeDir ?? o.model, log);
-  const { model, peft, tokenizer: tok, template } = prep;
+  const { model, tokenizer: tok, template } = prep;
   if (objective === 'dpo') return trainablePreference(o, prep, resumeDir, log);
   const masked = model.kind === 'masked';
   const maxLength = Math.min(o.maxLength ?? FINETUNE_DEFAULTS.maxLength, model.maxPositions);

@@ -5,7 +5,7 @@
 // exclude_modules (same two forms) removes paths.
 
 import type { LanguageModel } from '../models/index.js';
-import type { Tensor } from '../engine/index.js';
+import type { Rng, Tensor } from '../engine/index.js';
 import { isLinearLayer, Module, type LinearLayer } from '../nn/module.js';
 import { checkSchema, type Schema } from '../io/json.js';
 
@@ -35,6 +35,41 @@ export abstract class LinearWrapper extends Module implements LinearLayer, Tuner
   get weightLayout(): 'in_out' | 'out_in' { return this.base.weightLayout; }
   override train(on = true): this { super.train(on); this.base.train(on); return this; }
   abstract forward(x: Tensor): Tensor;
+  /** The adapters installed on this layer, by name. */
+  abstract readonly entries: ReadonlyMap<string, unknown>;
+  abstract removeAdapter(name: string): void;
+}
+
+/** Where a module-wrapping adapter sits: the module path and the wrapper there. */
+export interface WrapSite<W extends LinearWrapper> { path: string; wrapper: W }
+
+/**
+ * Install adapter `name` at every target: the wrapper of kind `Kind` already there is reused,
+ * else the linear layer is wrapped (one carrying another method's wrapper is an error). `add`
+ * puts the adapter on each wrapper. A failure takes off whatever was installed and rethrows.
+ */
+export function wrapTargets<W extends LinearWrapper>(model: LanguageModel, found: [string, Module][], name: string, where: string,
+  Kind: new (base: LinearLayer, rng: Rng) => W, add: (w: W) => void): WrapSite<W>[] {
+  if (found.some(([, m]) => m instanceof Kind && m.entries.has(name))) throw new Error(`${where}: an adapter named '${name}' is already installed`);
+  const sites: WrapSite<W>[] = [];
+  try {
+    for (const [path, m] of found) {
+      if (isTunerWrapper(m) && !(m instanceof Kind)) throw new Error(`${where}: '${path}' already carries an adapter of another method`);
+      const w = m instanceof Kind ? m : new Kind(baseLayer(m), model.rng);
+      if (w !== m) model.replaceModule(path, w);
+      sites.push({ path, wrapper: w });
+      add(w);
+    }
+  } catch (e) { unwrapSites(model, sites, name); throw e; } // nothing half-installed
+  return sites;
+}
+
+/** Take adapter `name` off its sites; a wrapper left with no adapter gives its place back to the original layer. */
+export function unwrapSites(model: LanguageModel, sites: readonly WrapSite<LinearWrapper>[], name: string): void {
+  for (const { path, wrapper } of sites) {
+    wrapper.removeAdapter(name);
+    if (wrapper.entries.size === 0 && model.getModule(path) === wrapper) model.replaceModule(path, wrapper.base);
+  }
 }
 
 export const targetModulesSchema: Schema = {

@@ -11,7 +11,7 @@ import { Rng, type Tensor } from '../../engine/index.js';
 import { Module, Dropout, type LinearLayer } from '../../nn/module.js';
 import { modelFamily, type LanguageModel } from '../../models/index.js';
 import type { Adapter, AdapterConfig, SavedTensor, Tuner } from '../types.js';
-import { LinearWrapper, baseLayer, checkKeys, isTunerWrapper, matchTargets, rejectUnsupported, targetModulesSchema, type TargetSpec } from '../targets.js';
+import { LinearWrapper, checkKeys, matchTargets, rejectUnsupported, targetModulesSchema, unwrapSites, wrapTargets, type TargetSpec, type WrapSite } from '../targets.js';
 import { ModuleDict, WeightHolder, kaimingUniform } from '../lora/layer.js';
 import { checkStateDict } from '../state.js';
 
@@ -128,23 +128,14 @@ export function adapterConfig(user: Record<string, unknown>, model: LanguageMode
 }
 
 export class BottleneckAdapter implements Adapter {
-  private sites: { path: string; wrapper: BottleneckLinear }[] = [];
+  private sites: WrapSite<BottleneckLinear>[] = [];
   private on = true;
 
   constructor(private readonly model: LanguageModel, readonly name: string, readonly config: AdapterConfig, seed: number) {
     const where = `adapter '${name}'`;
     const rng = new Rng(seed);
     const found = matchTargets(model, config as unknown as TargetSpec, where);
-    if (found.some(([, m]) => m instanceof BottleneckLinear && m.entries.has(name))) throw new Error(`${where}: an adapter named '${name}' is already installed`);
-    try {
-      for (const [path, m] of found) {
-        if (isTunerWrapper(m) && !(m instanceof BottleneckLinear)) throw new Error(`${where}: '${path}' already carries an adapter of another method`);
-        const w = m instanceof BottleneckLinear ? m : new BottleneckLinear(baseLayer(m), model.rng);
-        if (w !== m) model.replaceModule(path, w);
-        this.sites.push({ path, wrapper: w });
-        w.addAdapter(name, config, rng);
-      }
-    } catch (e) { this.remove(); throw e; } // nothing half-installed
+    this.sites = wrapTargets(model, found, name, where, BottleneckLinear, (w) => { w.addAdapter(name, config, rng); });
   }
 
   private tensors(): [string, string, Tensor][] {
@@ -174,10 +165,7 @@ export class BottleneckAdapter implements Adapter {
     for (const [k, t] of mine) t.f32.set(sd.get(k)!.data);
   }
   remove(): void {
-    for (const { path, wrapper } of this.sites) {
-      wrapper.removeAdapter(this.name);
-      if (wrapper.entries.size === 0 && this.model.getModule(path) === wrapper) this.model.replaceModule(path, wrapper.base);
-    }
+    unwrapSites(this.model, this.sites, this.name);
     this.sites = [];
   }
 }

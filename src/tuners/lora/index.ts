@@ -5,7 +5,7 @@
 import { Rng, type Tensor } from '../../engine/index.js';
 import { modelFamily, type LanguageModel } from '../../models/index.js';
 import type { Adapter, AdapterConfig, SavedTensor, Tuner } from '../types.js';
-import { baseLayer, checkKeys, isTunerWrapper, layersSchema, matchTargets, rejectUnsupported, targetModulesSchema, type TargetSpec } from '../targets.js';
+import { baseLayer, checkKeys, layersSchema, matchTargets, rejectUnsupported, targetModulesSchema, unwrapSites, wrapTargets, type TargetSpec, type WrapSite } from '../targets.js';
 import { LoraLinear, type LoraInit } from './layer.js';
 import { checkStateDict } from '../state.js';
 
@@ -65,10 +65,8 @@ export function loraConfig(user: Record<string, unknown>, model: LanguageModel, 
   return cfg;
 }
 
-interface Site { path: string; wrapper: LoraLinear }
-
 export class LoraAdapter implements Adapter {
-  private sites: Site[] = [];
+  private sites: WrapSite<LoraLinear>[] = [];
   private on = true;
   private isMerged = false;
 
@@ -78,16 +76,8 @@ export class LoraAdapter implements Adapter {
     const r = config.r as number, alpha = config.lora_alpha as number;
     const scaling = config.use_rslora === true ? alpha / Math.sqrt(r) : alpha / r;
     const rng = new Rng(seed);
-    if (found.some(([, m]) => m instanceof LoraLinear && m.entries.has(name))) throw new Error(`${where}: an adapter named '${name}' is already installed`);
-    try {
-      for (const [path, m] of found) {
-        if (isTunerWrapper(m) && !(m instanceof LoraLinear)) throw new Error(`${where}: '${path}' already carries an adapter of another method`);
-        const w = m instanceof LoraLinear ? m : new LoraLinear(baseLayer(m), model.rng);
-        if (w !== m) model.replaceModule(path, w);
-        this.sites.push({ path, wrapper: w });
-        w.addAdapter(name, r, scaling, config.lora_dropout as number, config.init_lora_weights as LoraInit, rng);
-      }
-    } catch (e) { this.remove(); throw e; } // nothing half-installed
+    this.sites = wrapTargets(model, found, name, where, LoraLinear,
+      (w) => { w.addAdapter(name, r, scaling, config.lora_dropout as number, config.init_lora_weights as LoraInit, rng); });
   }
 
   namedParameters(): [string, Tensor][] {
@@ -150,10 +140,7 @@ export class LoraAdapter implements Adapter {
    */
   remove(keepMerged = false): void {
     if (this.isMerged && !keepMerged) this.unmerge();
-    for (const { path, wrapper } of this.sites) {
-      wrapper.removeAdapter(this.name);
-      if (wrapper.entries.size === 0 && this.model.getModule(path) === wrapper) this.model.replaceModule(path, wrapper.base);
-    }
+    unwrapSites(this.model, this.sites, this.name);
     this.sites = [];
   }
 }
