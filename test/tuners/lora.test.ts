@@ -5,18 +5,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as O from '../../src/engine/ops.js';
-import { Rng, noGrad, type Tensor } from '../../src/engine/index.js';
-import { createModel, type LanguageModel } from '../../src/models/index.js';
+import { Rng, noGrad } from '../../src/engine/index.js';
+import type { LanguageModel } from '../../src/models/index.js';
 import { isLinearLayer, type LinearLayer } from '../../src/nn/module.js';
 import { PeftModel, loraTuner } from '../../src/tuners/index.js';
 import { assertClose } from '../helpers.js';
+import { C, gpt2, bert, ids, logits, maxDiff } from './tiny-models.js';
 
-const C = 16;
-const gpt2 = (seed = 1): LanguageModel => createModel('gpt2', { vocab_size: 50, n_embd: C, n_layer: 2, n_head: 2, n_positions: 32, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }, seed);
-const bert = (seed = 1): LanguageModel => createModel('bert', { vocab_size: 50, hidden_size: C, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 32, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 }, seed);
-const ids = (): Tensor => O.tensor([3, 7, 1, 9, 4, 2, 8, 5, 6, 11, 12, 13], [2, 6], 'int32');
-const logits = (m: LanguageModel): number[] => noGrad(() => m.forward(ids()).toArray());
-const maxDiff = (a: number[], b: number[]): number => a.reduce((s, v, i) => Math.max(s, Math.abs(v - b[i])), 0);
 
 /** Fill every LoRA tensor of the model with random values (an "optimizer-free update"). */
 function randomize(pm: PeftModel, seed: number, name?: string): void {

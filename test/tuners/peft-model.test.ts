@@ -9,21 +9,15 @@ import { mkdtempSync, mkdirSync, rmSync, readFileSync, writeFileSync, existsSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as O from '../../src/engine/ops.js';
-import { Rng, noGrad, type Tensor } from '../../src/engine/index.js';
-import { createModel, loadModel, KVCache, type LanguageModel, type ForwardOptions, type VirtualTokens } from '../../src/models/index.js';
+import { Rng, type Tensor } from '../../src/engine/index.js';
+import { loadModel, KVCache, type LanguageModel, type ForwardOptions, type VirtualTokens } from '../../src/models/index.js';
 import { GPT2, gpt2Config, gpt2ParameterShapes } from '../../src/models/gpt2.js';
 import { isLinearLayer } from '../../src/nn/module.js';
 import { openSafetensors, readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
 import { PeftModel, attachAdapterDir, loraTuner, adapterTuner, readAdapterConfig, registerTuner, type Adapter, type AdapterConfig, type PeftType } from '../../src/tuners/index.js';
 import { assertClose } from '../helpers.js';
+import { C, gpt2, bert, ids, logits, maxDiff } from './tiny-models.js';
 
-const C = 16;
-const gcfg = { vocab_size: 50, n_embd: C, n_layer: 2, n_head: 2, n_positions: 32, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
-const gpt2 = (seed = 1, over: Record<string, unknown> = {}): LanguageModel => createModel('gpt2', { ...gcfg, ...over }, seed);
-const bert = (seed = 1): LanguageModel => createModel('bert', { vocab_size: 50, hidden_size: C, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 32, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 }, seed);
-const ids = (): Tensor => O.tensor([3, 7, 1, 9, 4, 2, 8, 5, 6, 11, 12, 13], [2, 6], 'int32');
-const logits = (m: LanguageModel): number[] => noGrad(() => m.forward(ids()).toArray());
-const maxDiff = (a: number[], b: number[]): number => a.reduce((s, v, i) => Math.max(s, Math.abs(v - b[i])), 0);
 const fmt = (n: number): string => new Intl.NumberFormat('en-US').format(n);
 
 function randomize(pm: PeftModel, seed: number): void {
