@@ -125,20 +125,30 @@ function toolsText(v: unknown, at: string): string | undefined {
   return parsed.length ? v : undefined;
 }
 
+/**
+ * The records of a JSON array, one JSON record, or a .jsonl file (`what`: "chat", "preference"),
+ * each normalised with `at` naming the file and record (and line for JSONL). `parse` turns the
+ * bytes of a JSON file into a value; at least one record is required.
+ */
+export function readRecordFile<T>(path: string, what: string, normalize: (v: unknown, at: string) => T, parse: (buf: Uint8Array) => unknown): T[] {
+  const buf = readUserFile(path, `${what} file`, MAX_CHAT_FILE_BYTES);
+  const out: T[] = [];
+  if (path.endsWith('.jsonl')) {
+    for (const { value, at } of jsonlRecords(buf, path, (line, i) => `${path}:${line} (record ${i})`)) out.push(normalize(value, at));
+  } else {
+    const v = parse(buf);
+    const recs = Array.isArray(v) ? v : [v];
+    recs.forEach((r, i) => out.push(normalize(r, `${path}: record ${i}`)));
+  }
+  if (out.length === 0) throw new Error(`${path}: has no ${what} records`);
+  return out;
+}
+
 /** Read a chat file (JSON array, one JSON record, or .jsonl) into normalised records. */
 export function readChatFile(path: string): ChatRecord[] {
-  const buf = readUserFile(path, 'chat file', MAX_CHAT_FILE_BYTES);
-  const out: ChatRecord[] = [];
-  if (path.endsWith('.jsonl')) {
-    for (const { value, at } of jsonlRecords(buf, path, (line, i) => `${path}:${line} (record ${i})`)) out.push(normalizeChatRecord(value, at));
-  } else {
+  return readRecordFile(path, 'chat', normalizeChatRecord, (buf) => {
     let text: string;
     try { text = new TextDecoder('utf-8', { fatal: true }).decode(buf); } catch { throw new Error(`${path}: not valid UTF-8`); }
-    let v: unknown;
-    try { v = JSON.parse(text); } catch (e) { throw new Error(`${path}: invalid JSON (${(e as Error).message.split('\n')[0]})`); }
-    const recs = Array.isArray(v) ? v : [v];
-    recs.forEach((r, i) => out.push(normalizeChatRecord(r, `${path}: record ${i}`)));
-  }
-  if (out.length === 0) throw new Error(`${path}: has no chat records`);
-  return out;
+    try { return JSON.parse(text) as unknown; } catch (e) { throw new Error(`${path}: invalid JSON (${(e as Error).message.split('\n')[0]})`); }
+  });
 }

@@ -9,8 +9,8 @@
 // array of records (or one record), or JSONL when its name ends in .jsonl. Errors are one line
 // naming the file and the record (and line for JSONL).
 
-import { jsonlRecords, readUserFile, parseJsonStrict, decodeUtf8 } from '../io/json.js';
-import { MAX_CHAT_FILE_BYTES, chatTurn, type ChatMessage } from './chat.js';
+import { parseJsonStrict, decodeUtf8 } from '../io/json.js';
+import { chatTurn, readRecordFile, type ChatMessage } from './chat.js';
 
 export interface PreferencePair {
   /** Text (used as is) or the conversation so far (rendered by a chat template). */
@@ -95,15 +95,5 @@ export function normalizePreferenceRecord(rec: unknown, at: string): PreferenceP
 
 /** Read a preference file (JSON array, one JSON record, or .jsonl) into normalised pairs. */
 export function readPreferenceFile(path: string): PreferencePair[] {
-  const buf = readUserFile(path, 'preference file', MAX_CHAT_FILE_BYTES);
-  const out: PreferencePair[] = [];
-  if (path.endsWith('.jsonl')) {
-    for (const { value, at } of jsonlRecords(buf, path, (line, i) => `${path}:${line} (record ${i})`)) out.push(normalizePreferenceRecord(value, at));
-  } else {
-    const v = parseJsonStrict(decodeUtf8(buf, path), path);
-    const recs = Array.isArray(v) ? v : [v];
-    recs.forEach((r, i) => out.push(normalizePreferenceRecord(r, `${path}: record ${i}`)));
-  }
-  if (out.length === 0) throw new Error(`${path}: has no preference records`);
-  return out;
+  return readRecordFile(path, 'preference', normalizePreferenceRecord, (buf) => parseJsonStrict(decodeUtf8(buf, path), path));
 }
