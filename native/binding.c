@@ -462,6 +462,83 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* Any typed array as raw bytes (weights in packed formats); len = byte length. */
+static arr raw_bytes(ctx *c, size_t i, int nullable) {
+  arr a = {NULL, 0};
+  if (c->failed) return a;
+  napi_value v = c->argv[i];
+  if (nullable) {
+    napi_valuetype t;
+    napi_typeof(c->env, v, &t);
+    if (t == napi_null || t == napi_undefined) return a;
+  }
+  napi_typedarray_type tt;
+  size_t len;
+  void *data;
+  bool is = false;
+  napi_is_typedarray(c->env, v, &is);
+  if (!is || napi_get_typedarray_info(c->env, v, &tt, &len, &data, NULL, NULL) != napi_ok) {
+    throw_err(c, "ERR_ARG_TYPE", "expected a typed array");
+    return a;
+  }
+  size_t el = (tt == napi_int8_array || tt == napi_uint8_array || tt == napi_uint8_clamped_array) ? 1
+            : (tt == napi_int16_array || tt == napi_uint16_array) ? 2
+            : (tt == napi_float64_array || tt == napi_bigint64_array || tt == napi_biguint64_array) ? 8 : 4;
+  a.p = data;
+  a.len = (int64_t)(len * el);
+  return a;
+}
+
+/* qmatmul(format, inOut, N, K, data, scales, M, x, xOff, ldx, out, outOff, ldo, bias, accumulate) */
+static napi_value js_qmatmul(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 15, "qmatmul")) return NULL;
+  int64_t fmt = i64(&c, 0); int inOut = boolean(&c, 1);
+  int64_t N = i64(&c, 2), K = i64(&c, 3);
+  arr data = raw_bytes(&c, 4, 0), sc = raw_bytes(&c, 5, 1);
+  int64_t M = i64(&c, 6);
+  arr x = typed(&c, 7, 1, 0); int64_t xOff = i64(&c, 8), ldx = i64(&c, 9);
+  arr out = typed(&c, 10, 1, 0); int64_t oOff = i64(&c, 11), ldo = i64(&c, 12);
+  arr bias = typed(&c, 13, 1, 1);
+  int acc = boolean(&c, 14);
+  if (c.failed) return NULL;
+  if (fmt < ICLD_F32 || fmt > ICLD_Q4_0 || N < 0 || K < 0 || M < 0) { throw_err(&c, "ERR_ARG", "qmatmul: bad format or size"); return NULL; }
+  if (fmt >= ICLD_Q8_0 && K % ICLD_QK) { throw_err(&c, "ERR_ARG", "qmatmul: K must be a multiple of 32 for q formats"); return NULL; }
+  int64_t need = fmt == ICLD_F32 ? 4 * N * K : fmt == ICLD_BF16 ? 2 * N * K : fmt == ICLD_Q8_0 ? N * K : N * K / 2;
+  if (data.len < need) { throw_err(&c, "ERR_OUT_OF_RANGE", "qmatmul: weight data too short"); return NULL; }
+  if (fmt >= ICLD_Q8_0 && (!sc.p || sc.len < 2 * N * (K / ICLD_QK))) { throw_err(&c, "ERR_OUT_OF_RANGE", "qmatmul: scales missing or too short"); return NULL; }
+  if (bias.p && !check_n(&c, "bias", bias, N)) return NULL;
+  if (M == 0 || N == 0) return undef(env);
+  int64_t sx[2] = {ldx, 1}, so[2] = {ldo, 1}, shx[2] = {M, K}, sho[2] = {M, N};
+  if (!check_extent(&c, "x", x.len, xOff, 2, shx, sx) || !check_extent(&c, "out", out.len, oOff, 2, sho, so)) return NULL;
+  icld_qweight w = {(int)fmt, inOut, N, K, data.p, (const uint16_t *)sc.p};
+  icld_qmatmul(&w, M, F(x) + xOff, ldx, F(out) + oOff, ldo, F(bias), acc);
+  return undef(env);
+}
+
+/* cpu() -> {features: string[], paths: {family: path}} */
+static napi_value js_cpu(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value o, feats, paths;
+  napi_create_object(env, &o);
+  napi_create_array(env, &feats);
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", icld_cpu_features());
+  uint32_t n = 0;
+  for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+    napi_value s; napi_create_string_utf8(env, tok, NAPI_AUTO_LENGTH, &s); napi_set_element(env, feats, n++, s);
+  }
+  napi_create_object(env, &paths);
+  const char *fam[] = {"gemm", "gemm_bf16", "f32", "bf16", "q8_0", "q4_0"};
+  for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
+    napi_value s; napi_create_string_utf8(env, icld_kernel_path(fam[i]), NAPI_AUTO_LENGTH, &s);
+    napi_set_named_property(env, paths, fam[i], s);
+  }
+  napi_set_named_property(env, o, "features", feats);
+  napi_set_named_property(env, o, "paths", paths);
+  return o;
+}
+
 static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   ctx c;
   if (!get_args(&c, env, info, 1, "setThreads")) return NULL;
@@ -499,6 +576,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"embeddingBackward", js_embedding_backward}, {"dropout", js_dropout}, {"attention", js_attention},
     {"attentionBackward", js_attention_backward}, {"adamw", js_adamw}, {"setThreads", js_set_threads},
     {"getThreads", js_get_threads}, {"info", js_info},
+    {"qmatmul", js_qmatmul}, {"cpu", js_cpu},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -73,4 +73,31 @@ void icld_attention_backward(icld_view q, icld_view k, icld_view v, icld_view ou
                              const float *keyMask, double dropP, uint32_t seed);
 void icld_adamw(float *p, const float *g, float *m, float *v, int64_t n, double lr, double b1,
                 double b2, double eps, double wd, double bc1, double bc2);
+
+/* ---- inference weights (quant.c; spec: src/engine/quant.ts) ---- */
+enum { ICLD_F32 = 0, ICLD_BF16 = 1, ICLD_Q8_0 = 2, ICLD_Q4_0 = 3 };
+#define ICLD_QK 32
+typedef struct {
+  int format;             /* ICLD_F32 … ICLD_Q4_0 */
+  int in_out;             /* f32 only: stored [K, N] (GPT-2 Conv1D); otherwise [N, K] */
+  int64_t N, K;
+  const void *data;       /* float | bf16 bits | int8 | packed nibbles (see quant.ts) */
+  const uint16_t *scales; /* q formats: f16 bits, [N, K/32] */
+} icld_qweight;
+/* Bytes icld_qact writes for M rows of K activations prepared for `format`. */
+size_t icld_qact_bytes(int format, int64_t M, int64_t K);
+/* Prepare activations (M rows of K at stride ldx) for a matmul with `format` weights: a copy for
+ * f32, bf16 bits for bf16, q8_0 blocks (per row: K int8, then K/32 f32 scales) for q formats. */
+void icld_qact(int format, int64_t M, int64_t K, const float *x, int64_t ldx, void *xa);
+/* out[m*ldo + n] (= or += when accumulate) x~[m]·W[n] + bias[n] for m < M, n0 <= n < n1.
+ * Single-threaded: for callers that run their own threads (the decoder). */
+void icld_qmatmul_range(const icld_qweight *w, int64_t M, const void *xa, float *out, int64_t ldo,
+                        const float *bias, int accumulate, int64_t n0, int64_t n1);
+/* The whole matmul, threaded over N with the icld thread count (scratch reused, no allocation in steady state). */
+void icld_qmatmul(const icld_qweight *w, int64_t M, const float *x, int64_t ldx, float *out, int64_t ldo,
+                  const float *bias, int accumulate);
+/* The kernel path in use for a family ("gemm", "gemm_bf16", "f32", "bf16", "q8_0", "q4_0"). */
+const char *icld_kernel_path(const char *family);
+/* CPU features detected at run time, space separated ("avx2 fma f16c avx512f …"). */
+const char *icld_cpu_features(void);
 #endif

@@ -239,3 +239,14 @@ function firstStop(text: string, stops: string[]): number {
   for (const s of stops) { if (!s) continue; const i = text.indexOf(s); if (i >= 0 && (best < 0 || i < best)) best = i; }
   return best;
 }
+
+/**
+ * Advance several generations by one token each (ended ones are skipped). Generations that run
+ * on the same InferenceRuntime are decoded together in one batched step, sharing each weight
+ * read; the others step one by one. Returns how many are still running.
+ */
+export function stepMany(gens: readonly Generation[]): number {
+  let running = 0;
+  for (const g of gens) if (!g.done && !g.step()) running++;
+  return running;
+}

@@ -7,6 +7,7 @@ import * as O from '../engine/ops.js';
 import type { SaveOptions } from '../io/hf.js';
 import type { Schema } from '../io/json.js';
 import { Embedding, type Module } from '../nn/module.js';
+import type { InferenceRuntime } from './runtime.js';
 
 /** causal: predicts token t+1 from tokens ≤ t (GPT-2). masked: predicts [MASK]ed tokens from both sides (BERT). */
 export type LMKind = 'causal' | 'masked';
@@ -134,6 +135,12 @@ export interface LanguageModel {
   loss(ids: Tensor, labels?: Tensor, opts?: ForwardOptions): { loss: Tensor; logits: Tensor };
   /** A KV cache for incremental decoding; present on causal families only. */
   newCache?(batch: number, maxT?: number): KVCache;
+  /**
+   * The fused inference runtime (src/models/runtime.ts) for up to `maxSeqs` concurrent sequences
+   * of up to `maxT` positions, or null when this model cannot use it right now (not causal,
+   * adapters wrapping its layers, …). Callers fall back to forward() with a KVCache.
+   */
+  runtime?(opts: { maxSeqs: number; maxT: number }): InferenceRuntime | null;
 
   namedParameters(prefix?: string): [string, Tensor][];
   parameters(): Tensor[];

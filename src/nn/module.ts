@@ -2,6 +2,7 @@
 // standard layers. Parameters are kept tensors: scopes never free them.
 
 import * as O from '../engine/ops.js';
+import type { QWeight } from '../engine/quant.js';
 import { Tensor, type Rng } from '../engine/index.js';
 
 export class Module {
@@ -137,10 +138,16 @@ export class Linear extends Module implements LinearLayer {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   /** `init: false`: zero weight, no draw from `rng` (the weights are loaded afterwards). */
+  /** Inference-only weights from a quantized checkpoint; when set, forward() uses them instead of `weight`. */
+  quantized: QWeight | null = null;
   constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, opts: { bias?: boolean; std?: number; init?: boolean } = {}) {
     super();
     this.weight = this.addParam('weight', opts.init === false ? O.zeros([inFeatures, outFeatures]) : O.randn([inFeatures, outFeatures], rng, opts.std ?? 0.02));
     this.bias = opts.bias === false ? null : this.addParam('bias', O.zeros([outFeatures]));
+  }
+  /** The weight as the inference kernels take it (no copy for f32: Conv1D layout [in, out]). */
+  inferenceWeight(): QWeight {
+    return this.quantized ?? { format: 'f32', N: this.outFeatures, K: this.inFeatures, layout: 'in_out', data: this.weight.f32, scales: null };
   }
   forward(x: Tensor): Tensor {
     const y = O.matmul(x, this.weight);
@@ -153,6 +160,12 @@ export class Embedding extends Module {
   constructor(readonly num: number, readonly dim: number, rng: Rng, std = 0.02, init = true) {
     super();
     this.weight = this.addParam('weight', init ? O.randn([num, dim], rng, std) : O.zeros([num, dim]));
+  }
+  /** Inference-only rows from a quantized checkpoint ([num, dim], also a tied LM head's weight); lookups dequantize. */
+  quantized: QWeight | null = null;
+  /** The table as the inference kernels take it: N = num rows, K = dim (out_in). */
+  inferenceWeight(): QWeight {
+    return this.quantized ?? { format: 'f32', N: this.num, K: this.dim, layout: 'out_in', data: this.weight.f32, scales: null };
   }
   forward(ids: Tensor): Tensor { return O.embedding(this.weight, ids); }
 }

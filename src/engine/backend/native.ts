@@ -7,7 +7,10 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Backend, BinOp, F32, I32, UnOp } from './types.js';
+import type { Backend, BinOp, CpuInfo, F32, I32, UnOp } from './types.js';
+import { FORMAT_CODE, type QWeight } from '../quant.js';
+import type { DecoderHandle, DecoderSpec, DecoderStep } from '../decoder.js';
+import { roundBf16 } from '../quant.js';
 
 export interface NativeInfo {
   gemm: 'openblas' | 'builtin';
@@ -36,6 +39,15 @@ interface Addon {
   attention: Backend['attention'];
   attentionBackward: Backend['attentionBackward'];
   adamw: Backend['adamw'];
+  /** gemmBf16 with Backend's arguments (optional until the bf16 GEMM kernel is built in). */
+  gemmBf16?: Backend['gemmBf16'];
+  qmatmul(format: number, inOut: boolean, N: number, K: number, data: QWeight['data'], scales: Uint16Array | null,
+    M: number, x: F32, xOff: number, ldx: number, out: F32, outOff: number, ldo: number, bias: F32 | null, accumulate: boolean): void;
+  /** The fused decoder (native/decoder.c): spec marshalled by decoderCreate's JS side. */
+  decoderCreate?(spec: DecoderSpec): DecoderHandle;
+  decoderStep?(h: DecoderHandle, n: number, ids: I32, pos: I32, seq: I32, outRows: I32, nOut: number, logits: F32): void;
+  decoderFree?(h: DecoderHandle): void;
+  cpu(): CpuInfo;
   setThreads(n: number): void;
   getThreads(): number;
   info(): NativeInfo;
@@ -131,6 +143,29 @@ class NativeBackend implements Backend {
     this.attentionBackward = a.attentionBackward;
     this.adamw = a.adamw;
   }
+
+  gemmBf16(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: F32, aOff: number, lda: number, strideA: number, B: F32, bOff: number, ldb: number, strideB: number,
+    beta: number, C: F32, cOff: number, ldc: number, strideC: number, batch: number): void {
+    if (this.a.gemmBf16) { this.a.gemmBf16(transA, transB, M, N, K, alpha, A, aOff, lda, strideA, B, bOff, ldb, strideB, beta, C, cOff, ldc, strideC, batch); return; }
+    // Without the bf16 kernel: round operand copies, then the fp32 GEMM (same numbers, slower).
+    this.a.gemm(transA, transB, M, N, K, alpha, A.map(roundBf16), aOff, lda, strideA, B.map(roundBf16), bOff, ldb, strideB, beta, C, cOff, ldc, strideC, batch);
+  }
+
+  qmatmul(w: QWeight, M: number, x: F32, xOff: number, ldx: number, out: F32, outOff: number, ldo: number, bias: F32 | null, accumulate: boolean): void {
+    this.a.qmatmul(FORMAT_CODE[w.format], w.layout === 'in_out', w.N, w.K, w.data, w.scales, M, x, xOff, ldx, out, outOff, ldo, bias, accumulate);
+  }
+
+  decoderCreate(spec: DecoderSpec): DecoderHandle {
+    if (!this.a.decoderCreate) throw new Error('native addon has no fused decoder (stale build?)');
+    return this.a.decoderCreate(spec);
+  }
+  decoderStep(h: DecoderHandle, s: DecoderStep): void {
+    this.a.decoderStep!(h, s.n, s.ids, s.pos, s.seq, s.outRows, s.outRows.length, s.logits);
+  }
+  decoderFree(h: DecoderHandle): void { this.a.decoderFree?.(h); }
+
+  cpu(): CpuInfo { return this.a.cpu(); }
 
   threads(): number { return this.a.getThreads(); }
   setThreads(n: number): void {

@@ -3,6 +3,10 @@
 
 import { BinOp, UnOp, type Backend, type F32, type I32 } from './types.js';
 import { hashUniform } from '../rng.js';
+import { qmatmulRef, roundBf16, type QWeight } from '../quant.js';
+import type { DecoderHandle, DecoderSpec, DecoderStep } from '../decoder.js';
+import { refDecoderCreate, refDecoderStep, refDecoderFree } from '../decoder-ref.js';
+import type { CpuInfo } from './types.js';
 
 const SQRT_2_OVER_PI = 0.7978845608028654;
 const GELU_C = 0.044715;
@@ -343,6 +347,25 @@ class ReferenceBackend implements Backend {
       v[i] = b2 * v[i] + (1 - b2) * gi * gi;
       p[i] -= lr * ((m[i] / bc1) / (Math.sqrt(v[i] / bc2) + eps) + wd * p[i]);
     }
+  }
+  gemmBf16(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: F32, aOff: number, lda: number, strideA: number, B: F32, bOff: number, ldb: number, strideB: number,
+    beta: number, C: F32, cOff: number, ldc: number, strideC: number, batch: number): void {
+    // Round every operand element to bf16 first; the fp64 gemm then sums exact products.
+    this.gemm(transA, transB, M, N, K, alpha, A.map(roundBf16), aOff, lda, strideA, B.map(roundBf16), bOff, ldb, strideB,
+      beta, C, cOff, ldc, strideC, batch);
+  }
+
+  qmatmul(w: QWeight, M: number, x: F32, xOff: number, ldx: number, out: F32, outOff: number, ldo: number, bias: F32 | null, accumulate: boolean): void {
+    qmatmulRef(w, M, x, xOff, ldx, out, outOff, ldo, bias, accumulate);
+  }
+
+  decoderCreate(spec: DecoderSpec): DecoderHandle { return refDecoderCreate(spec); }
+  decoderStep(h: DecoderHandle, step: DecoderStep): void { refDecoderStep(h, step); }
+  decoderFree(h: DecoderHandle): void { refDecoderFree(h); }
+
+  cpu(): CpuInfo {
+    return { features: [], paths: { gemm: 'typescript', gemm_bf16: 'typescript', f32: 'typescript', bf16: 'typescript', q8_0: 'typescript', q4_0: 'typescript' } };
   }
 }
 

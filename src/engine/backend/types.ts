@@ -3,6 +3,9 @@
 // (transposes, slices, broadcasts) reach the kernels without copies. All float math is
 // float32 storage with float32 or wider accumulation; the reference backend is the spec.
 
+import type { QWeight } from '../quant.js';
+import type { DecoderHandle, DecoderSpec, DecoderStep } from '../decoder.js';
+
 export type F32 = Float32Array;
 export type I32 = Int32Array;
 
@@ -127,4 +130,36 @@ export interface Backend {
    */
   adamw(p: F32, g: F32, m: F32, v: F32, n: number, lr: number, b1: number, b2: number,
     eps: number, wd: number, bc1: number, bc2: number): void;
+
+  /**
+   * bf16 GEMM (mixed precision training): same contract as `gemm`, but every element of op(A)
+   * and op(B) is first rounded to bf16 (ties to even); products and sums in fp32 or wider.
+   */
+  gemmBf16(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: F32, aOff: number, lda: number, strideA: number,
+    B: F32, bOff: number, ldb: number, strideB: number,
+    beta: number, C: F32, cOff: number, ldc: number, strideC: number, batch: number): void;
+
+  /**
+   * Inference matmul with a read-only weight in any WeightFormat (src/engine/quant.ts, whose
+   * qmatmulRef is the spec): out[outOff + m·ldo + n] (= or += when accumulate) Σ_k x̃[m,k]·W[n,k]
+   * + bias[n] for m < M, n < N, x row m at xOff + m·ldx.
+   */
+  qmatmul(w: QWeight, M: number, x: F32, xOff: number, ldx: number,
+    out: F32, outOff: number, ldo: number, bias: F32 | null, accumulate: boolean): void;
+
+  /** The fused inference decoder (src/engine/decoder.ts): create once, step per batch of tokens, free. */
+  decoderCreate(spec: DecoderSpec): DecoderHandle;
+  decoderStep(h: DecoderHandle, step: DecoderStep): void;
+  decoderFree(h: DecoderHandle): void;
+
+  /** CPU features found and the kernel path each format/op uses (e.g. {q4_0: 'avx512-vnni'}). */
+  cpu(): CpuInfo;
+}
+
+export interface CpuInfo {
+  /** e.g. ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_bf16', 'avx512_vnni', 'avx_vnni'] as detected at run time. */
+  features: string[];
+  /** Chosen kernel path per kernel family: gemm, gemm_bf16, f32, bf16, q8_0, q4_0 → 'scalar' | 'avx2' | 'avx512' | 'avx512-bf16' | 'avx512-vnni' | 'avx-vnni' | 'typescript'. */
+  paths: Record<string, string>;
 }
