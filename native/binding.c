@@ -539,6 +539,13 @@ static napi_value js_set_kernel_path(napi_env env, napi_callback_info info) {
   return r;
 }
 
+static napi_value js_kernel_cap(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_string_utf8(env, icld_kernel_cap(), NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
 /* qactTest(format, M, K, x, xOff, ldx, out): icld_qact's raw bytes into any typed array (tests). */
 static napi_value js_qact_test(napi_env env, napi_callback_info info) {
   ctx c;
@@ -617,7 +624,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"attentionBackward", js_attention_backward}, {"adamw", js_adamw}, {"setThreads", js_set_threads},
     {"getThreads", js_get_threads}, {"info", js_info},
     {"qmatmul", js_qmatmul}, {"cpu", js_cpu}, {"setKernelPath", js_set_kernel_path},
-    {"qactTest", js_qact_test},
+    {"qactTest", js_qact_test}, {"kernelCap", js_kernel_cap},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

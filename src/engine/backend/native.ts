@@ -50,6 +50,8 @@ interface Addon {
   cpu(): CpuInfo;
   /** Caps the kernel paths (null = best the CPU runs); returns the previous cap; throws when the CPU cannot run it. */
   setKernelPath?(path: string | null): string;
+  /** The current kernel-path cap ('auto' when none). */
+  kernelCap?(): string;
   /** icld_qact's raw output bytes (tests only). */
   qactTest?(format: number, M: number, K: number, x: F32, xOff: number, ldx: number, out: Uint8Array): void;
   setThreads(n: number): void;
@@ -212,6 +214,12 @@ export function setKernelPath(path: string | null): string {
   const a = load();
   if (!a || !a.setKernelPath) throw new Error(`setKernelPath: ${a ? 'native addon too old (stale build?)' : loadError ?? 'native addon not loaded'}`);
   return a.setKernelPath(path === 'auto' ? null : path);
+}
+
+/** The kernel-path cap in force ('auto' = best the CPU runs), or null without the addon. */
+export function kernelPathCap(): string | null {
+  const a = load();
+  return a && a.kernelCap ? a.kernelCap() : null;
 }
 
 /** The kernel paths this CPU can run (each accepted by setKernelPath), slowest first. */
