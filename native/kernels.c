@@ -13,6 +13,20 @@
 #define ICLD_AVX2 1
 #endif
 
+/* Portable build: this file is compiled twice, plainly (baseline x86-64) and by kernels-avx2.c
+ * with AVX2+FMA enabled and every exported kernel renamed *_avx2 (ICLD_KVARIANT). Each kernel
+ * starts with KDISPATCH, which hands the call to the AVX2 twin when icld_kernels_select chose it.
+ * A new exported kernel here needs its rename in kernels-avx2.c (else: duplicate symbol at link). */
+#ifdef ICLD_KVARIANT
+#define KDISPATCH(fn, args) ((void)0)
+#define g_threads icld_get_threads()
+#else
+static int g_kavx2; /* AVX2 twins selected */
+void icld_kernels_c_select(unsigned allowed) {
+  g_kavx2 = (allowed & (ICLD_CPU_AVX2 | ICLD_CPU_FMA)) == (ICLD_CPU_AVX2 | ICLD_CPU_FMA);
+}
+#define KDISPATCH(fn, args) do { extern __typeof__(fn) fn##_avx2; if (g_kavx2) { fn##_avx2 args; return; } } while (0)
+
 /* ------------------------------------------------------------------ threads / info */
 static int g_threads = 1; /* set at load time by binding.c (default: one per core) */
 
@@ -22,15 +36,19 @@ void icld_set_threads(int n) {
   icld_gemm_set_threads(n);
 }
 int icld_get_threads(void) { return g_threads; }
+/* SIMD of the elementwise kernels in use (the matmul paths: icld_kernel_path). */
 const char *icld_simd(void) {
 #if defined(__AVX512F__)
   return "avx512";
 #elif defined(ICLD_AVX2)
   return "avx2+fma";
-#elif defined(__SSE2__)
+#else
+  if (g_kavx2) return "avx2+fma";
+#if defined(__SSE2__)
   return "sse2";
 #else
   return "scalar";
+#endif
 #endif
 }
 int icld_has_openmp(void) {
@@ -40,6 +58,7 @@ int icld_has_openmp(void) {
   return 0;
 #endif
 }
+#endif /* !ICLD_KVARIANT */
 
 /* ------------------------------------------------------------------ hash (rng.ts twin) */
 static inline uint32_t fmix32(uint32_t h) {
@@ -50,7 +69,9 @@ static inline uint32_t fmix32(uint32_t h) {
 static inline uint32_t hash_bits(uint32_t seed, uint32_t i) {
   return fmix32(fmix32(i * 0x9e3779b9u ^ seed) + seed) >> 8;
 }
+#ifndef ICLD_KVARIANT
 float icld_hash_uniform(uint32_t seed, uint32_t i) { return (float)hash_bits(seed, i) * (1.0f / 16777216.0f); }
+#endif
 
 /* keep(i) = bits/2^24 >= p  <=>  bits >= ceil(p*2^24): an exact integer test (p*2^24 is exact). */
 static inline int64_t drop_threshold(double p) {
@@ -271,6 +292,7 @@ static int coalesce(int nd, const int64_t *shape, int nops, const int64_t *const
 
 void icld_copy(int nd, const int64_t *shape, const uint32_t *src, const int64_t *sStr,
                uint32_t *dst, const int64_t *dStr) {
+  KDISPATCH(icld_copy, (nd, shape, src, sStr, dst, dStr));
   for (int d = 0; d < nd; d++) if (shape[d] <= 0) return;
   int64_t sh[ICLD_MAX_DIMS], st[2][ICLD_MAX_DIMS];
   const int64_t *strs[2] = {sStr, dStr};
@@ -306,6 +328,7 @@ void icld_copy(int nd, const int64_t *shape, const uint32_t *src, const int64_t 
 
 void icld_binary(int op, int nd, const int64_t *shape, const float *a, const int64_t *aStr,
                  const float *b, const int64_t *bStr, float *out) {
+  KDISPATCH(icld_binary, (op, nd, shape, a, aStr, b, bStr, out));
   for (int d = 0; d < nd; d++) if (shape[d] <= 0) return;
   int64_t ostr_in[ICLD_MAX_DIMS];
   int64_t acc = 1;
@@ -395,6 +418,7 @@ static int unary_bwd_vec_ok(int op) { return op != ICLD_LOG && op != ICLD_POW; }
 #endif
 
 void icld_unary(int op, const float *x, int64_t n, float *out, double param) {
+  KDISPATCH(icld_unary, (op, x, n, out, param));
 #ifdef ICLD_AVX2
   if (unary_vec_ok(op)) {
     __m256 p = _mm256_set1_ps((float)param);
@@ -410,6 +434,7 @@ void icld_unary(int op, const float *x, int64_t n, float *out, double param) {
 
 void icld_unary_backward(int op, const float *x, const float *y, const float *dy, int64_t n,
                          float *dx, double param) {
+  KDISPATCH(icld_unary_backward, (op, x, y, dy, n, dx, param));
 #ifdef ICLD_AVX2
   if (unary_bwd_vec_ok(op)) {
     __m256 p = _mm256_set1_ps((float)param);
@@ -428,6 +453,7 @@ void icld_unary_backward(int op, const float *x, const float *y, const float *dy
 
 /* ------------------------------------------------------------------ reductions */
 void icld_reduce_sum(const float *x, int64_t outer, int64_t dim, int64_t inner, float *out) {
+  KDISPATCH(icld_reduce_sum, (x, outer, dim, inner, out));
   if (inner == 1) {
     for (int64_t o = 0; o < outer; o++) out[o] = (float)sum_d(x + o * dim, dim);
     return;
@@ -447,6 +473,7 @@ void icld_reduce_sum(const float *x, int64_t outer, int64_t dim, int64_t inner, 
 }
 
 void icld_reduce_max(const float *x, int64_t outer, int64_t dim, int64_t inner, float *out, int32_t *arg) {
+  KDISPATCH(icld_reduce_max, (x, outer, dim, inner, out, arg));
   for (int64_t o = 0; o < outer; o++) {
     float *ob = out + o * inner;
     int32_t *ab = arg + o * inner;
@@ -519,6 +546,7 @@ static void exp_sum_and_sum(const float *x, int64_t n, float shift, double *se, 
 }
 
 void icld_softmax(const float *x, int64_t rows, int64_t cols, float *out, int log_) {
+  KDISPATCH(icld_softmax, (x, rows, cols, out, log_));
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * cols;
     float *o = out + r * cols;
@@ -538,6 +566,7 @@ void icld_softmax(const float *x, int64_t rows, int64_t cols, float *out, int lo
 }
 
 void icld_softmax_backward(const float *y, const float *dy, int64_t rows, int64_t cols, float *dx, int log_) {
+  KDISPATCH(icld_softmax_backward, (y, dy, rows, cols, dx, log_));
   for (int64_t r = 0; r < rows; r++) {
     const float *yr = y + r * cols, *gr = dy + r * cols;
     float *o = dx + r * cols;
@@ -568,6 +597,7 @@ void icld_softmax_backward(const float *y, const float *dy, int64_t rows, int64_
 /* ------------------------------------------------------------------ cross-entropy */
 void icld_cross_entropy(const float *logits, int64_t rows, int64_t V, const int32_t *targets,
                         int32_t ignore, double smoothing, float *loss, float *lse) {
+  KDISPATCH(icld_cross_entropy, (logits, rows, V, targets, ignore, smoothing, loss, lse));
   for (int64_t r = 0; r < rows; r++) {
     const float *z = logits + r * V;
     float mx = row_max(z, V);
@@ -585,6 +615,7 @@ void icld_cross_entropy(const float *logits, int64_t rows, int64_t V, const int3
 void icld_cross_entropy_backward(const float *logits, const float *lse, const int32_t *targets,
                                  int64_t rows, int64_t V, int32_t ignore, double smoothing,
                                  const float *dloss, float *dlogits) {
+  KDISPATCH(icld_cross_entropy_backward, (logits, lse, targets, rows, V, ignore, smoothing, dloss, dlogits));
   for (int64_t r = 0; r < rows; r++) {
     const float *z = logits + r * V;
     float *o = dlogits + r * V;
@@ -606,6 +637,7 @@ void icld_cross_entropy_backward(const float *logits, const float *lse, const in
 /* ------------------------------------------------------------------ layer norm */
 void icld_layer_norm(const float *x, int64_t rows, int64_t C, const float *gamma, const float *beta,
                      double eps, float *y, float *mean, float *rstd) {
+  KDISPATCH(icld_layer_norm, (x, rows, C, gamma, beta, eps, y, mean, rstd));
   /* Rows are independent and the kernel is memory-bound: split rows across threads when big. */
 #ifdef _OPENMP
   int nt = rows * C >= (1 << 16) && rows > 1 ? g_threads : 1;
@@ -640,6 +672,7 @@ void icld_layer_norm(const float *x, int64_t rows, int64_t C, const float *gamma
 void icld_layer_norm_backward(const float *x, const float *dy, const float *gamma, const float *mean,
                               const float *rstd, int64_t rows, int64_t C, float *dx, float *dgamma,
                               float *dbeta) {
+  KDISPATCH(icld_layer_norm_backward, (x, dy, gamma, mean, rstd, rows, C, dx, dgamma, dbeta));
   /* dgamma/dbeta sums over rows are kept in double per thread and added in thread order at the
    * end (deterministic for a given thread count). */
   int nt = rows * C >= (1 << 16) && rows > 1 ? g_threads : 1;
@@ -697,9 +730,11 @@ void icld_layer_norm_backward(const float *x, const float *dy, const float *gamm
 
 /* ------------------------------------------------------------------ embedding */
 void icld_embedding(const float *w, int64_t D, const int32_t *ids, int64_t n, float *out) {
+  KDISPATCH(icld_embedding, (w, D, ids, n, out));
   for (int64_t i = 0; i < n; i++) memcpy(out + i * D, w + (int64_t)ids[i] * D, sizeof(float) * (size_t)D);
 }
 void icld_embedding_backward(const float *dy, const int32_t *ids, int64_t n, int64_t D, float *dw) {
+  KDISPATCH(icld_embedding_backward, (dy, ids, n, D, dw));
   /* sequential in i: duplicates accumulate in the reference's order (bit-identical) */
   for (int64_t i = 0; i < n; i++) {
     float *t = dw + (int64_t)ids[i] * D;
@@ -710,6 +745,7 @@ void icld_embedding_backward(const float *dy, const int32_t *ids, int64_t n, int
 
 /* ------------------------------------------------------------------ dropout */
 void icld_dropout(const float *x, int64_t n, double p, uint32_t seed, float *out) {
+  KDISPATCH(icld_dropout, (x, n, p, seed, out));
   int64_t thr = drop_threshold(p);
   double s = 1 / (1 - p);
   int64_t i = 0;
@@ -801,6 +837,7 @@ static inline int keys_upto(int causal, int i1, int Tq, int Tk) { return causal_
 void icld_attention(icld_view q, icld_view k, icld_view v, icld_mview out,
                     int B, int H, int Tq, int Tk, int D, double scale, int causal,
                     const float *keyMask, double dropP, uint32_t seed, float *lse) {
+  KDISPATCH(icld_attention, (q, k, v, out, B, H, Tq, Tk, D, scale, causal, keyMask, dropP, seed, lse));
   int BH = B * H;
   int64_t thr = drop_threshold(dropP);
   float dsc = (float)(1 / (1 - dropP));
@@ -844,6 +881,7 @@ void icld_attention_backward(icld_view q, icld_view k, icld_view v, icld_view ou
                              const float *lse, icld_mview dq, icld_mview dk, icld_mview dv,
                              int B, int H, int Tq, int Tk, int D, double scale, int causal,
                              const float *keyMask, double dropP, uint32_t seed) {
+  KDISPATCH(icld_attention_backward, (q, k, v, out, dout, lse, dq, dk, dv, B, H, Tq, Tk, D, scale, causal, keyMask, dropP, seed));
   int BH = B * H;
   int64_t thr = drop_threshold(dropP);
   float dsc = (float)(1 / (1 - dropP));
@@ -924,6 +962,7 @@ void icld_attention_backward(icld_view q, icld_view k, icld_view v, icld_view ou
 /* ------------------------------------------------------------------ AdamW */
 void icld_adamw(float *p, const float *g, float *m, float *v, int64_t n, double lr, double b1,
                 double b2, double eps, double wd, double bc1, double bc2) {
+  KDISPATCH(icld_adamw, (p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2));
   /* double math per element like the reference; the loop vectorises (4 doubles) */
   double c1 = 1 - b1, c2 = 1 - b2, ib1 = 1 / bc1, ib2 = 1 / bc2;
   for (int64_t i = 0; i < n; i++) {

@@ -115,5 +115,6 @@ const char *icld_kernel_cap(void);
 /* Re-pick every dispatched kernel from icld_cpu_allowed() (quant.c; calls icld_gemm_select). */
 void icld_kernels_select(void);
 void icld_gemm_select(unsigned allowed);
+void icld_kernels_c_select(unsigned allowed); /* kernels.c: its AVX2 twins (kernels-avx2.c) or not */
 const char *icld_gemm_path(void); /* "openblas" | builtin micro-kernel ISA ("avx2" | "scalar") */
 #endif

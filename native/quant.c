@@ -521,6 +521,7 @@ void icld_kernels_select(void) {
 #endif
   D.ready = 1;
   icld_gemm_select(a);
+  icld_kernels_c_select(a);
 }
 
 static inline void ensure_selected(void) { if (!D.ready) icld_kernels_select(); }
