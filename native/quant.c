@@ -346,13 +346,150 @@ __attribute__((target(T_AVX2), always_inline)) static inline __m256i dot_avx2(__
 #undef QTGT
 #undef QDOT
 
-#define QSFX avx512vnni
-#define QTGT T_512 ",avx512vnni"
-#define QDOT(a, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, s)
-#include "quant-q.inc"
-#undef QSFX
-#undef QTGT
-#undef QDOT
+
+/* ------------------------------------------------------------------ AVX-512 VNNI, q8_0 / q4_0
+ * Two 32-blocks per zmm. vpdpbusd multiplies unsigned by signed bytes, so the weights enter as
+ * unsigned codes u = q + o (q8_0: q xor 0x80, o = 128; q4_0: the raw nibble, o = 8) and the
+ * offset comes off in float: Σ_b dw·dx·Σ u·x  −  Σ_b dw·(o·dx·Σx). The activation side of that
+ * (o·dx·Σx per block, dx per lane, q4_0's lane order) is prepared once per call per thread. */
+#define T_VNNI T_512 ",avx512vnni"
+typedef struct { int8_t *x; float *dxv, *corr; int64_t npair, nchunk; } vnni_row;
+static _Thread_local struct { void *p; size_t cap; } tl_vnni;
+
+/* Per row: x (npair·64 bytes; q4_0 reordered [b0 0..15, b1 0..15, b0 16..31, b1 16..31] to
+ * match the nibble unpack), dxv (16 floats per pair: the dx of each lane's block) and corr
+ * (o·dx·Σx per block, zero-padded to 16 blocks). Returns NULL when out of memory. */
+__attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, int64_t K, const void *xa) {
+  const int64_t nb = K / ICLD_QK, npair = (nb + 1) / 2, nchunk = (nb + 15) / 16;
+  const size_t row = (size_t)npair * 64 + (size_t)npair * 64 + (size_t)nchunk * 64;
+  const size_t need = (size_t)M * (row + sizeof(vnni_row)) + 64;
+  if (tl_vnni.cap < need) {
+    free(tl_vnni.p);
+    tl_vnni.p = aligned_alloc(64, (need + 63) / 64 * 64);
+    tl_vnni.cap = tl_vnni.p ? need : 0;
+    if (!tl_vnni.p) return NULL;
+  }
+  uint8_t *base = (uint8_t *)tl_vnni.p;
+  vnni_row *rows = (vnni_row *)(base + (size_t)M * row);
+  const float off = q4 ? 8.0f : 128.0f;
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t m = 0; m < M; m++) {
+    vnni_row *r = &rows[m];
+    r->x = (int8_t *)(base + (size_t)m * row);
+    r->dxv = (float *)(r->x + npair * 64);
+    r->corr = r->dxv + npair * 16;
+    r->npair = npair; r->nchunk = nchunk;
+    const int8_t *xq = (const int8_t *)xa + m * (K + 4 * nb);
+    const float *xd = (const float *)(xq + K);
+    memset(r->corr, 0, (size_t)nchunk * 64);
+    for (int64_t p = 0; p < npair; p++) {
+      int two = 2 * p + 1 < nb;
+      __m512i v = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : (__mmask64)0xffffffffu, xq + p * 64);
+      __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, v);
+      float d0 = xd[2 * p], d1 = two ? xd[2 * p + 1] : 0.0f;
+      r->corr[2 * p] = off * d0 * (float)_mm512_mask_reduce_add_epi32(0x00ff, sums);
+      if (two) r->corr[2 * p + 1] = off * d1 * (float)_mm512_mask_reduce_add_epi32(0xff00, sums);
+      __m512 dv;
+      if (q4) {
+        v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+        dv = _mm512_setr_ps(d0, d0, d0, d0, d1, d1, d1, d1, d0, d0, d0, d0, d1, d1, d1, d1);
+      } else {
+        dv = _mm512_setr_ps(d0, d0, d0, d0, d0, d0, d0, d0, d1, d1, d1, d1, d1, d1, d1, d1);
+      }
+      _mm512_store_si512((__m512i *)(r->x + p * 64), v);
+      _mm512_store_ps(r->dxv + p * 16, dv);
+    }
+  }
+  return rows;
+}
+
+/* MT rows × NT columns. Scales are converted 16 blocks at a time; each pair's lanes pick theirs
+ * with one permute. Blocks past the row end are masked to zero on both sides. */
+__attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
+    const int q4, const int MT, const int NT, const icld_qweight *w, const vnni_row *rows, int64_t m0,
+    int64_t n, float *out, int64_t ldo, const float *bias, int accumulate) {
+  const int64_t K = w->K, nb = K / ICLD_QK, npair = rows[0].npair;
+  const int8_t *w8 = (const int8_t *)w->data;
+  const uint8_t *w4 = (const uint8_t *)w->data;
+  const __m512i flip = _mm512_set1_epi8((char)0x80), low = _mm512_set1_epi8(15);
+  const __m512i pairidx = q4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
+                             : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  __m512 acc[4][4];
+  for (int i = 0; i < MT; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t c = 0; c * 16 < nb; c++) {
+    const int64_t b0 = c * 16, nbc = nb - b0 < 16 ? nb - b0 : 16;
+    const __mmask16 smk = (__mmask16)((1u << nbc) - 1);
+    __m512 sw[4];
+    for (int j = 0; j < NT; j++)
+      sw[j] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smk, w->scales + (n + j) * nb + b0));
+    for (int i = 0; i < MT; i++) {
+      __m512 cv = _mm512_load_ps(rows[m0 + i].corr + b0);
+      for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fnmadd_ps(sw[j], cv, acc[i][j]);
+    }
+    const int64_t p0 = b0 / 2, p1 = (b0 + nbc + 1) / 2;
+    for (int64_t p = p0; p < p1; p++) {
+      const int two = 2 * p + 1 < nb;
+      const __m512i sel = _mm512_add_epi32(pairidx, _mm512_set1_epi32((int)(2 * (p - p0))));
+      __m512i wv[4];
+      __m512 s[4];
+      for (int j = 0; j < NT; j++) {
+        const int64_t r = n + j;
+        if (q4) {
+          __m256i y = two ? _mm256_loadu_si256((const __m256i *)(w4 + (r * K + 2 * p * ICLD_QK) / 2))
+                          : _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w4 + (r * K + 2 * p * ICLD_QK) / 2)));
+          if (!two) y = _mm256_zextsi128_si256(_mm256_castsi256_si128(y));
+          wv[j] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(y), _mm256_srli_epi16(y, 4), 1), low);
+          if (!two) wv[j] = _mm512_maskz_mov_epi32(0x0f0f, wv[j]);
+        } else {
+          __m512i v = two ? _mm512_loadu_si512(w8 + r * K + 2 * p * ICLD_QK)
+                          : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(w8 + r * K + 2 * p * ICLD_QK)));
+          wv[j] = two ? _mm512_xor_si512(v, flip) : _mm512_maskz_mov_epi32(0x00ff, _mm512_xor_si512(v, flip));
+        }
+        s[j] = _mm512_permutexvar_ps(sel, sw[j]);
+      }
+      for (int i = 0; i < MT; i++) {
+        const vnni_row *rr = &rows[m0 + i];
+        __m512i xv = _mm512_load_si512(rr->x + p * 64);
+        __m512 dxv = _mm512_load_ps(rr->dxv + p * 16);
+        for (int j = 0; j < NT; j++) {
+          __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[j], xv);
+          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(s[j], dxv), acc[i][j]);
+        }
+      }
+    }
+  }
+  (void)npair;
+  for (int i = 0; i < MT; i++)
+    for (int j = 0; j < NT; j++) put(out, ldo, m0 + i, n + j, _mm512_reduce_add_ps(acc[i][j]), bias, accumulate);
+}
+
+#define VNNI_RANGE(NAME, Q)                                                                          \
+  __attribute__((target(T_VNNI))) static void NAME(const icld_qweight *w, int64_t M, const void *xa, float *out, \
+      int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {                       \
+    const vnni_row *rows = vnni_prep(Q, M, w->K, xa);                                                 \
+    if (!rows) { q_scalar(w, M, xa, out, ldo, bias, accumulate, n0, n1); return; }                    \
+    int64_t n = n0;                                                                                   \
+    for (; n + 4 <= n1; n += 4)                                                                       \
+      for (int64_t m0 = 0; m0 < M; m0 += 4) {                                                         \
+        switch (M - m0 < 4 ? M - m0 : 4) {                                                            \
+          case 1: vnni_tile(Q, 1, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
+          case 2: vnni_tile(Q, 2, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
+          case 3: vnni_tile(Q, 3, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
+          default: vnni_tile(Q, 4, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;             \
+        }                                                                                             \
+      }                                                                                               \
+    for (; n < n1; n++)                                                                               \
+      for (int64_t m0 = 0; m0 < M; m0 += 4) {                                                         \
+        switch (M - m0 < 4 ? M - m0 : 4) {                                                            \
+          case 1: vnni_tile(Q, 1, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
+          case 2: vnni_tile(Q, 2, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
+          case 3: vnni_tile(Q, 3, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
+          default: vnni_tile(Q, 4, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;             \
+        }                                                                                             \
+      }                                                                                               \
+  }
+VNNI_RANGE(q8_range_avx512vnni, 0)
+VNNI_RANGE(q4_range_avx512vnni, 1)
 
 /* ------------------------------------------------------------------ AVX-512 (F+BW+VL) */
 __attribute__((target(T_512), always_inline)) static inline void f32oi_tile_512(
