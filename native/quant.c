@@ -206,23 +206,26 @@ __attribute__((target(T_AVX2), always_inline)) static inline void f32oi_tile_avx
 }
 
 /* Dot-product families share this driver: M=1 takes 4 columns at a time (independent chains),
- * M>1 takes 2 columns × up to 4 rows. TILE(MT, NT) expands to the tile call. */
+ * M>1 takes 2 columns × up to 4 rows, in blocks of ICLD_QMB rows so the activations being
+ * reused stay in L2 while the weights stream once per block. TILE(MT, NT) expands to the tile call. */
+#define ICLD_QMB 32
 #define DOT_DRIVER(TILE)                                                         \
   int64_t n = n0;                                                                \
   if (M == 1) {                                                                  \
     for (; n + 4 <= n1; n += 4) { const int64_t m0 = 0; TILE(1, 4); }            \
     for (; n < n1; n++) { const int64_t m0 = 0; TILE(1, 1); }                    \
-  } else {                                                                       \
-    for (; n + 2 <= n1; n += 2)                                                  \
-      for (int64_t m0 = 0; m0 < M; m0 += 4) {                                    \
-        switch (M - m0 < 4 ? M - m0 : 4) {                                       \
+  } else for (int64_t mb = 0; mb < M; mb += ICLD_QMB) {                         \
+    const int64_t mE = M - mb < ICLD_QMB ? M : mb + ICLD_QMB;                    \
+    for (n = n0; n + 2 <= n1; n += 2)                                            \
+      for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                  \
+        switch (mE - m0 < 4 ? mE - m0 : 4) {                                     \
           case 1: TILE(1, 2); break; case 2: TILE(2, 2); break;                  \
           case 3: TILE(3, 2); break; default: TILE(4, 2); break;                 \
         }                                                                        \
       }                                                                          \
     for (; n < n1; n++)                                                          \
-      for (int64_t m0 = 0; m0 < M; m0 += 4) {                                    \
-        switch (M - m0 < 4 ? M - m0 : 4) {                                       \
+      for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                  \
+        switch (mE - m0 < 4 ? mE - m0 : 4) {                                     \
           case 1: TILE(1, 1); break; case 2: TILE(2, 1); break;                  \
           case 3: TILE(3, 1); break; default: TILE(4, 1); break;                 \
         }                                                                        \
@@ -468,10 +471,12 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
       int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {                       \
     const vnni_row *rows = vnni_prep(Q, M, w->K, xa);                                                 \
     if (!rows) { q_scalar(w, M, xa, out, ldo, bias, accumulate, n0, n1); return; }                    \
+    for (int64_t mb = 0; mb < M; mb += ICLD_QMB) {                                                    \
+    const int64_t mE = M - mb < ICLD_QMB ? M : mb + ICLD_QMB;                                         \
     int64_t n = n0;                                                                                   \
     for (; n + 4 <= n1; n += 4)                                                                       \
-      for (int64_t m0 = 0; m0 < M; m0 += 4) {                                                         \
-        switch (M - m0 < 4 ? M - m0 : 4) {                                                            \
+      for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                       \
+        switch (mE - m0 < 4 ? mE - m0 : 4) {                                                          \
           case 1: vnni_tile(Q, 1, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
           case 2: vnni_tile(Q, 2, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
           case 3: vnni_tile(Q, 3, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
@@ -479,14 +484,15 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
         }                                                                                             \
       }                                                                                               \
     for (; n < n1; n++)                                                                               \
-      for (int64_t m0 = 0; m0 < M; m0 += 4) {                                                         \
-        switch (M - m0 < 4 ? M - m0 : 4) {                                                            \
+      for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                       \
+        switch (mE - m0 < 4 ? mE - m0 : 4) {                                                          \
           case 1: vnni_tile(Q, 1, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
           case 2: vnni_tile(Q, 2, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
           case 3: vnni_tile(Q, 3, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
           default: vnni_tile(Q, 4, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;             \
         }                                                                                             \
       }                                                                                               \
+    }                                                                                                 \
   }
 VNNI_RANGE(q8_range_avx512vnni, 0)
 VNNI_RANGE(q4_range_avx512vnni, 1)
