@@ -1,6 +1,7 @@
 /* kernels.c again, compiled with AVX2+FMA (its intrinsic paths and AVX2 auto-vectorisation) under
  * *_avx2 names; kernels.c's KDISPATCH calls these when the CPU has AVX2 and FMA (cpu.c). The
  * addon itself stays plain x86-64. Every exported kernel of kernels.c is renamed here. */
+#if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma")
 #define ICLD_KVARIANT 1
 #define icld_copy icld_copy_avx2
@@ -22,3 +23,4 @@
 #define icld_attention_backward icld_attention_backward_avx2
 #define icld_adamw icld_adamw_avx2
 #include "kernels.c"
+#endif

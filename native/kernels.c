@@ -25,7 +25,11 @@ static int g_kavx2; /* AVX2 twins selected */
 void icld_kernels_c_select(unsigned allowed) {
   g_kavx2 = (allowed & (ICLD_CPU_AVX2 | ICLD_CPU_FMA)) == (ICLD_CPU_AVX2 | ICLD_CPU_FMA);
 }
+#if defined(__x86_64__) && defined(__GNUC__)
 #define KDISPATCH(fn, args) do { extern __typeof__(fn) fn##_avx2; if (g_kavx2) { fn##_avx2 args; return; } } while (0)
+#else
+#define KDISPATCH(fn, args) ((void)g_kavx2) /* no AVX2 twins off x86-64 */
+#endif
 
 /* ------------------------------------------------------------------ threads / info */
 static int g_threads = 1; /* set at load time by binding.c (default: one per core) */
