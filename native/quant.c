@@ -361,15 +361,15 @@ __attribute__((target(T_AVX2), always_inline)) static inline __m256i dot_avx2(__
  * offset comes off in float: Σ_b dw·dx·Σ u·x  −  Σ_b dw·(o·dx·Σx). The activation side of that
  * (o·dx·Σx per block, dx per lane, q4_0's lane order) is prepared once per call per thread. */
 #define T_VNNI T_512 ",avx512vnni"
-typedef struct { int8_t *x; float *dxv, *corr; int64_t npair, nchunk; } vnni_row;
+typedef struct { int8_t *x; float *dxv, *corr, *dxb; int64_t npair, nchunk; } vnni_row;
 static _Thread_local struct { void *p; size_t cap; } tl_vnni;
 
 /* Per row: x (npair·64 bytes; q4_0 reordered [b0 0..15, b1 0..15, b0 16..31, b1 16..31] to
- * match the nibble unpack), dxv (16 floats per pair: the dx of each lane's block) and corr
- * (o·dx·Σx per block, zero-padded to 16 blocks). Returns NULL when out of memory. */
+ * match the nibble unpack), dxv (16 floats per pair: the dx of each lane's block), corr
+ * (o·dx·Σx per block) and dxb (dx per block), both zero-padded to 16 blocks. NULL when out of memory. */
 __attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, int64_t K, const void *xa) {
   const int64_t nb = K / ICLD_QK, npair = (nb + 1) / 2, nchunk = (nb + 15) / 16;
-  const size_t row = (size_t)npair * 64 + (size_t)npair * 64 + (size_t)nchunk * 64;
+  const size_t row = (size_t)npair * 64 + (size_t)npair * 64 + (size_t)nchunk * 128;
   const size_t need = (size_t)M * (row + sizeof(vnni_row)) + 64;
   if (tl_vnni.cap < need) {
     free(tl_vnni.p);
@@ -386,10 +386,12 @@ __attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, in
     r->x = (int8_t *)(base + (size_t)m * row);
     r->dxv = (float *)(r->x + npair * 64);
     r->corr = r->dxv + npair * 16;
+    r->dxb = r->corr + nchunk * 16;
     r->npair = npair; r->nchunk = nchunk;
     const int8_t *xq = (const int8_t *)xa + m * (K + 4 * nb);
     const float *xd = (const float *)(xq + K);
-    memset(r->corr, 0, (size_t)nchunk * 64);
+    memset(r->corr, 0, (size_t)nchunk * 128); /* corr and dxb, zero-padded to 16 blocks */
+    memcpy(r->dxb, xd, (size_t)nb * 4);
     for (int64_t p = 0; p < npair; p++) {
       int two = 2 * p + 1 < nb;
       __m512i v = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : (__mmask64)0xffffffffu, xq + p * 64);
@@ -416,7 +418,7 @@ __attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, in
 __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
     const int q4, const int MT, const int NT, const icld_qweight *w, const vnni_row *rows, int64_t m0,
     int64_t n, float *out, int64_t ldo, const float *bias, int accumulate) {
-  const int64_t K = w->K, nb = K / ICLD_QK, npair = rows[0].npair;
+  const int64_t K = w->K, nb = K / ICLD_QK;
   const int8_t *w8 = (const int8_t *)w->data;
   const uint8_t *w4 = (const uint8_t *)w->data;
   const __m512i flip = _mm512_set1_epi8((char)0x80), low = _mm512_set1_epi8(15);
@@ -427,9 +429,12 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
   for (int64_t c = 0; c * 16 < nb; c++) {
     const int64_t b0 = c * 16, nbc = nb - b0 < 16 ? nb - b0 : 16;
     const __mmask16 smk = (__mmask16)((1u << nbc) - 1);
-    __m512 sw[4];
-    for (int j = 0; j < NT; j++)
+    __m512 sw[4], comb[4];
+    for (int j = 0; j < NT; j++) {
       sw[j] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smk, w->scales + (n + j) * nb + b0));
+      /* one row: dw·dx per block once per chunk, so each pair needs only a permute */
+      if (MT == 1) comb[j] = _mm512_mul_ps(sw[j], _mm512_load_ps(rows[m0].dxb + b0));
+    }
     for (int i = 0; i < MT; i++) {
       __m512 cv = _mm512_load_ps(rows[m0 + i].corr + b0);
       for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fnmadd_ps(sw[j], cv, acc[i][j]);
@@ -456,20 +461,19 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
                           : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(w8 + r * K + 2 * p * ICLD_QK)));
           wv[j] = two ? _mm512_xor_si512(v, flip) : _mm512_maskz_mov_epi32(0x00ff, _mm512_xor_si512(v, flip));
         }
-        s[j] = _mm512_permutexvar_ps(sel, sw[j]);
+        s[j] = _mm512_permutexvar_ps(sel, MT == 1 ? comb[j] : sw[j]);
       }
       for (int i = 0; i < MT; i++) {
         const vnni_row *rr = &rows[m0 + i];
         __m512i xv = _mm512_load_si512(rr->x + p * 64);
-        __m512 dxv = _mm512_load_ps(rr->dxv + p * 16);
+        __m512 dxv = MT == 1 ? _mm512_setzero_ps() : _mm512_load_ps(rr->dxv + p * 16);
         for (int j = 0; j < NT; j++) {
           __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[j], xv);
-          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(s[j], dxv), acc[i][j]);
+          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), MT == 1 ? s[j] : _mm512_mul_ps(s[j], dxv), acc[i][j]);
         }
       }
     }
   }
-  (void)npair;
   for (int i = 0; i < MT; i++)
     for (int j = 0; j < NT; j++) put(out, ldo, m0 + i, n + j, _mm512_reduce_add_ps(acc[i][j]), bias, accumulate);
 }
@@ -738,7 +742,6 @@ void icld_qmatmul(const icld_qweight *w, int64_t M, const float *x, int64_t ldx,
   if (per < align) per = align;
   int chunks = (int)((w->N + per - 1) / per);
   if (nt > chunks) nt = chunks;
-  (void)f;
 #ifdef _OPENMP
   if (omp_in_parallel()) nt = 1;
 #pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1 && (double)w->N * w->K * M > 65536)
