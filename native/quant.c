@@ -58,7 +58,10 @@ static void act8_scalar(int64_t K, const float *xr, int8_t *q, float *d) {
     for (int j = 0; j < ICLD_QK; j++) { float a = fabsf(xr[b * ICLD_QK + j]); if (a > amax) amax = a; }
     float s = amax / 127.0f, id = s != 0.0f ? 1.0f / s : 0.0f;
     d[b] = s;
-    for (int j = 0; j < ICLD_QK; j++) q[b * ICLD_QK + j] = (int8_t)nearbyintf(xr[b * ICLD_QK + j] * id);
+    for (int j = 0; j < ICLD_QK; j++) {
+      float v = xr[b * ICLD_QK + j] * id; /* NaN (an inf in the block) -> 0, as Int8Array stores it */
+      q[b * ICLD_QK + j] = v == v ? (int8_t)nearbyintf(v) : 0;
+    }
   }
 }
 static void actbf_scalar(int64_t K, const float *x, uint16_t *o) { for (int64_t k = 0; k < K; k++) o[k] = f32_to_bf16(x[k]); }
@@ -156,8 +159,9 @@ __attribute__((target(T_AVX2))) static void act8_avx2(int64_t K, const float *xr
     float s = amax / 127.0f, id = s != 0.0f ? 1.0f / s : 0.0f;
     d[b] = s;
     __m256 vi = _mm256_set1_ps(id);
-    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vi)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vi));
-    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vi)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vi));
+#define ACT8_Q(v) _mm256_cvtps_epi32(_mm256_and_ps(_mm256_mul_ps(v, vi), _mm256_cmp_ps(_mm256_mul_ps(v, vi), _mm256_mul_ps(v, vi), _CMP_ORD_Q)))
+    __m256i i0 = ACT8_Q(v0), i1 = ACT8_Q(v1), i2 = ACT8_Q(v2), i3 = ACT8_Q(v3); /* NaN lanes -> 0 */
+#undef ACT8_Q
     __m256i p8 = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
     _mm256_storeu_si256((__m256i *)(q + b * ICLD_QK), _mm256_permutevar8x32_epi32(p8, perm));
   }

@@ -132,6 +132,7 @@ test('icld_qact: q8_0 activations identical to quantizeActQ8, bf16 to f32ToBf16,
   }
   const zeroRow = 1; // one all-zero block: scale 0, codes 0
   for (let j = 0; j < QK; j++) x[xOff + zeroRow * ldx + 2 * QK + j] = 0;
+  x[xOff + 2 * ldx + 2 * QK + 5] = Infinity; // a non-finite block: scale inf, every code 0
   const stride = K + 4 * (K / QK);
   const wantQ = new Int8Array(M * K), wantD = new Float32Array(M * K / QK);
   for (let m = 0; m < M; m++) quantizeActQ8(x, xOff + m * ldx, K, wantQ.subarray(m * K), wantD.subarray(m * K / QK));
