@@ -490,15 +490,18 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
     for (int64_t mb = 0; mb < M; mb += ICLD_QMB) {                                                    \
     const int64_t mE = M - mb < ICLD_QMB ? M : mb + ICLD_QMB;                                         \
     int64_t n = n0;                                                                                   \
-    for (; n + 4 <= n1; n += 4)                                                                       \
-      for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                       \
-        switch (mE - m0 < 4 ? mE - m0 : 4) {                                                          \
-          case 1: vnni_tile(Q, 1, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
-          case 2: vnni_tile(Q, 2, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
-          case 3: vnni_tile(Q, 3, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
-          default: vnni_tile(Q, 4, 4, w, rows, m0, n, out, ldo, bias, accumulate); break;             \
+    if (M == 1)                                                                                       \
+      for (; n + 4 <= n1; n += 4) vnni_tile(Q, 1, 4, w, rows, 0, n, out, ldo, bias, accumulate);      \
+    else                                                                                              \
+      for (; n + 2 <= n1; n += 2)                                                                     \
+        for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                     \
+          switch (mE - m0 < 4 ? mE - m0 : 4) {                                                        \
+            case 1: vnni_tile(Q, 1, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
+            case 2: vnni_tile(Q, 2, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
+            case 3: vnni_tile(Q, 3, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
+            default: vnni_tile(Q, 4, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;           \
+          }                                                                                           \
         }                                                                                             \
-      }                                                                                               \
     for (; n < n1; n++)                                                                               \
       for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                       \
         switch (mE - m0 < 4 ? mE - m0 : 4) {                                                          \
