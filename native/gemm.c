@@ -261,7 +261,6 @@ T_AVX2 static void small_m_cols_avx2(int transA, int transB, int M, int j0, int 
 #endif
 static small_fn g_small = small_m_cols_scalar;
 
-
 /* Memory-bound, so with several threads each streams its own slice of B's columns. */
 static void gemm_small_m(int transA, int transB, int M, int N, int K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb,
