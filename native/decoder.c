@@ -17,6 +17,7 @@
 #define DEC_CAP 128    /* tokens per chunk: bounds the scratch */
 #define DEC_MAXT 64    /* most threads a step uses (per-thread score rows) */
 #define DEC_TRIALS 8   /* steps per bucket timed before choosing (alternating 1 / max threads) */
+#define DEC_RECHECK 2048 /* steps after which a bucket's choice is measured again (the load may have changed) */
 
 typedef icld_decoder_layer dec_layer;
 
@@ -33,7 +34,7 @@ struct icld_decoder {
   int *rows;                         /* output rows of the current chunk */
   int f32_gemm_min;                  /* f32 weights: gemm kernel for M >= this, else qmatmul_range */
   int force_threads;                 /* 0: choose by measurement */
-  struct { int chosen, trials; double t[2]; int cnt[2]; } bucket[ICLD_DEC_BUCKETS];
+  struct { int chosen, trials, since; double t[2]; int cnt[2]; } bucket[ICLD_DEC_BUCKETS];
 };
 
 static inline float dec_f16(uint16_t h) {
@@ -94,7 +95,8 @@ void icld_decoder_set_threads(icld_decoder *d, int nt) {
   for (int b = 0; b < ICLD_DEC_BUCKETS; b++) memset(&d->bucket[b], 0, sizeof d->bucket[b]);
 }
 int icld_decoder_threads(const icld_decoder *d, int bucket) {
-  return bucket >= 0 && bucket < ICLD_DEC_BUCKETS ? d->bucket[bucket].chosen : 0;
+  if (bucket < 0 || bucket >= ICLD_DEC_BUCKETS) return 0;
+  return d->force_threads > 0 ? d->force_threads : d->bucket[bucket].chosen;
 }
 
 static void layer_norm_rows(const float *x, int n, int C, const float *g, const float *b, float eps, float *y) {
@@ -296,8 +298,12 @@ void icld_decoder_step(icld_decoder *d, int n, const int32_t *ids, const int32_t
   int b = icld_decoder_bucket(n), nt, trial = -1;
   if (d->force_threads > 0) nt = d->force_threads < maxnt ? d->force_threads : maxnt;
   else if (maxnt == 1) nt = 1;
-  else if (d->bucket[b].chosen > 0 && d->bucket[b].chosen <= maxnt) nt = d->bucket[b].chosen;
-  else { trial = d->bucket[b].trials & 1; nt = trial ? maxnt : 1; }
+  else if (d->bucket[b].chosen > 0 && d->bucket[b].chosen <= maxnt && ++d->bucket[b].since < DEC_RECHECK) nt = d->bucket[b].chosen;
+  else {
+    if (d->bucket[b].chosen) memset(&d->bucket[b], 0, sizeof d->bucket[b]); /* stale or thread count changed: measure again */
+    trial = d->bucket[b].trials & 1;
+    nt = trial ? maxnt : 1;
+  }
   double t0 = trial >= 0 ? now_s() : 0;
   icld_gemm_parallel_begin();
   for (int c0 = 0; c0 < n; c0 += DEC_CAP) {
