@@ -199,6 +199,7 @@ export class Generation {
    * choose the next token and apply the stop rules. Returns true when the generation has ended.
    */
   accept(row: Float32Array): boolean {
+    if (this.done) return true;
     const o = this.o;
     let lp: TokenLogprob | null = null;
     let next: number;
