@@ -12,7 +12,7 @@
   "targets": [
     {
       "target_name": "icld_native",
-      "sources": ["native/binding.c", "native/kernels.c", "native/gemm.c", "native/quant.c", "native/cpu.c", "native/kernels-avx2.c"],
+      "sources": ["native/binding.c", "native/kernels.c", "native/gemm.c", "native/quant.c", "native/cpu.c", "native/kernels-avx2.c", "native/decoder.c"],
       "cflags_c": ["-std=gnu11"],
       "cflags": ["-O3", "-fno-math-errno", "-mtune=generic", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"],
       "cflags!": ["-O2"],
