@@ -41,8 +41,10 @@ export interface Job {
 
 export interface SchedulerOptions {
   /**
-   * The model's fused runtime for `slots` sequences, shared by the base entry's generations so that
-   * stepMany decodes them in one batched call; null when the model has none (adapters, masked models).
+   * The model's fused runtime, asked for with maxSeqs = slots and maxT = ctx before any request so
+   * that every Generation takes a slot of this one runtime (the model hands the same one out while it
+   * is large enough) and stepMany decodes them in one batched call; null when the model has none
+   * (adapter wrappers, masked models). Disposed by dispose().
    */
   runtime?: InferenceRuntime | null;
   /** After each batched step: how many generations it advanced. */
@@ -108,13 +110,10 @@ export class Scheduler {
     setImmediate(() => { this.pending = false; this.tick(); });
   }
 
-  /** A new Generation for `c`, on the shared runtime when its entry is the plain base model. */
+  /** A new Generation for `c` (on the model's runtime when it offers one: Generation takes a slot of it). */
   private start(job: Job, c: Choice): Generation {
     this.pool.activate(job.entry);
-    const rt = job.entry.adapter === null ? this.runtime : null;
-    // `runtime` is the option through which Generation joins a shared InferenceRuntime (ignored where unknown).
-    const opts = rt ? ({ ...c.opts, runtime: rt } as GenerateOptions) : c.opts;
-    return new Generation(this.pool.model, job.entry.tokenizer, c.prompt, opts);
+    return new Generation(this.pool.model, job.entry.tokenizer, c.prompt, c.opts);
   }
 
   /** The entry whose choices this tick steps: the next one with work after the last stepped. */
