@@ -5,8 +5,8 @@
 //    V50257): model.runtime({maxSeqs: 8}) → each sequence prefills --prompt tokens in one step,
 //    then --steps steps of one token per sequence, all sequences in one runtime.step call.
 //    f32, and the formats of --formats when quantizeModel (src/models/quantize.ts) exists. Next to
-//    it, the same B sequences as B Generations advanced by stepMany without a shared runtime (each
-//    its own forward: what the server did before batching).
+//    it, the same B sequences as B Generations advanced by stepMany: on the shared runtime (the
+//    server's path) and with `runtime: false` (each its own forward: the server before batching).
 // 2. End to end through `icld serve --slots 8` on the small bench model of bench/serve.mjs (d256
 //    L4 H4 V2048 P256, random weights): C streaming clients (C = 1, 4, 8) each send one
 //    /v1/completions (a --prompt-token corpus excerpt, max_tokens --max-tokens, temperature 0,
@@ -98,6 +98,9 @@ function generationsRun(model, fmt, shared) {
   const V = model.vocabSize, P = o.prompt, S = o.steps;
   const codec = { encode: () => [], decode: () => '' };
   const row = { format: fmt, shared, tokens_per_s: {} };
+  // As the server does: size the model's runtime for all sequences first, else Generations that
+  // ask for one slot each make it grow (1, 2, 4, …), spreading them over several runtimes.
+  const pre = shared ? model.runtime({ maxSeqs: maxB, maxT: P + S + 4 }) : null;
   for (const b of B) {
     const gens = Array.from({ length: b }, () => new gen.Generation(model, codec, Array.from({ length: P }, () => rng(V)), { maxNewTokens: S + 2, temperature: 0, runtime: shared }));
     try {
@@ -106,8 +109,10 @@ function generationsRun(model, fmt, shared) {
       for (let k = 0; k < S; k++) gen.stepMany(gens);
       row.tokens_per_s[b] = (b * S) / ((now() - t) / 1000);
     } finally { for (const g of gens) g.dispose(); }
+    if (pre && gens.some((g) => g.runtime !== pre)) json.notes.push(`shared-runtime Generations × ${b}: not all on the one pre-sized runtime`);
     log(`  Generation × ${b} (stepMany, ${shared ? 'shared runtime' : 'own forwards'}) ${fmt}: ${row.tokens_per_s[b].toFixed(1)} tok/s`);
   }
+  pre?.dispose();
   return row;
 }
 
