@@ -52,7 +52,7 @@ export class Metrics {
   readonly latency = new Histogram('icld_request_duration_seconds', 'Request latency (arrival to the end of the response) by route.', LATENCY);
   readonly ttft = new Histogram('icld_time_to_first_token_seconds', 'Time from a generation request\'s arrival to its first generated token.', LATENCY);
 
-  readonly batchSize = new Histogram('icld_decode_batch_size', 'Generations advanced per scheduler step (one batched stepMany call; one model entry per step).', BATCH);
+  readonly batchSize = new Histogram('icld_decode_batch_size', 'Sequences per forward call: one batched runtime step for all generations sharing the model\'s runtime, 1 for a generation on its own forward (adapters).', BATCH);
 
   text(state: { queue: number; active: number; slots: number; runtime: boolean }): string {
     return [

@@ -47,7 +47,7 @@ export interface SchedulerOptions {
    * (adapter wrappers, masked models). Disposed by dispose().
    */
   runtime?: InferenceRuntime | null;
-  /** After each batched step: how many generations it advanced. */
+  /** After each step: the sequences of each forward call it made (a batched runtime step, or 1 per generation on its own forward). */
   onBatch?(size: number): void;
 }
 
@@ -160,6 +160,10 @@ export class Scheduler {
     const live = batch.filter((b) => !b.job.ended);
     const running = live.filter((b) => b.run).map((b) => b.c.gen!);
     if (running.length) {
+      // The forward calls stepMany makes: one per shared runtime, one per generation without.
+      const calls = new Map<InferenceRuntime, number>();
+      let own = 0;
+      for (const g of running) { const rt = g.runtime; if (rt) calls.set(rt, (calls.get(rt) ?? 0) + 1); else own++; }
       this.pool.activate(entry);
       try {
         stepMany(running);
@@ -168,7 +172,8 @@ export class Scheduler {
         for (const b of live) this.end(b.job, e);
         return;
       }
-      this.so.onBatch?.(running.length);
+      for (const n of calls.values()) this.so.onBatch?.(n);
+      for (let i = 0; i < own; i++) this.so.onBatch?.(1);
     }
     const jobs = new Set<Job>();
     for (const b of live) {
