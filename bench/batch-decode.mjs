@@ -244,7 +244,7 @@ if (!o['skip-runtime']) {
 }
 if (!o['skip-server']) {
   md.push(`End to end: ${serverCmd} on ${shapeSmall}; C streaming clients at once, each one /v1/completions (${o.prompt}-token corpus excerpt, max_tokens ${o['max-tokens']}, temperature 0, end-of-text banned), best of ${o.rounds} round(s). Batched runtime in the server: ${json.server[0]?.runtime ? 'yes' : 'no (each slot runs its own forward; stepMany steps them in turn)'}.`, '');
-  md.push('| clients | generated tok/s (total) | per stream | TTFT p50 ms | inter-token p50 ms | mean batch per step |', '|---:|---:|---:|---:|---:|---:|', ...srows, '');
+  md.push('| clients | generated tok/s (total) | per stream | TTFT p50 ms | inter-token p50 ms | mean sequences per forward call |', '|---:|---:|---:|---:|---:|---:|', ...srows, '');
 }
 const section = ['<!-- batch-decode:begin -->', ...md, '<!-- batch-decode:end -->'].join('\n');
 if (opt.json) console.log(JSON.stringify(json));
