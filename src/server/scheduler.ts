@@ -59,6 +59,8 @@ export class Scheduler {
   private idleWaiters: (() => void)[] = [];
   /** The entry stepped last (the round over entries continues after it). */
   private lastEntry: ModelEntry | null = null;
+  /** Runtimes generations ran on: the pre-sized one, and a larger one the model built when a request's n choices outgrew it. */
+  private readonly seen = new Set<InferenceRuntime>();
 
   constructor(readonly slots: number, readonly queueMax: number, private readonly pool: ModelPool, private readonly so: SchedulerOptions = {}) {
     this.runtime = so.runtime ?? null;
@@ -89,8 +91,12 @@ export class Scheduler {
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
-  /** Free the shared runtime (after cancelAll; idempotent). */
-  dispose(): void { this.runtime?.dispose(); }
+  /** Free the runtimes its generations ran on (after cancelAll; idempotent). */
+  dispose(): void {
+    this.runtime?.dispose();
+    for (const rt of this.seen) rt.dispose();
+    this.seen.clear();
+  }
 
   private end(job: Job, err?: unknown): void {
     if (job.ended) return;
@@ -164,6 +170,7 @@ export class Scheduler {
       const calls = new Map<InferenceRuntime, number>();
       let own = 0;
       for (const g of running) { const rt = g.runtime; if (rt) calls.set(rt, (calls.get(rt) ?? 0) + 1); else own++; }
+      for (const rt of calls.keys()) this.seen.add(rt);
       this.pool.activate(entry);
       try {
         stepMany(running);
