@@ -244,6 +244,7 @@ if (!o['skip-runtime']) {
 }
 if (!o['skip-server']) {
   md.push(`End to end: ${serverCmd} on ${shapeSmall}; C streaming clients at once, each one /v1/completions (${o.prompt}-token corpus excerpt, max_tokens ${o['max-tokens']}, temperature 0, end-of-text banned), best of ${o.rounds} round(s). Batched runtime in the server: ${json.server[0]?.runtime ? 'yes' : 'no (each slot runs its own forward; stepMany steps them in turn)'}.`, '');
+  md.push('How the server batches: at start it asks the model for its runtime with maxSeqs = --slots and maxT = the context, so every Generation takes a slot of that one runtime; each scheduler tick advances all running generations of one model entry with one stepMany call (one runtime step for all of them), then yields to the event loop. A new request\'s prompt prefill joins the same step as the others\' one-token decodes (they advance in it instead of waiting for a separate prefill; that step lasts as long as the prefill). With adapters there is no runtime and each generation runs its own forward. Mean sequences per forward call: from icld_decode_batch_size in /metrics.', '');
   md.push('| clients | generated tok/s (total) | per stream | TTFT p50 ms | inter-token p50 ms | mean sequences per forward call |', '|---:|---:|---:|---:|---:|---:|', ...srows, '');
 }
 const section = ['<!-- batch-decode:begin -->', ...md, '<!-- batch-decode:end -->'].join('\n');
