@@ -141,7 +141,7 @@ void icld_decoder_step(icld_decoder *d, int n, const int32_t *ids, const int32_t
                        const int32_t *outRows, int nOut, float *logits);
 /* nt > 0: always nt threads; 0: choose per bucket by timing (the default; ICLD_DECODER_THREADS overrides). */
 void icld_decoder_set_threads(icld_decoder *d, int nt);
-/* The thread count chosen for a bucket (0 while still measuring). */
+/* The thread count a bucket's steps run with: the fixed one, else the measured choice (0 while measuring). */
 int icld_decoder_threads(const icld_decoder *d, int bucket);
 int icld_decoder_bucket(int n);
 #endif

@@ -135,6 +135,17 @@ export class DecoderRuntime implements InferenceRuntime {
     return this.logitViews[k];
   }
 
+  /**
+   * The native decoder's thread count per step shape (1, 2–8, 9–32, more tokens per step; 0 while
+   * it is still timing 1 against all threads). `nt` > 0 fixes the count, 0 returns to measuring.
+   * [] where the backend has no such choice (reference).
+   */
+  threads(nt?: number): number[] {
+    const be = this.be as Backend & { decoderThreads?: (h: DecoderHandle, nt?: number) => number[] };
+    if (!be.decoderThreads || !this.handle) return [];
+    return be.decoderThreads(this.handle, nt);
+  }
+
   dispose(): void {
     if (!this.handle) return;
     this.be.decoderFree(this.handle);

@@ -142,6 +142,28 @@ test('runtime steps allocate nothing once warm (JS heap and array buffers)', { s
   for (const s of slots) rt.release(s);
 });
 
+test('the native decoder picks a thread count per step shape by timing, or keeps a fixed one', { skip: nativeDecoder ? false : 'reference decoder' }, () => {
+  const be = backend() as ReturnType<typeof backend> & { threads(): number; setThreads(n: number): void };
+  const before = be.threads();
+  try {
+    be.setThreads(2);
+    const model = make(8);
+    const rt = model.runtime!({ maxSeqs: 1, maxT: 64 }) as ReturnType<NonNullable<LanguageModel['runtime']>> & { threads(nt?: number): number[] };
+    const s = rt.acquire()!;
+    assert.deepEqual(rt.threads(), [0, 0, 0, 0], 'nothing measured yet');
+    rt.step([{ seq: s, ids: [1, 2, 3] }]);
+    for (let i = 0; i < 12; i++) rt.step([{ seq: s, ids: [i + 1] }]);
+    const [one, few] = rt.threads();
+    assert.ok(one === 1 || one === 2, `single-token steps: ${one}`);
+    assert.equal(few, 0, 'the 2–8 token shape has had one step only');
+    assert.deepEqual(rt.threads(1), [1, 1, 1, 1]);
+    const fixed = rt.step([{ seq: s, ids: [5] }]).slice();
+    assert.ok(fixed.every(Number.isFinite));
+    assert.deepEqual(rt.threads(0), [0, 0, 0, 0], 'back to measuring');
+    rt.release(s);
+  } finally { be.setThreads(before); }
+});
+
 test('no runtime with LoRA wrappers or in training mode; generation still works through PeftModel', () => {
   const model = make(4);
   const pm = new PeftModel(model);

@@ -187,6 +187,8 @@ class NativeBackend implements Backend {
     const h: NativeDecoder = { ext, spec };
     return h;
   }
+  /** False for an addon built before the fused decoder existed (models then decode without it). */
+  get hasDecoder(): boolean { return typeof this.a.decoderCreate === 'function'; }
   decoderStep(h: DecoderHandle, s: DecoderStep): void {
     this.a.decoderStep!((h as NativeDecoder).ext, s.n, s.ids, s.pos, s.seq, s.outRows, s.outRows.length, s.logits);
   }
