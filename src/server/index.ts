@@ -1,8 +1,8 @@
 // icld serve: an OpenAI-compatible HTTP server on node's http module. Routes: GET /health,
 // GET /metrics, GET /v1/models, POST /v1/completions, POST /v1/chat/completions (SSE with
 // stream: true), POST /v1/fill-mask (masked LMs), and the chat page (src/server/web/) at GET /.
-// Generation goes through models/generate.ts (Generation, stepped by scheduler.ts), so greedy
-// output equals `icld generate`. Every handler is wrapped: a bad request gets an OpenAI-shaped
+// Generation goes through models/generate.ts (Generation, stepped together by scheduler.ts with
+// stepMany), so greedy output equals `icld generate`. Every handler is wrapped: a bad request gets an OpenAI-shaped
 // error, never a crash.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -373,7 +373,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       return;
     }
     if (path === '/metrics') {
-      const body = metrics.text({ queue: sched?.queue.length ?? 0, active: sched?.active.size ?? 0, slots });
+      const body = metrics.text({ queue: sched?.queue.length ?? 0, active: sched?.active.size ?? 0, slots, runtime: !!sched?.runtime });
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body) });
       res.end(method === 'HEAD' ? undefined : body);
       return;
@@ -444,13 +444,16 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     await new Promise((r) => setImmediate(r));
     pool = new ModelPool(o.model, o.adapters ?? {}, o.name);
     if (o.ctx !== undefined && o.ctx > pool.model.maxPositions) throw new Error(`serve: --ctx ${o.ctx} exceeds the model's context of ${pool.model.maxPositions} positions`);
-    sched = new Scheduler(slots, queueMax, pool);
+    // One fused runtime for all slots (several sequences per batched step); none with adapters (their
+    // wrappers change the layers) or for masked models, where each generation runs its own forward.
+    const runtime = pool.model.kind === 'causal' && !pool.peft ? pool.model.runtime?.({ maxSeqs: slots, maxT: o.ctx ?? pool.model.maxPositions }) ?? null : null;
+    sched = new Scheduler(slots, queueMax, pool, { runtime, onBatch: (n) => metrics.batchSize.observe(n) });
   } catch (e) {
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
     throw e;
   }
-  log(`serving ${[...pool.entries.keys()].join(', ')} at ${url} (${slots} slot(s), queue ${queueMax})`);
+  log(`serving ${[...pool.entries.keys()].join(', ')} at ${url} (${slots} slot(s)${sched.runtime ? ' decoded in one batch' : ''}, queue ${queueMax})`);
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -462,6 +465,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       await Promise.race([sched!.idle(), new Promise<void>((r) => { timer = setTimeout(r, graceMs); })]);
       clearTimeout(timer);
       sched!.cancelAll(new ApiError(503, 'the server is shutting down; the request was cancelled', 'server_error', null, 'shutting_down'));
+      sched!.dispose();
       await new Promise((r) => setImmediate(r));
       server.closeAllConnections();
       await closed;

@@ -41,6 +41,8 @@ class Histogram {
 
 const gauge = (name: string, help: string, v: number): string => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${v}`;
 
+const BATCH = [1, 2, 4, 8, 16, 32, 64, 128];
+
 const LATENCY = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export class Metrics {
@@ -50,13 +52,16 @@ export class Metrics {
   readonly latency = new Histogram('icld_request_duration_seconds', 'Request latency (arrival to the end of the response) by route.', LATENCY);
   readonly ttft = new Histogram('icld_time_to_first_token_seconds', 'Time from a generation request\'s arrival to its first generated token.', LATENCY);
 
-  text(state: { queue: number; active: number; slots: number }): string {
+  readonly batchSize = new Histogram('icld_decode_batch_size', 'Sequences per forward call: one batched runtime step for all generations sharing the model\'s runtime, 1 for a generation on its own forward (adapters).', BATCH);
+
+  text(state: { queue: number; active: number; slots: number; runtime: boolean }): string {
     return [
       this.requests.text(), this.promptTokens.text(), this.generatedTokens.text(),
       gauge('icld_queue_length', 'Requests waiting for a slot.', state.queue),
       gauge('icld_active_slots', 'Slots generating now.', state.active),
       gauge('icld_slots', 'Slots configured.', state.slots),
-      this.latency.text(), this.ttft.text(),
+      gauge('icld_batched_runtime', '1 when the base model decodes through the shared fused runtime (one forward per step for all its slots), 0 when each generation runs its own forward.', state.runtime ? 1 : 0),
+      this.latency.text(), this.ttft.text(), this.batchSize.text(),
     ].join('\n') + '\n';
   }
 }
