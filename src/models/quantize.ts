@@ -28,7 +28,7 @@ import { dirname, join, resolve } from 'node:path';
 import { quantizeWeight, weightBytes, QK, type QWeight, type WeightFormat } from '../engine/quant.js';
 import { noGrad } from '../engine/index.js';
 import { isLinearLayer, isQuantizable, Embedding, type Module, type QuantizableLayer } from '../nn/module.js';
-import { CONFIG_NAME, weightHeaders, writeConfig } from '../io/hf.js';
+import { CONFIG_NAME, readConfig, weightHeaders, writeConfig } from '../io/hf.js';
 import { openSafetensors, writeSafetensors, type SafetensorsFile, type WriteTensor } from '../io/safetensors.js';
 import { publishDir, tempSibling, removeDirAtomic } from '../io/atomic.js';
 import { printable } from '../io/json.js';
@@ -68,6 +68,14 @@ export function assertTrainable(model: LanguageModel, dir?: string): void {
   const q = infos.get(model);
   if (!q) return;
   throw new Error(`${q.dir ?? dir ?? 'this model'} is a quantized (${q.config.dtype}) model: inference only; fine-tune the original fp32 model`);
+}
+
+/** assertTrainable for a directory, from its config.json alone (before anything is loaded). */
+export function assertTrainableDir(dir: string): void {
+  const path = join(dir, CONFIG_NAME);
+  if (!existsSync(path)) return; // the loader reports a missing config
+  const qc = readQuantizationConfig(readConfig(dir), path);
+  if (qc) throw new Error(`${dir} is a quantized (${qc.dtype}) model: inference only; fine-tune the original fp32 model`);
 }
 
 interface Site { name: string; layer: QuantizableLayer; N: number; K: number; layout: 'in_out' | 'out_in'; kind: 'linear' | 'token-embedding' | 'embedding' }
