@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as O from '../../src/engine/ops.js';
 import { noGrad } from '../../src/engine/index.js';
-import { qmatmulRef, weightAt, type QWeight } from '../../src/engine/quant.js';
+import { qmatmulRef, weightAt, quantizeWeight, type QWeight } from '../../src/engine/quant.js';
 import { createModel, loadModel, type LanguageModel } from '../../src/models/index.js';
 import { quantizeModel, quantizationOf, assertTrainable, assertTrainableDir, modelDtype, type InferenceDtype } from '../../src/models/quantize.js';
 import { isQuantizable, type QuantizableLayer } from '../../src/nn/module.js';
@@ -104,6 +104,24 @@ describe('quantizeModel', () => {
     const row = noGrad(() => wte.forward(O.tensor([5], [1], 'int32')).toArray());
     const q = wte.inferenceWeight();
     assert.deepEqual(row, Array.from({ length: C }, (_, k) => weightAt(q, 5, k)));
+  });
+
+  it('qlinear: the many-row GEMM path and the qmatmul kernel path both compute qmatmulRef', () => {
+    const N = 40, K = 96, M = 70;
+    const src = new Float32Array(N * K).map((_, i) => Math.cos(i * 1.3) * (1 + (i % 7)));
+    const x = new Float32Array(M * K).map((_, i) => Math.sin(i * 0.71) * (i % 5 === 0 ? 4 : 1));
+    const bias = new Float32Array(N).map((_, i) => i / 10);
+    for (const fmt of ['f32', 'bf16', 'q8_0', 'q4_0'] as const) {
+      for (const layout of fmt === 'f32' ? ['in_out', 'out_in'] as const : ['out_in'] as const) {
+        const w = quantizeWeight(src, N, K, layout, fmt);
+        const want = new Float32Array(M * N);
+        qmatmulRef(w, M, x, 0, K, want, 0, N, bias, false);
+        const run = (minRows: number) => Float32Array.from(noGrad(() => O.qlinear(O.tensor(x, [M, K]), w, O.tensor(bias, [N]), minRows).toArray()));
+        const gemm = run(1), kernel = run(Infinity);
+        assert.ok(relErr(gemm, want) < 2e-6, `${fmt} ${layout} GEMM path ${relErr(gemm, want)}`);
+        assert.ok(relErr(kernel, want) < 2e-6, `${fmt} ${layout} kernel path ${relErr(kernel, want)}`);
+      }
+    }
   });
 
   it('is inference only: a gradient through a quantized weight and assertTrainable refuse', () => {
