@@ -70,12 +70,15 @@ export function assertTrainable(model: LanguageModel, dir?: string): void {
   throw new Error(`${q.dir ?? dir ?? 'this model'} is a quantized (${q.config.dtype}) model: inference only; fine-tune the original fp32 model`);
 }
 
-/** assertTrainable for a directory, from its config.json alone (before anything is loaded). */
-export function assertTrainableDir(dir: string): void {
+/**
+ * assertTrainable for a directory, from its config.json alone (before anything is loaded).
+ * `advice` ends the message (what to do instead).
+ */
+export function assertTrainableDir(dir: string, advice = 'fine-tune the original fp32 model'): void {
   const path = join(dir, CONFIG_NAME);
   if (!existsSync(path)) return; // the loader reports a missing config
   const qc = readQuantizationConfig(readConfig(dir), path);
-  if (qc) throw new Error(`${dir} is a quantized (${qc.dtype}) model: inference only; fine-tune the original fp32 model`);
+  if (qc) throw new Error(`${dir} is a quantized (${qc.dtype}) model: inference only; ${advice}`);
 }
 
 interface Site { name: string; layer: QuantizableLayer; N: number; K: number; layout: 'in_out' | 'out_in'; kind: 'linear' | 'token-embedding' | 'embedding' }

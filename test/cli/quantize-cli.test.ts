@@ -171,5 +171,13 @@ describe('inference commands on quantized directories', () => {
     assert.equal(ict.status, 1, ict.stderr);
     assert.match(lastLine(ict.stderr), want);
     assert.ok(!existsSync(join(root, 'ict', 'model.safetensors')));
+    const lora = fileURLToPath(new URL('../../../test/fixtures/peft/gpt2-lora', import.meta.url));
+    const pq = join(root, 'peft-base-q8');
+    quantize(fileURLToPath(new URL('../../../test/fixtures/peft/gpt2-base', import.meta.url)), 'q8_0', pq);
+    writeFileSync(join(pq, 'tokenizer.json'), readFileSync(join(gpt, 'tokenizer.json')));
+    const mg = icld(['merge', '--model', pq, '--adapter', lora, '--out', join(root, 'merged')]);
+    assert.equal(mg.status, 1, mg.stderr);
+    assert.match(lastLine(mg.stderr), /peft-base-q8 is a quantized \(q8_0\) model: inference only; merge the adapter into the original fp32 model$/);
+    assert.ok(!existsSync(join(root, 'merged')));
   });
 });

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { attachAdapterDir } from '../../src/tuners/index.js';
 import * as O from '../../src/engine/ops.js';
 import { noGrad } from '../../src/engine/index.js';
 import { qmatmulRef, weightAt, quantizeWeight, type QWeight } from '../../src/engine/quant.js';
@@ -209,6 +211,24 @@ describe('quantized model directories', () => {
     assert.deepEqual([...t.data], [...w].map((v) => bf16ToF32(f32ToBf16(v))));
     assert.equal(tensors.get('transformer.wte.weight')!.dtype, 'BF16');
     assert.equal(tensors.get('transformer.ln_f.weight')!.dtype, 'F32');
+  });
+
+  it('a PEFT LoRA adapter runs on a quantized base (inference), close to fp32 base + adapter', () => {
+    const F = fileURLToPath(new URL('../../../test/fixtures/peft/', import.meta.url));
+    for (const fam of ['gpt2', 'bert']) {
+      const x = O.tensor([3, 7, 1, 9, 4, 2], [1, 6], 'int32');
+      const run = (m: LanguageModel) => Float32Array.from(noGrad(() => m.forward(x).toArray()));
+      const ref = run(attachAdapterDir(loadModel(join(F, `${fam}-base`)), join(F, `${fam}-lora`)));
+      const m = loadModel(join(F, `${fam}-base`));
+      quantizeModel(m, 'q8_0');
+      const dir = join(root, `lora-base-${fam}`);
+      m.savePretrained(dir);
+      const plain = run(loadModel(dir));
+      const withLora = run(attachAdapterDir(loadModel(dir), join(F, `${fam}-lora`)));
+      const e = relErr(withLora, ref);
+      assert.ok(e > 0 && e < 0.06, `${fam}: ${e}`); // measured 0.024 / 0.030
+      assert.ok(relErr(withLora, plain) > 0.01, `${fam}: the adapter changes the output`);
+    }
   });
 
   it('training refuses a quantized dir by name (before loading it)', () => {
