@@ -171,6 +171,9 @@ describe('inference commands on quantized directories', () => {
     assert.equal(ict.status, 1, ict.stderr);
     assert.match(lastLine(ict.stderr), want);
     assert.ok(!existsSync(join(root, 'ict', 'model.safetensors')));
+    const ds = icld(['distill', '--teacher', gpt, '--student', gq, '--setting', 'multitask', '--k', '2', '--tasks', 'cls', '--task-dir', tasks, '--steps', '1', '--out', join(root, 'dist')]);
+    assert.equal(ds.status, 1, ds.stderr);
+    assert.match(lastLine(ds.stderr), want);
     const lora = fileURLToPath(new URL('../../../test/fixtures/peft/gpt2-lora', import.meta.url));
     const pq = join(root, 'peft-base-q8');
     quantize(fileURLToPath(new URL('../../../test/fixtures/peft/gpt2-base', import.meta.url)), 'q8_0', pq);
