@@ -128,6 +128,9 @@ export function quantizeModel(model: LanguageModel, dtype: InferenceDtype): Quan
   if (!INFERENCE_DTYPES.includes(dtype)) throw new Error(`quantizeModel: dtype must be one of ${INFERENCE_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
   const prev = infos.get(model);
   if (prev) throw new Error(`${prev.dir ?? 'this model'} is already quantized (${prev.config.dtype}); quantize the original fp32 model`);
+  // Tuner wrappers (LoRA, bottleneck adapters) hide their base layer: merge them first.
+  const wrapped = model.namedModules().find(([, m]) => (m as unknown as { isTunerWrapper?: boolean }).isTunerWrapper === true);
+  if (wrapped) throw new Error(`quantizeModel: '${wrapped[0]}' carries an adapter; merge it into the model first (icld merge), then quantize`);
   const bytesBefore = 4 * model.numParameters();
   const tensors: Record<WeightFormat, number> = { f32: 0, bf16: 0, q8_0: 0, q4_0: 0 };
   const formats: Record<string, InferenceDtype> = {};

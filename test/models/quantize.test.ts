@@ -224,6 +224,7 @@ describe('quantized model directories', () => {
       const dir = join(root, `lora-base-${fam}`);
       m.savePretrained(dir);
       const plain = run(loadModel(dir));
+      assert.throws(() => quantizeModel(attachAdapterDir(loadModel(join(F, `${fam}-base`)), join(F, `${fam}-lora`)), 'q8_0'), /carries an adapter; merge it into the model first/);
       const withLora = run(attachAdapterDir(loadModel(dir), join(F, `${fam}-lora`)));
       const e = relErr(withLora, ref);
       assert.ok(e > 0 && e < 0.06, `${fam}: ${e}`); // measured 0.024 / 0.030
