@@ -49,7 +49,8 @@ try {
     const out = join(tmp, f);
     process.stderr.write(`quantize ${f} …\n`);
     const q = icld(['quantize', '--model', model, '--dtype', f, '--out', out]);
-    rows.push({ ...evalDir(out, f), quantize: q.json, quantize_command: q.command.replace(tmp, '$TMP') });
+    const e = evalDir(out, f);
+    rows.push({ ...e, command: e.command.replace(tmp, '$TMP'), quantize: q.json, quantize_command: q.command.replace(tmp, '$TMP') });
   }
 } finally { rmSync(tmp, { recursive: true, force: true }); }
 
