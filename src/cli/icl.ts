@@ -5,6 +5,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadLM } from './load.js';
+import { assertTrainableDir } from '../models/index.js';
 import { UsageError } from './args.js';
 import { evaluateIcl, fmtMetrics, type Prediction } from '../icl/evaluate.js';
 import { writeIclReport, iclJson } from '../icl/report.js';
@@ -110,6 +111,7 @@ export async function ictTrainCommand(a: IctTrainArgs): Promise<IctTrainSummary>
   const taskDir = a.taskDir ?? defaultTaskDir();
   // Meta-ICT trains on the split's training tasks; Multitask-ICT on the target (test) tasks' k-shot data.
   const tasks = resolveTasks(taskDir, a.trainTasks, a.split, a.setting === 'meta' ? 'train' : 'test', log, '--train-tasks');
+  assertTrainableDir(a.model);
   const pools = episodePools(taskDir, tasks, a.setting, a.k, a.seeds, a.dedupe);
   const { model, tokenizer } = loadLM(a.model);
   const n = [...pools.values()].reduce((s, p) => s + p.length, 0);

@@ -171,7 +171,7 @@ export const commands: Record<string, Command> = {
     },
   },
   'eval-lm': {
-    summary: 'Perplexity of a model on a text file: {"kind","tokens","nll","ppl"} (kind "causal", or "pseudo" for a masked LM such as BERT).',
+    summary: 'Perplexity of a model on a text file: {"kind","dtype","tokens","nll","ppl"} (kind "causal", or "pseudo" for a masked LM such as BERT; dtype f32, or bf16/q8_0/q4_0 for an icld quantize directory).',
     details: 'The whole text is tokenised without special tokens and cut into consecutive windows of n_positions tokens (the last may be shorter). Causal LMs: every token of a window but the first is scored given its predecessors in that window. Masked LMs: the pseudo-perplexity; windows leave room for [CLS] … [SEP] around them (when the tokenizer has those) and every token is masked in turn and scored given the rest of its window.',
     flags: { json, model: { type: 'string', path: 'dir', help: 'model directory (required unless --adapter names its base)' }, adapter, 'text-file': { type: 'string', path: 'file', help: 'text file (required)' } },
     run: async (a) => {
@@ -198,8 +198,10 @@ export const commands: Record<string, Command> = {
         if (e instanceof NonFiniteLossError) throw new Error(`icld eval-lm: --model ${dir}: ${e.message}`);
         throw e;
       } finally { p.finish(); }
-      const out = { kind: masked ? 'pseudo' : 'causal', ...r };
-      console.log(a.json ? JSON.stringify(out) : `${masked ? 'pseudo-perplexity (masked LM): ' : ''}tokens ${r.tokens}  nll ${r.nll.toFixed(4)}  ppl ${r.ppl.toFixed(3)}`);
+      const { modelDtype } = await import('../models/index.js');
+      const dtype = modelDtype(model);
+      const out = { kind: masked ? 'pseudo' : 'causal', dtype, ...r };
+      console.log(a.json ? JSON.stringify(out) : `${masked ? 'pseudo-perplexity (masked LM): ' : ''}tokens ${r.tokens}  nll ${r.nll.toFixed(4)}  ppl ${r.ppl.toFixed(3)}  (weights ${dtype})`);
     },
   },
   'fill-mask': {
@@ -538,6 +540,27 @@ export const commands: Record<string, Command> = {
       const { peft, tokenizer } = loadLM(a.model as string | undefined, need(a, 'adapter') as string);
       const r = mergeToDir(peft!, tokenizer, need(a, 'out') as string, !!a.overwrite);
       console.log(a.json ? JSON.stringify(r) : `merged the ${r.peft_type} adapter: ${r.out} (${r.params.toLocaleString('en-US')} parameters; max |logit difference| vs base + adapter ${r.max_abs_diff.toExponential(2)})`);
+    },
+  },
+  quantize: {
+    summary: 'Write a copy of a model directory with inference weights in bf16, q8_0 or q4_0 (ggml-compatible blocks of 32); every inference command loads it.',
+    details: 'Linear layers get --dtype (bf16 when their input size is not a multiple of 32), the token embedding / tied LM head q8_0 under q4_0 (else --dtype); position embeddings, LayerNorms and biases stay f32. The result is inference only (training refuses it). Layout: README "Quantized models". JSON: the per-format tensor counts, weight bytes before/after and the file size.',
+    flags: {
+      json,
+      model: { type: 'string', path: 'dir', help: 'fp32 model directory to quantize (required)' },
+      dtype: { type: 'string', choices: ['bf16', 'q8_0', 'q4_0'], help: 'weight format (required)' },
+      out: { type: 'string', help: 'new output directory (required; must not exist or be empty, and differ from --model)' },
+    },
+    run: async (a) => {
+      const { existsSync, readdirSync, realpathSync, statSync } = await import('node:fs');
+      const { quantizeDir, formatQuantizeSummary } = await import('../models/index.js');
+      const model = need(a, 'model') as string, dtype = need(a, 'dtype') as 'bf16' | 'q8_0' | 'q4_0', out = need(a, 'out') as string;
+      if (existsSync(out)) {
+        if (statSync(out).isDirectory() && realpathSync(out) === realpathSync(model)) throw new UsageError(`icld quantize: --out ${out} is the --model directory; give a new directory`);
+        if (!statSync(out).isDirectory() || readdirSync(out).length > 0) throw new UsageError(`icld quantize: --out ${out} already exists and is not an empty directory; give a new one`);
+      }
+      const r = quantizeDir(model, out, dtype);
+      console.log(a.json ? JSON.stringify(r) : formatQuantizeSummary(r));
     },
   },
   serve: {

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readJsonFile } from '../io/json.js';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { loadModel } from '../models/index.js';
+import { loadModel, assertTrainableDir } from '../models/index.js';
 import { BPETokenizer } from '../tokenizers/index.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import type { Method } from '../data/prompts.js';
@@ -94,6 +94,7 @@ export function runDistill(o: DistillRunOptions): DistillRunSummary {
     throw new Error(`--out ${o.out} already holds a training run; continue it with --resume ${o.out}, or give a new --out`);
   }
   const tok = checkSameTokenizer(o.teacher, o.student);
+  assertTrainableDir(o.student);
   const teacher = loadModel(o.teacher), student = loadModel(o.student);
   if (teacher.vocabSize !== student.vocabSize) throw new Error(`teacher ${o.teacher} has vocab_size ${teacher.vocabSize}, student ${o.student} has ${student.vocabSize}: distillation matches them token by token`);
   if (student.vocabSize < tok.vocabSize) throw new Error(`${o.student}: vocab_size ${student.vocabSize} is smaller than its tokenizer's ${tok.vocabSize} tokens`);

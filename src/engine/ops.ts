@@ -7,9 +7,10 @@ import { BinOp, UnOp, type F32, type I32 } from './backend/types.js';
 import { backend } from './backend/index.js';
 import {
   Tensor, type DType, empty, fromData, viewOf, record, numel, fmtShape, contiguousStrides,
-  gradHooks, noGrad, iterOffsets,
+  gradHooks, noGrad, iterOffsets, isGradEnabled,
 } from './tensor.js';
 import { Rng } from './rng.js';
+import { weightAt, type QWeight } from './quant.js';
 
 export type TensorLike = Tensor | number;
 
@@ -815,3 +816,48 @@ gradHooks.accumulate = (into: Tensor, g: Tensor) => {
 
 export { fromData, empty, noGrad, iterOffsets };
 export type { I32 };
+
+// ---------------------------------------------------------------------------------------------
+// Inference-only weights (engine/quant.ts formats)
+
+function noGradThrough(op: string, w: QWeight, inputs: (Tensor | null)[]): void {
+  if (isGradEnabled() && inputs.some((t) => t?.requiresGrad)) {
+    throw new Error(`${op}: a ${w.format} ${w.N}×${w.K} weight is inference-only and no gradient can flow through it (run under noGrad, or train the original fp32 model)`);
+  }
+}
+
+/**
+ * x[..., K] · Wᵀ (+ bias) → [..., N] with an inference weight (engine/quant.ts's qmatmulRef is the
+ * numerics: q formats quantize the activations to q8_0 blocks, bf16 rounds them). Forward only.
+ */
+export function qlinear(x: Tensor, w: QWeight, bias: Tensor | null): Tensor {
+  const K = x.shape[x.ndim - 1];
+  if (x.ndim < 1 || K !== w.K) throw new Error(`qlinear: input ${fmtShape(x.shape)} does not end in the weight's input size ${w.K}`);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== w.N)) throw new Error(`qlinear: bias ${fmtShape(bias.shape)} does not match the weight's output size ${w.N}`);
+  noGradThrough('qlinear', w, [x, bias]);
+  const xc = raw(x), bc = bias ? raw(bias) : null;
+  const M = K === 0 ? 0 : x.size / K;
+  const out = empty([...x.shape.slice(0, -1), w.N], 'float32', false);
+  if (M > 0 && w.N > 0) {
+    if (K === 0) out.f32.fill(0);
+    else backend().qmatmul(w, M, xc.f32, 0, K, out.f32, 0, w.N, bc ? bc.f32 : null, false);
+  }
+  if (xc !== x) xc.dispose();
+  if (bc && bc !== bias) bc.dispose();
+  return out;
+}
+
+/** Rows of an inference table w ([V, D] = [N, K]) picked by int32 ids [...] → [..., D], dequantized. Forward only. */
+export function qembedding(w: QWeight, ids: Tensor): Tensor {
+  if (ids.dtype !== 'int32') throw new Error(`qembedding: ids must be int32, got ${ids.dtype}`);
+  const V = w.N, D = w.K;
+  const ic = raw(ids), idd = ic.i32, n = ids.size;
+  const out = empty([...ids.shape, D], 'float32', false), o = out.f32;
+  for (let i = 0; i < n; i++) {
+    const id = idd[i];
+    if (id < 0 || id >= V) throw new Error(`qembedding: id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
+    for (let k = 0; k < D; k++) o[i * D + k] = weightAt(w, id, k);
+  }
+  if (ic !== ids) ic.dispose();
+  return out;
+}

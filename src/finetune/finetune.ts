@@ -8,7 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as O from '../engine/ops.js';
 import { Rng, noGrad, tidy, type Tensor } from '../engine/index.js';
-import { loadModel, modelFamily, type LanguageModel } from '../models/index.js';
+import { loadModel, modelFamily, assertTrainableDir, type LanguageModel } from '../models/index.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js';
 import { readChatFile } from '../data/chat.js';
 import { encodeChatDataset, ensureChatTokens, type ChatExample } from '../data/chat-encode.js';
@@ -127,6 +127,7 @@ export interface PreparedModel {
  */
 export function prepareModel(o: FinetuneOptions, tokenizerDir: string, log: (s: string) => void): PreparedModel {
   if (!existsSync(o.model) || !statSync(o.model).isDirectory()) throw new Error(`--model directory not found: ${o.model}`);
+  assertTrainableDir(o.model);
   const base = loadModel(o.model);
   const tok = loadTokenizer(tokenizerDir);
   const fam = modelFamily(base.modelType);

@@ -10,7 +10,7 @@ import { writeJsonAtomic } from '../io/atomic.js';
 import { join } from 'node:path';
 import * as O from '../engine/ops.js';
 import { Rng, tidy, noGrad, type Tensor } from '../engine/index.js';
-import { logitsAt, type LanguageModel } from '../models/index.js';
+import { logitsAt, assertTrainable, type LanguageModel } from '../models/index.js';
 import { loadTask, trainingPool, type Example } from '../data/tasks.js';
 import { buildPrompt, ContinuationTooLongError, makeTemplate, PieceEncoder, tokenizePrompt, verbalize, type Method, type Template, type Tokenizer } from '../data/prompts.js';
 import { Trainer, checkRngState, defaultTrainConfig, type TrainConfig, type TrainerState } from '../train/trainer.js';
@@ -246,6 +246,7 @@ export interface IctTrainOptions {
 }
 
 export function trainIct(o: IctTrainOptions): TrainerState {
+  assertTrainable(o.model, typeof o.meta?.base_model === 'string' ? o.meta.base_model : undefined);
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   const cfg: TrainConfig = { ...defaultTrainConfig, warmupSteps: 0, schedule: 'linear', minLrRatio: 0, lr: 1e-4, weightDecay: 0.0, evalEvery: 0, saveEvery: 0, ...o.train };
   const maxLength = o.model.maxPositions;

@@ -31,7 +31,7 @@ export type SafeDtype =
   | 'F8_E4M3' | 'F8_E5M2';
 
 /** dtypes `writeSafetensors` can produce. */
-export type WriteDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64';
+export type WriteDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8' | 'I8';
 
 export const DTYPE_SIZE: Readonly<Record<SafeDtype, number>> = {
   F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1,
@@ -446,10 +446,14 @@ export function parseSafetensors(bytes: Uint8Array, name = '<buffer>'): { tensor
 // ---------------------------------------------------------------------------------------------
 // Writing
 
+/**
+ * Float32Array/Int32Array values are converted to `dtype`. Raw forms are written as they are:
+ * Uint16Array = F16/BF16 bits, Uint8Array = U8 bytes, Int8Array = I8 values (quantized weights).
+ */
 export interface WriteTensor {
   dtype: WriteDtype;
   shape: number[];
-  data: Float32Array | Int32Array;
+  data: Float32Array | Int32Array | Uint16Array | Uint8Array | Int8Array;
 }
 
 export type TensorDict<T> = Record<string, T> | Map<string, T>;
@@ -459,13 +463,16 @@ function entriesOf<T>(d: TensorDict<T>): [string, T][] {
 }
 
 
-const WRITE_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16', 'I32', 'I64']);
+const WRITE_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16', 'I32', 'I64', 'U8', 'I8']);
 const CHUNK = 1 << 18; // elements per encode chunk
 
 function encodeChunk(t: WriteTensor, start: number, end: number): Uint8Array {
   const n = end - start;
+  if (t.data instanceof Uint8Array || t.data instanceof Int8Array) return new Uint8Array(t.data.buffer, t.data.byteOffset + start, n);
+  if (t.data instanceof Uint16Array) return leBytes(t.data.subarray(start, end));
   const src = t.data;
   switch (t.dtype) {
+    case 'U8': case 'I8': throw new Error(`unreachable: ${t.dtype} from ${src.constructor.name}`);
     case 'F32': {
       if (src instanceof Float32Array && LITTLE_ENDIAN_HOST) return new Uint8Array(src.buffer, src.byteOffset + 4 * start, 4 * n);
       const out = new Float32Array(n);
@@ -508,11 +515,16 @@ function leBytes(a: Float32Array | Int32Array | Uint16Array): Uint8Array {
 function validateForWrite(file: string, name: string, t: WriteTensor): number {
   if (name === '__metadata__') fail(file, `'__metadata__' is reserved and cannot be a tensor name`);
   if (!t || typeof t !== 'object') fail(file, `tensor '${name}': not an object`);
-  if (!WRITE_DTYPES.has(t.dtype)) fail(file, `tensor '${name}': cannot write dtype ${JSON.stringify(t.dtype)} (supported: F32, F16, BF16, I32, I64)`);
+  if (!WRITE_DTYPES.has(t.dtype)) fail(file, `tensor '${name}': cannot write dtype ${JSON.stringify(t.dtype)} (supported: F32, F16, BF16, I32, I64, U8, I8)`);
   if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     fail(file, `tensor '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`);
   }
-  if (!(t.data instanceof Float32Array || t.data instanceof Int32Array)) fail(file, `tensor '${name}': data must be a Float32Array or Int32Array`);
+  // Raw forms must match their dtype exactly: bytes are written unconverted.
+  const rawOk = t.data instanceof Uint8Array ? t.dtype === 'U8' : t.data instanceof Int8Array ? t.dtype === 'I8'
+    : t.data instanceof Uint16Array ? t.dtype === 'F16' || t.dtype === 'BF16' : null;
+  if (rawOk === false) fail(file, `tensor '${name}': ${t.data.constructor.name} data cannot be written as ${t.dtype} (Uint8Array → U8, Int8Array → I8, Uint16Array bits → F16/BF16)`);
+  if (rawOk === null && !(t.data instanceof Float32Array || t.data instanceof Int32Array)) fail(file, `tensor '${name}': data must be a Float32Array, Int32Array, or raw Uint16Array/Uint8Array/Int8Array`);
+  if (rawOk === null && (t.dtype === 'U8' || t.dtype === 'I8')) fail(file, `tensor '${name}': ${t.dtype} is written from raw Uint8Array/Int8Array data only`);
   const numel = t.shape.reduce((a, b) => a * b, 1);
   if (t.data.length !== numel) fail(file, `tensor '${name}': data has ${t.data.length} elements but shape ${JSON.stringify(t.shape)} needs ${numel}`);
   if ((t.dtype === 'I32' || t.dtype === 'I64') && t.data instanceof Float32Array) {

@@ -5,10 +5,12 @@
 
 import * as O from '../engine/ops.js';
 import { Tensor, Rng } from '../engine/index.js';
-import { Module, ModuleList, Embedding, LayerNorm, Dropout, type LinearLayer } from '../nn/module.js';
+import { Module, ModuleList, Embedding, LayerNorm, Dropout, checkQWeight, type LinearLayer, type QuantizableLayer } from '../nn/module.js';
+import type { QWeight } from '../engine/quant.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
 import { checkVirtual, resizeEmbeddingAt, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
 import { registerFamily } from './registry.js';
+import { readQuantizationConfig, loadQuantized, quantizationOf, saveQuantized } from './quantize.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
 
@@ -130,16 +132,31 @@ export function bertParameterShapes(c: BertConfig): [string, number[]][] {
 }
 
 /** y = x Wᵀ + b with W stored [out, in] (PyTorch nn.Linear's layout, as BERT checkpoints hold it). */
-export class BertLinear extends Module implements LinearLayer {
+export class BertLinear extends Module implements LinearLayer, QuantizableLayer {
   readonly weightLayout = 'out_in' as const;
   readonly weight: Tensor;
   readonly bias: Tensor;
+  /** Inference-only weights from a quantized checkpoint; when set, forward() uses them instead of `weight`. */
+  quantized: QWeight | null = null;
   constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, std: number, init: boolean) {
     super();
     this.weight = this.addParam('weight', init ? O.randn([outFeatures, inFeatures], rng, std) : O.zeros([outFeatures, inFeatures]));
     this.bias = this.addParam('bias', O.zeros([outFeatures]));
   }
-  forward(x: Tensor): Tensor { return O.add(O.matmul(x, O.transpose(this.weight)), this.bias); }
+  /** The weight as the inference kernels take it (no copy for f32: [out, in]). */
+  inferenceWeight(): QWeight {
+    return this.quantized ?? { format: 'f32', N: this.outFeatures, K: this.inFeatures, layout: 'out_in', data: this.weight.f32, scales: null };
+  }
+  /** Use `q` for inference from now on and free the f32 weight. */
+  setQuantized(q: QWeight): void {
+    checkQWeight(q, this.outFeatures, this.inFeatures, 'BertLinear');
+    if (!this.quantized) (this as { weight: Tensor }).weight = this.releaseParam('weight');
+    this.quantized = q;
+  }
+  forward(x: Tensor): Tensor {
+    if (this.quantized) return O.qlinear(x, this.quantized, this.bias);
+    return O.add(O.matmul(x, O.transpose(this.weight)), this.bias);
+  }
 }
 
 function activation(x: Tensor, act: string): Tensor {
@@ -334,6 +351,13 @@ export class Bert extends Module implements LanguageModel {
     if (raw.vocab_size === undefined) throw new Error(`${cfgPath}: vocab_size is missing`);
     const cfg = { ...bertDefaults(raw.vocab_size as number), ...raw, model_type: 'bert' } as BertConfig;
     validateBertConfig(cfg, cfgPath);
+    const qc = readQuantizationConfig(raw as Record<string, unknown>, cfgPath);
+    if (qc) {
+      // icld quantize's layout (quantize.ts): canonical names, q tensors read as bytes.
+      const model = new Bert(cfg, 0, { init: false });
+      loadQuantized(model, dir, qc);
+      return model;
+    }
     checkBertWeights(dir, cfg);
     const sd = normalizeBertStateDict(loadStateDict(dir), dir);
     const model = new Bert(cfg, 0, { init: false });
@@ -343,6 +367,11 @@ export class Bert extends Module implements LanguageModel {
 
   /** config.json + model.safetensors as BertForMaskedLM.save_pretrained writes them (tied decoder weight omitted). */
   savePretrained(dir: string, opts: SaveOptions = {}): void {
+    if (quantizationOf(this)) {
+      // Quantized weights keep their formats (opts.dtype does not apply); see quantize.ts for the layout.
+      saveQuantized(this, dir, { ...this.config, model_type: 'bert', architectures: ['BertForMaskedLM'] });
+      return;
+    }
     const sd = new Map(this.namedParameters().map(([n, p]) => [n, { shape: p.shape.slice(), data: p.f32 }]));
     saveStateDict(dir, sd, opts);
     writeConfig(dir, { ...this.config, model_type: 'bert', architectures: ['BertForMaskedLM'], torch_dtype: opts.dtype === 'F16' ? 'float16' : opts.dtype === 'BF16' ? 'bfloat16' : 'float32' });
@@ -416,8 +445,9 @@ export class Bert extends Module implements LanguageModel {
 
   /** transform (dense, act, LayerNorm) → tied decoder + bias. */
   lmHead(h: Tensor): Tensor {
-    const p = this.cls.predictions;
-    return O.add(O.matmul(p.transform.forward(h), O.transpose(this.bert.embeddings.word_embeddings.weight)), p.bias);
+    const p = this.cls.predictions, wte = this.bert.embeddings.word_embeddings;
+    if (wte.quantized) return O.qlinear(p.transform.forward(h), wte.quantized, p.bias);
+    return O.add(O.matmul(p.transform.forward(h), O.transpose(wte.weight)), p.bias);
   }
 
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor { return this.lmHead(this.hidden(ids, opts)); }

@@ -9,6 +9,7 @@ import { backend } from '../engine/backend/index.js';
 import { CONFIG_NAME, readConfig, writeConfig, loadStateDict, weightHeaders, saveStateDict, writeJsonAtomic, entriesOf, sameTensor, type SaveOptions, type StateDictLike } from '../io/hf.js';
 import { KVCache, checkVirtual, resizeEmbeddingAt, type ForwardOptions, type LanguageModel, type ModelDims } from './lm.js';
 import { registerFamily } from './registry.js';
+import { readQuantizationConfig, loadQuantized, quantizationOf, saveQuantized } from './quantize.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
 
@@ -273,6 +274,13 @@ export class GPT2 extends Module implements LanguageModel {
     if (raw.vocab_size === undefined) throw new Error(`${cfgPath}: vocab_size is missing`);
     const cfg = { ...gpt2Config.defaults(raw.vocab_size), ...raw, model_type: 'gpt2' } as GPT2Config;
     validateGPT2Config(cfg, cfgPath);
+    const qc = readQuantizationConfig(raw as Record<string, unknown>, cfgPath);
+    if (qc) {
+      // icld quantize's layout (quantize.ts): canonical names, q tensors read as bytes.
+      const model = new GPT2(cfg, 0, { init: false });
+      loadQuantized(model, dir, qc);
+      return model;
+    }
     // Compare the weight files' headers with what config.json implies before allocating anything.
     checkGpt2Weights(dir, cfg);
     const sd = normalizeGpt2StateDict(loadStateDict(dir));
@@ -283,6 +291,12 @@ export class GPT2 extends Module implements LanguageModel {
 
   /** Write config.json, generation_config.json and model.safetensors in transformers' layout. */
   savePretrained(dir: string, opts: SaveOptions = {}): void {
+    if (quantizationOf(this)) {
+      // Quantized weights keep their formats (opts.dtype does not apply); see quantize.ts for the layout.
+      saveQuantized(this, dir, { ...this.config, architectures: ['GPT2LMHeadModel'] });
+      writeJsonAtomic(join(dir, 'generation_config.json'), { bos_token_id: this.config.bos_token_id, eos_token_id: this.config.eos_token_id });
+      return;
+    }
     const sd = new Map(this.namedParameters().map(([n, p]) => [n, { shape: p.shape.slice(), data: p.f32 }]));
     saveStateDict(dir, gpt2StateDictForSave(sd), opts);
     writeConfig(dir, { ...this.config, architectures: ['GPT2LMHeadModel'], torch_dtype: opts.dtype === 'F16' ? 'float16' : opts.dtype === 'BF16' ? 'bfloat16' : 'float32' });
@@ -403,7 +417,10 @@ export class GPT2 extends Module implements LanguageModel {
     return this.lmHead(this.hidden(ids, opts));
   }
 
-  lmHead(h: Tensor): Tensor { return O.matmul(h, O.transpose(this.transformer.wte.weight)); }
+  lmHead(h: Tensor): Tensor {
+    const wte = this.transformer.wte;
+    return wte.quantized ? O.qlinear(h, wte.quantized, null) : O.matmul(h, O.transpose(wte.weight));
+  }
 
   /**
    * Causal LM loss as in HF: logits at position t predict labels[t+1]; label -100 is ignored.

@@ -7,3 +7,4 @@ import './bert.js';
 export { KVCache, requireCausal, logitsAt, type CausalLanguageModel, type LanguageModel, type LMConfig, type LMKind, type ForwardOptions, type ModelFamily, type VirtualTokens, type ModelDims, type FamilyTuning, type FamilyChat } from './lm.js';
 export { loadModel, createModel, modelConfig, modelFamily, familyOfConfig, supportedModelTypes, registerFamily, reloadWeights } from './registry.js';
 export { generate, sampleNext, Generation, tokenLogprob, type GenerateOptions, type GenerateResult, type TextCodec, type TokenLogprob } from './generate.js';
+export { quantizeModel, quantizeDir, formatQuantizeSummary, quantizationOf, modelDtype, assertTrainable, assertTrainableDir, readQuantizationConfig, INFERENCE_DTYPES, type InferenceDtype, type QuantizeSummary, type QuantizeDirResult, type QuantizationConfig } from './quantize.js';

@@ -4,6 +4,7 @@
 import * as O from '../engine/ops.js';
 import type { QWeight } from '../engine/quant.js';
 import { Tensor, type Rng } from '../engine/index.js';
+import { clearPool } from '../engine/tensor.js';
 
 export class Module {
   training = true;
@@ -17,6 +18,21 @@ export class Module {
     return t;
   }
   protected addModule<M extends Module>(name: string, m: M): M { this.children.set(name, m); return m; }
+  /**
+   * Drop parameter `name` (its data freed, not pooled) and return an empty placeholder for the
+   * field that held it: a quantized layer keeps only its QWeight.
+   */
+  protected releaseParam(name: string): Tensor {
+    const p = this.params.get(name);
+    if (!p) throw new Error(`no parameter '${name}' to release`);
+    this.params.delete(name);
+    p.dispose();
+    // dispose() parks big buffers in the tensor pool; the point here is to give the memory back.
+    clearPool();
+    const e = O.zeros([0]).keep();
+    e.requiresGrad = false;
+    return e;
+  }
 
   /** All parameters with dotted names, in registration order. */
   namedParameters(prefix = ''): [string, Tensor][] {
@@ -106,6 +122,26 @@ export interface LinearLayer extends Module {
   forward(x: Tensor): Tensor;
 }
 
+/**
+ * A layer whose weight can be replaced by an inference-only QWeight (Linear, BERT's [out, in]
+ * linear, Embedding). setQuantized frees the f32 parameter: the layer can no longer be trained.
+ */
+export interface QuantizableLayer extends Module {
+  quantized: QWeight | null;
+  inferenceWeight(): QWeight;
+  setQuantized(q: QWeight): void;
+}
+
+export function isQuantizable(m: Module): m is QuantizableLayer {
+  const l = m as unknown as Partial<QuantizableLayer>;
+  return typeof l.setQuantized === 'function' && typeof l.inferenceWeight === 'function' && 'quantized' in l;
+}
+
+/** Check a QWeight's shape against a layer's before installing it. */
+export function checkQWeight(q: QWeight, N: number, K: number, what: string): void {
+  if (q.N !== N || q.K !== K) throw new Error(`${what}: a ${q.format} weight of ${q.N}×${q.K} does not fit a ${N}×${K} layer`);
+}
+
 /** Duck-typed check (tuners see modules only through the tree). */
 export function isLinearLayer(m: Module): m is LinearLayer {
   const l = m as unknown as Partial<LinearLayer>;
@@ -133,13 +169,13 @@ export class ModuleList<M extends Module> extends Module {
 }
 
 /** y = x W + b with W stored [in, out] (the layout of HF's GPT-2 Conv1D). */
-export class Linear extends Module implements LinearLayer {
+export class Linear extends Module implements LinearLayer, QuantizableLayer {
   readonly weightLayout = 'in_out' as const;
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  /** `init: false`: zero weight, no draw from `rng` (the weights are loaded afterwards). */
   /** Inference-only weights from a quantized checkpoint; when set, forward() uses them instead of `weight`. */
   quantized: QWeight | null = null;
+  /** `init: false`: zero weight, no draw from `rng` (the weights are loaded afterwards). */
   constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, opts: { bias?: boolean; std?: number; init?: boolean } = {}) {
     super();
     this.weight = this.addParam('weight', opts.init === false ? O.zeros([inFeatures, outFeatures]) : O.randn([inFeatures, outFeatures], rng, opts.std ?? 0.02));
@@ -149,13 +185,20 @@ export class Linear extends Module implements LinearLayer {
   inferenceWeight(): QWeight {
     return this.quantized ?? { format: 'f32', N: this.outFeatures, K: this.inFeatures, layout: 'in_out', data: this.weight.f32, scales: null };
   }
+  /** Use `q` for inference from now on and free the f32 weight (`weight` becomes an empty placeholder). */
+  setQuantized(q: QWeight): void {
+    checkQWeight(q, this.outFeatures, this.inFeatures, 'Linear');
+    if (!this.quantized) (this as { weight: Tensor }).weight = this.releaseParam('weight');
+    this.quantized = q;
+  }
   forward(x: Tensor): Tensor {
+    if (this.quantized) return O.qlinear(x, this.quantized, this.bias);
     const y = O.matmul(x, this.weight);
     return this.bias ? O.add(y, this.bias) : y;
   }
 }
 
-export class Embedding extends Module {
+export class Embedding extends Module implements QuantizableLayer {
   readonly weight: Tensor;
   constructor(readonly num: number, readonly dim: number, rng: Rng, std = 0.02, init = true) {
     super();
@@ -167,7 +210,14 @@ export class Embedding extends Module {
   inferenceWeight(): QWeight {
     return this.quantized ?? { format: 'f32', N: this.num, K: this.dim, layout: 'out_in', data: this.weight.f32, scales: null };
   }
-  forward(ids: Tensor): Tensor { return O.embedding(this.weight, ids); }
+  /** Use `q` ([num, dim]) from now on and free the f32 table (`weight` becomes an empty placeholder). */
+  setQuantized(q: QWeight): void {
+    checkQWeight(q, this.num, this.dim, 'Embedding');
+    if (q.format !== 'f32' && q.layout !== 'out_in') throw new Error(`Embedding: a quantized table must be stored [num, dim]`);
+    if (!this.quantized) (this as { weight: Tensor }).weight = this.releaseParam('weight');
+    this.quantized = q;
+  }
+  forward(ids: Tensor): Tensor { return this.quantized ? O.qembedding(this.quantized, ids) : O.embedding(this.weight, ids); }
 }
 
 export class LayerNorm extends Module {
