@@ -28,14 +28,13 @@
 
 import { performance } from 'node:perf_hooks';
 import { tidy, noGrad, backend, Rng, empty, type Tensor } from '../engine/index.js';
-import { createModel, generate, type LanguageModel } from '../models/index.js';
+import { createModel, generate, quantizeModel, type LanguageModel } from '../models/index.js';
 import { MlmCollator } from '../data/mlm.js';
 import { mlmLoss } from '../train/pretrain.js';
 import * as O from '../engine/ops.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
 import { paramGroups } from '../train/trainer.js';
-import { Linear, Embedding, Module } from '../nn/module.js';
-import { quantizeWeight, weightBytes, type WeightFormat } from '../engine/quant.js';
+import type { WeightFormat } from '../engine/quant.js';
 
 export type TrainBenchConfig = 'small' | 'gpt2s' | 'bert-small';
 export type GenerateBenchConfig = 'small' | 'gpt2-124m';
@@ -114,8 +113,10 @@ export interface BenchGenerateResult {
   new_tokens: number;
   reps: number;
   dtype: WeightFormat;
-  /** Bytes of the inference weights (matmuls + token embedding), per format. */
-  weight_bytes: Record<string, number>;
+  /** Tensors per weight format after quantizeModel's per-tensor policy (f32: parameters left f32). */
+  weight_formats: Partial<Record<WeightFormat, number>>;
+  /** Bytes of all the model's weights as inference holds them (scales included). */
+  weight_bytes: number;
   /** Seconds spent quantizing the random model (not timed in the rates). */
   quantize_s: number;
   /** Whether the model offers the fused inference runtime that generate() prefers (else the module forward runs). */
@@ -242,8 +243,9 @@ export function benchGenerate(opts: BenchGenerateOptions): BenchGenerateResult {
   model.eval();
   const nParams = model.numParameters();
   const tq = performance.now();
-  const weight_bytes = quantizeForBench(model, dtype);
+  const q = dtype === 'f32' ? null : quantizeModel(model, dtype);
   const quantizeS = (performance.now() - tq) / 1000;
+  const weightFormats = q ? Object.fromEntries(Object.entries(q.tensors).filter(([, n]) => n > 0)) : { f32: model.namedParameters().length };
   const fused = typeof model.runtime === 'function';
   const rng = new Rng(4321);
   const prompt = Array.from({ length: P }, () => rng.nextU32() % s.vocab);
@@ -274,33 +276,12 @@ export function benchGenerate(opts: BenchGenerateOptions): BenchGenerateResult {
   const total = median(totals), perToken = median(perTok), prefill = median(prefills);
   return {
     config: opts.config, shape: s, params: nParams, prompt_tokens: P, new_tokens: N, reps,
-    dtype, weight_bytes, quantize_s: round(quantizeS, 2), fused_runtime: fused,
+    dtype, weight_formats: weightFormats, weight_bytes: q ? q.bytes_after : 4 * nParams, quantize_s: round(quantizeS, 2), fused_runtime: fused,
     tokens_per_s: round(N / (total / 1000), 2), prefill_tokens_per_s: round(prefill > 0 ? P / (prefill / 1000) : 0, 1), decode_tokens_per_s: round(perToken > 0 ? 1000 / perToken : 0, 2),
     prefill_ms: round(prefill, 2), per_token_ms: round(perToken, 3),
     peak_rss_mb: round(peak / MiB, 1), max_rss_mb: round(maxRssMb(), 1),
     backend: be.name, gemm: be.gemmProvider, threads: be.threads(),
   };
-}
-
-/**
- * Set every Linear's and Embedding's inference weights to `dtype` (position embeddings stay f32);
- * returns the inference weight bytes per format. Interim: replaced by the models' quantizeModel.
- */
-function quantizeForBench(model: LanguageModel, dtype: WeightFormat): Record<string, number> {
-  if (!(model instanceof Module)) throw new Error('bench generate: the model is not a module tree');
-  const bytes: Record<string, number> = {};
-  const add = (f: WeightFormat, n: number, k: number): void => { bytes[f] = (bytes[f] ?? 0) + weightBytes(f, n, k); };
-  for (const [name, m] of model.namedModules()) {
-    if (m instanceof Linear) {
-      if (dtype !== 'f32') m.quantized = quantizeWeight(m.weight.f32, m.outFeatures, m.inFeatures, 'in_out', dtype);
-      add(dtype, m.outFeatures, m.inFeatures);
-    } else if (m instanceof Embedding) {
-      const f = /wpe$/.test(name) ? 'f32' : dtype;
-      if (f !== 'f32') m.quantized = quantizeWeight(m.weight.f32, m.num, m.dim, 'out_in', f);
-      add(f, m.num, m.dim);
-    }
-  }
-  return bytes;
 }
 
 export interface BenchFillMaskOptions { config: FillMaskBenchConfig; reps?: number; threads?: number; progress?: boolean; }

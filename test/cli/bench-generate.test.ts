@@ -20,10 +20,12 @@ test('bench generate --dtype q8_0 on small: quantized weights, prefill and decod
   assert.equal(j.prompt_tokens, 8);
   assert.equal(j.new_tokens, 4);
   assert.equal(j.threads, 1);
-  // small: d256 L4, vocab 2048, 1024 positions: matmuls and the tied wte in q8_0, wpe stays f32.
+  // small: d256 L4, vocab 2048, 1024 positions: the 16 matmuls and the tied wte in q8_0; wpe, norms, biases f32.
   const C = 256, L = 4, V = 2048;
   const q8 = L * (weightBytes('q8_0', 3 * C, C) + weightBytes('q8_0', C, C) + weightBytes('q8_0', 4 * C, C) + weightBytes('q8_0', C, 4 * C)) + weightBytes('q8_0', V, C);
-  assert.deepEqual(j.weight_bytes, { q8_0: q8, f32: weightBytes('f32', 1024, C) });
+  const qParams = L * 12 * C * C + V * C;
+  assert.equal(j.weight_formats.q8_0, 4 * L + 1);
+  assert.equal(j.weight_bytes, q8 + 4 * (j.params - qParams));
   assert.ok(j.prefill_tokens_per_s > 0 && Number.isFinite(j.prefill_tokens_per_s));
   assert.ok(j.decode_tokens_per_s > 0 && Number.isFinite(j.decode_tokens_per_s));
   // The rates are the reported times turned around: 8 prompt tokens over prefill_ms, 1 token per per_token_ms.
@@ -39,7 +41,8 @@ test('bench generate: f32 keeps every weight in f32; bad --dtype and too long a 
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
   assert.equal(j.dtype, 'f32');
-  assert.deepEqual(Object.keys(j.weight_bytes), ['f32']);
+  assert.deepEqual(Object.keys(j.weight_formats), ['f32']);
+  assert.equal(j.weight_bytes, 4 * j.params);
   assert.equal(j.quantize_s, 0);
   const bad = run(['--dtype', 'q5_0']);
   assert.equal(bad.status, 2);
