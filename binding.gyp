@@ -10,7 +10,7 @@
   "targets": [
     {
       "target_name": "icld_native",
-      "sources": ["native/binding.c", "native/kernels.c", "native/gemm.c", "native/quant.c"],
+      "sources": ["native/binding.c", "native/kernels.c", "native/gemm.c", "native/quant.c", "native/decoder.c"],
       "cflags_c": ["-std=gnu11"],
       "cflags": ["-O3", "-fno-math-errno", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"],
       "cflags!": ["-O2"],

@@ -566,6 +566,186 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* ---- fused decoder ---- */
+typedef struct { icld_decoder *d; int V, maxSeqs, maxT; } dec_box;
+
+static void dec_finalize(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  dec_box *b = data;
+  icld_decoder_free(b->d);
+  free(b);
+}
+
+/* Element i of the JS array `a`, as c->argv[MAXARGS-1] so the typed-array getters can read it. */
+static int dec_elem(ctx *c, napi_value a, uint32_t i) {
+  if (c->failed) return 0;
+  if (napi_get_element(c->env, a, i, &c->argv[MAXARGS - 1]) != napi_ok) return throw_err(c, "ERR_ARG_TYPE", "decoderCreate: bad tensor list");
+  return 1;
+}
+static const float *dec_vec(ctx *c, napi_value a, uint32_t *i, int64_t n, const char *what) {
+  if (!dec_elem(c, a, (*i)++)) return NULL;
+  arr v = typed(c, MAXARGS - 1, 1, 0);
+  if (c->failed) return NULL;
+  if (v.len != n) {
+    char m[160];
+    snprintf(m, sizeof m, "decoderCreate: %s has %lld values, expected %lld", what, (long long)v.len, (long long)n);
+    throw_err(c, "ERR_OUT_OF_RANGE", m);
+    return NULL;
+  }
+  return F(v);
+}
+/* A weight as 6 list entries: format, inOut, N, K, data, scales|null. */
+static int dec_weight(ctx *c, napi_value a, uint32_t *i, int64_t N, int64_t K, const char *what, icld_qweight *w) {
+  napi_value e;
+  int64_t f[4];
+  for (int k = 0; k < 4; k++) {
+    if (!dec_elem(c, a, (*i)++)) return 0;
+    e = c->argv[MAXARGS - 1];
+    if (k == 1) { bool b = false; napi_get_value_bool(c->env, e, &b); f[k] = b; }
+    else if (napi_get_value_int64(c->env, e, &f[k]) != napi_ok) return throw_err(c, "ERR_ARG_TYPE", "decoderCreate: weight sizes must be numbers");
+  }
+  if (!dec_elem(c, a, (*i)++)) return 0;
+  arr data = raw_bytes(c, MAXARGS - 1, 0);
+  if (!dec_elem(c, a, (*i)++)) return 0;
+  arr sc = raw_bytes(c, MAXARGS - 1, 1);
+  if (c->failed) return 0;
+  char m[200];
+  int64_t fmt = f[0];
+  if (fmt < ICLD_F32 || fmt > ICLD_Q4_0 || f[2] != N || f[3] != K || (fmt >= ICLD_Q8_0 && K % ICLD_QK)) {
+    snprintf(m, sizeof m, "decoderCreate: %s is format %lld %lldx%lld, expected %lldx%lld", what, (long long)fmt, (long long)f[2], (long long)f[3], (long long)N, (long long)K);
+    return throw_err(c, "ERR_ARG", m);
+  }
+  int64_t need = fmt == ICLD_F32 ? 4 * N * K : fmt == ICLD_BF16 ? 2 * N * K : fmt == ICLD_Q8_0 ? N * K : N * K / 2;
+  if (data.len < need || (fmt >= ICLD_Q8_0 && (!sc.p || sc.len < 2 * N * (K / ICLD_QK)))) {
+    snprintf(m, sizeof m, "decoderCreate: %s data or scales too short", what);
+    return throw_err(c, "ERR_OUT_OF_RANGE", m);
+  }
+  w->format = (int)fmt; w->in_out = fmt == ICLD_F32 && f[1]; w->N = N; w->K = K; w->data = data.p; w->scales = (const uint16_t *)sc.p;
+  return 1;
+}
+
+/* decoderCreate(dims Int32Array [C, H, I, V, P, L, act, maxSeqs, maxT], eps, scales Float32Array [L], tensors[])
+ * tensors: wte (weight), wpe, lnfW, lnfB, then per layer ln1W, ln1B, qkv (weight), qkvB, proj (weight),
+ * projB, ln2W, ln2B, fc (weight), fcB, fcProj (weight), fcProjB. Returns an external; the caller keeps
+ * the weight arrays alive as long as it. */
+static napi_value js_decoder_create(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 4, "decoderCreate")) return NULL;
+  arr dm = typed(&c, 0, 2, 0);
+  double eps = num(&c, 1);
+  arr sc = typed(&c, 2, 1, 0);
+  if (c.failed || !check_n(&c, "dims", dm, 9)) return NULL;
+  int32_t *D = I(dm);
+  icld_decoder_spec s;
+  memset(&s, 0, sizeof s);
+  s.C = D[0]; s.H = D[1]; s.I = D[2]; s.V = D[3]; s.P = D[4]; s.L = D[5]; s.act = D[6]; s.maxSeqs = D[7]; s.maxT = D[8];
+  s.eps = (float)eps;
+  if (s.C < 1 || s.H < 1 || s.C % s.H || s.I < 1 || s.V < 1 || s.P < 1 || s.L < 0 || s.act < 0 || s.act > 2 || s.maxSeqs < 1 ||
+      s.maxT < 1 || s.maxT > s.P) { throw_err(&c, "ERR_ARG", "decoderCreate: bad sizes"); return NULL; }
+  if (!check_n(&c, "scales", sc, s.L)) return NULL;
+  s.scale = F(sc);
+  napi_value list = c.argv[3];
+  bool isarr = false;
+  napi_is_array(env, list, &isarr);
+  if (!isarr) { throw_err(&c, "ERR_ARG_TYPE", "decoderCreate: tensors must be an array"); return NULL; }
+  icld_decoder_layer *layers = calloc((size_t)(s.L ? s.L : 1), sizeof *layers);
+  if (!layers) { throw_err(&c, "ERR_MEMORY", "decoderCreate: out of memory"); return NULL; }
+  uint32_t i = 0;
+  const int64_t C = s.C, In = s.I;
+  dec_weight(&c, list, &i, s.V, C, "wte", &s.wte);
+  s.wpe = dec_vec(&c, list, &i, (int64_t)s.P * C, "wpe");
+  s.lnfw = dec_vec(&c, list, &i, C, "lnfWeight");
+  s.lnfb = dec_vec(&c, list, &i, C, "lnfBias");
+  for (int l = 0; l < s.L && !c.failed; l++) {
+    icld_decoder_layer *y = &layers[l];
+    y->ln1w = dec_vec(&c, list, &i, C, "ln1Weight"); y->ln1b = dec_vec(&c, list, &i, C, "ln1Bias");
+    dec_weight(&c, list, &i, 3 * C, C, "qkv", &y->qkv); y->qkvb = dec_vec(&c, list, &i, 3 * C, "qkvBias");
+    dec_weight(&c, list, &i, C, C, "proj", &y->proj); y->projb = dec_vec(&c, list, &i, C, "projBias");
+    y->ln2w = dec_vec(&c, list, &i, C, "ln2Weight"); y->ln2b = dec_vec(&c, list, &i, C, "ln2Bias");
+    dec_weight(&c, list, &i, In, C, "fc", &y->fc); y->fcb = dec_vec(&c, list, &i, In, "fcBias");
+    dec_weight(&c, list, &i, C, In, "fcProj", &y->fcp); y->fcpb = dec_vec(&c, list, &i, C, "fcProjBias");
+  }
+  if (c.failed) { free(layers); return NULL; }
+  s.layers = layers;
+  dec_box *b = malloc(sizeof *b);
+  icld_decoder *d = b ? icld_decoder_create(&s) : NULL;
+  free(layers);
+  if (!d) { free(b); throw_err(&c, "ERR_MEMORY", "decoderCreate: out of memory for the KV cache and scratch"); return NULL; }
+  b->d = d; b->V = s.V; b->maxSeqs = s.maxSeqs; b->maxT = s.maxT;
+  napi_value ext;
+  if (napi_create_external(env, b, dec_finalize, NULL, &ext) != napi_ok) { icld_decoder_free(d); free(b); return NULL; }
+  return ext;
+}
+
+static dec_box *dec_get(ctx *c, size_t i) {
+  void *p = NULL;
+  if (c->failed) return NULL;
+  napi_valuetype t;
+  napi_typeof(c->env, c->argv[i], &t);
+  if (t != napi_external || napi_get_value_external(c->env, c->argv[i], &p) != napi_ok) { throw_err(c, "ERR_ARG_TYPE", "expected a decoder handle"); return NULL; }
+  dec_box *b = p;
+  if (!b->d) { throw_err(c, "ERR_ARG", "the decoder was freed"); return NULL; }
+  return b;
+}
+
+/* decoderStep(h, n, ids, pos, seq, outRows, nOut, logits) */
+static napi_value js_decoder_step(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 8, "decoderStep")) return NULL;
+  dec_box *b = dec_get(&c, 0);
+  int64_t n = i64(&c, 1);
+  arr ids = typed(&c, 2, 2, 0), pos = typed(&c, 3, 2, 0), seq = typed(&c, 4, 2, 0), out = typed(&c, 5, 2, 0);
+  int64_t nOut = i64(&c, 6);
+  arr lg = typed(&c, 7, 1, 0);
+  if (c.failed) return NULL;
+  if (n < 0 || nOut < 0) { throw_err(&c, "ERR_ARG", "decoderStep: negative count"); return NULL; }
+  if (!check_n(&c, "ids", ids, n) || !check_n(&c, "pos", pos, n) || !check_n(&c, "seq", seq, n) ||
+      !check_n(&c, "outRows", out, nOut) || !check_n(&c, "logits", lg, nOut * b->V)) return NULL;
+  char m[160];
+  for (int64_t k = 0; k < n; k++) {
+    int32_t a = I(ids)[k], p = I(pos)[k], s = I(seq)[k];
+    if (a < 0 || a >= b->V || p < 0 || p >= b->maxT || s < 0 || s >= b->maxSeqs) {
+      snprintf(m, sizeof m, "decoderStep: token %lld (id %d, position %d, slot %d) is out of range", (long long)k, a, p, s);
+      throw_err(&c, "ERR_OUT_OF_RANGE", m);
+      return NULL;
+    }
+  }
+  for (int64_t r = 0; r < nOut; r++)
+    if (I(out)[r] < 0 || I(out)[r] >= n) { throw_err(&c, "ERR_OUT_OF_RANGE", "decoderStep: an output row is not one of the step's tokens"); return NULL; }
+  icld_decoder_step(b->d, (int)n, I(ids), I(pos), I(seq), I(out), (int)nOut, F(lg));
+  return undef(env);
+}
+
+static napi_value js_decoder_free(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 1, "decoderFree")) return NULL;
+  void *p = NULL;
+  if (napi_get_value_external(env, c.argv[0], &p) != napi_ok || !p) { throw_err(&c, "ERR_ARG_TYPE", "expected a decoder handle"); return NULL; }
+  dec_box *b = p;
+  icld_decoder_free(b->d);
+  b->d = NULL;
+  return undef(env);
+}
+
+/* decoderThreads(h, nt?) -> chosen thread count per bucket (0 = still measuring); nt (0 = measure) sets it. */
+static napi_value js_decoder_threads(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 1, "decoderThreads")) return NULL;
+  dec_box *b = dec_get(&c, 0);
+  if (c.failed) return NULL;
+  if (c.argc > 1) {
+    napi_valuetype t;
+    napi_typeof(env, c.argv[1], &t);
+    if (t == napi_number) { int64_t nt = i64(&c, 1); if (c.failed) return NULL; icld_decoder_set_threads(b->d, nt < 0 ? 0 : nt > 256 ? 256 : (int)nt); }
+  }
+  napi_value r;
+  napi_create_array(env, &r);
+  for (int k = 0; k < ICLD_DEC_BUCKETS; k++) {
+    napi_value v; napi_create_int32(env, icld_decoder_threads(b->d, k), &v); napi_set_element(env, r, k, v);
+  }
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   struct { const char *name; napi_callback cb; } fns[] = {
     {"gemm", js_gemm}, {"copy", js_copy}, {"binary", js_binary}, {"unary", js_unary},
@@ -577,6 +757,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"attentionBackward", js_attention_backward}, {"adamw", js_adamw}, {"setThreads", js_set_threads},
     {"getThreads", js_get_threads}, {"info", js_info},
     {"qmatmul", js_qmatmul}, {"cpu", js_cpu},
+    {"decoderCreate", js_decoder_create}, {"decoderStep", js_decoder_step}, {"decoderFree", js_decoder_free},
+    {"decoderThreads", js_decoder_threads},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

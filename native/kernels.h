@@ -100,4 +100,32 @@ void icld_qmatmul(const icld_qweight *w, int64_t M, const float *x, int64_t ldx,
 const char *icld_kernel_path(const char *family);
 /* CPU features detected at run time, space separated ("avx2 fma f16c avx512f …"). */
 const char *icld_cpu_features(void);
+/* ---- fused inference decoder (decoder.c; contract: src/engine/decoder.ts) ---- */
+typedef struct {
+  icld_qweight qkv, proj, fc, fcp;
+  const float *ln1w, *ln1b, *ln2w, *ln2b, *qkvb, *projb, *fcb, *fcpb;
+} icld_decoder_layer;
+typedef struct {
+  int C, H, I, V, P, L;
+  int act;                 /* 0 gelu (tanh), 1 gelu (erf), 2 relu */
+  int maxSeqs, maxT;
+  float eps;
+  const float *scale;      /* [L] attention score scales */
+  icld_qweight wte;        /* [V, C] token embedding, also the LM head */
+  const float *wpe, *lnfw, *lnfb;
+  const icld_decoder_layer *layers;
+} icld_decoder_spec;
+typedef struct icld_decoder icld_decoder;
+#define ICLD_DEC_BUCKETS 4 /* step shapes timed separately: 1, 2-8, 9-32, >32 tokens */
+/* Copies the spec (weights are referenced, not copied); allocates KV caches and all scratch. NULL when out of memory. */
+icld_decoder *icld_decoder_create(const icld_decoder_spec *s);
+void icld_decoder_free(icld_decoder *d);
+/* Arguments already validated by the caller (binding.c). */
+void icld_decoder_step(icld_decoder *d, int n, const int32_t *ids, const int32_t *pos, const int32_t *seq,
+                       const int32_t *outRows, int nOut, float *logits);
+/* nt > 0: always nt threads; 0: choose per bucket by timing (the default; ICLD_DECODER_THREADS overrides). */
+void icld_decoder_set_threads(icld_decoder *d, int nt);
+/* The thread count chosen for a bucket (0 while still measuring). */
+int icld_decoder_threads(const icld_decoder *d, int bucket);
+int icld_decoder_bucket(int n);
 #endif

@@ -12,6 +12,12 @@ import { registerFamily } from './registry.js';
 import { readQuantizationConfig, loadQuantized, quantizationOf, saveQuantized } from './quantize.js';
 import { join } from 'node:path';
 import { checkSchema, printable, type Schema } from '../io/json.js';
+import { DecoderRuntime, type InferenceRuntime } from './runtime.js';
+import { dequantizeWeight } from '../engine/quant.js';
+import type { DecoderSpec } from '../engine/decoder.js';
+
+/** Each model's fused runtime (GPT2.runtime), with the weight arrays it was built over. */
+const runtimes = new WeakMap<GPT2, { rt: DecoderRuntime; arrays: unknown[] }>();
 
 export interface GPT2Config {
   model_type: 'gpt2';
@@ -442,6 +448,68 @@ export class GPT2 extends Module implements LanguageModel {
     }
     const loss = O.crossEntropy(all, shifted);
     return { loss, logits: lead ? O.contiguousCopy(O.narrow(all, 1, 1, T)) : all };
+  }
+
+  /**
+   * The fused inference runtime (src/models/runtime.ts) over this model's weights, in their
+   * inference formats (Linear/Embedding.inferenceWeight(): quantized checkpoints run quantized).
+   * null when the model cannot use it: training mode, or any layer replaced by an adapter wrapper
+   * (LoRA, bottleneck adapters) — callers fall back to forward() with a KVCache.
+   * One runtime per model is kept and handed out again while it is large enough and its weights
+   * are the same arrays; a request for more slots or positions builds a larger one (the old one is
+   * freed once its last slot is released). maxT is rounded up to a power of two (≥ 64, at most
+   * n_positions) so that growing requests rebuild rarely.
+   */
+  runtime(opts: { maxSeqs: number; maxT: number }): InferenceRuntime | null {
+    if (this.training) return null;
+    const c = this.config, tr = this.transformer;
+    if (!(Number.isInteger(opts.maxSeqs) && opts.maxSeqs >= 1)) throw new Error(`GPT2.runtime: maxSeqs must be a positive integer, got ${opts.maxSeqs}`);
+    if (!(Number.isInteger(opts.maxT) && opts.maxT >= 1)) throw new Error(`GPT2.runtime: maxT must be a positive integer, got ${opts.maxT}`);
+    const plain = (m: unknown): m is Linear => m instanceof Linear && m.constructor === Linear && m.bias !== null;
+    const norm = (m: unknown): m is LayerNorm => m instanceof LayerNorm && m.constructor === LayerNorm;
+    if (!(tr.wte instanceof Embedding && tr.wte.constructor === Embedding && tr.wpe instanceof Embedding && norm(tr.ln_f))) return null;
+    for (const b of tr.h.items) {
+      if (!(plain(b.attn.c_attn) && plain(b.attn.c_proj) && plain(b.mlp.c_fc) && plain(b.mlp.c_proj) && norm(b.ln_1) && norm(b.ln_2))) return null;
+    }
+    const act = c.activation_function === 'relu' ? 'relu' : c.activation_function === 'gelu' ? 'gelu_erf' : 'gelu_tanh';
+    const H = c.n_head, D = c.n_embd / H;
+    const wpe = tr.wpe.quantized ? dequantizeWeight(tr.wpe.quantized) : tr.wpe.weight.f32;
+    const f = (t: Tensor): Float32Array => t.f32;
+    const spec: DecoderSpec = {
+      hidden: c.n_embd, heads: H, inner: c.n_inner ?? 4 * c.n_embd, vocab: c.vocab_size, positions: c.n_positions,
+      eps: c.layer_norm_epsilon, activation: act,
+      attnScale: tr.h.items.map((_, l) => (c.scale_attn_weights === false ? 1 : 1 / Math.sqrt(D)) / (c.scale_attn_by_inverse_layer_idx === true ? l + 1 : 1)),
+      wte: tr.wte.inferenceWeight(), wpe,
+      layers: tr.h.items.map((b) => ({
+        ln1Weight: f(b.ln_1.weight), ln1Bias: f(b.ln_1.bias),
+        qkv: b.attn.c_attn.inferenceWeight(), qkvBias: f(b.attn.c_attn.bias!),
+        proj: b.attn.c_proj.inferenceWeight(), projBias: f(b.attn.c_proj.bias!),
+        ln2Weight: f(b.ln_2.weight), ln2Bias: f(b.ln_2.bias),
+        fc: b.mlp.c_fc.inferenceWeight(), fcBias: f(b.mlp.c_fc.bias!),
+        fcProj: b.mlp.c_proj.inferenceWeight(), fcProjBias: f(b.mlp.c_proj.bias!),
+      })),
+      lnfWeight: f(tr.ln_f.weight), lnfBias: f(tr.ln_f.bias),
+      maxSeqs: opts.maxSeqs, maxT: Math.min(c.n_positions, opts.maxT),
+    };
+    // What the decoder points into: a new array anywhere (a resized vocabulary, a quantized or
+    // reloaded layer) means the cached runtime is stale. wpe from a quantized table is a fresh
+    // copy every time, so its source array stands for it.
+    const arrays: unknown[] = [spec.wte.data, tr.wpe.quantized ? tr.wpe.quantized.data : wpe, spec.lnfWeight, spec.lnfBias];
+    for (const l of spec.layers) arrays.push(l.ln1Weight, l.ln1Bias, l.qkv.data, l.qkvBias, l.proj.data, l.projBias, l.ln2Weight, l.ln2Bias, l.fc.data, l.fcBias, l.fcProj.data, l.fcProjBias);
+    const old = runtimes.get(this);
+    const same = old !== undefined && !old.rt.disposed && old.arrays.length === arrays.length && old.arrays.every((a, i) => a === arrays[i]);
+    if (same && old.rt.maxSeqs >= spec.maxSeqs && old.rt.maxT >= spec.maxT) return old.rt;
+    if (old && !old.rt.disposed) {
+      old.rt.retired = true;
+      if (old.rt.active === 0) old.rt.dispose();
+    }
+    let T = 64;
+    while (T < spec.maxT) T *= 2;
+    spec.maxT = Math.min(c.n_positions, T);
+    if (same) { spec.maxSeqs = Math.max(spec.maxSeqs, old.rt.maxSeqs); spec.maxT = Math.max(spec.maxT, old.rt.maxT); }
+    const rt = new DecoderRuntime(spec);
+    runtimes.set(this, { rt, arrays });
+    return rt;
   }
 
   newCache(batch: number, maxT = this.config.n_positions): KVCache {

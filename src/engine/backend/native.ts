@@ -11,6 +11,10 @@ import type { Backend, BinOp, CpuInfo, F32, I32, UnOp } from './types.js';
 import { FORMAT_CODE, type QWeight } from '../quant.js';
 import type { DecoderHandle, DecoderSpec, DecoderStep } from '../decoder.js';
 import { roundBf16 } from '../quant.js';
+import { checkDecoderSpec } from '../decoder-ref.js';
+
+/** A native decoder handle: the addon's external plus the spec whose arrays it points into. */
+interface NativeDecoder { ext: object; spec: DecoderSpec }
 
 export interface NativeInfo {
   gemm: 'openblas' | 'builtin';
@@ -43,10 +47,11 @@ interface Addon {
   gemmBf16?: Backend['gemmBf16'];
   qmatmul(format: number, inOut: boolean, N: number, K: number, data: QWeight['data'], scales: Uint16Array | null,
     M: number, x: F32, xOff: number, ldx: number, out: F32, outOff: number, ldo: number, bias: F32 | null, accumulate: boolean): void;
-  /** The fused decoder (native/decoder.c): spec marshalled by decoderCreate's JS side. */
-  decoderCreate?(spec: DecoderSpec): DecoderHandle;
-  decoderStep?(h: DecoderHandle, n: number, ids: I32, pos: I32, seq: I32, outRows: I32, nOut: number, logits: F32): void;
-  decoderFree?(h: DecoderHandle): void;
+  /** The fused decoder (native/decoder.c): the spec flattened by NativeBackend.decoderCreate. */
+  decoderCreate?(dims: Int32Array, eps: number, scales: Float32Array, tensors: unknown[]): object;
+  decoderStep?(h: object, n: number, ids: I32, pos: I32, seq: I32, outRows: I32, nOut: number, logits: F32): void;
+  decoderFree?(h: object): void;
+  decoderThreads?(h: object, nt?: number): number[];
   cpu(): CpuInfo;
   setThreads(n: number): void;
   getThreads(): number;
@@ -156,14 +161,38 @@ class NativeBackend implements Backend {
     this.a.qmatmul(FORMAT_CODE[w.format], w.layout === 'in_out', w.N, w.K, w.data, w.scales, M, x, xOff, ldx, out, outOff, ldo, bias, accumulate);
   }
 
+  /**
+   * The spec flattened for the addon: sizes, scales and one list of weights (a QWeight as format,
+   * inOut, N, K, data, scales). The handle keeps the spec, so the weight arrays the C side points
+   * into live as long as the decoder.
+   */
   decoderCreate(spec: DecoderSpec): DecoderHandle {
     if (!this.a.decoderCreate) throw new Error('native addon has no fused decoder (stale build?)');
-    return this.a.decoderCreate(spec);
+    checkDecoderSpec(spec);
+    const act = { gelu_tanh: 0, gelu_erf: 1, relu: 2 }[spec.activation];
+    const dims = Int32Array.of(spec.hidden, spec.heads, spec.inner, spec.vocab, spec.positions, spec.layers.length, act, spec.maxSeqs, spec.maxT);
+    const w = (q: QWeight): unknown[] => [FORMAT_CODE[q.format], q.layout === 'in_out', q.N, q.K, q.data, q.scales];
+    const list: unknown[] = [...w(spec.wte), spec.wpe, spec.lnfWeight, spec.lnfBias];
+    for (const l of spec.layers) {
+      list.push(l.ln1Weight, l.ln1Bias, ...w(l.qkv), l.qkvBias, ...w(l.proj), l.projBias,
+        l.ln2Weight, l.ln2Bias, ...w(l.fc), l.fcBias, ...w(l.fcProj), l.fcProjBias);
+    }
+    const ext = this.a.decoderCreate(dims, spec.eps, Float32Array.from(spec.attnScale), list);
+    const h: NativeDecoder = { ext, spec };
+    return h;
   }
   decoderStep(h: DecoderHandle, s: DecoderStep): void {
-    this.a.decoderStep!(h, s.n, s.ids, s.pos, s.seq, s.outRows, s.outRows.length, s.logits);
+    this.a.decoderStep!((h as NativeDecoder).ext, s.n, s.ids, s.pos, s.seq, s.outRows, s.outRows.length, s.logits);
   }
-  decoderFree(h: DecoderHandle): void { this.a.decoderFree?.(h); }
+  decoderFree(h: DecoderHandle): void { this.a.decoderFree?.((h as NativeDecoder).ext); }
+  /**
+   * The decoder's thread count per step shape (tokens per step 1, 2–8, 9–32, more; 0 while still
+   * timing its first steps). `nt` > 0 fixes it, 0 returns to choosing by measurement.
+   */
+  decoderThreads(h: DecoderHandle, nt?: number): number[] {
+    if (!this.a.decoderThreads) return [];
+    return nt === undefined ? this.a.decoderThreads((h as NativeDecoder).ext) : this.a.decoderThreads((h as NativeDecoder).ext, nt);
+  }
 
   cpu(): CpuInfo { return this.a.cpu(); }
 
