@@ -8,7 +8,7 @@
 // .bench-tmp/llama.json.
 //
 //   npm run build && node bench/llama.mjs [--llama-src DIR | --llama-bench PATH [--llama-quantize PATH]]
-//       [--quick] [--threads 1,2] [--formats f32,f16,bf16,q8_0,q4_0] [--reps N] [--no-torch] [--keep] [--no-write]
+//       [--quick] [--threads 1,2] [--formats f32,f16,bf16,q8_0,q4_0] [--reps N] [--run-timeout S] [--no-torch] [--keep] [--no-write]
 //
 // llama.cpp: --llama-src DIR uses DIR/build/bin (building llama-bench and llama-quantize there with
 // cmake when they are missing); --llama-bench / --llama-quantize name the binaries; otherwise
@@ -28,8 +28,8 @@ import os from 'node:os';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
-const KNOWN = new Set(['--llama-src', '--llama-bench', '--llama-quantize', '--quick', '--threads', '--formats', '--reps', '--no-torch', '--keep', '--no-write', '--help']);
-const VALUED = new Set(['--llama-src', '--llama-bench', '--llama-quantize', '--threads', '--formats', '--reps']);
+const KNOWN = new Set(['--llama-src', '--llama-bench', '--llama-quantize', '--quick', '--threads', '--formats', '--reps', '--run-timeout', '--no-torch', '--keep', '--no-write', '--help']);
+const VALUED = new Set(['--llama-src', '--llama-bench', '--llama-quantize', '--threads', '--formats', '--reps', '--run-timeout']);
 function usage(msg) { console.error(`bench/llama.mjs: ${msg}`); process.exit(2); }
 for (let i = 0; i < argv.length; i++) {
   if (!KNOWN.has(argv[i])) usage(`unknown flag '${argv[i]}' (see the header of bench/llama.mjs)`);
@@ -49,6 +49,8 @@ const FORMATS = (opt('--formats') ?? ALL_FORMATS.join(',')).split(',');
 for (const f of FORMATS) if (!ALL_FORMATS.includes(f)) usage(`--formats: '${f}' is not one of ${ALL_FORMATS.join(', ')}`);
 const REPS = opt('--reps') !== undefined ? Number(opt('--reps')) : quick ? 1 : 3;
 if (!Number.isInteger(REPS) || REPS < 1 || REPS > 100) usage(`--reps: '${opt('--reps')}' is not a repeat count (1..100)`);
+const RUN_TIMEOUT = Number(opt('--run-timeout') ?? 300);
+if (!Number.isFinite(RUN_TIMEOUT) || RUN_TIMEOUT < 10) usage(`--run-timeout: '${opt('--run-timeout')}' is not a number of seconds (≥ 10)`);
 const P = 64, N = 128;
 
 // llama.cpp format name → ours. F16 has no twin of its own: our bf16 is compared with both F16 and BF16.
@@ -69,6 +71,7 @@ function lastJson(text) {
   return null;
 }
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+const TIMEOUT = which('timeout');
 
 for (const f of ['dist/src/cli/main.js', 'dist/bench/gguf.js', 'dist/src/io/atomic.js']) {
   if (!existsSync(join(root, f))) { console.error(`bench/llama.mjs: ${f} is missing — run \`npm run build\` first`); process.exit(1); }
@@ -103,14 +106,20 @@ function findLlama() {
   return { bench, quant, note: note || `binary ${bench}` };
 }
 
-/** Run `cmd args` in a fresh process; { stdout, status, maxRssMb (getrusage via /usr/bin/time, else null) }. */
-function runMeasured(cmd, args, env) {
+/**
+ * Run `cmd args` in a fresh process, killed after --run-timeout seconds (coreutils timeout, so the
+ * measured process itself dies); { stdout, stderr, status, timedOut, maxRssMb (getrusage via /usr/bin/time, else null) }.
+ */
+function runMeasured(cmd, args) {
   const rssFile = join(work, `rss-${process.pid}.txt`);
-  const full = TIME ? [TIME, ['-f', '%M', '-o', rssFile, cmd, ...args]] : [cmd, args];
-  const r = spawnSync(full[0], full[1], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26, env: { ...process.env, ...env } });
+  const inner = TIMEOUT ? [TIMEOUT, String(RUN_TIMEOUT), cmd, ...args] : [cmd, ...args];
+  const full = TIME ? [TIME, '-f', '%M', '-o', rssFile, ...inner] : inner;
+  const r = spawnSync(full[0], full.slice(1), { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26,
+    ...(TIMEOUT ? {} : { timeout: RUN_TIMEOUT * 1000, killSignal: 'SIGKILL' }) });
+  const timedOut = TIMEOUT ? r.status === 124 : r.signal === 'SIGKILL';
   let maxRssMb = null;
   if (TIME && existsSync(rssFile)) { const kb = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()); if (Number.isFinite(kb)) maxRssMb = kb / 1024; rmSync(rssFile, { force: true }); }
-  return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', status: r.status, maxRssMb };
+  return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', status: r.status, timedOut, maxRssMb };
 }
 
 mkdirSync(work, { recursive: true });
@@ -145,7 +154,7 @@ function llamaRun(f, t) {
   const r = runMeasured(llama.bench, args);
   let rows = null;
   try { rows = JSON.parse(r.stdout); } catch { /* below */ }
-  if (r.status !== 0 || !Array.isArray(rows)) return { error: `llama-bench exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `${llama.bench} ${args.join(' ')}` };
+  if (r.status !== 0 || !Array.isArray(rows)) return { error: r.timedOut ? `timed out after ${RUN_TIMEOUT} s` : `llama-bench exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `${llama.bench} ${args.join(' ')}` };
   const pp = rows.find((x) => x.n_prompt === P && x.n_gen === 0), tg = rows.find((x) => x.n_gen === N && x.n_prompt === 0);
   const info = rows[0] ?? {};
   return { pp: pp?.avg_ts ?? null, tg: tg?.avg_ts ?? null, pp_sd: pp?.stddev_ts ?? null, tg_sd: tg?.stddev_ts ?? null, max_rss_mb: r.maxRssMb,
@@ -158,7 +167,7 @@ function oursRun(dtype, t) {
   const args = ['dist/src/cli/main.js', 'bench', 'generate', '--config', 'gpt2-124m', '--dtype', dtype, '--threads', String(t), '--prompt', String(P), '--new', String(N), '--reps', String(REPS), '--json'];
   const r = runMeasured(process.execPath, args);
   const j = r.status === 0 ? lastJson(r.stdout) : null;
-  if (!j) return { error: `exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `node ${args.join(' ')}` };
+  if (!j) return { error: r.timedOut ? `timed out after ${RUN_TIMEOUT} s` : `exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `node ${args.join(' ')}` };
   return { pp: j.prefill_tokens_per_s, tg: j.decode_tokens_per_s, max_rss_mb: r.maxRssMb ?? j.max_rss_mb, gen_rss_mb: j.peak_rss_mb, raw: j, command: `node ${args.join(' ')}` };
 }
 
@@ -241,14 +250,17 @@ md.push('', 'Command: `npm run build && node bench/llama.mjs' + (argv.length ? '
 md.push(`The model: \`icld bench generate --config gpt2-124m\`'s random GPT-2 (d768 L12 H12, vocabulary 50257, seed 0), written to GGUF by bench/gguf.ts as llama.cpp's \`gpt2\` architecture in f32 (the tied head duplicated as \`output.weight\`, as llama.cpp requires) and quantized by \`llama-quantize\`; icld quantizes the same weights in-process (\`--dtype\`). pp = prompt tokens/s of a ${P}-token prefill (llama-bench pp${P}; icld: prompt forward + first argmax), tg = decode tokens/s (llama-bench tg${N} from an empty context; icld: the ${N - 1} tokens after the first, context ${P}→${P + N}). Each (format, threads) runs in a fresh process; ${REPS} repeat(s), llama-bench's mean and icld's median. Peak RSS: maxrss of the whole process (llama-bench mmaps the model: mapped pages count; icld holds the f32 model it quantized from unless the quantizer frees it).`, '');
 const types = Object.entries(quantInfo).map(([f, q]) => `${LLAMA_TYPE[f]}: ${q.types ? Object.entries(q.types).map(([k, n]) => `${n} ${k}`).join(' + ') + ` (${(q.bytes / 2 ** 20).toFixed(0)} MiB)` : q.error ?? q.skipped}`);
 if (types.length) md.push(`llama-quantize's tensor types (default mixture, as users get it): ${types.join('; ')}.`, '');
+const ourTypes = [...new Set(FORMATS.map((f) => OURS_OF[f]))].map((d) => { const o = THREADS.map((t) => ours[`${d}/${t}`]).find((x) => x?.raw); return o ? `${d}: ${Object.entries(o.raw.weight_formats).map(([k, n]) => `${n} ${k}`).join(' + ')} (${(o.raw.weight_bytes / 2 ** 20).toFixed(0)} MiB)` : null; }).filter(Boolean);
+if (ourTypes.length) md.push(`icld's tensor formats (quantizeModel's policy; f32 = the parameters left f32, norms and biases included): ${ourTypes.join('; ')}.`, '');
 md.push(`Goal: icld ≥ llama.cpp in every row (pp and tg); also at least the issue's llama.cpp figures (tg F32 44/64, F16 84/111, Q8_0 120/167, Q4_0 180/250; pp F32 381/699 tok/s at 1/2 threads).`, '');
 md.push('| icld / llama.cpp format | threads | icld pp | llama.cpp pp | ratio | icld tg | llama.cpp tg | ratio | issue figure (tg / pp) | goal | peak RSS MiB icld / llama.cpp |');
 md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|');
+const bad = (x) => (x.error.startsWith('timed out') ? 'timed out' : 'failed');
 for (const r of rows) {
   const l = r.llama;
-  const lpp = l ? (l.error ? 'failed' : fmt(l.pp)) : 'n/a', ltg = l ? (l.error ? 'failed' : fmt(l.tg)) : 'n/a';
+  const lpp = l ? (l.error ? bad(l) : fmt(l.pp)) : 'n/a', ltg = l ? (l.error ? bad(l) : fmt(l.tg)) : 'n/a';
   const issue = r.issue_tg !== null || r.issue_pp !== null ? `${r.issue_tg ?? '–'} / ${r.issue_pp ?? '–'}` : '–';
-  md.push(`| ${r.ours_format} / ${r.llama_format} | ${r.threads} | ${r.ours.error ? 'failed' : fmt(r.ours.pp)} | ${lpp} | ${r.ratio_pp === null ? '–' : '×' + fmt(r.ratio_pp, 2)} | ${r.ours.error ? 'failed' : fmt(r.ours.tg)} | ${ltg} | ${r.ratio_tg === null ? '–' : '×' + fmt(r.ratio_tg, 2)} | ${issue} | ${r.met === null ? '–' : r.met ? 'met' : '**not met**'} | ${fmt(r.ours.max_rss_mb, 0)} / ${l && !l.error ? fmt(l.max_rss_mb, 0) : '–'} |`);
+  md.push(`| ${r.ours_format} / ${r.llama_format} | ${r.threads} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.pp)} | ${lpp} | ${r.ratio_pp === null ? '–' : '×' + fmt(r.ratio_pp, 2)} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.tg)} | ${ltg} | ${r.ratio_tg === null ? '–' : '×' + fmt(r.ratio_tg, 2)} | ${issue} | ${r.met === null ? '–' : r.met ? 'met' : '**not met**'} | ${fmt(r.ours.max_rss_mb, 0)} / ${l && !l.error ? fmt(l.max_rss_mb, 0) : '–'} |`);
 }
 md.push('');
 if (torchLine) md.push(`fp32 decode vs PyTorch ${torchLine.version} (eager twin bench/torch_lm.py, best of threads ${THREADS.join('/')}: ${torchLine.best}): icld ${fmt(torchLine.ours_decode)} tok/s (${torchLine.ours_threads} thread(s)) vs ${fmt(torchLine.decode)} tok/s — ×${fmt(torchLine.ratio, 2)} (goal ≥ ×2: ${torchLine.met ? 'met' : '**not met**'}); PyTorch peak RSS ${fmt(torchLine.max_rss_mb, 0)} MiB.`, '');
