@@ -9,6 +9,7 @@
 //
 //   npm run build && node bench/llama.mjs [--llama-src DIR | --llama-bench PATH [--llama-quantize PATH]]
 //       [--quick] [--threads 1,2] [--formats f32,f16,bf16,q8_0,q4_0] [--reps N] [--run-timeout S] [--no-torch] [--keep] [--no-write]
+//   node bench/llama.mjs --render .bench-tmp/llama.json    (rewrite the section from a run's raw JSON, measuring nothing)
 //
 // llama.cpp: --llama-src DIR uses DIR/build/bin (building llama-bench and llama-quantize there with
 // cmake when they are missing); --llama-bench / --llama-quantize name the binaries; otherwise
@@ -17,8 +18,9 @@
 //
 // Goals (issue 14): icld ≥ llama.cpp in every format and thread count; on the issue's figures
 // decode F32 ≥ 64, Q8_0 ≥ 167, Q4_0 ≥ 250 tok/s and prefill F32 ≥ 699 tok/s (2 threads); fp32
-// decode ≥ 2× PyTorch at its best thread count. Peak RSS: getrusage maxrss of each measuring
-// process (llama-bench through /usr/bin/time; its model file is mmapped, so mapped pages count).
+// decode ≥ 2× PyTorch at its best thread count. Peak RSS: llama-bench's maxrss (through
+// /usr/bin/time; its model file is mmapped, so mapped pages count); icld's peak sampled during
+// generation (its process also built the f32 random model before quantizing it).
 
 import { spawnSync, execSync } from 'node:child_process';
 import { existsSync, readFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
@@ -28,8 +30,8 @@ import os from 'node:os';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
-const KNOWN = new Set(['--llama-src', '--llama-bench', '--llama-quantize', '--quick', '--threads', '--formats', '--reps', '--run-timeout', '--no-torch', '--keep', '--no-write', '--help']);
-const VALUED = new Set(['--llama-src', '--llama-bench', '--llama-quantize', '--threads', '--formats', '--reps', '--run-timeout']);
+const KNOWN = new Set(['--llama-src', '--llama-bench', '--llama-quantize', '--quick', '--threads', '--formats', '--reps', '--run-timeout', '--no-torch', '--keep', '--no-write', '--render', '--help']);
+const VALUED = new Set(['--llama-src', '--llama-bench', '--llama-quantize', '--threads', '--formats', '--reps', '--run-timeout', '--render']);
 function usage(msg) { console.error(`bench/llama.mjs: ${msg}`); process.exit(2); }
 for (let i = 0; i < argv.length; i++) {
   if (!KNOWN.has(argv[i])) usage(`unknown flag '${argv[i]}' (see the header of bench/llama.mjs)`);
@@ -37,17 +39,17 @@ for (let i = 0; i < argv.length; i++) {
 }
 const flag = (n) => argv.includes(n);
 const opt = (n) => { const i = argv.indexOf(n); return i >= 0 ? argv[i + 1] : undefined; };
-if (flag('--help')) { console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 23).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')); process.exit(0); }
-const quick = flag('--quick'), write = !flag('--no-write'), keep = flag('--keep'), withTorch = !flag('--no-torch');
-const THREADS = (opt('--threads') ?? '1,2').split(',').map((s) => {
+if (flag('--help')) { console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1).filter((l, i, a) => a.slice(0, i + 1).every((x) => x.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')); process.exit(0); }
+let quick = flag('--quick'), write = !flag('--no-write'), keep = flag('--keep'), withTorch = !flag('--no-torch');
+let THREADS = (opt('--threads') ?? '1,2').split(',').map((s) => {
   const n = Number(s);
   if (!Number.isInteger(n) || n < 1 || n > 256) usage(`--threads: '${s}' is not a thread count (1..256)`);
   return n;
 });
 const ALL_FORMATS = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
-const FORMATS = (opt('--formats') ?? ALL_FORMATS.join(',')).split(',');
+let FORMATS = (opt('--formats') ?? ALL_FORMATS.join(',')).split(',');
 for (const f of FORMATS) if (!ALL_FORMATS.includes(f)) usage(`--formats: '${f}' is not one of ${ALL_FORMATS.join(', ')}`);
-const REPS = opt('--reps') !== undefined ? Number(opt('--reps')) : quick ? 1 : 3;
+let REPS = opt('--reps') !== undefined ? Number(opt('--reps')) : quick ? 1 : 3;
 if (!Number.isInteger(REPS) || REPS < 1 || REPS > 100) usage(`--reps: '${opt('--reps')}' is not a repeat count (1..100)`);
 const RUN_TIMEOUT = Number(opt('--run-timeout') ?? 300);
 if (!Number.isFinite(RUN_TIMEOUT) || RUN_TIMEOUT < 10) usage(`--run-timeout: '${opt('--run-timeout')}' is not a number of seconds (≥ 10)`);
@@ -122,85 +124,104 @@ function runMeasured(cmd, args) {
   return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', status: r.status, timedOut, maxRssMb };
 }
 
-mkdirSync(work, { recursive: true });
-const t0 = Date.now(), load0 = os.loadavg()[0];
-const llama = findLlama();
-log(llama.bench ? `llama.cpp: ${llama.bench}${llama.quant ? '' : ' (no llama-quantize: F32 only)'}` : llama.note);
+/** Every measurement of a run, as the raw JSON keeps it. */
+function measure() {
+  mkdirSync(work, { recursive: true });
+  const t0 = Date.now(), load0 = os.loadavg()[0];
+  const llama = findLlama();
+  log(llama.bench ? `llama.cpp: ${llama.bench}${llama.quant ? '' : ' (no llama-quantize: F32 only)'}` : llama.note);
 
-// ---- the model as GGUF, and its quantized twins
-const files = {}, quantInfo = {};
-if (llama.bench) {
-  const f32 = join(work, 'gpt2-124m-f32.gguf');
-  log('writing the random GPT-2 124M (seed 0) as f32 GGUF');
-  const w = spawnSync(process.execPath, ['dist/bench/gguf.js', 'write', f32, '--config', 'gpt2-124m'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  if (w.status !== 0) { console.error(`bench/llama.mjs: writing ${f32} failed (exit ${w.status})`); process.exit(1); }
-  files.f32 = f32;
-  quantInfo.f32 = { types: ggufSummary(f32).types, bytes: statSync(f32).size };
-  for (const f of FORMATS.filter((x) => x !== 'f32')) {
-    if (!llama.quant) { quantInfo[f] = { skipped: 'no llama-quantize' }; continue; }
-    const out = join(work, `gpt2-124m-${LLAMA_TYPE[f]}.gguf`);
-    log(`llama-quantize → ${LLAMA_TYPE[f]}`);
-    const q = spawnSync(llama.quant, [f32, out, LLAMA_TYPE[f]], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26 });
-    if (q.status !== 0) { quantInfo[f] = { error: `llama-quantize exit ${q.status}: ${(q.stderr || q.stdout).trim().split('\n').pop()}` }; continue; }
-    files[f] = out;
-    // llama-quantize's choice per tensor (tied GPT-2: output.weight may be kept wider), read back from the file.
-    quantInfo[f] = { types: ggufSummary(out).types, bytes: statSync(out).size };
+  // ---- the model as GGUF, and its quantized twins
+  const files = {}, quantInfo = {};
+  if (llama.bench) {
+    const f32 = join(work, 'gpt2-124m-f32.gguf');
+    log('writing the random GPT-2 124M (seed 0) as f32 GGUF');
+    const w = spawnSync(process.execPath, ['dist/bench/gguf.js', 'write', f32, '--config', 'gpt2-124m'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    if (w.status !== 0) { console.error(`bench/llama.mjs: writing ${f32} failed (exit ${w.status})`); process.exit(1); }
+    files.f32 = f32;
+    quantInfo.f32 = { types: ggufSummary(f32).types, bytes: statSync(f32).size };
+    for (const f of FORMATS.filter((x) => x !== 'f32')) {
+      if (!llama.quant) { quantInfo[f] = { skipped: 'no llama-quantize' }; continue; }
+      const out = join(work, `gpt2-124m-${LLAMA_TYPE[f]}.gguf`);
+      log(`llama-quantize → ${LLAMA_TYPE[f]}`);
+      const q = spawnSync(llama.quant, [f32, out, LLAMA_TYPE[f]], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26 });
+      if (q.status !== 0) { quantInfo[f] = { error: `llama-quantize exit ${q.status}: ${(q.stderr || q.stdout).trim().split('\n').pop()}` }; continue; }
+      files[f] = out;
+      // llama-quantize's choice per tensor (tied GPT-2: output.weight may be kept wider), read back from the file.
+      quantInfo[f] = { types: ggufSummary(out).types, bytes: statSync(out).size };
+    }
   }
-}
 
-// ---- llama-bench
-function llamaRun(f, t) {
-  const args = ['-m', files[f], '-p', String(P), '-n', String(N), '-t', String(t), '-r', String(REPS), '-ngl', '0', '-o', 'json'];
-  const r = runMeasured(llama.bench, args);
-  let rows = null;
-  try { rows = JSON.parse(r.stdout); } catch { /* below */ }
-  if (r.status !== 0 || !Array.isArray(rows)) return { error: r.timedOut ? `timed out after ${RUN_TIMEOUT} s` : `llama-bench exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `${llama.bench} ${args.join(' ')}` };
-  const pp = rows.find((x) => x.n_prompt === P && x.n_gen === 0), tg = rows.find((x) => x.n_gen === N && x.n_prompt === 0);
-  const info = rows[0] ?? {};
-  return { pp: pp?.avg_ts ?? null, tg: tg?.avg_ts ?? null, pp_sd: pp?.stddev_ts ?? null, tg_sd: tg?.stddev_ts ?? null, max_rss_mb: r.maxRssMb,
-    model_type: info.model_type, model_size: info.model_size, build: `${info.build_commit ?? '?'} (build ${info.build_number ?? '?'})`, cpu_info: info.cpu_info,
-    command: `${llama.bench} ${args.join(' ')}` };
-}
-
-// ---- ours
-function oursRun(dtype, t) {
-  const args = ['dist/src/cli/main.js', 'bench', 'generate', '--config', 'gpt2-124m', '--dtype', dtype, '--threads', String(t), '--prompt', String(P), '--new', String(N), '--reps', String(REPS), '--json'];
-  const r = runMeasured(process.execPath, args);
-  const j = r.status === 0 ? lastJson(r.stdout) : null;
-  if (!j) return { error: r.timedOut ? `timed out after ${RUN_TIMEOUT} s` : `exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `node ${args.join(' ')}` };
-  return { pp: j.prefill_tokens_per_s, tg: j.decode_tokens_per_s, max_rss_mb: r.maxRssMb ?? j.max_rss_mb, gen_rss_mb: j.peak_rss_mb, raw: j, command: `node ${args.join(' ')}` };
-}
-
-const ours = {}, theirs = {};
-for (const t of THREADS) {
-  for (const d of [...new Set(FORMATS.map((f) => OURS_OF[f]))]) {
-    log(`icld ${d}, ${t} thread(s)`);
-    ours[`${d}/${t}`] = oursRun(d, t);
-    if (ours[`${d}/${t}`].error) log(`  icld failed: ${ours[`${d}/${t}`].error}`);
+  // ---- llama-bench
+  function llamaRun(f, t) {
+    const args = ['-m', files[f], '-p', String(P), '-n', String(N), '-t', String(t), '-r', String(REPS), '-ngl', '0', '-o', 'json'];
+    const r = runMeasured(llama.bench, args);
+    let rows = null;
+    try { rows = JSON.parse(r.stdout); } catch { /* below */ }
+    if (r.status !== 0 || !Array.isArray(rows)) return { error: r.timedOut ? `timed out after ${RUN_TIMEOUT} s` : `llama-bench exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `${llama.bench} ${args.join(' ')}` };
+    const pp = rows.find((x) => x.n_prompt === P && x.n_gen === 0), tg = rows.find((x) => x.n_gen === N && x.n_prompt === 0);
+    const info = rows[0] ?? {};
+    return { pp: pp?.avg_ts ?? null, tg: tg?.avg_ts ?? null, pp_sd: pp?.stddev_ts ?? null, tg_sd: tg?.stddev_ts ?? null, max_rss_mb: r.maxRssMb,
+      model_type: info.model_type, model_size: info.model_size, build: `${info.build_commit ?? '?'} (build ${info.build_number ?? '?'})`, cpu_info: info.cpu_info,
+      command: `${llama.bench} ${args.join(' ')}` };
   }
-  for (const f of FORMATS) {
-    if (!files[f]) continue;
-    log(`llama.cpp ${LLAMA_TYPE[f]}, ${t} thread(s)`);
-    theirs[`${f}/${t}`] = llamaRun(f, t);
-    if (theirs[`${f}/${t}`].error) log(`  llama-bench failed: ${theirs[`${f}/${t}`].error}`);
+
+  // ---- ours
+  function oursRun(dtype, t) {
+    const args = ['dist/src/cli/main.js', 'bench', 'generate', '--config', 'gpt2-124m', '--dtype', dtype, '--threads', String(t), '--prompt', String(P), '--new', String(N), '--reps', String(REPS), '--json'];
+    const r = runMeasured(process.execPath, args);
+    const j = r.status === 0 ? lastJson(r.stdout) : null;
+    if (!j) return { error: r.timedOut ? `timed out after ${RUN_TIMEOUT} s` : `exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `node ${args.join(' ')}` };
+    // rss_mb: the peak sampled during generation. The process's maxrss also counts the f32 random
+    // model it built before quantizeModel freed it, which a model loaded from disk never holds.
+    return { pp: j.prefill_tokens_per_s, tg: j.decode_tokens_per_s, rss_mb: j.peak_rss_mb, max_rss_mb: r.maxRssMb ?? j.max_rss_mb, raw: j, command: `node ${args.join(' ')}` };
   }
+
+  const ours = {}, theirs = {};
+  for (const t of THREADS) {
+    for (const d of [...new Set(FORMATS.map((f) => OURS_OF[f]))]) {
+      log(`icld ${d}, ${t} thread(s)`);
+      ours[`${d}/${t}`] = oursRun(d, t);
+      if (ours[`${d}/${t}`].error) log(`  icld failed: ${ours[`${d}/${t}`].error}`);
+    }
+    for (const f of FORMATS) {
+      if (!files[f]) continue;
+      log(`llama.cpp ${LLAMA_TYPE[f]}, ${t} thread(s)`);
+      theirs[`${f}/${t}`] = llamaRun(f, t);
+      if (theirs[`${f}/${t}`].error) log(`  llama-bench failed: ${theirs[`${f}/${t}`].error}`);
+    }
+  }
+
+  // ---- PyTorch fp32 decode
+  let torch = null;
+  if (withTorch && FORMATS.includes('f32')) {
+    log(`PyTorch fp32 generate (threads ${THREADS.join(', ')})`);
+    const args = ['bench/torch_lm.py', 'generate', '--config', 'gpt2-124m', '--threads', THREADS.join(','), '--reps', String(REPS), '--prompt', String(P), '--new', String(N)];
+    const r = spawnSync('/usr/bin/python3', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+    const j = r.status === 0 ? lastJson(r.stdout) : null;
+    if (!j) torch = { error: `exit ${r.status}`, command: `/usr/bin/python3 ${args.join(' ')}` };
+    else {
+      const best = Object.keys(j.threads).reduce((a, b) => (j.threads[b].decode_tokens_per_s > j.threads[a].decode_tokens_per_s ? b : a));
+      torch = { version: j.torch, best, decode: j.threads[best].decode_tokens_per_s, pp: j.threads[best].prompt_tokens / (j.threads[best].prefill_ms / 1000), max_rss_mb: j.threads[best].max_rss_mb, all: j.threads, command: `/usr/bin/python3 ${args.join(' ')}` };
+    }
+  }
+  const load1 = os.loadavg()[0];
+  if (!keep) for (const f of Object.values(files)) rmSync(f, { force: true });
+  return { date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), llama, load: [load0, load1], wall_s: (Date.now() - t0) / 1000, argv, formats: FORMATS, threads: THREADS, reps: REPS, quick, quantize: quantInfo, torch, ours, theirs };
 }
 
-// ---- PyTorch fp32 decode
-let torch = null;
-if (withTorch && FORMATS.includes('f32')) {
-  log(`PyTorch fp32 generate (threads ${THREADS.join(', ')})`);
-  const args = ['bench/torch_lm.py', 'generate', '--config', 'gpt2-124m', '--threads', THREADS.join(','), '--reps', String(REPS), '--prompt', String(P), '--new', String(N)];
-  const r = spawnSync('/usr/bin/python3', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
-  const j = r.status === 0 ? lastJson(r.stdout) : null;
-  if (!j) torch = { error: `exit ${r.status}`, command: `/usr/bin/python3 ${args.join(' ')}` };
-  else {
-    const best = Object.keys(j.threads).reduce((a, b) => (j.threads[b].decode_tokens_per_s > j.threads[a].decode_tokens_per_s ? b : a));
-    torch = { version: j.torch, best, decode: j.threads[best].decode_tokens_per_s, pp: j.threads[best].prompt_tokens / (j.threads[best].prefill_ms / 1000), max_rss_mb: j.threads[best].max_rss_mb, all: j.threads, command: `/usr/bin/python3 ${args.join(' ')}` };
-  }
-}
-const load1 = os.loadavg()[0];
-if (!keep) for (const f of Object.values(files)) rmSync(f, { force: true });
+const renderFrom = opt('--render');
+let M;
+if (renderFrom) {
+  try { M = JSON.parse(readFileSync(renderFrom, 'utf8')); } catch (e) { console.error(`bench/llama.mjs: --render ${renderFrom}: ${e.message.split('\n')[0]}`); process.exit(1); }
+  if (!M || typeof M.ours !== 'object' || typeof M.theirs !== 'object') { console.error(`bench/llama.mjs: --render ${renderFrom}: not a bench/llama.mjs raw JSON (no ours/theirs)`); process.exit(1); }
+  FORMATS = M.formats ?? [...new Set(M.rows.map((r) => r.format))];
+  THREADS = M.threads ?? [...new Set(M.rows.map((r) => r.threads))];
+  REPS = M.reps; quick = M.quick;
+} else M = measure();
+const { llama, quantize: quantInfo, ours, theirs, torch } = M;
+const [load0, load1] = M.load;
+for (const o of Object.values(ours)) o.rss_mb ??= o.raw?.peak_rss_mb; // raw JSON of older runs
 
 // ---- table
 const fmt = (x, d = 1) => (x === undefined || x === null || !Number.isFinite(x) ? '–' : x.toFixed(d));
@@ -226,15 +247,15 @@ if (torch && !torch.error) {
 const flagsAll = sh("grep -m1 '^flags' /proc/cpuinfo").split(/\s+/);
 const isa = ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_vnni', 'avx512_bf16', 'avx_vnni', 'amx_tile'].filter((f) => flagsAll.includes(f)).join(' ');
 const cpuModel = sh("lscpu | sed -n 's/^Model name:[ \\t]*//p'") || os.cpus()[0]?.model || 'unknown';
-const machine = `${cpuModel}, ${os.cpus().length} vCPUs (${isa || 'no AVX2'}), Linux ${os.release()}, Node ${process.version}${torch?.version ? `, PyTorch ${torch.version}` : ''}`;
-const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+const machine = M.machine ?? `${cpuModel}, ${os.cpus().length} vCPUs (${isa || 'no AVX2'}), Linux ${os.release()}, Node ${process.version}${torch?.version ? `, PyTorch ${torch.version}` : ''}`;
+const date = M.date;
 const anyL = Object.values(theirs).find((x) => !x.error);
 const llamaVersion = llama.bench ? `llama.cpp ${anyL?.build ?? '(no successful run)'}, ${llama.note}` : llama.note;
 
 // ---- print
 for (const r of rows) {
   const l = r.llama;
-  console.log(`${r.ours_format.padEnd(5)} vs ${r.llama_format.padEnd(5)} ${r.threads}t  pp ${fmt(r.ours.pp).padStart(7)} vs ${fmt(l?.pp).padStart(7)} (×${fmt(r.ratio_pp, 2)})  tg ${fmt(r.ours.tg).padStart(6)} vs ${fmt(l?.tg).padStart(6)} (×${fmt(r.ratio_tg, 2)})  goal ${r.met === null ? '–' : r.met ? 'met' : 'NOT met'}  maxRSS ${fmt(r.ours.max_rss_mb, 0)} vs ${fmt(l?.max_rss_mb, 0)} MiB${r.ours.error ? `  icld error: ${r.ours.error}` : ''}${l?.error ? `  llama error: ${l.error}` : ''}`);
+  console.log(`${r.ours_format.padEnd(5)} vs ${r.llama_format.padEnd(5)} ${r.threads}t  pp ${fmt(r.ours.pp).padStart(7)} vs ${fmt(l?.pp).padStart(7)} (×${fmt(r.ratio_pp, 2)})  tg ${fmt(r.ours.tg).padStart(6)} vs ${fmt(l?.tg).padStart(6)} (×${fmt(r.ratio_tg, 2)})  goal ${r.met === null ? '–' : r.met ? 'met' : 'NOT met'}  RSS ${fmt(r.ours.rss_mb, 0)} vs ${fmt(l?.max_rss_mb, 0)} MiB${r.ours.error ? `  icld error: ${r.ours.error}` : ''}${l?.error ? `  llama error: ${l.error}` : ''}`);
 }
 if (torchLine) console.log(`fp32 decode: icld ${fmt(torchLine.ours_decode)} tok/s (${torchLine.ours_threads}t) vs PyTorch ${fmt(torchLine.decode)} tok/s (${torchLine.best}t): ×${fmt(torchLine.ratio, 2)} (goal ×2: ${torchLine.met ? 'met' : 'NOT met'})`);
 else if (torch?.error) console.log(`PyTorch failed: ${torch.error}`);
@@ -244,10 +265,11 @@ const md = [];
 md.push('## GPT-2 124M inference vs llama.cpp (bf16 / q8_0 / q4_0 weights)', '');
 md.push(`Date: ${date}. Machine: ${machine}.`);
 md.push(`llama.cpp: ${llamaVersion}.`);
-md.push(`Load average (1 min) before/after: ${load0.toFixed(2)} / ${load1.toFixed(2)}; wall ${((Date.now() - t0) / 1000).toFixed(0)} s; ${REPS} repeat(s) per measurement${quick ? ' (**--quick**)' : ''}.`);
+md.push(`Load average (1 min) before/after: ${load0.toFixed(2)} / ${load1.toFixed(2)}; wall ${M.wall_s ? M.wall_s.toFixed(0) : '?'} s; ${REPS} repeat(s) per measurement${quick ? ' (**--quick**)' : ''}.`);
 if (Math.max(load0, load1) > 1.5) md.push('', `> **Warning:** the 1-min load average exceeded 1.5 (${load0.toFixed(2)} / ${load1.toFixed(2)}): other processes shared the CPUs during this run, so the rates and ratios are noisy. Re-run on an idle machine for numbers to quote.`);
-md.push('', 'Command: `npm run build && node bench/llama.mjs' + (argv.length ? ' ' + argv.filter((a) => a !== '--no-write').join(' ') : '') + '`', '');
-md.push(`The model: \`icld bench generate --config gpt2-124m\`'s random GPT-2 (d768 L12 H12, vocabulary 50257, seed 0), written to GGUF by bench/gguf.ts as llama.cpp's \`gpt2\` architecture in f32 (the tied head duplicated as \`output.weight\`, as llama.cpp requires) and quantized by \`llama-quantize\`; icld quantizes the same weights in-process (\`--dtype\`). pp = prompt tokens/s of a ${P}-token prefill (llama-bench pp${P}; icld: prompt forward + first argmax), tg = decode tokens/s (llama-bench tg${N} from an empty context; icld: the ${N - 1} tokens after the first, context ${P}→${P + N}). Each (format, threads) runs in a fresh process; ${REPS} repeat(s), llama-bench's mean and icld's median. Peak RSS: maxrss of the whole process (llama-bench mmaps the model: mapped pages count; icld holds the f32 model it quantized from unless the quantizer frees it).`, '');
+const runArgv = M.argv ?? (renderFrom ? null : argv);
+md.push('', runArgv ? 'Command: `npm run build && node bench/llama.mjs' + (runArgv.length ? ' ' + runArgv.filter((a) => a !== '--no-write').join(' ') : '') + '`' : 'Command: not recorded in the raw JSON.', '');
+md.push(`The model: \`icld bench generate --config gpt2-124m\`'s random GPT-2 (d768 L12 H12, vocabulary 50257, seed 0), written to GGUF by bench/gguf.ts as llama.cpp's \`gpt2\` architecture in f32 (the tied head duplicated as \`output.weight\`, as llama.cpp requires) and quantized by \`llama-quantize\`; icld quantizes the same weights in-process (\`--dtype\`). pp = prompt tokens/s of a ${P}-token prefill (llama-bench pp${P}; icld: prompt forward + first argmax), tg = decode tokens/s (llama-bench tg${N} from an empty context; icld: the ${N - 1} tokens after the first, context ${P}→${P + N}). Each (format, threads) runs in a fresh process; ${REPS} repeat(s), llama-bench's mean and icld's median. Peak RSS: llama-bench's maxrss (whole process; it mmaps the model, so mapped pages count); icld's peak RSS sampled during generation (its maxrss, in the JSON, also counts the f32 random model built before quantizeModel freed it, which a model loaded from disk never holds).`, '');
 const types = Object.entries(quantInfo).map(([f, q]) => `${LLAMA_TYPE[f]}: ${q.types ? Object.entries(q.types).map(([k, n]) => `${n} ${k}`).join(' + ') + ` (${(q.bytes / 2 ** 20).toFixed(0)} MiB)` : q.error ?? q.skipped}`);
 if (types.length) md.push(`llama-quantize's tensor types (default mixture, as users get it): ${types.join('; ')}.`, '');
 const ourTypes = [...new Set(FORMATS.map((f) => OURS_OF[f]))].map((d) => { const o = THREADS.map((t) => ours[`${d}/${t}`]).find((x) => x?.raw); return o ? `${d}: ${Object.entries(o.raw.weight_formats).map(([k, n]) => `${n} ${k}`).join(' + ')} (${(o.raw.weight_bytes / 2 ** 20).toFixed(0)} MiB)` : null; }).filter(Boolean);
@@ -260,18 +282,18 @@ for (const r of rows) {
   const l = r.llama;
   const lpp = l ? (l.error ? bad(l) : fmt(l.pp)) : 'n/a', ltg = l ? (l.error ? bad(l) : fmt(l.tg)) : 'n/a';
   const issue = r.issue_tg !== null || r.issue_pp !== null ? `${r.issue_tg ?? '–'} / ${r.issue_pp ?? '–'}` : '–';
-  md.push(`| ${r.ours_format} / ${r.llama_format} | ${r.threads} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.pp)} | ${lpp} | ${r.ratio_pp === null ? '–' : '×' + fmt(r.ratio_pp, 2)} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.tg)} | ${ltg} | ${r.ratio_tg === null ? '–' : '×' + fmt(r.ratio_tg, 2)} | ${issue} | ${r.met === null ? '–' : r.met ? 'met' : '**not met**'} | ${fmt(r.ours.max_rss_mb, 0)} / ${l && !l.error ? fmt(l.max_rss_mb, 0) : '–'} |`);
+  md.push(`| ${r.ours_format} / ${r.llama_format} | ${r.threads} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.pp)} | ${lpp} | ${r.ratio_pp === null ? '–' : '×' + fmt(r.ratio_pp, 2)} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.tg)} | ${ltg} | ${r.ratio_tg === null ? '–' : '×' + fmt(r.ratio_tg, 2)} | ${issue} | ${r.met === null ? '–' : r.met ? 'met' : '**not met**'} | ${fmt(r.ours.rss_mb, 0)} / ${l && !l.error ? fmt(l.max_rss_mb, 0) : '–'} |`);
 }
 md.push('');
 if (torchLine) md.push(`fp32 decode vs PyTorch ${torchLine.version} (eager twin bench/torch_lm.py, best of threads ${THREADS.join('/')}: ${torchLine.best}): icld ${fmt(torchLine.ours_decode)} tok/s (${torchLine.ours_threads} thread(s)) vs ${fmt(torchLine.decode)} tok/s — ×${fmt(torchLine.ratio, 2)} (goal ≥ ×2: ${torchLine.met ? 'met' : '**not met**'}); PyTorch peak RSS ${fmt(torchLine.max_rss_mb, 0)} MiB.`, '');
 else md.push(withTorch ? `PyTorch: ${torch?.error ? `failed (${torch.command}: ${torch.error})` : 'not run (f32 not among --formats)'}.` : 'PyTorch: skipped (--no-torch).', '');
 const fused = Object.values(ours).find((o) => o.raw)?.raw;
-if (fused) md.push(`icld: \`${fused.backend}\` backend, gemm \`${fused.gemm}\`; fused inference runtime ${fused.fused_runtime ? 'offered by the model' : '**not** offered (module forward; quantized weights only matter where the layers use them)'}.`, '');
+if (fused) md.push(`icld: \`${fused.backend}\` backend, gemm \`${fused.gemm}\`${fused.kernel_paths ? `, kernel paths ${Object.entries(fused.kernel_paths).map(([k, v]) => `${k} ${v}`).join(', ')}` : ''}; fused inference runtime ${fused.fused_runtime ? 'offered by the model' : '**not** offered (module forward; quantized weights only matter where the layers use them)'}.`, '');
 const section = ['<!-- llama:begin -->', ...md, '<!-- llama:end -->'].join('\n');
 
-const raw = { date, machine, llama: { ...llama, version: llamaVersion }, load: [load0, load1], reps: REPS, quick, quantize: quantInfo, rows, torch: torchLine ?? torch, ours, theirs };
+const raw = { ...M, machine, llama: { ...llama, version: llamaVersion }, rows, torch_vs: torchLine };
 mkdirSync(tmp, { recursive: true });
-writeFileAtomic(join(tmp, 'llama.json'), JSON.stringify(raw, null, 1) + '\n');
+if (!renderFrom) writeFileAtomic(join(tmp, 'llama.json'), JSON.stringify(raw, null, 1) + '\n');
 if (write) {
   const path = join(root, 'bench/RESULTS.md');
   let text = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmark results\n';
@@ -279,4 +301,4 @@ if (write) {
   text = re.test(text) ? text.replace(re, () => section) : text.replace(/\s*$/, '\n\n') + section + '\n';
   writeFileAtomic(path, text);
   console.log('\nwrote bench/RESULTS.md (llama section) and .bench-tmp/llama.json');
-} else console.log('\nwrote .bench-tmp/llama.json');
+} else if (!renderFrom) console.log('\nwrote .bench-tmp/llama.json');

@@ -133,6 +133,8 @@ export interface BenchGenerateResult {
   backend: string;
   gemm: string;
   threads: number;
+  /** Kernel path per family the backend chose at start-up (backend.cpu().paths). */
+  kernel_paths?: Record<string, string>;
 }
 
 const MiB = 1024 * 1024;
@@ -280,7 +282,7 @@ export function benchGenerate(opts: BenchGenerateOptions): BenchGenerateResult {
     tokens_per_s: round(N / (total / 1000), 2), prefill_tokens_per_s: round(prefill > 0 ? P / (prefill / 1000) : 0, 1), decode_tokens_per_s: round(perToken > 0 ? 1000 / perToken : 0, 2),
     prefill_ms: round(prefill, 2), per_token_ms: round(perToken, 3),
     peak_rss_mb: round(peak / MiB, 1), max_rss_mb: round(maxRssMb(), 1),
-    backend: be.name, gemm: be.gemmProvider, threads: be.threads(),
+    backend: be.name, gemm: be.gemmProvider, threads: be.threads(), kernel_paths: { ...be.cpu().paths },
   };
 }
 

@@ -33,6 +33,7 @@ test('bench generate --dtype q8_0 on small: quantized weights, prefill and decod
   assert.ok(Math.abs(j.decode_tokens_per_s - 1000 / j.per_token_ms) <= 0.01 + 1e-3 * j.decode_tokens_per_s);
   assert.ok(j.peak_rss_mb > 0 && j.max_rss_mb >= j.peak_rss_mb - 1);
   assert.equal(typeof j.fused_runtime, 'boolean');
+  for (const k of ['q8_0', 'q4_0', 'bf16', 'f32']) assert.equal(typeof j.kernel_paths[k], 'string', `kernel path of ${k}`);
   assert.match(r.stderr, /\[bench generate small q8_0\] rep 1:/);
 });
 
