@@ -11,6 +11,10 @@
 //       [--quick] [--threads 1,2] [--formats f32,f16,bf16,q8_0,q4_0] [--reps N] [--run-timeout S] [--no-torch] [--keep] [--no-write]
 //   node bench/llama.mjs --render .bench-tmp/llama.json    (rewrite the section from a run's raw JSON, measuring nothing)
 //
+// --quick: 1 repeat per measurement (default 3); --run-timeout: seconds before one measuring
+// process is killed and its cells say "timed out" (default 180); --keep: keep the GGUF files in
+// .bench-tmp/llama/ (deleted otherwise).
+//
 // llama.cpp: --llama-src DIR uses DIR/build/bin (building llama-bench and llama-quantize there with
 // cmake when they are missing); --llama-bench / --llama-quantize name the binaries; otherwise
 // llama-bench / llama-quantize on PATH. Without any, icld and PyTorch are still measured and the
@@ -51,7 +55,7 @@ let FORMATS = (opt('--formats') ?? ALL_FORMATS.join(',')).split(',');
 for (const f of FORMATS) if (!ALL_FORMATS.includes(f)) usage(`--formats: '${f}' is not one of ${ALL_FORMATS.join(', ')}`);
 let REPS = opt('--reps') !== undefined ? Number(opt('--reps')) : quick ? 1 : 3;
 if (!Number.isInteger(REPS) || REPS < 1 || REPS > 100) usage(`--reps: '${opt('--reps')}' is not a repeat count (1..100)`);
-const RUN_TIMEOUT = Number(opt('--run-timeout') ?? 300);
+const RUN_TIMEOUT = Number(opt('--run-timeout') ?? 180);
 if (!Number.isFinite(RUN_TIMEOUT) || RUN_TIMEOUT < 10) usage(`--run-timeout: '${opt('--run-timeout')}' is not a number of seconds (≥ 10)`);
 const P = 64, N = 128;
 
