@@ -537,7 +537,9 @@ export const commands: Record<string, Command> = {
     run: async (a) => {
       const { loadLM } = await import('./load.js');
       const { mergeToDir } = await import('../finetune/merge.js');
-      const { peft, tokenizer } = loadLM(a.model as string | undefined, need(a, 'adapter') as string);
+      const { assertTrainableDir } = await import('../models/index.js');
+      const { peft, tokenizer, base } = loadLM(a.model as string | undefined, need(a, 'adapter') as string);
+      assertTrainableDir(base, 'merge the adapter into the original fp32 model');
       const r = mergeToDir(peft!, tokenizer, need(a, 'out') as string, !!a.overwrite);
       console.log(a.json ? JSON.stringify(r) : `merged the ${r.peft_type} adapter: ${r.out} (${r.params.toLocaleString('en-US')} parameters; max |logit difference| vs base + adapter ${r.max_abs_diff.toExponential(2)})`);
     },

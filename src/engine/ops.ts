@@ -10,7 +10,8 @@ import {
   gradHooks, noGrad, iterOffsets, isGradEnabled,
 } from './tensor.js';
 import { Rng } from './rng.js';
-import { weightAt, type QWeight } from './quant.js';
+import { weightAt, quantizeActQ8, f32ToBf16, QK, type QWeight } from './quant.js';
+import { f16Table } from './half.js';
 
 export type TensorLike = Tensor | number;
 
@@ -827,24 +828,96 @@ function noGradThrough(op: string, w: QWeight, inputs: (Tensor | null)[]): void 
 }
 
 /**
+ * From this many rows on, qlinear runs as "quantize the activations exactly as qmatmulRef does,
+ * dequantize both operands to f32, one fp32 GEMM": the same sums (every product q_w·d_w · q_x·d_x
+ * is formed in f32, so it matches the spec up to f32 rounding and summation order) at GEMM speed.
+ * Below it (decoding) the backend's qmatmul kernel runs. Long prompts and perplexity windows pay
+ * a transient f32 copy of one weight per call, 1/M of the GEMM's work.
+ */
+export const QLINEAR_GEMM_MIN_ROWS = 64;
+
+/**
  * x[..., K] · Wᵀ (+ bias) → [..., N] with an inference weight (engine/quant.ts's qmatmulRef is the
  * numerics: q formats quantize the activations to q8_0 blocks, bf16 rounds them). Forward only.
+ * `gemmMinRows` overrides QLINEAR_GEMM_MIN_ROWS (tests compare the two paths).
  */
-export function qlinear(x: Tensor, w: QWeight, bias: Tensor | null): Tensor {
+export function qlinear(x: Tensor, w: QWeight, bias: Tensor | null, gemmMinRows = QLINEAR_GEMM_MIN_ROWS): Tensor {
   const K = x.shape[x.ndim - 1];
   if (x.ndim < 1 || K !== w.K) throw new Error(`qlinear: input ${fmtShape(x.shape)} does not end in the weight's input size ${w.K}`);
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== w.N)) throw new Error(`qlinear: bias ${fmtShape(bias.shape)} does not match the weight's output size ${w.N}`);
   noGradThrough('qlinear', w, [x, bias]);
   const xc = raw(x), bc = bias ? raw(bias) : null;
-  const M = K === 0 ? 0 : x.size / K;
-  const out = empty([...x.shape.slice(0, -1), w.N], 'float32', false);
-  if (M > 0 && w.N > 0) {
+  const M = K === 0 ? 0 : x.size / K, N = w.N;
+  const out = empty([...x.shape.slice(0, -1), N], 'float32', false);
+  if (M > 0 && N > 0) {
     if (K === 0) out.f32.fill(0);
-    else backend().qmatmul(w, M, xc.f32, 0, K, out.f32, 0, w.N, bc ? bc.f32 : null, false);
+    else if (M >= gemmMinRows) qlinearGemm(w, M, xc.f32, out.f32, bc ? bc.f32 : null);
+    else backend().qmatmul(w, M, xc.f32, 0, K, out.f32, 0, N, bc ? bc.f32 : null, false);
   }
   if (xc !== x) xc.dispose();
   if (bc && bc !== bias) bc.dispose();
   return out;
+}
+
+/** The activations as qmatmulRef uses them (rounded to bf16, or q8_0 blocks dequantized), [M, K]. */
+function effectiveActivations(w: QWeight, M: number, x: F32): F32 {
+  const K = w.K;
+  if (w.format === 'f32') return x;
+  const xe = new Float32Array(M * K);
+  if (w.format === 'bf16') {
+    const bits = new Uint32Array(xe.buffer);
+    for (let i = 0; i < M * K; i++) bits[i] = f32ToBf16(x[i]) << 16;
+    return xe;
+  }
+  const nb = K / QK, q = new Int8Array(K), d = new Float32Array(nb);
+  for (let m = 0; m < M; m++) {
+    quantizeActQ8(x, m * K, K, q, d);
+    for (let b = 0; b < nb; b++) for (let j = 0; j < QK; j++) xe[m * K + b * QK + j] = q[b * QK + j] * d[b];
+  }
+  return xe;
+}
+
+/** W as f32 [N, K] (out_in) into `out` (not for f32 weights). */
+function dequantizeInto(w: QWeight, out: F32): void {
+  const { N, K } = w;
+  if (w.format === 'bf16') {
+    const src = w.data as Uint16Array, bits = new Uint32Array(out.buffer, out.byteOffset, N * K);
+    for (let i = 0; i < N * K; i++) bits[i] = src[i] << 16;
+    return;
+  }
+  const t = f16Table(), f = new Float32Array(1), fb = new Uint32Array(f.buffer);
+  const nb = K / QK, sc = w.scales!;
+  for (let r = 0; r < N * nb; r++) {
+    fb[0] = t[sc[r]];
+    const d = f[0], o = r * QK;
+    if (w.format === 'q8_0') {
+      const q = w.data as Int8Array;
+      for (let j = 0; j < QK; j++) out[o + j] = q[o + j] * d;
+    } else {
+      const q = w.data as Uint8Array, bo = r * (QK / 2);
+      for (let j = 0; j < QK / 2; j++) {
+        const byte = q[bo + j];
+        out[o + j] = ((byte & 15) - 8) * d;
+        out[o + j + QK / 2] = ((byte >> 4) - 8) * d;
+      }
+    }
+  }
+}
+
+function qlinearGemm(w: QWeight, M: number, x: F32, out: F32, bias: F32 | null): void {
+  const { N, K } = w;
+  const xe = effectiveActivations(w, M, x);
+  const be = backend();
+  if (w.format === 'f32') {
+    const inOut = w.layout === 'in_out';
+    be.gemm(false, !inOut, M, N, K, 1, xe, 0, K, 0, w.data as F32, 0, inOut ? N : K, 0, 0, out, 0, N, 0, 1);
+  } else {
+    const wt = empty([N, K], 'float32', false);
+    dequantizeInto(w, wt.f32);
+    be.gemm(false, true, M, N, K, 1, xe, 0, K, 0, wt.f32, 0, K, 0, 0, out, 0, N, 0, 1);
+    wt.dispose();
+  }
+  if (bias) for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) out[m * N + n] += bias[n];
 }
 
 /** Rows of an inference table w ([V, D] = [N, K]) picked by int32 ids [...] → [..., D], dequantized. Forward only. */

@@ -70,12 +70,15 @@ export function assertTrainable(model: LanguageModel, dir?: string): void {
   throw new Error(`${q.dir ?? dir ?? 'this model'} is a quantized (${q.config.dtype}) model: inference only; fine-tune the original fp32 model`);
 }
 
-/** assertTrainable for a directory, from its config.json alone (before anything is loaded). */
-export function assertTrainableDir(dir: string): void {
+/**
+ * assertTrainable for a directory, from its config.json alone (before anything is loaded).
+ * `advice` ends the message (what to do instead).
+ */
+export function assertTrainableDir(dir: string, advice = 'fine-tune the original fp32 model'): void {
   const path = join(dir, CONFIG_NAME);
   if (!existsSync(path)) return; // the loader reports a missing config
   const qc = readQuantizationConfig(readConfig(dir), path);
-  if (qc) throw new Error(`${dir} is a quantized (${qc.dtype}) model: inference only; fine-tune the original fp32 model`);
+  if (qc) throw new Error(`${dir} is a quantized (${qc.dtype}) model: inference only; ${advice}`);
 }
 
 interface Site { name: string; layer: QuantizableLayer; N: number; K: number; layout: 'in_out' | 'out_in'; kind: 'linear' | 'token-embedding' | 'embedding' }
@@ -125,6 +128,9 @@ export function quantizeModel(model: LanguageModel, dtype: InferenceDtype): Quan
   if (!INFERENCE_DTYPES.includes(dtype)) throw new Error(`quantizeModel: dtype must be one of ${INFERENCE_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
   const prev = infos.get(model);
   if (prev) throw new Error(`${prev.dir ?? 'this model'} is already quantized (${prev.config.dtype}); quantize the original fp32 model`);
+  // Tuner wrappers (LoRA, bottleneck adapters) hide their base layer: merge them first.
+  const wrapped = model.namedModules().find(([, m]) => (m as unknown as { isTunerWrapper?: boolean }).isTunerWrapper === true);
+  if (wrapped) throw new Error(`quantizeModel: '${wrapped[0]}' carries an adapter; merge it into the model first (icld merge), then quantize`);
   const bytesBefore = 4 * model.numParameters();
   const tensors: Record<WeightFormat, number> = { f32: 0, bf16: 0, q8_0: 0, q4_0: 0 };
   const formats: Record<string, InferenceDtype> = {};
