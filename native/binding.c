@@ -516,6 +516,53 @@ static napi_value js_qmatmul(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* setKernelPath(path | null) -> the previous cap ("auto" | "scalar" | "avx2" | …); throws when
+ * the CPU cannot run the path or the name is unknown (the cap is then unchanged). */
+static napi_value js_set_kernel_path(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 1, "setKernelPath")) return NULL;
+  char path[64] = "";
+  napi_valuetype t;
+  napi_typeof(env, c.argv[0], &t);
+  if (t == napi_string) {
+    size_t len = 0;
+    napi_get_value_string_utf8(env, c.argv[0], path, sizeof path, &len);
+  } else if (t != napi_null && t != napi_undefined) { throw_err(&c, "ERR_ARG_TYPE", "setKernelPath: expected a string or null"); return NULL; }
+  const char *prev = icld_kernel_cap();
+  char err[256];
+  if (icld_set_kernel_cap(path[0] ? path : NULL, err, sizeof err) != 0) {
+    napi_throw_error(env, "ERR_KERNEL_PATH", err);
+    return NULL;
+  }
+  napi_value r;
+  napi_create_string_utf8(env, prev, NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+static napi_value js_kernel_cap(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_string_utf8(env, icld_kernel_cap(), NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+/* qactTest(format, M, K, x, xOff, ldx, out): icld_qact's raw bytes into any typed array (tests). */
+static napi_value js_qact_test(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 7, "qactTest")) return NULL;
+  int64_t fmt = i64(&c, 0), M = i64(&c, 1), K = i64(&c, 2);
+  arr x = typed(&c, 3, 1, 0); int64_t xOff = i64(&c, 4), ldx = i64(&c, 5);
+  arr out = raw_bytes(&c, 6, 0);
+  if (c.failed) return NULL;
+  if (fmt < ICLD_F32 || fmt > ICLD_Q4_0 || M < 0 || K < 0 || (fmt >= ICLD_Q8_0 && K % ICLD_QK)) { throw_err(&c, "ERR_ARG", "qactTest: bad format or size"); return NULL; }
+  if (M == 0 || K == 0) return undef(env);
+  int64_t sx[2] = {ldx, 1}, shx[2] = {M, K};
+  if (!check_extent(&c, "x", x.len, xOff, 2, shx, sx)) return NULL;
+  if ((size_t)out.len < icld_qact_bytes((int)fmt, M, K)) { throw_err(&c, "ERR_OUT_OF_RANGE", "qactTest: out too short"); return NULL; }
+  icld_qact((int)fmt, M, K, F(x) + xOff, ldx, out.p);
+  return undef(env);
+}
+
 /* cpu() -> {features: string[], paths: {family: path}} */
 static napi_value js_cpu(napi_env env, napi_callback_info info) {
   (void)info;
@@ -756,7 +803,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"embeddingBackward", js_embedding_backward}, {"dropout", js_dropout}, {"attention", js_attention},
     {"attentionBackward", js_attention_backward}, {"adamw", js_adamw}, {"setThreads", js_set_threads},
     {"getThreads", js_get_threads}, {"info", js_info},
-    {"qmatmul", js_qmatmul}, {"cpu", js_cpu},
+    {"qmatmul", js_qmatmul}, {"cpu", js_cpu}, {"setKernelPath", js_set_kernel_path},
+    {"qactTest", js_qact_test}, {"kernelCap", js_kernel_cap},
     {"decoderCreate", js_decoder_create}, {"decoderStep", js_decoder_step}, {"decoderFree", js_decoder_free},
     {"decoderThreads", js_decoder_threads},
   };

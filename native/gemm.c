@@ -1,14 +1,17 @@
 /* GEMM: OpenBLAS when built with ICLD_OPENBLAS, else a builtin packed, cache-blocked sgemm
- * with a 6x16 AVX2/FMA register tile (Goto/BLIS loop order: jc -> pc -> ic -> jr -> ir). */
+ * with a 6x16 AVX2/FMA register tile (Goto/BLIS loop order: jc -> pc -> ic -> jr -> ir).
+ * The addon is built for plain x86-64: the AVX2 micro-kernel and small-M kernels carry target
+ * attributes and icld_gemm_select() (called from quant.c's dispatch) picks them at run time. */
 #include "kernels.h"
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define ICLD_AVX2 1
+#define T_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 #ifdef ICLD_OPENBLAS
@@ -114,9 +117,19 @@ static inline void store_tile(const float *acc, float *C, int64_t ldc, int mr, i
   }
 }
 
-static void ukernel(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr,
-                    int mode, float beta) {
+static void ukernel_scalar(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr,
+                           int mode, float beta) {
+  float tmp[MR * NR];
+  memset(tmp, 0, sizeof tmp);
+  for (int k = 0; k < kc; k++)
+    for (int r = 0; r < MR; r++)
+      for (int j = 0; j < NR; j++) tmp[r * NR + j] += a[k * MR + r] * b[k * NR + j];
+  store_tile(tmp, C, ldc, mr, nr, mode, beta);
+}
+
 #ifdef ICLD_AVX2
+T_AVX2 static void ukernel_avx2(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr,
+                                int mode, float beta) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -154,23 +167,25 @@ static void ukernel(int kc, const float *a, const float *b, float *C, int64_t ld
   _mm256_store_ps(tmp + 64, c40); _mm256_store_ps(tmp + 72, c41);
   _mm256_store_ps(tmp + 80, c50); _mm256_store_ps(tmp + 88, c51);
   store_tile(tmp, C, ldc, mr, nr, mode, beta);
-#else
-  float tmp[MR * NR];
-  memset(tmp, 0, sizeof tmp);
-  for (int k = 0; k < kc; k++)
-    for (int r = 0; r < MR; r++)
-      for (int j = 0; j < NR; j++) tmp[r * NR + j] += a[k * MR + r] * b[k * NR + j];
-  store_tile(tmp, C, ldc, mr, nr, mode, beta);
-#endif
 }
+#endif
+
+typedef void (*ukernel_fn)(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr,
+                           int mode, float beta);
+static ukernel_fn g_ukernel = ukernel_scalar;
 
 /* Small-M path (decode: M = 1..4 rows). Packing would cost as much as the math here, so:
  * B not transposed -> row axpys over B (streams B once); B transposed -> contiguous dot products
  * of the op(A) row with each row of B (also streams B once). Both are memory-bound, as they must be. */
 #define SMALL_M 4
-static float dot_f(const float *a, const float *b, int n) {
-  int k = 0;
+static inline __attribute__((always_inline)) float dot_f_scalar(const float *a, const float *b, int n) {
+  float r = 0.0f;
+  for (int k = 0; k < n; k++) r += a[k] * b[k];
+  return r;
+}
 #ifdef ICLD_AVX2
+T_AVX2 static inline __attribute__((always_inline)) float dot_f_avx2(const float *a, const float *b, int n) {
+  int k = 0;
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
   for (; k + 32 <= n; k += 32) {
     s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
@@ -184,20 +199,20 @@ static float dot_f(const float *a, const float *b, int n) {
   h = _mm_add_ps(h, _mm_movehl_ps(h, h));
   h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
   float r = _mm_cvtss_f32(h);
-#else
-  float r = 0.0f;
-#endif
   for (; k < n; k++) r += a[k] * b[k];
   return r;
 }
+#endif
 
 static _Thread_local float *tl_row;
 static _Thread_local size_t tl_row_cap;
 
-/* Columns [j0, j1) of the small-M product. */
-static void small_m_cols(int transA, int transB, int M, int j0, int j1, int K, float alpha,
-                         const float *A, int64_t lda, const float *B, int64_t ldb,
-                         float beta, float *C, int64_t ldc) {
+/* Columns [j0, j1) of the small-M product. Inlined into one wrapper per ISA (below) so the
+ * row-axpy loop is auto-vectorised for that ISA and `dot` becomes a direct inlined call. */
+typedef float (*dot_fn)(const float *, const float *, int);
+static inline __attribute__((always_inline)) void small_m_cols_impl(
+    dot_fn dot, int transA, int transB, int M, int j0, int j1, int K, float alpha,
+    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   int w = j1 - j0;
   if (w <= 0) return;
   if (!transB) { /* p outer: each row of B is read once for all M rows of C */
@@ -226,11 +241,26 @@ static void small_m_cols(int transA, int transB, int M, int j0, int j1, int K, f
     const float *b = B + (int64_t)j * ldb;
     for (int i = 0; i < M; i++) {
       float *c = C + (int64_t)i * ldc + j;
-      float d = alpha * dot_f(rows[i], b, K);
+      float d = alpha * dot(rows[i], b, K);
       *c = beta == 0.0f ? d : d + beta * *c;
     }
   }
 }
+
+typedef void (*small_fn)(int transA, int transB, int M, int j0, int j1, int K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+static void small_m_cols_scalar(int transA, int transB, int M, int j0, int j1, int K, float alpha,
+                                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  small_m_cols_impl(dot_f_scalar, transA, transB, M, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+#ifdef ICLD_AVX2
+T_AVX2 static void small_m_cols_avx2(int transA, int transB, int M, int j0, int j1, int K, float alpha,
+                                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  small_m_cols_impl(dot_f_avx2, transA, transB, M, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+#endif
+static small_fn g_small = small_m_cols_scalar;
+
 
 /* Memory-bound, so with several threads each streams its own slice of B's columns. */
 static void gemm_small_m(int transA, int transB, int M, int N, int K, float alpha,
@@ -242,7 +272,7 @@ static void gemm_small_m(int transA, int transB, int M, int N, int K, float alph
 #else
   nt = 1;
 #endif
-  if (nt <= 1) { small_m_cols(transA, transB, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
+  if (nt <= 1) { g_small(transA, transB, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
   {
@@ -250,7 +280,7 @@ static void gemm_small_m(int transA, int transB, int M, int N, int K, float alph
     /* slices aligned to 16 columns so threads never share a cache line of C */
     int per = ((N + T - 1) / T + 15) / 16 * 16;
     int j0 = t * per, j1 = j0 + per < N ? j0 + per : N;
-    small_m_cols(transA, transB, M, j0 < N ? j0 : N, j1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    g_small(transA, transB, M, j0 < N ? j0 : N, j1, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
 #endif
 }
@@ -289,7 +319,7 @@ static void gemm_builtin(int transA, int transB, int M, int N, int K, float alph
           const float *bp = pb + (int64_t)jr * kc;
           for (int ir = 0; ir < mc; ir += MR) {
             int mr = mc - ir < MR ? mc - ir : MR;
-            ukernel(kc, pa + (int64_t)ir * kc, bp, C + (int64_t)(ic + ir) * ldc + jc + jr, ldc, mr, nr, mode, beta);
+            g_ukernel(kc, pa + (int64_t)ir * kc, bp, C + (int64_t)(ic + ir) * ldc + jc + jr, ldc, mr, nr, mode, beta);
           }
         }
       }
@@ -359,6 +389,24 @@ void icld_gemm_set_threads(int n) {
   g_gemm_threads = n < 1 ? 1 : n;
 #ifdef ICLD_OPENBLAS
   openblas_set_num_threads(g_gemm_threads);
+#endif
+}
+
+static const char *g_gemm_path = "scalar";
+void icld_gemm_select(unsigned allowed) {
+  g_ukernel = ukernel_scalar; g_small = small_m_cols_scalar; g_gemm_path = "scalar";
+#ifdef ICLD_AVX2
+  if ((allowed & (ICLD_CPU_AVX2 | ICLD_CPU_FMA)) == (ICLD_CPU_AVX2 | ICLD_CPU_FMA)) {
+    g_ukernel = ukernel_avx2; g_small = small_m_cols_avx2; g_gemm_path = "avx2";
+  }
+#endif
+}
+/* "openblas" (its own dispatch; small-M products still use ours) or the builtin kernel's ISA. */
+const char *icld_gemm_path(void) {
+#ifdef ICLD_OPENBLAS
+  return "openblas";
+#else
+  return g_gemm_path;
 #endif
 }
 

@@ -100,6 +100,22 @@ void icld_qmatmul(const icld_qweight *w, int64_t M, const float *x, int64_t ldx,
 const char *icld_kernel_path(const char *family);
 /* CPU features detected at run time, space separated ("avx2 fma f16c avx512f …"). */
 const char *icld_cpu_features(void);
+
+/* ---- run-time dispatch (cpu.c) ---- */
+enum {
+  ICLD_CPU_AVX2 = 1, ICLD_CPU_FMA = 2, ICLD_CPU_F16C = 4, ICLD_CPU_AVX512F = 8, ICLD_CPU_AVX512BW = 16,
+  ICLD_CPU_AVX512VL = 32, ICLD_CPU_AVX512VNNI = 64, ICLD_CPU_AVX512BF16 = 128, ICLD_CPU_AVXVNNI = 256
+};
+unsigned icld_cpu_flags(void);   /* ICLD_CPU_* bits the CPU and OS support */
+unsigned icld_cpu_allowed(void); /* those bits within the current kernel-path cap */
+/* Cap the kernel paths: "auto" (or NULL) = best the CPU runs, else scalar | avx2 | avx-vnni | avx512 |
+ * avx512-vnni | avx512-bf16. Returns 0, or -1 with a one-line reason in err (CPU lacks it / unknown). */
+int icld_set_kernel_cap(const char *path, char *err, size_t errlen);
+const char *icld_kernel_cap(void);
+/* Re-pick every dispatched kernel from icld_cpu_allowed() (quant.c; calls icld_gemm_select). */
+void icld_kernels_select(void);
+void icld_gemm_select(unsigned allowed);
+const char *icld_gemm_path(void); /* "openblas" | builtin micro-kernel ISA ("avx2" | "scalar") */
 /* ---- fused inference decoder (decoder.c; contract: src/engine/decoder.ts) ---- */
 typedef struct {
   icld_qweight qkv, proj, fc, fcp;
@@ -125,7 +141,7 @@ void icld_decoder_step(icld_decoder *d, int n, const int32_t *ids, const int32_t
                        const int32_t *outRows, int nOut, float *logits);
 /* nt > 0: always nt threads; 0: choose per bucket by timing (the default; ICLD_DECODER_THREADS overrides). */
 void icld_decoder_set_threads(icld_decoder *d, int nt);
-/* The thread count chosen for a bucket (0 while still measuring). */
+/* The thread count a bucket's steps run with: the fixed one, else the measured choice (0 while measuring). */
 int icld_decoder_threads(const icld_decoder *d, int bucket);
 int icld_decoder_bucket(int n);
 #endif

@@ -62,6 +62,10 @@ const REFERENCE = [
   'tuners/lora.test.js',
   'tuners/peft-golden.test.js',
   'finetune/finetune.test.js',
+  // The fused inference runtime (issue 14) on the reference decoder twin: generate() with and
+  // without it, batched stepMany, LoRA/training refusals (~2 s). engine/decoder compares both
+  // twins directly in pass 1.
+  'models/runtime.test.js',
 ];
 
 function fail(msg) {

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { backend } from '../engine/backend/index.js';
-import { nativeLoadError } from '../engine/backend/native.js';
+import { kernelPathCap, nativeLoadError } from '../engine/backend/native.js';
 import { supportedModelTypes } from '../models/index.js';
 import { supportedPeftTypes } from '../tuners/index.js';
 
@@ -15,6 +15,12 @@ export function packageVersion(): string {
 
 export interface Info {
   name: string; version: string; node: string; backend: string; gemm: string; threads: number;
+  /** SIMD features the CPU and OS support, detected at run time (empty on the reference backend). */
+  cpu_features: string[];
+  /** Kernel path chosen per family (gemm, gemm_bf16, f32, bf16, q8_0, q4_0). */
+  kernel_paths: Record<string, string>;
+  /** The kernel-path cap in force (ICLD_KERNEL_PATH), null when none (best path the CPU runs). */
+  kernel_cap: string | null;
   /** config.json model_type values loadModel reads. */
   model_types: string[];
   /** adapter_config.json peft_type values the tuners read and write. */
@@ -33,7 +39,10 @@ export function info(): Info {
   } else if (be.gemmProvider === 'builtin') {
     note = 'OpenBLAS was not found when the addon was built; GEMM uses the builtin blocked AVX2/FMA kernel. Install libopenblas-dev and run `npm rebuild` for the OpenBLAS path.';
   }
-  return { name: 'icl-distill', version: packageVersion(), node: process.version, backend: be.name, gemm: be.gemmProvider, threads: be.threads(), model_types: supportedModelTypes(), peft_types: supportedPeftTypes(), note };
+  const cpu = be.cpu();
+  const cap = be.name === 'native' ? kernelPathCap() : null;
+  return { name: 'icl-distill', version: packageVersion(), node: process.version, backend: be.name, gemm: be.gemmProvider, threads: be.threads(),
+    cpu_features: cpu.features, kernel_paths: cpu.paths, kernel_cap: cap && cap !== 'auto' ? cap : null, model_types: supportedModelTypes(), peft_types: supportedPeftTypes(), note };
 }
 
 export function formatInfo(i: Info): string {
@@ -42,6 +51,8 @@ export function formatInfo(i: Info): string {
     `backend:  ${i.backend}`,
     `gemm:     ${i.gemm}`,
     `threads:  ${i.threads}`,
+    `cpu:      ${i.cpu_features.length ? i.cpu_features.join(' ') : (i.backend === 'native' ? 'no AVX2 (portable scalar kernels)' : '-')}`,
+    `kernels:  ${Object.entries(i.kernel_paths).map(([k, v]) => `${k} ${v}`).join(', ')}${i.kernel_cap ? ` (capped at ${i.kernel_cap} by ICLD_KERNEL_PATH)` : ''}`,
     `models:   ${i.model_types.join(', ')}`,
     `adapters: ${i.peft_types.join(', ')} (PEFT layout)`,
   ];

@@ -5,6 +5,7 @@
 import * as O from '../engine/ops.js';
 import { Rng, tidy, noGrad } from '../engine/index.js';
 import { requireCausal, type KVCache, type LanguageModel } from './lm.js';
+import type { InferenceRuntime } from './runtime.js';
 
 export interface TextCodec {
   encode(text: string): number[];
@@ -37,6 +38,11 @@ export interface GenerateOptions {
   topLogprobs?: number;
   /** Cancels the generation before its next token (finish_reason 'abort'). */
   signal?: AbortSignal;
+  /**
+   * Use the model's fused inference runtime when it offers one (default true); false always runs
+   * forward() with a KV cache. Either way the same tokens come out (up to float rounding).
+   */
+  runtime?: boolean;
 }
 
 export interface GenerateResult {
@@ -108,7 +114,10 @@ export class Generation {
   private text = '';
   private readonly model: ReturnType<typeof requireCausal>;
   private readonly rng: Rng;
-  private readonly cache: KVCache;
+  /** forward() path: the KV cache; runtime path: the runtime and this generation's slot in it. */
+  private readonly cache: KVCache | null = null;
+  private readonly rt: InferenceRuntime | null = null;
+  private readonly slot: number = -1;
   private readonly history: number[];
   private readonly counts = new Map<number, number>();
   private cur: number[];
@@ -126,11 +135,24 @@ export class Generation {
     this.maxT = this.model.maxPositions;
     if (this.promptIds.length >= this.maxT) throw new Error(`generate: prompt has ${this.promptIds.length} tokens, the model's context is ${this.maxT}`);
     this.rng = new Rng(o.seed ?? 0);
-    this.cache = this.model.newCache(1, Math.min(this.maxT, this.promptIds.length + o.maxNewTokens));
+    const need = Math.min(this.maxT, this.promptIds.length + o.maxNewTokens);
+    if (o.maxNewTokens > 0) {
+      const got = o.runtime === false ? null : acquireSlot(this.model, need);
+      if (got) { this.rt = got.rt; this.slot = got.slot; } else this.cache = this.model.newCache(1, need);
+    }
     this.history = this.promptIds.slice();
     this.cur = this.promptIds;
     if (o.maxNewTokens === 0) this.finish('length');
   }
+
+  /** Its runtime slot (-1 on the forward() path). */
+  get slotId(): number { return this.slot; }
+  /** Whether this generation decodes through the model's fused runtime. */
+  get usesRuntime(): boolean { return this.rt !== null; }
+  /** The runtime it decodes on (null on the forward() path). */
+  get runtime(): InferenceRuntime | null { return this.rt; }
+  /** Ids the next step feeds: the prompt at first, then the last generated token. */
+  get pendingIds(): readonly number[] { return this.cur; }
 
   private finish(reason: GenerateResult['finish_reason']): void {
     this.finishReason = reason;
@@ -141,25 +163,51 @@ export class Generation {
 
   /** Generate one token (the first call also prefills the prompt). Returns true when the generation has ended. */
   step(): boolean {
+    if (!this.ready()) return true;
+    let row: Float32Array;
+    try {
+      if (this.rt) {
+        const logits = this.rt.step([{ seq: this.slot, ids: this.cur }]);
+        row = logits.slice(0, this.rt.vocabSize);
+      } else {
+        const cur = this.cur, cache = this.cache!, model = this.model;
+        row = tidy(() => noGrad(() => {
+          const logits = model.forward(O.tensor(cur, [1, cur.length], 'int32'), { cache });
+          const V = logits.shape[2];
+          return logits.f32.slice((cur.length - 1) * V, cur.length * V);
+        }));
+      }
+    } catch (e) { this.dispose(); throw e; }
+    return this.accept(row);
+  }
+
+  /**
+   * Before a step: false when the generation has ended (already, or now: cancelled, or the
+   * context is full). For batched steps (stepMany).
+   */
+  ready(): boolean {
+    if (this.done) return false;
+    if (this.o.signal?.aborted) { this.finish('abort'); return false; }
+    // Real positions only: a prefix or prompt adapter's virtual ones sit at the cache's front and are not counted in maxPositions.
+    const past = this.rt ? this.rt.length(this.slot) : this.cache!.length - this.cache!.virtual;
+    if (past + this.cur.length > this.maxT) { this.finish('context'); return false; }
+    return true;
+  }
+
+  /**
+   * Take the logits of the last pending token (a row of V, modified in place: penalties, biases),
+   * choose the next token and apply the stop rules. Returns true when the generation has ended.
+   */
+  accept(row: Float32Array): boolean {
     if (this.done) return true;
     const o = this.o;
-    if (o.signal?.aborted) { this.finish('abort'); return true; }
-    // Real positions only: a prefix or prompt adapter's virtual ones sit at the cache's front and are not counted in maxPositions.
-    if (this.cache.length - this.cache.virtual + this.cur.length > this.maxT) { this.finish('context'); return true; }
     let lp: TokenLogprob | null = null;
-    const cur = this.cur, cache = this.cache, model = this.model;
     let next: number;
     try {
-      next = tidy(() => noGrad(() => {
-        const logits = model.forward(O.tensor(cur, [1, cur.length], 'int32'), { cache });
-        const V = logits.shape[2];
-        const row = logits.f32.slice((cur.length - 1) * V, cur.length * V);
-        this.adjust(row);
-        const id = sampleNext(row, this.history, o, this.rng);
-        // row now holds the penalised logits sampleNext chose from.
-        if (o.logprobs) lp = tokenLogprob(row, id, o.topLogprobs ?? 0);
-        return id;
-      }));
+      this.adjust(row);
+      next = sampleNext(row, this.history, o, this.rng);
+      // row now holds the penalised logits sampleNext chose from.
+      if (o.logprobs) lp = tokenLogprob(row, next, o.topLogprobs ?? 0);
     } catch (e) { this.dispose(); throw e; }
     this.tokens.push(next); this.history.push(next);
     this.counts.set(next, (this.counts.get(next) ?? 0) + 1);
@@ -193,11 +241,12 @@ export class Generation {
     return { text, tokens: out.slice(), tokens_per_s: secs > 0 ? out.length / secs : 0, finish_reason: this.finishReason, prompt_tokens: this.promptIds.length };
   }
 
-  /** Free the KV cache (idempotent); a generation cut short this way stays as it is. */
+  /** Free the KV cache or the runtime slot (idempotent); a generation cut short this way stays as it is. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.cache.dispose();
+    this.cache?.dispose();
+    this.rt?.release(this.slot);
     if (!this.done) { this.done = true; this.finishReason = 'abort'; this.t1 = performance.now(); }
   }
 }
@@ -247,6 +296,40 @@ function firstStop(text: string, stops: string[]): number {
  */
 export function stepMany(gens: readonly Generation[]): number {
   let running = 0;
-  for (const g of gens) if (!g.done && !g.step()) running++;
+  const groups = new Map<InferenceRuntime, Generation[]>();
+  for (const g of gens) {
+    const rt = g.runtime;
+    if (!rt) { if (!g.done && !g.step()) running++; continue; }
+    if (!g.ready()) continue;
+    const list = groups.get(rt);
+    if (list) list.push(g); else groups.set(rt, [g]);
+  }
+  for (const [rt, list] of groups) {
+    let logits: Float32Array;
+    try {
+      logits = rt.step(list.map((g) => ({ seq: g.slotId, ids: g.pendingIds })));
+    } catch (e) { for (const g of list) g.dispose(); throw e; }
+    const V = rt.vocabSize;
+    // Rows are copied before any accept(): a finished generation releases its slot, which may free the runtime.
+    const rows = list.map((_, i) => logits.slice(i * V, (i + 1) * V));
+    list.forEach((g, i) => { if (!g.accept(rows[i])) running++; });
+  }
   return running;
+}
+
+/**
+ * A slot of the model's fused runtime for a sequence of up to `maxT` positions, or null (no
+ * runtime for this model now). When the model's runtime has no free slot, a larger one is asked
+ * for (the model keeps generations already running on the old one going).
+ */
+function acquireSlot(model: LanguageModel, maxT: number): { rt: InferenceRuntime; slot: number } | null {
+  if (typeof model.runtime !== 'function') return null;
+  let rt = model.runtime({ maxSeqs: 1, maxT });
+  if (!rt) return null;
+  let slot = rt.acquire();
+  if (slot === null) {
+    rt = model.runtime({ maxSeqs: 2 * rt.maxSeqs, maxT: Math.max(maxT, rt.maxT) });
+    slot = rt ? rt.acquire() : null;
+  }
+  return rt && slot !== null ? { rt, slot } : null;
 }

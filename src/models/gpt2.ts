@@ -453,15 +453,16 @@ export class GPT2 extends Module implements LanguageModel {
   /**
    * The fused inference runtime (src/models/runtime.ts) over this model's weights, in their
    * inference formats (Linear/Embedding.inferenceWeight(): quantized checkpoints run quantized).
-   * null when the model cannot use it: training mode, or any layer replaced by an adapter wrapper
-   * (LoRA, bottleneck adapters) — callers fall back to forward() with a KVCache.
+   * null when the model cannot use it: training mode, any layer replaced by an adapter wrapper
+   * (LoRA, bottleneck adapters), a native addon built without the decoder — callers fall back to
+   * forward() with a KVCache.
    * One runtime per model is kept and handed out again while it is large enough and its weights
    * are the same arrays; a request for more slots or positions builds a larger one (the old one is
    * freed once its last slot is released). maxT is rounded up to a power of two (≥ 64, at most
    * n_positions) so that growing requests rebuild rarely.
    */
   runtime(opts: { maxSeqs: number; maxT: number }): InferenceRuntime | null {
-    if (this.training) return null;
+    if (this.training || (backend() as { hasDecoder?: boolean }).hasDecoder === false) return null;
     const c = this.config, tr = this.transformer;
     if (!(Number.isInteger(opts.maxSeqs) && opts.maxSeqs >= 1)) throw new Error(`GPT2.runtime: maxSeqs must be a positive integer, got ${opts.maxSeqs}`);
     if (!(Number.isInteger(opts.maxT) && opts.maxT >= 1)) throw new Error(`GPT2.runtime: maxT must be a positive integer, got ${opts.maxT}`);

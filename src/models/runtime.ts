@@ -5,7 +5,7 @@
 
 import { backend } from '../engine/backend/index.js';
 import type { Backend } from '../engine/backend/types.js';
-import type { DecoderHandle, DecoderSpec } from '../engine/decoder.js';
+import type { DecoderHandle, DecoderSpec, DecoderStep } from '../engine/decoder.js';
 
 /** One sequence's new tokens in a batched step. */
 export interface RuntimeEntry {
@@ -59,6 +59,8 @@ export class DecoderRuntime implements InferenceRuntime {
   private readonly outViews: Int32Array[];
   private readonly logits: Float32Array;
   private readonly logitViews: Float32Array[];
+  /** The one step descriptor, refilled each step. */
+  private readonly call: DecoderStep;
   /** Set by the owner when a newer runtime replaces this one: freed once its last slot is released. */
   retired = false;
 
@@ -75,6 +77,7 @@ export class DecoderRuntime implements InferenceRuntime {
     this.outViews = Array.from({ length: spec.maxSeqs + 1 }, (_, k) => this.outRows.subarray(0, k));
     this.logits = new Float32Array(spec.maxSeqs * spec.vocab);
     this.logitViews = Array.from({ length: spec.maxSeqs + 1 }, (_, k) => this.logits.subarray(0, k * spec.vocab));
+    this.call = { n: 0, ids: this.ids, pos: this.pos, seq: this.seq, outRows: this.outViews[0], logits: this.logits };
   }
 
   get disposed(): boolean { return this.handle === null; }
@@ -112,6 +115,7 @@ export class DecoderRuntime implements InferenceRuntime {
     if (n > this.ids.length) {
       const cap = Math.max(n, 2 * this.ids.length);
       this.ids = new Int32Array(cap); this.pos = new Int32Array(cap); this.seq = new Int32Array(cap);
+      this.call.ids = this.ids; this.call.pos = this.pos; this.call.seq = this.seq;
     }
     let t = 0;
     for (let e = 0; e < batch.length; e++) {
@@ -125,9 +129,21 @@ export class DecoderRuntime implements InferenceRuntime {
       this.outRows[e] = t - 1;
     }
     const k = batch.length;
-    this.be.decoderStep(h, { n, ids: this.ids, pos: this.pos, seq: this.seq, outRows: this.outViews[k], logits: this.logits });
+    this.call.n = n; this.call.outRows = this.outViews[k];
+    this.be.decoderStep(h, this.call);
     for (let e = 0; e < batch.length; e++) this.lengths[batch[e].seq] += batch[e].ids.length;
     return this.logitViews[k];
+  }
+
+  /**
+   * The native decoder's thread count per step shape (1, 2–8, 9–32, more tokens per step; 0 while
+   * it is still timing 1 against all threads). `nt` > 0 fixes the count, 0 returns to measuring.
+   * [] where the backend has no such choice (reference).
+   */
+  threads(nt?: number): number[] {
+    const be = this.be as Backend & { decoderThreads?: (h: DecoderHandle, nt?: number) => number[] };
+    if (!be.decoderThreads || !this.handle) return [];
+    return be.decoderThreads(this.handle, nt);
   }
 
   dispose(): void {

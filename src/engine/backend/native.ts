@@ -53,6 +53,12 @@ interface Addon {
   decoderFree?(h: object): void;
   decoderThreads?(h: object, nt?: number): number[];
   cpu(): CpuInfo;
+  /** Caps the kernel paths (null = best the CPU runs); returns the previous cap; throws when the CPU cannot run it. */
+  setKernelPath?(path: string | null): string;
+  /** The current kernel-path cap ('auto' when none). */
+  kernelCap?(): string;
+  /** icld_qact's raw output bytes (tests only). */
+  qactTest?(format: number, M: number, K: number, x: F32, xOff: number, ldx: number, out: Uint8Array): void;
   setThreads(n: number): void;
   getThreads(): number;
   info(): NativeInfo;
@@ -181,6 +187,8 @@ class NativeBackend implements Backend {
     const h: NativeDecoder = { ext, spec };
     return h;
   }
+  /** False for an addon built before the fused decoder existed (models then decode without it). */
+  get hasDecoder(): boolean { return typeof this.a.decoderCreate === 'function'; }
   decoderStep(h: DecoderHandle, s: DecoderStep): void {
     this.a.decoderStep!((h as NativeDecoder).ext, s.n, s.ids, s.pos, s.seq, s.outRows, s.outRows.length, s.logits);
   }
@@ -223,6 +231,46 @@ export function loadNative(): Backend | null {
 export function nativeLoadError(): string | null {
   load();
   return addon ? null : loadError;
+}
+
+/** Kernel paths a cap may name, slowest first (native/cpu.c). 'auto' = the best this CPU runs. */
+export const KERNEL_PATHS = ['scalar', 'avx2', 'avx-vnni', 'avx512', 'avx512-vnni', 'avx512-bf16'] as const;
+
+/**
+ * Cap the native kernel paths for this process (tests, benchmarks; ICLD_KERNEL_PATH does the same
+ * at load time). Returns the previous cap ('auto' when none). Throws when the addon is missing,
+ * the name is unknown or the CPU cannot run that path.
+ */
+export function setKernelPath(path: string | null): string {
+  const a = load();
+  if (!a || !a.setKernelPath) throw new Error(`setKernelPath: ${a ? 'native addon too old (stale build?)' : loadError ?? 'native addon not loaded'}`);
+  return a.setKernelPath(path === 'auto' ? null : path);
+}
+
+/** The kernel-path cap in force ('auto' = best the CPU runs), or null without the addon. */
+export function kernelPathCap(): string | null {
+  const a = load();
+  return a && a.kernelCap ? a.kernelCap() : null;
+}
+
+/** The kernel paths this CPU can run (each accepted by setKernelPath), slowest first. */
+export function runnableKernelPaths(): string[] {
+  const a = load();
+  if (!a || !a.setKernelPath) return [];
+  const prev = a.setKernelPath(null);
+  const ok: string[] = [];
+  for (const p of KERNEL_PATHS) {
+    try { a.setKernelPath(p); ok.push(p); } catch { /* the CPU lacks a feature this path needs */ }
+  }
+  a.setKernelPath(prev === 'auto' ? null : prev);
+  return ok;
+}
+
+/** icld_qact's output for M rows of K activations (test hook): bytes as the kernels see them. */
+export function nativeQact(format: number, M: number, K: number, x: F32, xOff: number, ldx: number, out: Uint8Array): void {
+  const a = load();
+  if (!a || !a.qactTest) throw new Error('nativeQact: native addon not loaded or too old');
+  a.qactTest(format, M, K, x, xOff, ldx, out);
 }
 
 /** Build facts of the addon ({gemm, simd, openmp}), or null when it is not loaded. */
