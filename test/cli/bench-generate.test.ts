@@ -29,8 +29,8 @@ test('bench generate --dtype q8_0 on small: quantized weights, prefill and decod
   assert.ok(j.prefill_tokens_per_s > 0 && Number.isFinite(j.prefill_tokens_per_s));
   assert.ok(j.decode_tokens_per_s > 0 && Number.isFinite(j.decode_tokens_per_s));
   // The rates are the reported times turned around: 8 prompt tokens over prefill_ms, 1 token per per_token_ms.
-  assert.ok(Math.abs(j.prefill_tokens_per_s - 8000 / j.prefill_ms) <= 0.1 + 1e-3 * j.prefill_tokens_per_s);
-  assert.ok(Math.abs(j.decode_tokens_per_s - 1000 / j.per_token_ms) <= 0.01 + 1e-3 * j.decode_tokens_per_s);
+  assert.ok(Math.abs(j.prefill_tokens_per_s - 8000 / j.prefill_ms) <= 0.1 + 5e-3 * j.prefill_tokens_per_s); // prefill_ms has 2 decimals
+  assert.ok(Math.abs(j.decode_tokens_per_s - 1000 / j.per_token_ms) <= 0.01 + 5e-3 * j.decode_tokens_per_s); // per_token_ms has 3 decimals
   assert.ok(j.peak_rss_mb > 0 && j.max_rss_mb >= j.peak_rss_mb - 1);
   assert.equal(typeof j.fused_runtime, 'boolean');
   for (const k of ['q8_0', 'q4_0', 'bf16', 'f32']) assert.equal(typeof j.kernel_paths[k], 'string', `kernel path of ${k}`);
