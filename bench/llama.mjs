@@ -104,7 +104,10 @@ function findLlama() {
     }
     bench = join(bin, 'llama-bench');
     quant ??= join(bin, 'llama-quantize');
-    note = `source ${src}`;
+    // Source trees without git report build "unknown": gguf-py's version dates the release instead.
+    const py = join(src, 'gguf-py', 'pyproject.toml');
+    const ver = existsSync(py) ? /^version\s*=\s*"([^"]+)"/m.exec(readFileSync(py, 'utf8'))?.[1] : undefined;
+    note = `source ${src}${ver ? ` (its gguf-py ${ver})` : ''}`;
   }
   bench ??= which('llama-bench');
   if (bench && !quant) quant = existsSync(join(dirname(bench), 'llama-quantize')) ? join(dirname(bench), 'llama-quantize') : which('llama-quantize');
@@ -166,7 +169,7 @@ function measure() {
     const pp = rows.find((x) => x.n_prompt === P && x.n_gen === 0), tg = rows.find((x) => x.n_gen === N && x.n_prompt === 0);
     const info = rows[0] ?? {};
     return { pp: pp?.avg_ts ?? null, tg: tg?.avg_ts ?? null, pp_sd: pp?.stddev_ts ?? null, tg_sd: tg?.stddev_ts ?? null, max_rss_mb: r.maxRssMb,
-      model_type: info.model_type, model_size: info.model_size, build: `${info.build_commit ?? '?'} (build ${info.build_number ?? '?'})`, cpu_info: info.cpu_info,
+      model_type: info.model_type, model_size: info.model_size, build: `build_commit ${info.build_commit ?? '?'}, build_number ${info.build_number ?? '?'}`, cpu_info: info.cpu_info,
       command: `${llama.bench} ${args.join(' ')}` };
   }
 
@@ -254,7 +257,7 @@ const cpuModel = sh("lscpu | sed -n 's/^Model name:[ \\t]*//p'") || os.cpus()[0]
 const machine = M.machine ?? `${cpuModel}, ${os.cpus().length} vCPUs (${isa || 'no AVX2'}), Linux ${os.release()}, Node ${process.version}${torch?.version ? `, PyTorch ${torch.version}` : ''}`;
 const date = M.date;
 const anyL = Object.values(theirs).find((x) => !x.error);
-const llamaVersion = llama.bench ? `llama.cpp ${anyL?.build ?? '(no successful run)'}, ${llama.note}` : llama.note;
+const llamaVersion = llama.bench ? `llama-bench ${anyL?.build ?? '(no successful run)'}; ${llama.note}` : llama.note;
 
 // ---- print
 for (const r of rows) {
