@@ -123,12 +123,13 @@ function runMeasured(cmd, args) {
   const rssFile = join(work, `rss-${process.pid}.txt`);
   const inner = TIMEOUT ? [TIMEOUT, String(RUN_TIMEOUT), cmd, ...args] : [cmd, ...args];
   const full = TIME ? [TIME, '-f', '%M', '-o', rssFile, ...inner] : inner;
+  const t = Date.now();
   const r = spawnSync(full[0], full.slice(1), { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26,
     ...(TIMEOUT ? {} : { timeout: RUN_TIMEOUT * 1000, killSignal: 'SIGKILL' }) });
   const timedOut = TIMEOUT ? r.status === 124 : r.signal === 'SIGKILL';
   let maxRssMb = null;
   if (TIME && existsSync(rssFile)) { const kb = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()); if (Number.isFinite(kb)) maxRssMb = kb / 1024; rmSync(rssFile, { force: true }); }
-  return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', status: r.status, timedOut, maxRssMb };
+  return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', status: r.status, timedOut, maxRssMb, wallS: (Date.now() - t) / 1000 };
 }
 
 /** Every measurement of a run, as the raw JSON keeps it. */
@@ -169,7 +170,7 @@ function measure() {
     const pp = rows.find((x) => x.n_prompt === P && x.n_gen === 0), tg = rows.find((x) => x.n_gen === N && x.n_prompt === 0);
     const info = rows[0] ?? {};
     return { pp: pp?.avg_ts ?? null, tg: tg?.avg_ts ?? null, pp_sd: pp?.stddev_ts ?? null, tg_sd: tg?.stddev_ts ?? null, max_rss_mb: r.maxRssMb,
-      model_type: info.model_type, model_size: info.model_size, build: `build_commit ${info.build_commit ?? '?'}, build_number ${info.build_number ?? '?'}`, cpu_info: info.cpu_info,
+      wall_s: r.wallS, model_type: info.model_type, model_size: info.model_size, build: `build_commit ${info.build_commit ?? '?'}, build_number ${info.build_number ?? '?'}`, cpu_info: info.cpu_info,
       command: `${llama.bench} ${args.join(' ')}` };
   }
 
@@ -181,7 +182,7 @@ function measure() {
     if (!j) return { error: r.timedOut ? `timed out after ${RUN_TIMEOUT} s` : `exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `node ${args.join(' ')}` };
     // rss_mb: the peak sampled during generation. The process's maxrss also counts the f32 random
     // model it built before quantizeModel freed it, which a model loaded from disk never holds.
-    return { pp: j.prefill_tokens_per_s, tg: j.decode_tokens_per_s, rss_mb: j.peak_rss_mb, max_rss_mb: r.maxRssMb ?? j.max_rss_mb, raw: j, command: `node ${args.join(' ')}` };
+    return { pp: j.prefill_tokens_per_s, tg: j.decode_tokens_per_s, rss_mb: j.peak_rss_mb, max_rss_mb: r.maxRssMb ?? j.max_rss_mb, wall_s: r.wallS, raw: j, command: `node ${args.join(' ')}` };
   }
 
   const ours = {}, theirs = {};
