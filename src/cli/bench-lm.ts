@@ -22,15 +22,19 @@
 // prompt, 128 new tokens). prefill_ms is the time to the first new token (prompt forward +
 // argmax); per_token_ms is the mean time of the remaining tokens; tokens_per_s counts all new
 // tokens over the whole call (prefill included). Median over the repeats.
+// --dtype quantizes the random model's weights in-process first (bf16 / q8_0 / q4_0, as `icld
+// quantize` would). prefill_tokens_per_s = prompt tokens / prefill time and decode_tokens_per_s =
+// 1 / per-token time are the twins of llama-bench's pp<prompt> and tg<new> (bench/llama.mjs).
 
 import { performance } from 'node:perf_hooks';
 import { tidy, noGrad, backend, Rng, empty, type Tensor } from '../engine/index.js';
-import { createModel, generate, type LanguageModel } from '../models/index.js';
+import { createModel, generate, quantizeModel, type LanguageModel } from '../models/index.js';
 import { MlmCollator } from '../data/mlm.js';
 import { mlmLoss } from '../train/pretrain.js';
 import * as O from '../engine/ops.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
 import { paramGroups } from '../train/trainer.js';
+import type { WeightFormat } from '../engine/quant.js';
 
 export type TrainBenchConfig = 'small' | 'gpt2s' | 'bert-small';
 export type GenerateBenchConfig = 'small' | 'gpt2-124m';
@@ -95,6 +99,8 @@ export interface BenchGenerateOptions {
   /** Timed repeats (default 3); one short untimed warm-up run precedes them. */
   reps?: number;
   threads?: number;
+  /** Weight format of the matmuls and the tied embedding / LM head (default f32). */
+  dtype?: WeightFormat;
   json: boolean;
   progress?: boolean;
 }
@@ -106,7 +112,18 @@ export interface BenchGenerateResult {
   prompt_tokens: number;
   new_tokens: number;
   reps: number;
+  dtype: WeightFormat;
+  /** Tensors per weight format after quantizeModel's per-tensor policy (f32: parameters left f32). */
+  weight_formats: Partial<Record<WeightFormat, number>>;
+  /** Bytes of all the model's weights as inference holds them (scales included). */
+  weight_bytes: number;
+  /** Seconds spent quantizing the random model (not timed in the rates). */
+  quantize_s: number;
+  /** Whether the model offers the fused inference runtime that generate() prefers (else the module forward runs). */
+  fused_runtime: boolean;
   tokens_per_s: number;
+  /** Prompt tokens per second of the prefill (prompt forward + first argmax), like llama-bench's pp. */
+  prefill_tokens_per_s: number;
   /** New tokens per second excluding the prefill (1000 / per_token_ms). */
   decode_tokens_per_s: number;
   prefill_ms: number;
@@ -116,6 +133,8 @@ export interface BenchGenerateResult {
   backend: string;
   gemm: string;
   threads: number;
+  /** Kernel path per family the backend chose at start-up (backend.cpu().paths). */
+  kernel_paths?: Record<string, string>;
 }
 
 const MiB = 1024 * 1024;
@@ -221,9 +240,15 @@ export function benchGenerate(opts: BenchGenerateOptions): BenchGenerateResult {
   if (opts.threads !== undefined) be.setThreads(opts.threads);
   const P = opts.promptTokens ?? 64, N = opts.newTokens ?? 128, reps = Math.max(1, opts.reps ?? 3);
   const progress = opts.progress ?? true;
+  const dtype = opts.dtype ?? 'f32';
   const model = buildModel(s);
   model.eval();
   const nParams = model.numParameters();
+  const tq = performance.now();
+  const q = dtype === 'f32' ? null : quantizeModel(model, dtype);
+  const quantizeS = (performance.now() - tq) / 1000;
+  const weightFormats = q ? Object.fromEntries(Object.entries(q.tensors).filter(([, n]) => n > 0)) : { f32: model.namedParameters().length };
+  const fused = typeof model.runtime === 'function';
   const rng = new Rng(4321);
   const prompt = Array.from({ length: P }, () => rng.nextU32() % s.vocab);
   const codec = { encode: (): number[] => [], decode: (): string => '' };
@@ -245,18 +270,19 @@ export function benchGenerate(opts: BenchGenerateOptions): BenchGenerateResult {
     for (let i = 0; i < reps; i++) {
       const { total, prefill } = runOnce(N);
       totals.push(total); prefills.push(prefill); perTok.push(N > 1 ? (total - prefill) / (N - 1) : 0);
-      if (progress) process.stderr.write(`[bench generate ${opts.config}] rep ${i + 1}: ${(N / (total / 1000)).toFixed(1)} tok/s, prefill ${prefill.toFixed(1)} ms, ${perTok[i].toFixed(2)} ms/token\n`);
+      if (progress) process.stderr.write(`[bench generate ${opts.config} ${dtype}] rep ${i + 1}: ${(N / (total / 1000)).toFixed(1)} tok/s, prefill ${prefill.toFixed(1)} ms, ${perTok[i].toFixed(2)} ms/token\n`);
     }
   } finally {
     model.dispose();
   }
-  const total = median(totals), perToken = median(perTok);
+  const total = median(totals), perToken = median(perTok), prefill = median(prefills);
   return {
     config: opts.config, shape: s, params: nParams, prompt_tokens: P, new_tokens: N, reps,
-    tokens_per_s: round(N / (total / 1000), 2), decode_tokens_per_s: round(perToken > 0 ? 1000 / perToken : 0, 2),
-    prefill_ms: round(median(prefills), 2), per_token_ms: round(perToken, 3),
+    dtype, weight_formats: weightFormats, weight_bytes: q ? q.bytes_after : 4 * nParams, quantize_s: round(quantizeS, 2), fused_runtime: fused,
+    tokens_per_s: round(N / (total / 1000), 2), prefill_tokens_per_s: round(prefill > 0 ? P / (prefill / 1000) : 0, 1), decode_tokens_per_s: round(perToken > 0 ? 1000 / perToken : 0, 2),
+    prefill_ms: round(prefill, 2), per_token_ms: round(perToken, 3),
     peak_rss_mb: round(peak / MiB, 1), max_rss_mb: round(maxRssMb(), 1),
-    backend: be.name, gemm: be.gemmProvider, threads: be.threads(),
+    backend: be.name, gemm: be.gemmProvider, threads: be.threads(), kernel_paths: { ...be.cpu().paths },
   };
 }
 

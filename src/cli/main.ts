@@ -94,17 +94,22 @@ export const commands: Record<string, Command> = {
     },
   },
   'bench generate': {
-    summary: 'Time greedy KV-cache decoding (batch 1, prompt 64, 128 new tokens) at a reference shape.',
+    summary: 'Time greedy KV-cache decoding (batch 1, random prompt of --prompt tokens, --new tokens; prefill and decode rates) at a reference shape, weights in --dtype.',
     flags: {
       json,
       config: { type: 'string', default: 'small', choices: ['small', 'gpt2-124m'], help: 'reference shape: small = d256 L4 H4, vocab 2048; gpt2-124m = d768 L12 H12, vocab 50257' },
       reps: { type: 'number', default: 3, ...posInt, help: 'timed repeats (median)' },
       threads,
+      dtype: { type: 'string', default: 'f32', choices: ['f32', 'bf16', 'q8_0', 'q4_0'], help: 'weight format: the random model is quantized in-process first' },
+      prompt: { type: 'number', default: 64, ...posInt, help: 'prompt tokens (random)' },
+      new: { type: 'number', default: 128, ...posInt, help: 'new tokens to generate' },
     },
     run: async (a) => {
-      const { benchGenerate } = await import('./bench-lm.js');
-      const r = benchGenerate({ config: a.config as 'small' | 'gpt2-124m', reps: a.reps as number, threads: a.threads as number | undefined, json: !!a.json });
-      console.log(a.json ? JSON.stringify(r) : `${r.config}: ${r.tokens_per_s.toFixed(1)} tok/s, prefill ${r.prefill_ms.toFixed(1)} ms, ${r.per_token_ms.toFixed(2)} ms/token, peak RSS ${r.peak_rss_mb.toFixed(0)} MiB`);
+      const { benchGenerate, GENERATE_CONFIGS } = await import('./bench-lm.js');
+      const config = a.config as 'small' | 'gpt2-124m';
+      if ((a.prompt as number) + (a.new as number) > GENERATE_CONFIGS[config].nPositions) throw new UsageError(`icld bench generate: --prompt + --new (${(a.prompt as number) + (a.new as number)}) exceeds the ${config} context of ${GENERATE_CONFIGS[config].nPositions}`);
+      const r = benchGenerate({ config, reps: a.reps as number, threads: a.threads as number | undefined, dtype: a.dtype as 'f32' | 'bf16' | 'q8_0' | 'q4_0', promptTokens: a.prompt as number, newTokens: a.new as number, json: !!a.json });
+      console.log(a.json ? JSON.stringify(r) : `${r.config} ${r.dtype}: prefill ${r.prefill_tokens_per_s.toFixed(1)} tok/s (${r.prompt_tokens} tokens, ${r.prefill_ms.toFixed(1)} ms), decode ${r.decode_tokens_per_s.toFixed(1)} tok/s (${r.per_token_ms.toFixed(2)} ms/token), overall ${r.tokens_per_s.toFixed(1)} tok/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MiB, ${r.threads} thread(s)`);
     },
   },
   'tokenizer train': {
