@@ -30,7 +30,7 @@ const threads: FlagSpec = { type: 'number', ...posInt, max: 1024, help: 'kernel 
 
 export const commands: Record<string, Command> = {
   info: {
-    summary: 'Version, compute backend (native/reference), GEMM provider and threads.',
+    summary: 'Version, compute backend (native/reference), GEMM provider, threads, CPU features and the kernel path per weight format.',
     flags: { json },
     run: (a) => {
       const i = info();
