@@ -22,9 +22,9 @@
 //
 // Goals (issue 14): icld ≥ llama.cpp in every format and thread count; on the issue's figures
 // decode F32 ≥ 64, Q8_0 ≥ 167, Q4_0 ≥ 250 tok/s and prefill F32 ≥ 699 tok/s (2 threads); fp32
-// decode ≥ 2× PyTorch at its best thread count. Peak RSS: llama-bench's maxrss (through
-// /usr/bin/time; its model file is mmapped, so mapped pages count); icld's peak sampled during
-// generation (its process also built the f32 random model before quantizing it).
+// decode ≥ 2× PyTorch at its best thread count. Peak RSS: each process's maxrss (through
+// /usr/bin/time; llama-bench mmaps its model file, so mapped pages count); icld runs load model
+// directories written once by `icld quantize`, so they never hold the f32 model.
 
 import { spawnSync, execSync } from 'node:child_process';
 import { existsSync, readFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
@@ -174,14 +174,29 @@ function measure() {
       command: `${llama.bench} ${args.join(' ')}` };
   }
 
-  // ---- ours
+  // ---- ours: the same random model saved once and quantized with `icld quantize`, each run loading its directory
+  // (so peak RSS is that of a process that never held the f32 model, as llama-bench loading a GGUF file)
+  const oursDirs = {};
+  {
+    const f32dir = join(work, 'icld-f32');
+    rmSync(f32dir, { recursive: true, force: true });
+    const w = spawnSync(process.execPath, ['dist/src/cli/main.js', 'bench', 'generate', '--config', 'gpt2-124m', '--save-model', f32dir], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    if (w.status !== 0) { console.error(`bench/llama.mjs: saving the icld model to ${f32dir} failed (exit ${w.status})`); process.exit(1); }
+    oursDirs.f32 = f32dir;
+    for (const d of [...new Set(FORMATS.map((f) => OURS_OF[f]))].filter((x) => x !== 'f32')) {
+      const out = join(work, `icld-${d}`);
+      rmSync(out, { recursive: true, force: true });
+      const q = spawnSync(process.execPath, ['dist/src/cli/main.js', 'quantize', '--model', f32dir, '--dtype', d, '--out', out], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      if (q.status !== 0) { console.error(`bench/llama.mjs: icld quantize → ${d} failed (exit ${q.status})`); process.exit(1); }
+      oursDirs[d] = out;
+    }
+  }
   function oursRun(dtype, t) {
-    const args = ['dist/src/cli/main.js', 'bench', 'generate', '--config', 'gpt2-124m', '--dtype', dtype, '--threads', String(t), '--prompt', String(P), '--new', String(N), '--reps', String(REPS), '--json'];
+    const args = ['dist/src/cli/main.js', 'bench', 'generate', '--config', 'gpt2-124m', '--model', oursDirs[dtype], '--threads', String(t), '--prompt', String(P), '--new', String(N), '--reps', String(REPS), '--json'];
     const r = runMeasured(process.execPath, args);
     const j = r.status === 0 ? lastJson(r.stdout) : null;
     if (!j) return { error: r.timedOut ? `timed out after ${RUN_TIMEOUT} s` : `exit ${r.status}: ${r.stderr.trim().split('\n').pop() ?? ''}`, command: `node ${args.join(' ')}` };
-    // rss_mb: the peak sampled during generation. The process's maxrss also counts the f32 random
-    // model it built before quantizeModel freed it, which a model loaded from disk never holds.
+    // rss_mb: the peak sampled during generation; max_rss_mb: the process's whole-life peak (getrusage).
     return { pp: j.prefill_tokens_per_s, tg: j.decode_tokens_per_s, rss_mb: j.peak_rss_mb, max_rss_mb: r.maxRssMb ?? j.max_rss_mb, wall_s: r.wallS, raw: j, command: `node ${args.join(' ')}` };
   }
 
@@ -263,7 +278,7 @@ const llamaVersion = llama.bench ? `llama-bench ${anyL?.build ?? '(no successful
 // ---- print
 for (const r of rows) {
   const l = r.llama;
-  console.log(`${r.ours_format.padEnd(5)} vs ${r.llama_format.padEnd(5)} ${r.threads}t  pp ${fmt(r.ours.pp).padStart(7)} vs ${fmt(l?.pp).padStart(7)} (×${fmt(r.ratio_pp, 2)})  tg ${fmt(r.ours.tg).padStart(6)} vs ${fmt(l?.tg).padStart(6)} (×${fmt(r.ratio_tg, 2)})  goal ${r.met === null ? '–' : r.met ? 'met' : 'NOT met'}  RSS ${fmt(r.ours.rss_mb, 0)} vs ${fmt(l?.max_rss_mb, 0)} MiB${r.ours.error ? `  icld error: ${r.ours.error}` : ''}${l?.error ? `  llama error: ${l.error}` : ''}`);
+  console.log(`${r.ours_format.padEnd(5)} vs ${r.llama_format.padEnd(5)} ${r.threads}t  pp ${fmt(r.ours.pp).padStart(7)} vs ${fmt(l?.pp).padStart(7)} (×${fmt(r.ratio_pp, 2)})  tg ${fmt(r.ours.tg).padStart(6)} vs ${fmt(l?.tg).padStart(6)} (×${fmt(r.ratio_tg, 2)})  goal ${r.met === null ? '–' : r.met ? 'met' : 'NOT met'}  RSS ${fmt(r.ours.max_rss_mb ?? r.ours.rss_mb, 0)} vs ${fmt(l?.max_rss_mb, 0)} MiB${r.ours.error ? `  icld error: ${r.ours.error}` : ''}${l?.error ? `  llama error: ${l.error}` : ''}`);
 }
 if (torchLine) console.log(`fp32 decode: icld ${fmt(torchLine.ours_decode)} tok/s (${torchLine.ours_threads}t) vs PyTorch ${fmt(torchLine.decode)} tok/s (${torchLine.best}t): ×${fmt(torchLine.ratio, 2)} (goal ×2: ${torchLine.met ? 'met' : 'NOT met'})`);
 else if (torch?.error) console.log(`PyTorch failed: ${torch.error}`);
@@ -277,7 +292,7 @@ md.push(`Load average (1 min) before/after: ${load0.toFixed(2)} / ${load1.toFixe
 if (Math.max(load0, load1) > 1.5) md.push('', `> **Warning:** the 1-min load average exceeded 1.5 (${load0.toFixed(2)} / ${load1.toFixed(2)}): other processes shared the CPUs during this run, so the rates and ratios are noisy. Re-run on an idle machine for numbers to quote.`);
 const runArgv = M.argv ?? (renderFrom ? null : argv);
 md.push('', runArgv ? 'Command: `npm run build && node bench/llama.mjs' + (runArgv.length ? ' ' + runArgv.filter((a) => a !== '--no-write').join(' ') : '') + '`' : 'Command: not recorded in the raw JSON.', '');
-md.push(`The model: \`icld bench generate --config gpt2-124m\`'s random GPT-2 (d768 L12 H12, vocabulary 50257, seed 0), written to GGUF by bench/gguf.ts as llama.cpp's \`gpt2\` architecture in f32 (the tied head duplicated as \`output.weight\`, as llama.cpp requires) and quantized by \`llama-quantize\`; icld quantizes the same weights in-process (\`--dtype\`). pp = prompt tokens/s of a ${P}-token prefill (llama-bench pp${P}; icld: prompt forward + first argmax), tg = decode tokens/s (llama-bench tg${N} from an empty context; icld: the ${N - 1} tokens after the first, context ${P}→${P + N}). Each (format, threads) runs in a fresh process; ${REPS} repeat(s), llama-bench's mean and icld's median. Peak RSS: llama-bench's maxrss (whole process; it mmaps the model, so mapped pages count); icld's peak RSS sampled during generation (its maxrss, in the JSON, also counts the f32 random model built before quantizeModel freed it, which a model loaded from disk never holds).`, '');
+md.push(`The model: \`icld bench generate --config gpt2-124m\`'s random GPT-2 (d768 L12 H12, vocabulary 50257, seed 0), written to GGUF by bench/gguf.ts as llama.cpp's \`gpt2\` architecture in f32 (the tied head duplicated as \`output.weight\`, as llama.cpp requires) and quantized by \`llama-quantize\`; icld saves the same weights as a model directory (\`bench generate --save-model\`) and quantizes it with \`icld quantize\`; each icld run loads its directory (\`bench generate --model\`). pp = prompt tokens/s of a ${P}-token prefill (llama-bench pp${P}; icld: prompt forward + first argmax), tg = decode tokens/s (llama-bench tg${N} from an empty context; icld: the ${N - 1} tokens after the first, context ${P}→${P + N}). Each (format, threads) runs in a fresh process; ${REPS} repeat(s), llama-bench's mean and icld's median. Peak RSS: each process's maxrss (getrusage through /usr/bin/time, whole process; llama-bench mmaps the model, so mapped pages count).`, '');
 const types = Object.entries(quantInfo).map(([f, q]) => `${LLAMA_TYPE[f]}: ${q.types ? Object.entries(q.types).map(([k, n]) => `${n} ${k}`).join(' + ') + ` (${(q.bytes / 2 ** 20).toFixed(0)} MiB)` : q.error ?? q.skipped}`);
 if (types.length) md.push(`llama-quantize's tensor types (default mixture, as users get it): ${types.join('; ')}.`, '');
 const ourTypes = [...new Set(FORMATS.map((f) => OURS_OF[f]))].map((d) => { const o = THREADS.map((t) => ours[`${d}/${t}`]).find((x) => x?.raw); return o ? `${d}: ${Object.entries(o.raw.weight_formats).map(([k, n]) => `${n} ${k}`).join(' + ')} (${(o.raw.weight_bytes / 2 ** 20).toFixed(0)} MiB)` : null; }).filter(Boolean);
@@ -290,7 +305,7 @@ for (const r of rows) {
   const l = r.llama;
   const lpp = l ? (l.error ? bad(l) : fmt(l.pp)) : 'n/a', ltg = l ? (l.error ? bad(l) : fmt(l.tg)) : 'n/a';
   const issue = r.issue_tg !== null || r.issue_pp !== null ? `${r.issue_tg ?? '–'} / ${r.issue_pp ?? '–'}` : '–';
-  md.push(`| ${r.ours_format} / ${r.llama_format} | ${r.threads} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.pp)} | ${lpp} | ${r.ratio_pp === null ? '–' : '×' + fmt(r.ratio_pp, 2)} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.tg)} | ${ltg} | ${r.ratio_tg === null ? '–' : '×' + fmt(r.ratio_tg, 2)} | ${issue} | ${r.met === null ? '–' : r.met ? 'met' : '**not met**'} | ${fmt(r.ours.rss_mb, 0)} / ${l && !l.error ? fmt(l.max_rss_mb, 0) : '–'} |`);
+  md.push(`| ${r.ours_format} / ${r.llama_format} | ${r.threads} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.pp)} | ${lpp} | ${r.ratio_pp === null ? '–' : '×' + fmt(r.ratio_pp, 2)} | ${r.ours.error ? bad(r.ours) : fmt(r.ours.tg)} | ${ltg} | ${r.ratio_tg === null ? '–' : '×' + fmt(r.ratio_tg, 2)} | ${issue} | ${r.met === null ? '–' : r.met ? 'met' : '**not met**'} | ${fmt(r.ours.max_rss_mb ?? r.ours.rss_mb, 0)} / ${l && !l.error ? fmt(l.max_rss_mb, 0) : '–'} |`);
 }
 md.push('');
 if (torchLine) md.push(`fp32 decode vs PyTorch ${torchLine.version} (eager twin bench/torch_lm.py, best of threads ${THREADS.join('/')}: ${torchLine.best}): icld ${fmt(torchLine.ours_decode)} tok/s (${torchLine.ours_threads} thread(s)) vs ${fmt(torchLine.decode)} tok/s — ×${fmt(torchLine.ratio, 2)} (goal ≥ ×2: ${torchLine.met ? 'met' : '**not met**'}); PyTorch peak RSS ${fmt(torchLine.max_rss_mb, 0)} MiB.`, '');

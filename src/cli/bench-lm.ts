@@ -28,13 +28,13 @@
 
 import { performance } from 'node:perf_hooks';
 import { tidy, noGrad, backend, Rng, empty, type Tensor } from '../engine/index.js';
-import { createModel, generate, quantizeModel, type LanguageModel } from '../models/index.js';
+import { createModel, generate, quantizeModel, loadModel, modelDtype, quantizationOf, type LanguageModel } from '../models/index.js';
 import { MlmCollator } from '../data/mlm.js';
 import { mlmLoss } from '../train/pretrain.js';
 import * as O from '../engine/ops.js';
 import { AdamW, clipGradNorm } from '../optim/adamw.js';
 import { paramGroups } from '../train/trainer.js';
-import type { WeightFormat } from '../engine/quant.js';
+import { weightBytes, type QWeight, type WeightFormat } from '../engine/quant.js';
 
 export type TrainBenchConfig = 'small' | 'gpt2s' | 'bert-small';
 export type GenerateBenchConfig = 'small' | 'gpt2-124m';
@@ -101,6 +101,12 @@ export interface BenchGenerateOptions {
   threads?: number;
   /** Weight format of the matmuls and the tied embedding / LM head (default f32). */
   dtype?: WeightFormat;
+  /**
+   * A saved model directory of the config's shape (e.g. written by `icld quantize`) instead of the
+   * in-process random model: its weights' format is whatever the directory holds, and peak RSS is
+   * that of a process that never held the f32 model (as llama.cpp loading a GGUF file).
+   */
+  modelDir?: string;
   json: boolean;
   progress?: boolean;
 }
@@ -158,6 +164,15 @@ export function buildModel(s: Shape, seed = 0): LanguageModel {
     return createModel('bert', { vocab_size: s.vocab, hidden_size: s.d, num_hidden_layers: s.L, num_attention_heads: s.H, intermediate_size: s.ff ?? 4 * s.d, max_position_embeddings: s.nPositions, pad_token_id: 0 }, seed);
   }
   return createModel('gpt2', { vocab_size: s.vocab, n_positions: s.nPositions, n_embd: s.d, n_layer: s.L, n_head: s.H }, seed);
+}
+
+/** Save the random model of a generate shape (seed 0, as benchGenerate builds it) as a model directory. */
+export function saveBenchModel(config: GenerateBenchConfig, dir: string): string {
+  const s = GENERATE_CONFIGS[config];
+  if (!s) throw new Error(`bench generate: unknown config '${String(config)}' (small, gpt2-124m)`);
+  const model = buildModel(s);
+  try { model.savePretrained(dir); } finally { model.dispose(); }
+  return dir;
 }
 
 /** Ids 0..4 play [PAD] [UNK] [CLS] [SEP] [MASK] in the BERT benches (random weights, no real vocabulary). */
@@ -240,13 +255,32 @@ export function benchGenerate(opts: BenchGenerateOptions): BenchGenerateResult {
   if (opts.threads !== undefined) be.setThreads(opts.threads);
   const P = opts.promptTokens ?? 64, N = opts.newTokens ?? 128, reps = Math.max(1, opts.reps ?? 3);
   const progress = opts.progress ?? true;
-  const dtype = opts.dtype ?? 'f32';
-  const model = buildModel(s);
+  let dtype = opts.dtype ?? 'f32';
+  let model: LanguageModel, q: { tensors: Record<string, number>; bytes_after: number } | null = null, quantizeS = 0, nParams: number;
+  if (opts.modelDir) {
+    model = loadModel(opts.modelDir);
+    const c = model.config as Record<string, unknown>;
+    const want: Record<string, number> = { n_embd: s.d, n_layer: s.L, n_head: s.H, vocab_size: s.vocab };
+    for (const [k, v] of Object.entries(want)) if (c[k] !== v) throw new Error(`bench generate: ${opts.modelDir} has ${k} ${String(c[k])}, the ${opts.config} shape needs ${v}`);
+    dtype = modelDtype(model);
+    // Count what the loaded model holds: quantized tensors by format, the rest as f32 parameters.
+    const tensors: Record<string, number> = {};
+    let bytes = 0, n = 0;
+    for (const [, m] of model.namedModules()) {
+      const w = (m as { quantized?: QWeight | null }).quantized;
+      if (w) { tensors[w.format] = (tensors[w.format] ?? 0) + 1; bytes += weightBytes(w.format, w.N, w.K); n += w.N * w.K; }
+    }
+    for (const [, p] of model.namedParameters()) if (p.size > 0) { tensors.f32 = (tensors.f32 ?? 0) + 1; bytes += 4 * p.size; n += p.size; }
+    nParams = n;
+    if (quantizationOf(model)) q = { tensors, bytes_after: bytes };
+  } else {
+    model = buildModel(s);
+    nParams = model.numParameters();
+    const tq = performance.now();
+    q = dtype === 'f32' ? null : quantizeModel(model, dtype);
+    quantizeS = (performance.now() - tq) / 1000;
+  }
   model.eval();
-  const nParams = model.numParameters();
-  const tq = performance.now();
-  const q = dtype === 'f32' ? null : quantizeModel(model, dtype);
-  const quantizeS = (performance.now() - tq) / 1000;
   const weightFormats = q ? Object.fromEntries(Object.entries(q.tensors).filter(([, n]) => n > 0)) : { f32: model.namedParameters().length };
   const fused = typeof model.runtime === 'function';
   const rng = new Rng(4321);

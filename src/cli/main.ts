@@ -101,6 +101,8 @@ export const commands: Record<string, Command> = {
       reps: { type: 'number', default: 3, ...posInt, help: 'timed repeats (median)' },
       threads,
       dtype: { type: 'string', default: 'f32', choices: ['f32', 'bf16', 'q8_0', 'q4_0'], help: 'weight format: the random model is quantized in-process first' },
+      model: { type: 'string', help: 'time a saved model directory of the --config shape instead (e.g. written by icld quantize; --dtype is then what it holds)' },
+      'save-model': { type: 'string', help: 'write the random f32 model of --config to this directory and exit (input for icld quantize / --model)' },
       prompt: { type: 'number', default: 64, ...posInt, help: 'prompt tokens (random)' },
       new: { type: 'number', default: 128, ...posInt, help: 'new tokens to generate' },
     },
@@ -108,7 +110,13 @@ export const commands: Record<string, Command> = {
       const { benchGenerate, GENERATE_CONFIGS } = await import('./bench-lm.js');
       const config = a.config as 'small' | 'gpt2-124m';
       if ((a.prompt as number) + (a.new as number) > GENERATE_CONFIGS[config].nPositions) throw new UsageError(`icld bench generate: --prompt + --new (${(a.prompt as number) + (a.new as number)}) exceeds the ${config} context of ${GENERATE_CONFIGS[config].nPositions}`);
-      const r = benchGenerate({ config, reps: a.reps as number, threads: a.threads as number | undefined, dtype: a.dtype as 'f32' | 'bf16' | 'q8_0' | 'q4_0', promptTokens: a.prompt as number, newTokens: a.new as number, json: !!a.json });
+      if (a['save-model'] !== undefined) {
+        const { saveBenchModel } = await import('./bench-lm.js');
+        const out = saveBenchModel(config, a['save-model'] as string);
+        console.log(a.json ? JSON.stringify({ config, out }) : `wrote the random ${config} model to ${out}`);
+        return;
+      }
+      const r = benchGenerate({ config, reps: a.reps as number, threads: a.threads as number | undefined, dtype: a.dtype as 'f32' | 'bf16' | 'q8_0' | 'q4_0', modelDir: a.model as string | undefined, promptTokens: a.prompt as number, newTokens: a.new as number, json: !!a.json });
       console.log(a.json ? JSON.stringify(r) : `${r.config} ${r.dtype}: prefill ${r.prefill_tokens_per_s.toFixed(1)} tok/s (${r.prompt_tokens} tokens, ${r.prefill_ms.toFixed(1)} ms), decode ${r.decode_tokens_per_s.toFixed(1)} tok/s (${r.per_token_ms.toFixed(2)} ms/token), overall ${r.tokens_per_s.toFixed(1)} tok/s, peak RSS ${r.peak_rss_mb.toFixed(0)} MiB, ${r.threads} thread(s)`);
     },
   },
