@@ -6,6 +6,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { weightBytes } from '../../src/engine/quant.js';
 
@@ -51,4 +53,27 @@ test('bench generate: f32 keeps every weight in f32; bad --dtype and too long a 
   const long = run(['--prompt', '1000', '--new', '100']);
   assert.equal(long.status, 2);
   assert.equal(long.stderr.trim(), 'icld bench generate: --prompt + --new (1100) exceeds the small context of 1024');
+});
+
+test('bench generate --save-model + icld quantize + --model: the directory\'s format and bytes, same as in-process', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'icld-bench-model-'));
+  try {
+    const f32 = join(dir, 'f32'), q4 = join(dir, 'q4');
+    const s = run(['--config', 'small', '--save-model', f32]);
+    assert.equal(s.status, 0, s.stderr);
+    const q = spawnSync(process.execPath, [main, 'quantize', '--model', f32, '--dtype', 'q4_0', '--out', q4], { encoding: 'utf8' });
+    assert.equal(q.status, 0, q.stderr);
+    const r = run(['--config', 'small', '--model', q4, '--reps', '1', '--prompt', '4', '--new', '2', '--threads', '1', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    const inProc = JSON.parse(run(['--config', 'small', '--dtype', 'q4_0', '--reps', '1', '--prompt', '4', '--new', '2', '--threads', '1', '--json']).stdout.trim().split('\n').pop()!);
+    assert.equal(j.dtype, 'q4_0');
+    assert.deepEqual(j.weight_formats, inProc.weight_formats);
+    assert.equal(j.weight_bytes, inProc.weight_bytes);
+    assert.equal(j.params, inProc.params);
+    // The same random weights: greedy decoding gives the same throughput-independent result shape, and a wrong shape is refused.
+    const wrong = run(['--config', 'gpt2-124m', '--model', q4, '--reps', '1', '--json']);
+    assert.equal(wrong.status, 1);
+    assert.match(wrong.stderr.trim(), /has n_embd 256, the gpt2-124m shape needs 768$/);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
