@@ -365,15 +365,26 @@ __attribute__((target(T_AVX2), always_inline)) static inline __m256i dot_avx2(__
  * offset comes off in float: Σ_b dw·dx·Σ u·x  −  Σ_b dw·(o·dx·Σx). The activation side of that
  * (o·dx·Σx per block, dx per lane, q4_0's lane order) is prepared once per call per thread. */
 #define T_VNNI T_512 ",avx512vnni"
-typedef struct { int8_t *x; float *dxv, *corr, *dxb; int64_t npair, nchunk; } vnni_row;
+/* M = 1 goes one weight row at a time: the weights then stream linearly, which the hardware
+ * prefetcher follows at full DRAM speed (4 interleaved rows ran at half of it: 10 vs 21 GB/s,
+ * q8_0 on this EPYC); ICLD_VNNI_PF = rows ahead for the software prefetch (0: none). */
+#ifndef ICLD_VNNI_PF
+#define ICLD_VNNI_PF 4
+#endif
+#ifndef ICLD_VNNI_NT1
+#define ICLD_VNNI_NT1 1
+#endif
+typedef struct { int8_t *x; float *dxv, *corr, *dxb; int8_t *x4; int64_t npair, nchunk; } vnni_row;
 static _Thread_local struct { void *p; size_t cap; } tl_vnni;
 
 /* Per row: x (npair·64 bytes; q4_0 reordered [b0 0..15, b1 0..15, b0 16..31, b1 16..31] to
  * match the nibble unpack), dxv (16 floats per pair: the dx of each lane's block), corr
- * (o·dx·Σx per block) and dxb (dx per block), both zero-padded to 16 blocks. NULL when out of memory. */
+ * (o·dx·Σx per block) and dxb (dx per block), both zero-padded to 16 blocks; q4_0 also x4: per 4 blocks
+ * (128 bytes) the 16 low-nibble partners of each block, then the 16 high ones, zero-padded to 16
+ * blocks (the M = 1 kernel unpacks 64 weight bytes = 4 blocks at once). NULL when out of memory. */
 __attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, int64_t K, const void *xa) {
   const int64_t nb = K / ICLD_QK, npair = (nb + 1) / 2, nchunk = (nb + 15) / 16;
-  const size_t row = (size_t)npair * 64 + (size_t)npair * 64 + (size_t)nchunk * 128;
+  const size_t row = (size_t)npair * 64 + (size_t)npair * 64 + (size_t)nchunk * 128 + (q4 ? (size_t)nchunk * 512 : 0);
   const size_t need = (size_t)M * (row + sizeof(vnni_row)) + 64;
   if (tl_vnni.cap < need) {
     free(tl_vnni.p);
@@ -392,10 +403,18 @@ __attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, in
     r->corr = r->dxv + npair * 16;
     r->dxb = r->corr + nchunk * 16;
     r->npair = npair; r->nchunk = nchunk;
+    r->x4 = q4 ? (int8_t *)(r->dxb + nchunk * 16) : NULL;
     const int8_t *xq = (const int8_t *)xa + m * (K + 4 * nb);
     const float *xd = (const float *)(xq + K);
     memset(r->corr, 0, (size_t)nchunk * 128); /* corr and dxb, zero-padded to 16 blocks */
     memcpy(r->dxb, xd, (size_t)nb * 4);
+    if (q4) {
+      memset(r->x4, 0, (size_t)nchunk * 512);
+      for (int64_t b = 0; b < nb; b++) {
+        memcpy(r->x4 + (b / 4) * 128 + (b % 4) * 16, xq + b * ICLD_QK, 16);
+        memcpy(r->x4 + (b / 4) * 128 + 64 + (b % 4) * 16, xq + b * ICLD_QK + 16, 16);
+      }
+    }
     for (int64_t p = 0; p < npair; p++) {
       int two = 2 * p + 1 < nb;
       __m512i v = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : (__mmask64)0xffffffffu, xq + p * 64);
@@ -453,7 +472,7 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
         const int64_t r = n + j;
         /* the next tile's rows follow in memory: fetch the same position there now, since the
          * compute per byte here is too long for out-of-order execution to cover DRAM latency */
-        if (!q4 || !(p & 1)) _mm_prefetch((const char *)(q4 ? w4 + ((r + NT) * K + 2 * p * ICLD_QK) / 2 : (const uint8_t *)w8 + (r + NT) * K + 2 * p * ICLD_QK), _MM_HINT_T0);
+        if (ICLD_VNNI_PF && (!q4 || !(p & 1))) _mm_prefetch((const char *)(q4 ? w4 + ((r + ICLD_VNNI_PF) * K + 2 * p * ICLD_QK) / 2 : (const uint8_t *)w8 + (r + ICLD_VNNI_PF) * K + 2 * p * ICLD_QK), _MM_HINT_T0);
         if (q4) {
           __m256i y = two ? _mm256_loadu_si256((const __m256i *)(w4 + (r * K + 2 * p * ICLD_QK) / 2))
                           : _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w4 + (r * K + 2 * p * ICLD_QK) / 2)));
@@ -482,6 +501,53 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
     for (int j = 0; j < NT; j++) put(out, ldo, m0 + i, n + j, _mm512_reduce_add_ps(acc[i][j]), bias, accumulate);
 }
 
+/* q4_0, M = 1: one weight row at a time, 4 blocks per 64-byte load; low and high nibbles go
+ * through two vpdpbusd into the same int32 lanes (4 lanes per block), so one convert and one FMA
+ * per 4 blocks; two accumulators to halve the FMA latency chain. */
+__attribute__((target(T_VNNI))) static void vnni_q4_m1(const icld_qweight *w, const vnni_row *r, float *out,
+    int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {
+  const int64_t K = w->K, nb = K / ICLD_QK;
+  const uint8_t *w4 = (const uint8_t *)w->data;
+  const __m512i low = _mm512_set1_epi8(15);
+  const __m512i qidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t n = n0; n < n1; n++) {
+    const uint8_t *wr = w4 + n * (K / 2);
+    const uint16_t *sr = w->scales + n * nb;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+      const int64_t nbc = nb - b0 < 16 ? nb - b0 : 16;
+      const __m512 sw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((__mmask16)((1u << nbc) - 1), sr + b0));
+      const __m512 comb = _mm512_mul_ps(sw, _mm512_load_ps(r->dxb + b0));
+      a1 = _mm512_fnmadd_ps(sw, _mm512_load_ps(r->corr + b0), a1);
+      const int8_t *xc = r->x4 + b0 * 32;
+#define Q4M1_STEP(q, ACC, LOAD)                                                                        \
+      {                                                                                                \
+        const __m512i v = LOAD;                                                                        \
+        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, low),              \
+                                        _mm512_load_si512(xc + (q) * 128));                            \
+        d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(v, 4), low),                     \
+                                _mm512_load_si512(xc + (q) * 128 + 64));                               \
+        const __m512 s = _mm512_permutexvar_ps(_mm512_add_epi32(qidx, _mm512_set1_epi32(4 * (q))), comb); \
+        ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, ACC);                                          \
+      }
+      if (nbc == 16) {
+        Q4M1_STEP(0, a0, _mm512_loadu_si512(wr + b0 * 16))
+        Q4M1_STEP(1, a1, _mm512_loadu_si512(wr + b0 * 16 + 64))
+        Q4M1_STEP(2, a0, _mm512_loadu_si512(wr + b0 * 16 + 128))
+        Q4M1_STEP(3, a1, _mm512_loadu_si512(wr + b0 * 16 + 192))
+      } else {
+        for (int q = 0; 4 * q < nbc; q++) {
+          const int k = nbc - 4 * q < 4 ? (int)(nbc - 4 * q) : 4;
+          const __mmask64 mk = k == 4 ? ~(__mmask64)0 : (((__mmask64)1 << (16 * k)) - 1);
+          Q4M1_STEP(q, a0, _mm512_maskz_loadu_epi8(mk, wr + b0 * 16 + q * 64))
+        }
+      }
+#undef Q4M1_STEP
+    }
+    put(out, ldo, 0, n, _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)), bias, accumulate);
+  }
+}
+
 #define VNNI_RANGE(NAME, Q)                                                                          \
   __attribute__((target(T_VNNI))) static void NAME(const icld_qweight *w, int64_t M, const void *xa, float *out, \
       int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {                       \
@@ -490,8 +556,9 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
     for (int64_t mb = 0; mb < M; mb += ICLD_QMB) {                                                    \
     const int64_t mE = M - mb < ICLD_QMB ? M : mb + ICLD_QMB;                                         \
     int64_t n = n0;                                                                                   \
+    if (M == 1 && Q) { vnni_q4_m1(w, rows, out, ldo, bias, accumulate, n0, n1); return; }           \
     if (M == 1)                                                                                       \
-      for (; n + 4 <= n1; n += 4) vnni_tile(Q, 1, 4, w, rows, 0, n, out, ldo, bias, accumulate);      \
+      for (; n + ICLD_VNNI_NT1 <= n1; n += ICLD_VNNI_NT1) vnni_tile(Q, 1, ICLD_VNNI_NT1, w, rows, 0, n, out, ldo, bias, accumulate);      \
     else                                                                                              \
       for (; n + 2 <= n1; n += 2)                                                                     \
         for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                     \
