@@ -371,20 +371,27 @@ __attribute__((target(T_AVX2), always_inline)) static inline __m256i dot_avx2(__
 #ifndef ICLD_VNNI_PF
 #define ICLD_VNNI_PF 4
 #endif
+#ifndef ICLD_VNNI_QPF
+#define ICLD_VNNI_QPF 4
+#endif
+#ifndef ICLD_VNNI_NTM
+#define ICLD_VNNI_NTM 4
+#endif
 #ifndef ICLD_VNNI_NT1
 #define ICLD_VNNI_NT1 1
 #endif
-typedef struct { int8_t *x; float *dxv, *corr, *dxb; int8_t *x4; int64_t npair, nchunk; } vnni_row;
+typedef struct { int8_t *x; float *dxv, *corr, *dxb; int8_t *x4; float *dx4; int64_t npair, nchunk; } vnni_row;
 static _Thread_local struct { void *p; size_t cap; } tl_vnni;
 
 /* Per row: x (npair·64 bytes; q4_0 reordered [b0 0..15, b1 0..15, b0 16..31, b1 16..31] to
  * match the nibble unpack), dxv (16 floats per pair: the dx of each lane's block), corr
- * (o·dx·Σx per block) and dxb (dx per block), both zero-padded to 16 blocks; q4_0 also x4: per 4 blocks
- * (128 bytes) the 16 low-nibble partners of each block, then the 16 high ones, zero-padded to 16
- * blocks (the M = 1 kernel unpacks 64 weight bytes = 4 blocks at once). NULL when out of memory. */
+ * (o·dx·Σx per block) and dxb (dx per block), both zero-padded to 16 blocks; x4: per 4 blocks
+ * (128 bytes) elements 0..15 of each block, then 16..31 (q4_0's low / high nibble partners), and
+ * dx4 (16 floats per 4 blocks: each int32 lane's dx), zero-padded to 16 blocks: the quad kernels
+ * take 4 blocks per step. NULL when out of memory. */
 __attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, int64_t K, const void *xa) {
   const int64_t nb = K / ICLD_QK, npair = (nb + 1) / 2, nchunk = (nb + 15) / 16;
-  const size_t row = (size_t)npair * 64 + (size_t)npair * 64 + (size_t)nchunk * 128 + (q4 ? (size_t)nchunk * 512 : 0);
+  const size_t row = (size_t)npair * 64 + (size_t)npair * 64 + (size_t)nchunk * 128 + (size_t)nchunk * (512 + 256);
   const size_t need = (size_t)M * (row + sizeof(vnni_row)) + 64;
   if (tl_vnni.cap < need) {
     free(tl_vnni.p);
@@ -403,17 +410,17 @@ __attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, in
     r->corr = r->dxv + npair * 16;
     r->dxb = r->corr + nchunk * 16;
     r->npair = npair; r->nchunk = nchunk;
-    r->x4 = q4 ? (int8_t *)(r->dxb + nchunk * 16) : NULL;
+    r->x4 = (int8_t *)(r->dxb + nchunk * 16);
+    r->dx4 = (float *)(r->x4 + nchunk * 512);
     const int8_t *xq = (const int8_t *)xa + m * (K + 4 * nb);
     const float *xd = (const float *)(xq + K);
     memset(r->corr, 0, (size_t)nchunk * 128); /* corr and dxb, zero-padded to 16 blocks */
     memcpy(r->dxb, xd, (size_t)nb * 4);
-    if (q4) {
-      memset(r->x4, 0, (size_t)nchunk * 512);
-      for (int64_t b = 0; b < nb; b++) {
-        memcpy(r->x4 + (b / 4) * 128 + (b % 4) * 16, xq + b * ICLD_QK, 16);
-        memcpy(r->x4 + (b / 4) * 128 + 64 + (b % 4) * 16, xq + b * ICLD_QK + 16, 16);
-      }
+    memset(r->x4, 0, (size_t)nchunk * (512 + 256));
+    for (int64_t b = 0; b < nb; b++) {
+      memcpy(r->x4 + (b / 4) * 128 + (b % 4) * 16, xq + b * ICLD_QK, 16);
+      memcpy(r->x4 + (b / 4) * 128 + 64 + (b % 4) * 16, xq + b * ICLD_QK + 16, 16);
+      for (int l = 0; l < 4; l++) r->dx4[(b / 4) * 16 + (b % 4) * 4 + l] = xd[b];
     }
     for (int64_t p = 0; p < npair; p++) {
       int two = 2 * p + 1 < nb;
@@ -548,6 +555,75 @@ __attribute__((target(T_VNNI))) static void vnni_q4_m1(const icld_qweight *w, co
   }
 }
 
+/* MT rows × NT columns, 4 blocks per step on the x4 layout: q4_0 unpacks 64 bytes into low and
+ * high nibbles, q8_0 regroups two 64-byte loads into elements 0..15 / 16..31 of 4 blocks (two
+ * vpermt2q); both then take 2 vpdpbusd + 1 convert + 1 mul + 1 FMA per 128 MACs. */
+__attribute__((target(T_VNNI), always_inline)) static inline void vnni_qtile(
+    const int q4, const int MT, const int NT, const icld_qweight *w, const vnni_row *rows, int64_t m0,
+    int64_t n, float *out, int64_t ldo, const float *bias, int accumulate) {
+  const int64_t K = w->K, nb = K / ICLD_QK;
+  const int8_t *w8 = (const int8_t *)w->data;
+  const uint8_t *w4 = (const uint8_t *)w->data;
+  const __m512i flip = _mm512_set1_epi8((char)0x80), low = _mm512_set1_epi8(15);
+  const __m512i qidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i ilo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13), ihi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+  __m512 acc[4][4];
+  for (int i = 0; i < MT; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+    const int64_t nbc = nb - b0 < 16 ? nb - b0 : 16;
+    const __mmask16 smk = (__mmask16)((1u << nbc) - 1);
+    __m512 sw[4];
+    for (int j = 0; j < NT; j++) sw[j] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smk, w->scales + (n + j) * nb + b0));
+    for (int i = 0; i < MT; i++) {
+      const __m512 cv = _mm512_load_ps(rows[m0 + i].corr + b0);
+      for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fnmadd_ps(sw[j], cv, acc[i][j]);
+    }
+    for (int64_t q = 0; 4 * q < nbc; q++) {
+      const int k = nbc - 4 * q < 4 ? (int)(nbc - 4 * q) : 4; /* blocks in this step */
+      __m512i wl[4], wh[4];
+      __m512 s[4];
+      for (int j = 0; j < NT; j++) {
+        if (ICLD_VNNI_QPF) { /* rows further on, same position: DRAM latency is longer than a tile */
+          const char *f = q4 ? (const char *)w4 + (n + j + ICLD_VNNI_QPF) * (K / 2) + (b0 + 4 * q) * 16
+                             : (const char *)w8 + (n + j + ICLD_VNNI_QPF) * K + (b0 + 4 * q) * 32;
+          _mm_prefetch(f, _MM_HINT_T0);
+          if (!q4) _mm_prefetch(f + 64, _MM_HINT_T0);
+        }
+        if (q4) {
+          const uint8_t *p = w4 + (n + j) * (K / 2) + (b0 + 4 * q) * 16;
+          const __m512i v = k == 4 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8((((__mmask64)1 << (16 * k)) - 1), p);
+          wl[j] = _mm512_and_si512(v, low);
+          wh[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+        } else {
+          const int8_t *p = w8 + (n + j) * K + (b0 + 4 * q) * 32;
+          __m512i a, b;
+          if (k == 4) { a = _mm512_loadu_si512(p); b = _mm512_loadu_si512(p + 64); }
+          else { /* masked bytes become code 128 after the flip; their x4 partners are zero */
+            a = _mm512_maskz_loadu_epi8(k >= 2 ? ~(__mmask64)0 : (__mmask64)0xffffffffu, p);
+            b = _mm512_maskz_loadu_epi8(k == 3 ? (__mmask64)0xffffffffu : 0, p + 64);
+          }
+          wl[j] = _mm512_xor_si512(_mm512_permutex2var_epi64(a, ilo, b), flip);
+          wh[j] = _mm512_xor_si512(_mm512_permutex2var_epi64(a, ihi, b), flip);
+        }
+        s[j] = _mm512_permutexvar_ps(_mm512_add_epi32(qidx, _mm512_set1_epi32((int)(4 * q))), sw[j]);
+      }
+      for (int i = 0; i < MT; i++) {
+        const vnni_row *rr = &rows[m0 + i];
+        const int64_t o4 = b0 / 4 + q;
+        const __m512i xl = _mm512_load_si512(rr->x4 + o4 * 128), xh = _mm512_load_si512(rr->x4 + o4 * 128 + 64);
+        const __m512 dq = _mm512_load_ps(rr->dx4 + o4 * 16);
+        for (int j = 0; j < NT; j++) {
+          __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wl[j], xl);
+          d = _mm512_dpbusd_epi32(d, wh[j], xh);
+          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(s[j], dq), acc[i][j]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < MT; i++)
+    for (int j = 0; j < NT; j++) put(out, ldo, m0 + i, n + j, _mm512_reduce_add_ps(acc[i][j]), bias, accumulate);
+}
+
 #define VNNI_RANGE(NAME, Q)                                                                          \
   __attribute__((target(T_VNNI))) static void NAME(const icld_qweight *w, int64_t M, const void *xa, float *out, \
       int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {                       \
@@ -560,22 +636,22 @@ __attribute__((target(T_VNNI))) static void vnni_q4_m1(const icld_qweight *w, co
     if (M == 1)                                                                                       \
       for (; n + ICLD_VNNI_NT1 <= n1; n += ICLD_VNNI_NT1) vnni_tile(Q, 1, ICLD_VNNI_NT1, w, rows, 0, n, out, ldo, bias, accumulate);      \
     else                                                                                              \
-      for (; n + 2 <= n1; n += 2)                                                                     \
+      for (; n + 2 <= n1 && M > ICLD_VNNI_NTM; n += 2) /* M <= 4: one row at a time streams faster */ \
         for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                     \
           switch (mE - m0 < 4 ? mE - m0 : 4) {                                                        \
-            case 1: vnni_tile(Q, 1, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
-            case 2: vnni_tile(Q, 2, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
-            case 3: vnni_tile(Q, 3, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
-            default: vnni_tile(Q, 4, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;           \
+            case 1: vnni_qtile(Q, 1, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
+            case 2: vnni_qtile(Q, 2, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
+            case 3: vnni_qtile(Q, 3, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
+            default: vnni_qtile(Q, 4, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;           \
           }                                                                                           \
         }                                                                                             \
     for (; n < n1; n++)                                                                               \
       for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                       \
         switch (mE - m0 < 4 ? mE - m0 : 4) {                                                          \
-          case 1: vnni_tile(Q, 1, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
-          case 2: vnni_tile(Q, 2, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
-          case 3: vnni_tile(Q, 3, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
-          default: vnni_tile(Q, 4, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;             \
+          case 1: vnni_qtile(Q, 1, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
+          case 2: vnni_qtile(Q, 2, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
+          case 3: vnni_qtile(Q, 3, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
+          default: vnni_qtile(Q, 4, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;             \
         }                                                                                             \
       }                                                                                               \
     }                                                                                                 \
