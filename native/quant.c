@@ -371,6 +371,9 @@ __attribute__((target(T_AVX2), always_inline)) static inline __m256i dot_avx2(__
 #ifndef ICLD_VNNI_PF
 #define ICLD_VNNI_PF 4
 #endif
+#ifndef ICLD_M1_PF
+#define ICLD_M1_PF 0
+#endif
 #ifndef ICLD_VNNI_QPF
 #define ICLD_VNNI_QPF 4
 #endif
@@ -508,17 +511,19 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
     for (int j = 0; j < NT; j++) put(out, ldo, m0 + i, n + j, _mm512_reduce_add_ps(acc[i][j]), bias, accumulate);
 }
 
-/* q4_0, M = 1: one weight row at a time, 4 blocks per 64-byte load; low and high nibbles go
- * through two vpdpbusd into the same int32 lanes (4 lanes per block), so one convert and one FMA
- * per 4 blocks; two accumulators to halve the FMA latency chain. */
-__attribute__((target(T_VNNI))) static void vnni_q4_m1(const icld_qweight *w, const vnni_row *r, float *out,
-    int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {
+/* M = 1: one weight row at a time, 4 blocks per step (q4_0: one 64-byte load; q8_0: two,
+ * regrouped as in vnni_qtile); low and high halves go through two vpdpbusd into the same int32
+ * lanes (4 lanes per block), so one convert and one FMA per 4 blocks; two accumulators to halve
+ * the FMA latency chain. */
+__attribute__((target(T_VNNI), always_inline)) static inline void vnni_m1(const int q4, const icld_qweight *w,
+    const vnni_row *r, float *out, int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {
   const int64_t K = w->K, nb = K / ICLD_QK;
   const uint8_t *w4 = (const uint8_t *)w->data;
-  const __m512i low = _mm512_set1_epi8(15);
+  const __m512i low = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
+  const __m512i ilo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13), ihi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
   const __m512i qidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   for (int64_t n = n0; n < n1; n++) {
-    const uint8_t *wr = w4 + n * (K / 2);
+    const uint8_t *wr = w4 + n * (q4 ? K / 2 : K);
     const uint16_t *sr = w->scales + n * nb;
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     for (int64_t b0 = 0; b0 < nb; b0 += 16) {
@@ -527,26 +532,36 @@ __attribute__((target(T_VNNI))) static void vnni_q4_m1(const icld_qweight *w, co
       const __m512 comb = _mm512_mul_ps(sw, _mm512_load_ps(r->dxb + b0));
       a1 = _mm512_fnmadd_ps(sw, _mm512_load_ps(r->corr + b0), a1);
       const int8_t *xc = r->x4 + b0 * 32;
-#define Q4M1_STEP(q, ACC, LOAD)                                                                        \
+#define Q4M1_STEP(q, ACC, LOADA, LOADB)                                                                 \
       {                                                                                                \
-        const __m512i v = LOAD;                                                                        \
-        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, low),              \
-                                        _mm512_load_si512(xc + (q) * 128));                            \
-        d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(v, 4), low),                     \
-                                _mm512_load_si512(xc + (q) * 128 + 64));                               \
+        if (ICLD_M1_PF) _mm_prefetch((const char *)wr + ICLD_M1_PF + (q) * 64 * (q4 ? 1 : 2) + b0 * (q4 ? 16 : 32), _MM_HINT_T0); \
+        const __m512i v = LOADA;                                                                       \
+        __m512i lo, hi;                                                                                \
+        if (q4) { lo = _mm512_and_si512(v, low); hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low); } \
+        else {                                                                                         \
+          const __m512i v2 = LOADB;                                                                    \
+          lo = _mm512_xor_si512(_mm512_permutex2var_epi64(v, ilo, v2), flip);                          \
+          hi = _mm512_xor_si512(_mm512_permutex2var_epi64(v, ihi, v2), flip);                          \
+        }                                                                                              \
+        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(xc + (q) * 128)); \
+        d = _mm512_dpbusd_epi32(d, hi, _mm512_load_si512(xc + (q) * 128 + 64));                        \
         const __m512 s = _mm512_permutexvar_ps(_mm512_add_epi32(qidx, _mm512_set1_epi32(4 * (q))), comb); \
         ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, ACC);                                          \
       }
       if (nbc == 16) {
-        Q4M1_STEP(0, a0, _mm512_loadu_si512(wr + b0 * 16))
-        Q4M1_STEP(1, a1, _mm512_loadu_si512(wr + b0 * 16 + 64))
-        Q4M1_STEP(2, a0, _mm512_loadu_si512(wr + b0 * 16 + 128))
-        Q4M1_STEP(3, a1, _mm512_loadu_si512(wr + b0 * 16 + 192))
+        const int bs = q4 ? 16 : 32; /* bytes per block */
+        Q4M1_STEP(0, a0, _mm512_loadu_si512(wr + b0 * bs), _mm512_loadu_si512(wr + b0 * bs + 64))
+        Q4M1_STEP(1, a1, _mm512_loadu_si512(wr + (b0 + 4) * bs), _mm512_loadu_si512(wr + (b0 + 4) * bs + 64))
+        Q4M1_STEP(2, a0, _mm512_loadu_si512(wr + (b0 + 8) * bs), _mm512_loadu_si512(wr + (b0 + 8) * bs + 64))
+        Q4M1_STEP(3, a1, _mm512_loadu_si512(wr + (b0 + 12) * bs), _mm512_loadu_si512(wr + (b0 + 12) * bs + 64))
       } else {
         for (int q = 0; 4 * q < nbc; q++) {
           const int k = nbc - 4 * q < 4 ? (int)(nbc - 4 * q) : 4;
           const __mmask64 mk = k == 4 ? ~(__mmask64)0 : (((__mmask64)1 << (16 * k)) - 1);
-          Q4M1_STEP(q, a0, _mm512_maskz_loadu_epi8(mk, wr + b0 * 16 + q * 64))
+          /* q8_0: masked bytes become code 128 after the flip; their x4 partners are zero */
+          const __mmask64 ma = k >= 2 ? ~(__mmask64)0 : (__mmask64)0xffffffffu, mb = k == 4 ? ~(__mmask64)0 : k == 3 ? (__mmask64)0xffffffffu : 0;
+          Q4M1_STEP(q, a0, q4 ? _mm512_maskz_loadu_epi8(mk, wr + b0 * 16 + q * 64) : _mm512_maskz_loadu_epi8(ma, wr + (b0 + 4 * q) * 32),
+                    _mm512_maskz_loadu_epi8(mb, wr + (b0 + 4 * q) * 32 + 64))
         }
       }
 #undef Q4M1_STEP
@@ -624,6 +639,11 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_qtile(
     for (int j = 0; j < NT; j++) put(out, ldo, m0 + i, n + j, _mm512_reduce_add_ps(acc[i][j]), bias, accumulate);
 }
 
+__attribute__((target(T_VNNI))) static void vnni_q8_m1(const icld_qweight *w, const vnni_row *r, float *out,
+    int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) { vnni_m1(0, w, r, out, ldo, bias, accumulate, n0, n1); }
+__attribute__((target(T_VNNI))) static void vnni_q4_m1(const icld_qweight *w, const vnni_row *r, float *out,
+    int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) { vnni_m1(1, w, r, out, ldo, bias, accumulate, n0, n1); }
+
 #define VNNI_RANGE(NAME, Q)                                                                          \
   __attribute__((target(T_VNNI))) static void NAME(const icld_qweight *w, int64_t M, const void *xa, float *out, \
       int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {                       \
@@ -632,9 +652,9 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_qtile(
     for (int64_t mb = 0; mb < M; mb += ICLD_QMB) {                                                    \
     const int64_t mE = M - mb < ICLD_QMB ? M : mb + ICLD_QMB;                                         \
     int64_t n = n0;                                                                                   \
-    if (M == 1 && Q) { vnni_q4_m1(w, rows, out, ldo, bias, accumulate, n0, n1); return; }           \
+    if (M == 1) { (Q ? vnni_q4_m1 : vnni_q8_m1)(w, rows, out, ldo, bias, accumulate, n0, n1); return; }           \
     if (M == 1)                                                                                       \
-      for (; n + ICLD_VNNI_NT1 <= n1; n += ICLD_VNNI_NT1) vnni_tile(Q, 1, ICLD_VNNI_NT1, w, rows, 0, n, out, ldo, bias, accumulate);      \
+      for (; n < n1; n++) vnni_qtile(Q, 1, 1, w, rows, 0, n, out, ldo, bias, accumulate);                \
     else                                                                                              \
       for (; n + 2 <= n1 && M > ICLD_VNNI_NTM; n += 2) /* M <= 4: one row at a time streams faster */ \
         for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                     \
