@@ -17,7 +17,10 @@ import os from 'node:os';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
 const opt = (n) => { const i = argv.indexOf(n); return i >= 0 ? argv[i + 1] : undefined; };
-const reps = Number(opt('--reps') ?? 8), write = !argv.includes('--no-write');
+const reps = Number(opt('--reps') ?? 8);
+// --formats / --ms / --threads pick a subset (for tuning one kernel); a subset never writes RESULTS.md
+const onlyFormats = opt('--formats')?.split(','), onlyMs = opt('--ms')?.split(',').map(Number), onlyThreads = opt('--threads')?.split(',').map(Number);
+const write = !argv.includes('--no-write') && !onlyFormats && !onlyMs && !onlyThreads;
 const nativePath = join(root, 'dist', 'src', 'engine', 'backend', 'native.js');
 if (!existsSync(nativePath)) { console.error('bench/quant-kernels.mjs: run `npx tsc -p tsconfig.json` first (dist/ missing)'); process.exit(1); }
 const native = await import(pathToFileURL(nativePath).href);
@@ -77,8 +80,9 @@ const cpu = be.cpu();
 const cpuModel = (os.cpus()[0]?.model ?? 'unknown CPU').trim();
 const rows = [];
 for (const [format, layout] of [['f32', 'in_out'], ['f32', 'out_in'], ['bf16', 'out_in'], ['q8_0', 'out_in'], ['q4_0', 'out_in']]) {
+  if (onlyFormats && !onlyFormats.includes(format)) continue;
   const m = model(format, layout);
-  for (const M of [1, 4]) for (const threads of [1, 2]) {
+  for (const M of onlyMs ?? [1, 4]) for (const threads of onlyThreads ?? [1, 2]) {
     const r = run(m, format, layout, M, threads);
     rows.push(r);
     console.log(`${format.padEnd(4)} ${layout} M=${M} threads=${threads}: ${r.ms.toFixed(2)} ms/token-set, ${r.gbps.toFixed(1)} GB/s (layers ${r.layers_gbps.toFixed(1)}, head ${r.head_gbps.toFixed(1)})${r.cpu_gbps ? `; per CPU-second ${r.cpu_gbps.toFixed(1)} GB/s` : ''}`);

@@ -360,20 +360,29 @@ __attribute__((target(T_AVX2), always_inline)) static inline __m256i dot_avx2(__
 
 
 /* ------------------------------------------------------------------ AVX-512 VNNI, q8_0 / q4_0
- * Two 32-blocks per zmm. vpdpbusd multiplies unsigned by signed bytes, so the weights enter as
+ * Four 32-blocks per step. vpdpbusd multiplies unsigned by signed bytes, so the weights enter as
  * unsigned codes u = q + o (q8_0: q xor 0x80, o = 128; q4_0: the raw nibble, o = 8) and the
  * offset comes off in float: Σ_b dw·dx·Σ u·x  −  Σ_b dw·(o·dx·Σx). The activation side of that
- * (o·dx·Σx per block, dx per lane, q4_0's lane order) is prepared once per call per thread. */
+ * (o·dx·Σx per block, dx per lane, the regrouped lane order) is prepared once per call per thread.
+ * Columns go one weight row at a time for M <= 4: the weights then stream linearly, which the
+ * hardware prefetcher follows at DRAM speed (4 interleaved rows ran at about half of it on this
+ * EPYC: q8_0 M = 1 10 vs 17-21 GB/s). */
 #define T_VNNI T_512 ",avx512vnni"
-typedef struct { int8_t *x; float *dxv, *corr, *dxb; int64_t npair, nchunk; } vnni_row;
+#ifndef ICLD_VNNI_QPF /* rows ahead for the software prefetch of the 2-column tiles (0: none) */
+#define ICLD_VNNI_QPF 4
+#endif
+#ifndef ICLD_VNNI_NTM /* largest M that goes one column at a time */
+#define ICLD_VNNI_NTM 4
+#endif
+typedef struct { float *corr, *dxb; int8_t *x4; float *dx4; } vnni_row;
 static _Thread_local struct { void *p; size_t cap; } tl_vnni;
 
-/* Per row: x (npair·64 bytes; q4_0 reordered [b0 0..15, b1 0..15, b0 16..31, b1 16..31] to
- * match the nibble unpack), dxv (16 floats per pair: the dx of each lane's block), corr
- * (o·dx·Σx per block) and dxb (dx per block), both zero-padded to 16 blocks. NULL when out of memory. */
+/* Per row, all zero-padded to a multiple of 16 blocks: corr (o·dx·Σx per block), dxb (dx per
+ * block), x4 (per 4 blocks, 128 bytes: elements 0..15 of each block, then 16..31 — q4_0's low /
+ * high nibble partners) and dx4 (16 floats per 4 blocks: each int32 lane's dx). NULL when out of memory. */
 __attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, int64_t K, const void *xa) {
-  const int64_t nb = K / ICLD_QK, npair = (nb + 1) / 2, nchunk = (nb + 15) / 16;
-  const size_t row = (size_t)npair * 64 + (size_t)npair * 64 + (size_t)nchunk * 128;
+  const int64_t nb = K / ICLD_QK, nchunk = (nb + 15) / 16;
+  const size_t row = (size_t)nchunk * (128 + 512 + 256);
   const size_t need = (size_t)M * (row + sizeof(vnni_row)) + 64;
   if (tl_vnni.cap < need) {
     free(tl_vnni.p);
@@ -384,96 +393,150 @@ __attribute__((target(T_VNNI))) static vnni_row *vnni_prep(int q4, int64_t M, in
   uint8_t *base = (uint8_t *)tl_vnni.p;
   vnni_row *rows = (vnni_row *)(base + (size_t)M * row);
   const float off = q4 ? 8.0f : 128.0f;
-  const __m512i ones = _mm512_set1_epi8(1);
+  const __m256i ones = _mm256_set1_epi8(1);
   for (int64_t m = 0; m < M; m++) {
     vnni_row *r = &rows[m];
-    r->x = (int8_t *)(base + (size_t)m * row);
-    r->dxv = (float *)(r->x + npair * 64);
-    r->corr = r->dxv + npair * 16;
+    r->corr = (float *)(base + (size_t)m * row);
     r->dxb = r->corr + nchunk * 16;
-    r->npair = npair; r->nchunk = nchunk;
+    r->x4 = (int8_t *)(r->dxb + nchunk * 16);
+    r->dx4 = (float *)(r->x4 + nchunk * 512);
     const int8_t *xq = (const int8_t *)xa + m * (K + 4 * nb);
     const float *xd = (const float *)(xq + K);
-    memset(r->corr, 0, (size_t)nchunk * 128); /* corr and dxb, zero-padded to 16 blocks */
+    memset(r->corr, 0, (size_t)nchunk * (128 + 512 + 256));
     memcpy(r->dxb, xd, (size_t)nb * 4);
-    for (int64_t p = 0; p < npair; p++) {
-      int two = 2 * p + 1 < nb;
-      __m512i v = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : (__mmask64)0xffffffffu, xq + p * 64);
-      __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, v);
-      float d0 = xd[2 * p], d1 = two ? xd[2 * p + 1] : 0.0f;
-      r->corr[2 * p] = off * d0 * (float)_mm512_mask_reduce_add_epi32(0x00ff, sums);
-      if (two) r->corr[2 * p + 1] = off * d1 * (float)_mm512_mask_reduce_add_epi32(0xff00, sums);
-      __m512 dv;
-      if (q4) {
-        v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
-        dv = _mm512_setr_ps(d0, d0, d0, d0, d1, d1, d1, d1, d0, d0, d0, d0, d1, d1, d1, d1);
-      } else {
-        dv = _mm512_setr_ps(d0, d0, d0, d0, d0, d0, d0, d0, d1, d1, d1, d1, d1, d1, d1, d1);
-      }
-      _mm512_store_si512((__m512i *)(r->x + p * 64), v);
-      _mm512_store_ps(r->dxv + p * 16, dv);
+    for (int64_t b = 0; b < nb; b++) {
+      const __m256i v = _mm256_loadu_si256((const __m256i *)(xq + b * ICLD_QK));
+      const __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, v);
+      const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+      const __m128i h2 = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+      r->corr[b] = off * xd[b] * (float)_mm_cvtsi128_si32(_mm_add_epi32(h2, _mm_shuffle_epi32(h2, _MM_SHUFFLE(2, 3, 0, 1))));
+      _mm_store_si128((__m128i *)(r->x4 + (b / 4) * 128 + (b % 4) * 16), _mm256_castsi256_si128(v));
+      _mm_store_si128((__m128i *)(r->x4 + (b / 4) * 128 + 64 + (b % 4) * 16), _mm256_extracti128_si256(v, 1));
+      _mm_store_ps(r->dx4 + (b / 4) * 16 + (b % 4) * 4, _mm_set1_ps(xd[b]));
     }
   }
   return rows;
 }
 
-/* MT rows × NT columns. Scales are converted 16 blocks at a time; each pair's lanes pick theirs
- * with one permute. Blocks past the row end are masked to zero on both sides. */
-__attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
+/* M = 1: one weight row at a time, 4 blocks per step (q4_0: one 64-byte load; q8_0: two,
+ * regrouped as in vnni_qtile); low and high halves go through two vpdpbusd into the same int32
+ * lanes (4 lanes per block), so one convert and one FMA per 4 blocks; two accumulators to halve
+ * the FMA latency chain. */
+__attribute__((target(T_VNNI), always_inline)) static inline void vnni_m1(const int q4, const icld_qweight *w,
+    const vnni_row *r, float *out, int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {
+  const int64_t K = w->K, nb = K / ICLD_QK;
+  const uint8_t *w4 = (const uint8_t *)w->data;
+  const __m512i low = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
+  const __m512i ilo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13), ihi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+  const __m512i qidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t n = n0; n < n1; n++) {
+    const uint8_t *wr = w4 + n * (q4 ? K / 2 : K);
+    const uint16_t *sr = w->scales + n * nb;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+      const int64_t nbc = nb - b0 < 16 ? nb - b0 : 16;
+      const __m512 sw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((__mmask16)((1u << nbc) - 1), sr + b0));
+      const __m512 comb = _mm512_mul_ps(sw, _mm512_load_ps(r->dxb + b0));
+      a1 = _mm512_fnmadd_ps(sw, _mm512_load_ps(r->corr + b0), a1);
+      const int8_t *xc = r->x4 + b0 * 32;
+#define Q4M1_STEP(q, ACC, LOADA, LOADB)                                                                 \
+      {                                                                                                \
+        const __m512i v = LOADA;                                                                       \
+        __m512i lo, hi;                                                                                \
+        if (q4) { lo = _mm512_and_si512(v, low); hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low); } \
+        else {                                                                                         \
+          const __m512i v2 = LOADB;                                                                    \
+          lo = _mm512_xor_si512(_mm512_permutex2var_epi64(v, ilo, v2), flip);                          \
+          hi = _mm512_xor_si512(_mm512_permutex2var_epi64(v, ihi, v2), flip);                          \
+        }                                                                                              \
+        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(xc + (q) * 128)); \
+        d = _mm512_dpbusd_epi32(d, hi, _mm512_load_si512(xc + (q) * 128 + 64));                        \
+        const __m512 s = _mm512_permutexvar_ps(_mm512_add_epi32(qidx, _mm512_set1_epi32(4 * (q))), comb); \
+        ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, ACC);                                          \
+      }
+      if (nbc == 16) {
+        const int bs = q4 ? 16 : 32; /* bytes per block */
+        Q4M1_STEP(0, a0, _mm512_loadu_si512(wr + b0 * bs), _mm512_loadu_si512(wr + b0 * bs + 64))
+        Q4M1_STEP(1, a1, _mm512_loadu_si512(wr + (b0 + 4) * bs), _mm512_loadu_si512(wr + (b0 + 4) * bs + 64))
+        Q4M1_STEP(2, a0, _mm512_loadu_si512(wr + (b0 + 8) * bs), _mm512_loadu_si512(wr + (b0 + 8) * bs + 64))
+        Q4M1_STEP(3, a1, _mm512_loadu_si512(wr + (b0 + 12) * bs), _mm512_loadu_si512(wr + (b0 + 12) * bs + 64))
+      } else {
+        for (int q = 0; 4 * q < nbc; q++) {
+          const int k = nbc - 4 * q < 4 ? (int)(nbc - 4 * q) : 4;
+          const __mmask64 mk = k == 4 ? ~(__mmask64)0 : (((__mmask64)1 << (16 * k)) - 1);
+          /* q8_0: masked bytes become code 128 after the flip; their x4 partners are zero */
+          const __mmask64 ma = k >= 2 ? ~(__mmask64)0 : (__mmask64)0xffffffffu, mb = k == 4 ? ~(__mmask64)0 : k == 3 ? (__mmask64)0xffffffffu : 0;
+          Q4M1_STEP(q, a0, q4 ? _mm512_maskz_loadu_epi8(mk, wr + b0 * 16 + q * 64) : _mm512_maskz_loadu_epi8(ma, wr + (b0 + 4 * q) * 32),
+                    _mm512_maskz_loadu_epi8(mb, wr + (b0 + 4 * q) * 32 + 64))
+        }
+      }
+#undef Q4M1_STEP
+    }
+    put(out, ldo, 0, n, _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)), bias, accumulate);
+  }
+}
+
+/* MT rows × NT columns, 4 blocks per step on the x4 layout: q4_0 unpacks 64 bytes into low and
+ * high nibbles, q8_0 regroups two 64-byte loads into elements 0..15 / 16..31 of 4 blocks (two
+ * vpermt2q); both then take 2 vpdpbusd + 1 convert + 1 mul + 1 FMA per 128 MACs. */
+__attribute__((target(T_VNNI), always_inline)) static inline void vnni_qtile(
     const int q4, const int MT, const int NT, const icld_qweight *w, const vnni_row *rows, int64_t m0,
     int64_t n, float *out, int64_t ldo, const float *bias, int accumulate) {
   const int64_t K = w->K, nb = K / ICLD_QK;
   const int8_t *w8 = (const int8_t *)w->data;
   const uint8_t *w4 = (const uint8_t *)w->data;
   const __m512i flip = _mm512_set1_epi8((char)0x80), low = _mm512_set1_epi8(15);
-  const __m512i pairidx = q4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
-                             : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i qidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i ilo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13), ihi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
   __m512 acc[4][4];
   for (int i = 0; i < MT; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
-  for (int64_t c = 0; c * 16 < nb; c++) {
-    const int64_t b0 = c * 16, nbc = nb - b0 < 16 ? nb - b0 : 16;
+  for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+    const int64_t nbc = nb - b0 < 16 ? nb - b0 : 16;
     const __mmask16 smk = (__mmask16)((1u << nbc) - 1);
-    __m512 sw[4], comb[4];
-    for (int j = 0; j < NT; j++) {
-      sw[j] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smk, w->scales + (n + j) * nb + b0));
-      /* one row: dw·dx per block once per chunk, so each pair needs only a permute */
-      if (MT == 1) comb[j] = _mm512_mul_ps(sw[j], _mm512_load_ps(rows[m0].dxb + b0));
-    }
+    __m512 sw[4];
+    for (int j = 0; j < NT; j++) sw[j] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smk, w->scales + (n + j) * nb + b0));
     for (int i = 0; i < MT; i++) {
-      __m512 cv = _mm512_load_ps(rows[m0 + i].corr + b0);
+      const __m512 cv = _mm512_load_ps(rows[m0 + i].corr + b0);
       for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fnmadd_ps(sw[j], cv, acc[i][j]);
     }
-    const int64_t p0 = b0 / 2, p1 = (b0 + nbc + 1) / 2;
-    for (int64_t p = p0; p < p1; p++) {
-      const int two = 2 * p + 1 < nb;
-      const __m512i sel = _mm512_add_epi32(pairidx, _mm512_set1_epi32((int)(2 * (p - p0))));
-      __m512i wv[4];
+    for (int64_t q = 0; 4 * q < nbc; q++) {
+      const int k = nbc - 4 * q < 4 ? (int)(nbc - 4 * q) : 4; /* blocks in this step */
+      __m512i wl[4], wh[4];
       __m512 s[4];
       for (int j = 0; j < NT; j++) {
-        const int64_t r = n + j;
-        /* the next tile's rows follow in memory: fetch the same position there now, since the
-         * compute per byte here is too long for out-of-order execution to cover DRAM latency */
-        if (!q4 || !(p & 1)) _mm_prefetch((const char *)(q4 ? w4 + ((r + NT) * K + 2 * p * ICLD_QK) / 2 : (const uint8_t *)w8 + (r + NT) * K + 2 * p * ICLD_QK), _MM_HINT_T0);
-        if (q4) {
-          __m256i y = two ? _mm256_loadu_si256((const __m256i *)(w4 + (r * K + 2 * p * ICLD_QK) / 2))
-                          : _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w4 + (r * K + 2 * p * ICLD_QK) / 2)));
-          if (!two) y = _mm256_zextsi128_si256(_mm256_castsi256_si128(y));
-          wv[j] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(y), _mm256_srli_epi16(y, 4), 1), low);
-          if (!two) wv[j] = _mm512_maskz_mov_epi32(0x0f0f, wv[j]);
-        } else {
-          __m512i v = two ? _mm512_loadu_si512(w8 + r * K + 2 * p * ICLD_QK)
-                          : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(w8 + r * K + 2 * p * ICLD_QK)));
-          wv[j] = two ? _mm512_xor_si512(v, flip) : _mm512_maskz_mov_epi32(0x00ff, _mm512_xor_si512(v, flip));
+        if (ICLD_VNNI_QPF) { /* rows further on, same position: DRAM latency is longer than a tile */
+          const char *f = q4 ? (const char *)w4 + (n + j + ICLD_VNNI_QPF) * (K / 2) + (b0 + 4 * q) * 16
+                             : (const char *)w8 + (n + j + ICLD_VNNI_QPF) * K + (b0 + 4 * q) * 32;
+          _mm_prefetch(f, _MM_HINT_T0);
+          if (!q4) _mm_prefetch(f + 64, _MM_HINT_T0);
         }
-        s[j] = _mm512_permutexvar_ps(sel, MT == 1 ? comb[j] : sw[j]);
+        if (q4) {
+          const uint8_t *p = w4 + (n + j) * (K / 2) + (b0 + 4 * q) * 16;
+          const __m512i v = k == 4 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8((((__mmask64)1 << (16 * k)) - 1), p);
+          wl[j] = _mm512_and_si512(v, low);
+          wh[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+        } else {
+          const int8_t *p = w8 + (n + j) * K + (b0 + 4 * q) * 32;
+          __m512i a, b;
+          if (k == 4) { a = _mm512_loadu_si512(p); b = _mm512_loadu_si512(p + 64); }
+          else { /* masked bytes become code 128 after the flip; their x4 partners are zero */
+            a = _mm512_maskz_loadu_epi8(k >= 2 ? ~(__mmask64)0 : (__mmask64)0xffffffffu, p);
+            b = _mm512_maskz_loadu_epi8(k == 3 ? (__mmask64)0xffffffffu : 0, p + 64);
+          }
+          wl[j] = _mm512_xor_si512(_mm512_permutex2var_epi64(a, ilo, b), flip);
+          wh[j] = _mm512_xor_si512(_mm512_permutex2var_epi64(a, ihi, b), flip);
+        }
+        s[j] = _mm512_permutexvar_ps(_mm512_add_epi32(qidx, _mm512_set1_epi32((int)(4 * q))), sw[j]);
       }
       for (int i = 0; i < MT; i++) {
         const vnni_row *rr = &rows[m0 + i];
-        __m512i xv = _mm512_load_si512(rr->x + p * 64);
-        __m512 dxv = MT == 1 ? _mm512_setzero_ps() : _mm512_load_ps(rr->dxv + p * 16);
+        const int64_t o4 = b0 / 4 + q;
+        const __m512i xl = _mm512_load_si512(rr->x4 + o4 * 128), xh = _mm512_load_si512(rr->x4 + o4 * 128 + 64);
+        const __m512 dq = _mm512_load_ps(rr->dx4 + o4 * 16);
         for (int j = 0; j < NT; j++) {
-          __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[j], xv);
-          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), MT == 1 ? s[j] : _mm512_mul_ps(s[j], dxv), acc[i][j]);
+          __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wl[j], xl);
+          d = _mm512_dpbusd_epi32(d, wh[j], xh);
+          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(s[j], dq), acc[i][j]);
         }
       }
     }
@@ -482,34 +545,36 @@ __attribute__((target(T_VNNI), always_inline)) static inline void vnni_tile(
     for (int j = 0; j < NT; j++) put(out, ldo, m0 + i, n + j, _mm512_reduce_add_ps(acc[i][j]), bias, accumulate);
 }
 
+__attribute__((target(T_VNNI))) static void vnni_q8_m1(const icld_qweight *w, const vnni_row *r, float *out,
+    int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) { vnni_m1(0, w, r, out, ldo, bias, accumulate, n0, n1); }
+__attribute__((target(T_VNNI))) static void vnni_q4_m1(const icld_qweight *w, const vnni_row *r, float *out,
+    int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) { vnni_m1(1, w, r, out, ldo, bias, accumulate, n0, n1); }
+
+#define VNNI_QTILES(Q, NT)                                                                            \
+  for (; m0 < mE; m0 += 4) {                                                                          \
+    switch (mE - m0 < 4 ? mE - m0 : 4) {                                                              \
+      case 1: vnni_qtile(Q, 1, NT, w, rows, m0, n, out, ldo, bias, accumulate); break;                \
+      case 2: vnni_qtile(Q, 2, NT, w, rows, m0, n, out, ldo, bias, accumulate); break;                \
+      case 3: vnni_qtile(Q, 3, NT, w, rows, m0, n, out, ldo, bias, accumulate); break;                \
+      default: vnni_qtile(Q, 4, NT, w, rows, m0, n, out, ldo, bias, accumulate); break;               \
+    }                                                                                                 \
+  }
+/* M <= 4 (ICLD_VNNI_NTM) goes one column at a time, which streams the weights linearly; more rows
+ * take 2 columns × 4 rows (8-row single-column tiles measured no faster). */
 #define VNNI_RANGE(NAME, Q)                                                                          \
   __attribute__((target(T_VNNI))) static void NAME(const icld_qweight *w, int64_t M, const void *xa, float *out, \
       int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {                       \
     const vnni_row *rows = vnni_prep(Q, M, w->K, xa);                                                 \
     if (!rows) { q_scalar(w, M, xa, out, ldo, bias, accumulate, n0, n1); return; }                    \
+    if (M == 1) { (Q ? vnni_q4_m1 : vnni_q8_m1)(w, rows, out, ldo, bias, accumulate, n0, n1); return; } \
     for (int64_t mb = 0; mb < M; mb += ICLD_QMB) {                                                    \
-    const int64_t mE = M - mb < ICLD_QMB ? M : mb + ICLD_QMB;                                         \
-    int64_t n = n0;                                                                                   \
-    if (M == 1)                                                                                       \
-      for (; n + 4 <= n1; n += 4) vnni_tile(Q, 1, 4, w, rows, 0, n, out, ldo, bias, accumulate);      \
-    else                                                                                              \
-      for (; n + 2 <= n1; n += 2)                                                                     \
-        for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                     \
-          switch (mE - m0 < 4 ? mE - m0 : 4) {                                                        \
-            case 1: vnni_tile(Q, 1, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
-            case 2: vnni_tile(Q, 2, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
-            case 3: vnni_tile(Q, 3, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;            \
-            default: vnni_tile(Q, 4, 2, w, rows, m0, n, out, ldo, bias, accumulate); break;           \
-          }                                                                                           \
-        }                                                                                             \
-    for (; n < n1; n++)                                                                               \
-      for (int64_t m0 = mb; m0 < mE; m0 += 4) {                                                       \
-        switch (mE - m0 < 4 ? mE - m0 : 4) {                                                          \
-          case 1: vnni_tile(Q, 1, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
-          case 2: vnni_tile(Q, 2, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
-          case 3: vnni_tile(Q, 3, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;              \
-          default: vnni_tile(Q, 4, 1, w, rows, m0, n, out, ldo, bias, accumulate); break;             \
-        }                                                                                             \
+      const int64_t mE = M - mb < ICLD_QMB ? M : mb + ICLD_QMB;                                       \
+      int64_t n = n0;                                                                                 \
+      if (M > ICLD_VNNI_NTM)                                                                  \
+        for (; n + 2 <= n1; n += 2) { int64_t m0 = mb; VNNI_QTILES(Q, 2) }                               \
+      for (; n < n1; n++) {                                                                           \
+        int64_t m0 = mb;                                                                              \
+        VNNI_QTILES(Q, 1)                                                                          \
       }                                                                                               \
     }                                                                                                 \
   }
