@@ -2,9 +2,14 @@
 // bf16 vs fp32 training on the Shakespeare config: one `icld pretrain` run per entry of --runs
 // (precision:seed, same config otherwise), one after the other, each logging to <dir>/<name>.log;
 // then a summary (loss curves, s/step, final eval gap, the fp32 seed-to-seed spread) as JSON.
-// Usage: node bench/bf16-train.mjs [--dir DIR] [--runs f32:1,bf16:1,f32:2] [--steps N] [--dist DIST]
+// Usage: node bench/bf16-train.mjs [--dir DIR] [--runs f32:1,bf16:1,f32:2] [--steps N] [--dist DIST] [--summary]
 //   --dist: a copy of dist/ to run (so a rebuild during the runs changes nothing); default dist/.
+//   --summary: only (re)write the summary from runs already finished in DIR.
+//        node bench/bf16-train.mjs --gemm [--reps N]
+//   GEMM GFLOP/s of gemm (fp32: the addon's provider) vs gemmBf16 (vdpbf16ps; and the emulated
+//   path) on GPT-2 training shapes at 1 and 2 threads; the two are timed alternately, best of N.
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, openSync, closeSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +21,40 @@ const runs = arg('runs', 'f32:1,bf16:1,f32:2').split(',').map((s) => { const [p,
 const steps = arg('steps');
 const dist = resolve(arg('dist', join(root, 'dist')));
 const summaryOnly = process.argv.includes('--summary');
+
+if (process.argv.includes('--gemm')) {
+  const a = createRequire(import.meta.url)(join(root, 'build/Release/icld_native.node'));
+  const reps = Number(arg('reps', '9'));
+  // [name, transA, transB, M, N, K]: a [2048 tokens × 256] activation through a 256 → 768 projection,
+  // its two backward products, and the Shakespeare config's tied LM head (192 → 2048 vocab) forward.
+  const shapes = [['fwd  X·W        ', false, false, 2048, 768, 256], ['bwd  dX = dY·Wᵀ ', false, true, 2048, 256, 768],
+    ['bwd  dW = Xᵀ·dY ', true, false, 256, 768, 2048], ['head H·Eᵀ (V=2048)', false, true, 2048, 2048, 192]];
+  const rows = [];
+  for (const th of [1, 2]) {
+    a.setThreads(th);
+    for (const [name, tA, tB, M, N, K] of shapes) {
+      const A = new Float32Array(M * K).map(() => Math.random() - 0.5), B = new Float32Array(K * N).map(() => Math.random() - 0.5), C = new Float32Array(M * N);
+      const lda = tA ? M : K, ldb = tB ? K : N;
+      const f32 = () => a.gemm(tA, tB, M, N, K, 1, A, 0, lda, 0, B, 0, ldb, 0, 0, C, 0, N, 0, 1);
+      const bf = () => a.gemmBf16(tA, tB, M, N, K, 1, A, 0, lda, 0, B, 0, ldb, 0, 0, C, 0, N, 0, 1);
+      const best = { f32: Infinity, bf16: Infinity, emul: Infinity };
+      const time = (f) => { const t0 = performance.now(); f(); return performance.now() - t0; };
+      f32(); bf();
+      for (let r = 0; r < reps; r++) { // alternate, so a busy moment hits both
+        best.f32 = Math.min(best.f32, time(f32));
+        a.gemmBf16Path(1); best.bf16 = Math.min(best.bf16, time(bf));
+        a.gemmBf16Path(0); best.emul = Math.min(best.emul, time(bf));
+        a.gemmBf16Path(-1);
+      }
+      const gf = 2 * M * N * K / 1e6;
+      rows.push({ threads: th, shape: name.trim(), M, N, K, f32_gflops: +(gf / best.f32).toFixed(1), bf16_gflops: +(gf / best.bf16).toFixed(1), emulated_gflops: +(gf / best.emul).toFixed(1), speedup: +(best.f32 / best.bf16).toFixed(2) });
+      const x = rows.at(-1);
+      process.stderr.write(`${th} thread(s)  ${name}  M=${M} N=${N} K=${K}: f32 ${x.f32_gflops} GFLOP/s, bf16 ${x.bf16_gflops} (emulated ${x.emulated_gflops}), ×${x.speedup}\n`);
+    }
+  }
+  console.log(JSON.stringify({ provider: a.info().gemm, bf16_path: a.gemmBf16Path(), rows }));
+  process.exit(0);
+}
 mkdirSync(dir, { recursive: true });
 
 const base = JSON.parse(readFileSync(join(root, 'configs/shakespeare-small.json'), 'utf8'));
