@@ -10,7 +10,7 @@
 //   path) on GPT-2 training shapes at 1 and 2 threads; the two are timed alternately, best of N.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, openSync, closeSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -62,30 +62,54 @@ const results = [];
 for (const r of runs) {
   const name = `${r.precision}-seed${r.seed}`, out = join(dir, name);
   const cfgPath = join(dir, `${name}.config.json`);
-  writeFileSync(cfgPath, JSON.stringify({ ...base, train: { ...base.train, seed: r.seed } }, null, 2));
+  if (!summaryOnly) writeFileSync(cfgPath, JSON.stringify({ ...base, train: { ...base.train, seed: r.seed } }, null, 2));
   const args = [join(dist, 'src/cli/main.js'), 'pretrain', '--config', cfgPath, '--data', join(root, 'data/tinyshakespeare.txt'), '--out', out, '--overwrite'];
   if (r.precision !== 'f32') args.push('--precision', r.precision); // an f32 run needs no flag (runs on builds without it)
   if (steps) args.push('--steps', steps);
-  if (!summaryOnly || !existsSync(join(out, 'trainer_state.json'))) {
+  // An unfinished run (summary only) is read from its newest checkpoint and marked partial.
+  let stateFile = join(out, 'trainer_state.json'), partial = false;
+  if (summaryOnly && !existsSync(stateFile)) {
+    const cks = existsSync(out) ? readdirSync(out).map((n) => /^checkpoint-(\d+)$/.exec(n)).filter(Boolean).map((m) => Number(m[1])).sort((a, b) => b - a) : [];
+    if (!cks.length) { process.stderr.write(`${name}: no checkpoint yet, left out\n`); continue; }
+    stateFile = join(out, `checkpoint-${cks[0]}`, 'trainer_state.json'); partial = true;
+  }
+  if (!summaryOnly) {
     const log = openSync(join(dir, `${name}.log`), 'w');
     process.stderr.write(`${new Date().toISOString()} ${name}: node ${args.join(' ')}\n`);
     const p = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', log, log] });
     closeSync(log);
     if (p.status !== 0) { process.stderr.write(`${name} failed (exit ${p.status}); see ${join(dir, `${name}.log`)}\n`); process.exit(1); }
   }
-  const st = JSON.parse(readFileSync(join(out, 'trainer_state.json'), 'utf8'));
+  const st = JSON.parse(readFileSync(stateFile, 'utf8'));
   const lh = st.log_history, eh = st.eval_history;
   // s/step from the log entries after the first (skips start-up), excluding eval/checkpoint time as far as the log allows
   const sPerStep = (lh.at(-1).elapsed_s - lh[0].elapsed_s) / (lh.at(-1).step - lh[0].step);
-  results.push({ name, precision: r.precision, seed: r.seed, s_per_step: +sPerStep.toFixed(3), elapsed_s: +st.elapsed_s.toFixed(1),
+  results.push({ name, precision: r.precision, seed: r.seed, steps: st.global_step, ...(partial ? { partial: true } : {}), s_per_step: +sPerStep.toFixed(3), elapsed_s: +st.elapsed_s.toFixed(1),
     train: lh.map((e) => [e.step, +e.loss.toFixed(4)]), eval: eh.map((e) => [e.step, +e.loss.toFixed(4)]), final_eval: eh.at(-1)?.loss });
 }
 const by = (p, s) => results.find((x) => x.precision === p && x.seed === s);
 const f1 = by('f32', 1), b1 = by('bf16', 1), f2 = by('f32', 2);
 const summary = { dir, runs: results };
-if (f1 && b1) summary.final_eval_gap_bf16_vs_f32 = +(b1.final_eval - f1.final_eval).toFixed(4);
-if (f1 && f2) summary.final_eval_gap_f32_seed2_vs_seed1 = +(f2.final_eval - f1.final_eval).toFixed(4);
-if (f1 && b1) summary.max_eval_gap_bf16_vs_f32 = +Math.max(...f1.eval.map(([s, l], i) => Math.abs(l - b1.eval[i][1]))).toFixed(4);
-if (f1 && f2) summary.max_eval_gap_f32_seeds = +Math.max(...f1.eval.map(([s, l], i) => Math.abs(l - f2.eval[i][1]))).toFixed(4);
+// Gaps over the eval steps both runs have (a partial run is compared up to where it got).
+const gap = (x, y) => {
+  const ys = new Map(y.eval.map(([s, l]) => [s, l]));
+  const common = x.eval.filter(([s]) => ys.has(s));
+  if (!common.length) return null;
+  const [ls, lx] = common.at(-1);
+  return { at_step: ls, last: +(lx - ys.get(ls)).toFixed(4), max_abs: +Math.max(...common.map(([s, l]) => Math.abs(l - ys.get(s)))).toFixed(4) };
+};
+if (f1 && b1) summary.eval_gap_bf16_minus_f32 = gap(b1, f1);
+if (f1 && f2) summary.eval_gap_f32_seed2_minus_seed1 = gap(f2, f1);
 writeFileSync(join(dir, 'summary.json'), JSON.stringify(summary, null, 1));
+// The curves as a page (bench/bf16-train.html with --html): train loss per log window, eval loss.
+if (process.argv.includes('--html')) {
+  const { htmlPage, lineChart, htmlTable } = await import(join(root, 'dist/src/report/html.js'));
+  const colors = { 'f32-seed1': '#1f77b4', 'bf16-seed1': '#d62728', 'f32-seed2': '#7f7f7f' };
+  const series = (k) => results.map((r) => ({ name: `${r.precision}, seed ${r.seed}`, points: r[k], color: colors[r.name] ?? '#2ca02c' }));
+  const body = lineChart('Training loss (mean over each 10-step window), Shakespeare config', 'step', series('train'))
+    + lineChart('Held-out loss (eval every 100 steps, fp32 forward)', 'step', series('eval'))
+    + htmlTable(['run', 's/step', 'final eval loss'], results.map((r) => [r.name + (r.partial ? ` (partial: ${r.steps} steps)` : ''), r.s_per_step.toFixed(3), r.final_eval.toFixed(4)]))
+    + `<p class="note">node bench/bf16-train.mjs --runs ${results.map((r) => `${r.precision}:${r.seed}`).join(',')} --summary --html</p>`;
+  writeFileSync(join(root, 'bench/bf16-train.html'), htmlPage('bf16 vs fp32 training (icld pretrain --precision)', body));
+}
 console.log(JSON.stringify(summary));
