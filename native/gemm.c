@@ -379,6 +379,9 @@ const char *icld_gemm_provider(void) {
  * operands below 1.2e-38 are the only place the two paths can differ beyond summation order. */
 #define MRB 12
 #define NRB 32
+#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
+#define ICLD_HAVE_BF16_KERNEL 1 /* the compiler knows avx512bf16 (intrinsics, target attribute, cpu check) */
+#endif
 
 static inline uint16_t bf16_bits(float x) {
   uint32_t u;
@@ -396,7 +399,7 @@ static inline float bf16_round(float x) {
 /* -1: not decided yet; 0: emulated (rounded f32 panels); 1: vdpbf16ps. */
 static int g_bf16_path = -1;
 static int bf16_cpu(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
+#ifdef ICLD_HAVE_BF16_KERNEL
   /* own check until native/cpu.c's feature API is merged; gcc's also checks the OS saves zmm state */
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
@@ -492,8 +495,7 @@ static void pack_b_bf16_panel(int transB, const float *B, int64_t ldb, int p0, i
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
-#define ICLD_HAVE_BF16_KERNEL 1
+#ifdef ICLD_HAVE_BF16_KERNEL
 #include <immintrin.h>
 /* C[mr×nr] (mode 0: =, 1: +=, 2: beta*C +) alpha * Σ_p a_pair·b_pair over kp K pairs. */
 __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
