@@ -101,6 +101,19 @@ const gap = (x, y) => {
 if (f1 && b1) summary.eval_gap_bf16_minus_f32 = gap(b1, f1);
 if (f1 && f2) summary.eval_gap_f32_seed2_minus_seed1 = gap(f2, f1);
 writeFileSync(join(dir, 'summary.json'), JSON.stringify(summary, null, 1));
+// Markdown tables for bench/RESULTS.md: eval loss per eval step, train loss every 100 steps, s/step.
+if (process.argv.includes('--markdown')) {
+  const head = `| step | ${results.map((r) => `${r.name}${r.partial ? ' (partial)' : ''}`).join(' | ')} |\n|---|${results.map(() => '---').join('|')}|\n`;
+  const rowsOf = (k, every) => {
+    const steps = [...new Set(results.flatMap((r) => r[k].map(([st]) => st)))].filter((st) => st % every === 0).sort((a, b) => a - b);
+    return steps.map((st) => `| ${st} | ${results.map((r) => { const e = r[k].find(([x]) => x === st); return e ? e[1].toFixed(4) : '–'; }).join(' | ')} |`).join('\n');
+  };
+  const md = `Held-out loss (fp32 forward of the master weights):\n\n${head}${rowsOf('eval', 100)}\n\n`
+    + `Training loss (mean of the 10-step window ending at the step):\n\n${head}${rowsOf('train', 50)}\n\n`
+    + `| run | steps | s/step | final eval loss |\n|---|---|---|---|\n${results.map((r) => `| ${r.name} | ${r.steps}${r.partial ? ' (partial)' : ''} | ${r.s_per_step.toFixed(2)} | ${r.final_eval.toFixed(4)} |`).join('\n')}\n`;
+  writeFileSync(join(dir, 'results.md'), md);
+  process.stderr.write(md);
+}
 // The curves as a page (bench/bf16-train.html with --html): train loss per log window, eval loss.
 if (process.argv.includes('--html')) {
   const { htmlPage, lineChart, htmlTable } = await import(join(root, 'dist/src/report/html.js'));
