@@ -7,7 +7,7 @@
 //   --summary: only (re)write the summary from runs already finished in DIR.
 //        node bench/bf16-train.mjs --gemm [--reps N]
 //   GEMM GFLOP/s of gemm (fp32: the addon's provider) vs gemmBf16 (vdpbf16ps; and the emulated
-//   path) on GPT-2 training shapes at 1 and 2 threads; the two are timed alternately, best of N.
+//   path) on GPT-2 training shapes at 1 and 2 threads; blocks of N calls per variant, alternated over 3 rounds, best call.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, openSync, closeSync } from 'node:fs';
@@ -40,11 +40,15 @@ if (process.argv.includes('--gemm')) {
       const best = { f32: Infinity, bf16: Infinity, emul: Infinity };
       const time = (f) => { const t0 = performance.now(); f(); return performance.now() - t0; };
       f32(); bf();
-      for (let r = 0; r < reps; r++) { // alternate, so a busy moment hits both
-        best.f32 = Math.min(best.f32, time(f32));
-        a.gemmBf16Path(1); best.bf16 = Math.min(best.bf16, time(bf));
-        a.gemmBf16Path(0); best.emul = Math.min(best.emul, time(bf));
-        a.gemmBf16Path(-1);
+      // Blocks of reps per variant, the blocks alternated over 3 rounds: alternating single calls
+      // would time each one against the other's thread pool still spinning (OpenBLAS vs OpenMP).
+      // A pause before each block lets the other pool's threads stop spinning and sleep.
+      const pause = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+      const block = (f, mode) => { pause(); if (mode !== undefined) a.gemmBf16Path(mode); f(); let b = Infinity; for (let r = 0; r < reps; r++) b = Math.min(b, time(f)); a.gemmBf16Path(-1); return b; };
+      for (let round = 0; round < 3; round++) {
+        best.f32 = Math.min(best.f32, block(f32));
+        best.bf16 = Math.min(best.bf16, block(bf, 1));
+        best.emul = Math.min(best.emul, block(bf, 0));
       }
       const gf = 2 * M * N * K / 1e6;
       rows.push({ threads: th, shape: name.trim(), M, N, K, f32_gflops: +(gf / best.f32).toFixed(1), bf16_gflops: +(gf / best.bf16).toFixed(1), emulated_gflops: +(gf / best.emul).toFixed(1), speedup: +(best.f32 / best.bf16).toFixed(2) });
