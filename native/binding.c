@@ -175,6 +175,56 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* gemmBf16: gemm's arguments; operands rounded to bf16 (Backend.gemmBf16). */
+static napi_value js_gemm_bf16(napi_env env, napi_callback_info info) {
+  ctx c;
+  if (!get_args(&c, env, info, 20, "gemmBf16")) return NULL;
+  int tA = boolean(&c, 0), tB = boolean(&c, 1);
+  int64_t M = i64(&c, 2), N = i64(&c, 3), K = i64(&c, 4);
+  float alpha = (float)num(&c, 5);
+  arr A = typed(&c, 6, 1, 0); int64_t aOff = i64(&c, 7), lda = i64(&c, 8), sA = i64(&c, 9);
+  arr B = typed(&c, 10, 1, 0); int64_t bOff = i64(&c, 11), ldb = i64(&c, 12), sB = i64(&c, 13);
+  float beta = (float)num(&c, 14);
+  arr C = typed(&c, 15, 1, 0); int64_t cOff = i64(&c, 16), ldc = i64(&c, 17), sC = i64(&c, 18);
+  int64_t batch = i64(&c, 19);
+  if (c.failed) return NULL;
+  if (M < 0 || N < 0 || K < 0 || batch < 0 || M > 0x7fffffff || N > 0x7fffffff || K > 0x7fffffff) {
+    throw_err(&c, "ERR_OUT_OF_RANGE", "gemmBf16: bad sizes"); return NULL;
+  }
+  if ((K > 0 && lda < (tA ? M : K)) || (K > 0 && ldb < (tB ? K : N)) || ldc < N) {
+    throw_err(&c, "ERR_OUT_OF_RANGE", "gemmBf16: leading dimension too small"); return NULL;
+  }
+  if (M == 0 || N == 0 || batch == 0) return undef(env);
+  int64_t shA[3] = {batch, tA ? K : M, tA ? M : K}, stA[3] = {sA, lda, 1};
+  int64_t shB[3] = {batch, tB ? N : K, tB ? K : N}, stB[3] = {sB, ldb, 1};
+  int64_t shC[3] = {batch, M, N}, stC[3] = {sC, ldc, 1};
+  if (K > 0 && (!check_extent(&c, "gemmBf16 A", A.len, aOff, 3, shA, stA) || !check_extent(&c, "gemmBf16 B", B.len, bOff, 3, shB, stB))) return NULL;
+  if (!check_extent(&c, "gemmBf16 C", C.len, cOff, 3, shC, stC)) return NULL;
+  icld_gemm_bf16(tA, tB, (int)M, (int)N, (int)K, alpha, F(A) + aOff, lda, sA, F(B) + bOff, ldb, sB,
+                 beta, F(C) + cOff, ldc, sC, (int)batch);
+  return undef(env);
+}
+
+/* gemmBf16Path(mode?): tests only — mode 0 forces the emulated path, 1 vdpbf16ps (if the CPU has
+ * it), -1 automatic; returns the path now in use ("avx512_bf16" | "emulated"). */
+static napi_value js_gemm_bf16_path(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc >= 1) {
+    napi_valuetype t;
+    napi_typeof(env, argv[0], &t);
+    if (t == napi_number) {
+      int32_t m = 0;
+      napi_get_value_int32(env, argv[0], &m);
+      icld_gemm_bf16_force(m < 0 ? -1 : m > 0 ? 1 : 0);
+    }
+  }
+  napi_value s;
+  napi_create_string_utf8(env, icld_gemm_bf16_path(), NAPI_AUTO_LENGTH, &s);
+  return s;
+}
+
 /* copy(shape, src, sOff, sStr, dst, dOff, dStr) */
 static napi_value js_copy(napi_env env, napi_callback_info info) {
   ctx c;
@@ -807,6 +857,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"qactTest", js_qact_test}, {"kernelCap", js_kernel_cap},
     {"decoderCreate", js_decoder_create}, {"decoderStep", js_decoder_step}, {"decoderFree", js_decoder_free},
     {"decoderThreads", js_decoder_threads},
+    {"gemmBf16", js_gemm_bf16}, {"gemmBf16Path", js_gemm_bf16_path},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -416,3 +416,310 @@ const char *icld_gemm_provider(void) {
   return "builtin";
 #endif
 }
+
+/* ------------------------------------------------------------------ bf16 GEMM (mixed-precision training)
+ * Contract (Backend.gemmBf16): every element of op(A) and op(B) rounded to bf16 (nearest even, NaN
+ * kept as NaN), products and sums in fp32. Always the builtin packed loop (whatever the fp32
+ * provider): the packers do the rounding. With AVX-512-BF16 the panels hold bf16 pairs along K for
+ * vdpbf16ps (a 12x32 tile, 24 zmm accumulators); elsewhere they hold the rounded values as f32 for
+ * the fp32 micro-kernel (same numbers, no speedup). vdpbf16ps treats denormal inputs as zero; bf16
+ * operands below 1.2e-38 are the only place the two paths can differ beyond summation order. */
+#define MRB 12
+#define NRB 32
+#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
+#define ICLD_HAVE_BF16_KERNEL 1 /* the compiler knows avx512bf16 (intrinsics, target attribute, cpu check) */
+#endif
+
+static inline uint16_t bf16_bits(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0; /* NaN stays NaN (canonical, as half.ts) */
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static inline float bf16_round(float x) {
+  uint32_t u = (uint32_t)bf16_bits(x) << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* -1: not decided yet; 0: emulated (rounded f32 panels); 1: vdpbf16ps. */
+static int g_bf16_path = -1;
+static int bf16_cpu(void) {
+#ifdef ICLD_HAVE_BF16_KERNEL
+  /* own check until native/cpu.c's feature API is merged; gcc's also checks the OS saves zmm state */
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+  return 0;
+#endif
+}
+static int bf16_path(void) {
+  if (g_bf16_path < 0) {
+    const char *e = getenv("ICLD_BF16_EMULATE");
+    g_bf16_path = (e && *e && strcmp(e, "0") != 0) ? 0 : bf16_cpu();
+  }
+  return g_bf16_path;
+}
+int icld_gemm_bf16_force(int mode) {
+  if (mode < 0) { g_bf16_path = -1; return bf16_path(); }
+  g_bf16_path = mode > 0 ? bf16_cpu() : 0;
+  return g_bf16_path;
+}
+const char *icld_gemm_bf16_path(void) { return bf16_path() ? "avx512_bf16" : "emulated"; }
+
+/* Emulated path: op(A) rows (rounded, times alpha) and op(B) columns (rounded) in the fp32 panel
+ * layouts of pack_a / pack_b. */
+static void pack_a_round(int transA, const float *A, int64_t lda, int i0, int mc, int p0, int kc,
+                         float alpha, float *dst) {
+  for (int ip = 0; ip < mc; ip += MR) {
+    int mr = mc - ip < MR ? mc - ip : MR;
+    float *d = dst + (int64_t)ip * kc;
+    for (int k = 0; k < kc; k++)
+      for (int r = 0; r < MR; r++) {
+        int64_t i = i0 + ip + r, kk = p0 + k;
+        d[k * MR + r] = r < mr ? alpha * bf16_round(transA ? A[kk * lda + i] : A[i * lda + kk]) : 0.0f;
+      }
+  }
+}
+static void pack_b_round(int transB, const float *B, int64_t ldb, int p0, int kc, int j0, int nc, float *dst) {
+  for (int jp = 0; jp < nc; jp += NR) {
+    int nr = nc - jp < NR ? nc - jp : NR;
+    float *d = dst + (int64_t)jp * kc;
+    for (int k = 0; k < kc; k++)
+      for (int j = 0; j < NR; j++) {
+        int64_t kk = p0 + k, jj = j0 + jp + j;
+        d[k * NR + j] = j < nr ? bf16_round(transB ? B[jj * ldb + kk] : B[kk * ldb + jj]) : 0.0f;
+      }
+  }
+}
+
+/* vdpbf16ps path. A panel (MRB rows): per K pair p, MRB u32 = (bf16 a[r][2p] | bf16 a[r][2p+1] << 16).
+ * B panel (NRB columns): per K pair p, NRB u32 = (bf16 b[2p][j] | bf16 b[2p+1][j] << 16).
+ * An odd kc is padded with a zero element. */
+static void pack_a_bf16(int transA, const float *A, int64_t lda, int i0, int mc, int p0, int kc, uint32_t *dst) {
+  int kp = (kc + 1) / 2;
+  for (int ip = 0; ip < mc; ip += MRB) {
+    int mr = mc - ip < MRB ? mc - ip : MRB;
+    uint32_t *d = dst + (int64_t)ip * kp;
+    if (transA) { /* A stored K×M: rows of op(A) are columns of A, so walk K outside */
+      for (int p = 0; p < kp; p++) {
+        const float *s0 = A + (int64_t)(p0 + 2 * p) * lda + i0 + ip;
+        const float *s1 = 2 * p + 1 < kc ? s0 + lda : NULL;
+        for (int r = 0; r < MRB; r++)
+          d[p * MRB + r] = r < mr ? (uint32_t)bf16_bits(s0[r]) | (s1 ? (uint32_t)bf16_bits(s1[r]) << 16 : 0u) : 0u;
+      }
+    } else {
+      for (int r = 0; r < MRB; r++) {
+        if (r >= mr) { for (int p = 0; p < kp; p++) d[p * MRB + r] = 0; continue; }
+        const float *s = A + (int64_t)(i0 + ip + r) * lda + p0;
+        int p = 0;
+        for (; 2 * p + 1 < kc; p++) d[p * MRB + r] = (uint32_t)bf16_bits(s[2 * p]) | (uint32_t)bf16_bits(s[2 * p + 1]) << 16;
+        if (p < kp) d[p * MRB + r] = bf16_bits(s[2 * p]);
+      }
+    }
+  }
+}
+static void pack_b_bf16_panel(int transB, const float *B, int64_t ldb, int p0, int kc, int j0, int nr, uint32_t *d) {
+  int kp = (kc + 1) / 2;
+  if (!transB) {
+    for (int p = 0; p < kp; p++) {
+      const float *s0 = B + (int64_t)(p0 + 2 * p) * ldb + j0;
+      const float *s1 = 2 * p + 1 < kc ? s0 + ldb : NULL;
+      uint32_t *o = d + (int64_t)p * NRB;
+      int j = 0;
+      for (; j < nr; j++) o[j] = (uint32_t)bf16_bits(s0[j]) | (s1 ? (uint32_t)bf16_bits(s1[j]) << 16 : 0u);
+      for (; j < NRB; j++) o[j] = 0;
+    }
+  } else { /* B stored N×K: column j of op(B) is a contiguous row of B */
+    for (int j = 0; j < NRB; j++) {
+      if (j >= nr) { for (int p = 0; p < kp; p++) d[(int64_t)p * NRB + j] = 0; continue; }
+      const float *s = B + (int64_t)(j0 + j) * ldb + p0;
+      int p = 0;
+      for (; 2 * p + 1 < kc; p++) d[(int64_t)p * NRB + j] = (uint32_t)bf16_bits(s[2 * p]) | (uint32_t)bf16_bits(s[2 * p + 1]) << 16;
+      if (p < kp) d[(int64_t)p * NRB + j] = bf16_bits(s[2 * p]);
+    }
+  }
+}
+
+#ifdef ICLD_HAVE_BF16_KERNEL
+#include <immintrin.h>
+/* C[mr×nr] (mode 0: =, 1: +=, 2: beta*C +) alpha * Σ_p a_pair·b_pair over kp K pairs. */
+__attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
+static void ukernel_bf16(int kp, const uint32_t *a, const uint32_t *b, float *C, int64_t ldc, int mr, int nr,
+                         float alpha, int mode, float beta) {
+  __m512 c[MRB][2];
+#pragma GCC unroll 12
+  for (int r = 0; r < MRB; r++) { c[r][0] = _mm512_setzero_ps(); c[r][1] = _mm512_setzero_ps(); }
+  for (int p = 0; p < kp; p++) {
+    __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b), b1 = (__m512bh)_mm512_load_si512((const void *)(b + 16));
+#pragma GCC unroll 12
+    for (int r = 0; r < MRB; r++) {
+      __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
+      c[r][0] = _mm512_dpbf16_ps(c[r][0], av, b0);
+      c[r][1] = _mm512_dpbf16_ps(c[r][1], av, b1);
+    }
+    a += MRB; b += NRB;
+  }
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1u);
+  __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1u);
+#pragma GCC unroll 12
+  for (int r = 0; r < MRB; r++) {
+    if (r >= mr) break;
+    float *cr = C + (int64_t)r * ldc;
+    __m512 x0 = _mm512_mul_ps(va, c[r][0]), x1 = _mm512_mul_ps(va, c[r][1]);
+    if (mode == 1) { x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(m0, cr)); x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(m1, cr + 16)); }
+    else if (mode == 2) { x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0); x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1); }
+    _mm512_mask_storeu_ps(cr, m0, x0);
+    _mm512_mask_storeu_ps(cr + 16, m1, x1);
+  }
+}
+#endif
+
+typedef struct { void *a, *b; size_t acap, bcap; } bf16_bufs;
+static _Thread_local bf16_bufs tl_bf16;
+static void *grow_bytes(void **p, size_t *cap, size_t n) {
+  if (*cap < n) {
+    free(*p);
+    *p = aligned_alloc(64, (n + 63) / 64 * 64);
+    *cap = *p ? n : 0;
+  }
+  return *p;
+}
+
+/* One bf16 product: jc -> pc -> (B panels packed by all threads) -> M blocks shared by the threads. */
+static void gemm_bf16_one(int transA, int transB, int M, int N, int K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb,
+                          float beta, float *C, int64_t ldc, int nthreads) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) { scale_c(M, N, beta, C, ldc); return; }
+  int native = 0;
+#ifdef ICLD_HAVE_BF16_KERNEL
+  native = bf16_path();
+#endif
+  int mr = native ? MRB : MR, nrp = native ? NRB : NR;
+  int nt = nthreads;
+#ifdef _OPENMP
+  if (omp_in_parallel()) nt = 1;
+#else
+  nt = 1;
+#endif
+  /* M blocks: at most MC rows, a multiple of the tile height, as many as keep every thread busy */
+  int per = (M + nt - 1) / nt;
+  int rounds = (per + MC - 1) / MC;
+  int mcb = ((per + rounds - 1) / rounds + mr - 1) / mr * mr;
+  if (mcb > MC) mcb = MC / mr * mr;
+  int nblk = (M + mcb - 1) / mcb;
+  if (nt > nblk) nt = nblk;
+  int ncmax = N < NC ? N : NC, kcmax = K < KC ? K : KC;
+  size_t bbytes = (size_t)((ncmax + nrp - 1) / nrp * nrp) * (size_t)(kcmax + 1) * 4;
+  bf16_bufs *tb = &tl_bf16;
+  void *pb = grow_bytes(&tb->b, &tb->bcap, bbytes);
+  if (!pb) return;
+  for (int jc = 0; jc < N; jc += NC) {
+    int nc = N - jc < NC ? N - jc : NC;
+    int npan = (nc + nrp - 1) / nrp;
+    for (int pc = 0; pc < K; pc += KC) {
+      int kc = K - pc < KC ? K - pc : KC, kp = (kc + 1) / 2;
+      int mode = pc > 0 ? 1 : (beta == 0.0f ? 0 : (beta == 1.0f ? 1 : 2));
+      (void)kp;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+      {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int q = 0; q < npan; q++) {
+          int j0 = q * nrp, w = nc - j0 < nrp ? nc - j0 : nrp;
+          if (native) pack_b_bf16_panel(transB, B, ldb, pc, kc, jc + j0, w, (uint32_t *)pb + (int64_t)q * kp * NRB);
+          else pack_b_round(transB, B, ldb, pc, kc, jc + j0, w, (float *)pb + (int64_t)j0 * kc);
+        }
+        /* (implicit barrier: every B panel packed before any tile uses it) */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int blk = 0; blk < nblk; blk++) {
+          int ic = blk * mcb, mc = M - ic < mcb ? M - ic : mcb;
+          bf16_bufs *mb = &tl_bf16;
+          void *pa = grow_bytes(&mb->a, &mb->acap, (size_t)MC * (KC + 1) * 4);
+          if (!pa) continue;
+          if (native) {
+#ifdef ICLD_HAVE_BF16_KERNEL
+            pack_a_bf16(transA, A, lda, ic, mc, pc, kc, (uint32_t *)pa);
+            for (int q = 0; q < npan; q++) {
+              int jr = q * NRB, nr = nc - jr < NRB ? nc - jr : NRB;
+              const uint32_t *bp = (const uint32_t *)pb + (int64_t)q * kp * NRB;
+              for (int ir = 0; ir < mc; ir += MRB) {
+                int m = mc - ir < MRB ? mc - ir : MRB;
+                ukernel_bf16(kp, (const uint32_t *)pa + (int64_t)ir * kp, bp, C + (int64_t)(ic + ir) * ldc + jc + jr, ldc, m, nr, alpha, mode, beta);
+              }
+            }
+#endif
+          } else {
+            pack_a_round(transA, A, lda, ic, mc, pc, kc, alpha, (float *)pa);
+            for (int jr = 0; jr < nc; jr += NR) {
+              int nr = nc - jr < NR ? nc - jr : NR;
+              const float *bp = (const float *)pb + (int64_t)jr * kc;
+              for (int ir = 0; ir < mc; ir += MR) {
+                int m = mc - ir < MR ? mc - ir : MR;
+                ukernel(kc, (const float *)pa + (int64_t)ir * kc, bp, C + (int64_t)(ic + ir) * ldc + jc + jr, ldc, m, nr, mode, beta);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/* Threads split C by columns (NRB-aligned slices): each runs the whole serial loop on its slice,
+ * packing A itself (A packing is ~1/(N/nt) of the work), so the only synchronisation is the end of
+ * one parallel region. Measured on the busy 2-vCPU target, the M-block split with its per-panel
+ * barriers made a 2-thread bf16 training step slower than the 1-thread one. */
+static void gemm_bf16_cols(int transA, int transB, int M, int N, int K, float alpha,
+                           const float *A, int64_t lda, const float *B, int64_t ldb,
+                           float beta, float *C, int64_t ldc, int nthreads) {
+  int nt = nthreads;
+#ifdef _OPENMP
+  if (omp_in_parallel()) nt = 1;
+#else
+  nt = 1;
+#endif
+  int panels = (N + NRB - 1) / NRB;
+  if (nt > panels) nt = panels;
+  if (nt <= 1 || (double)M * N * K < 1e6) { gemm_bf16_one(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1); return; }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    int per = (panels + T - 1) / T;
+    int j0 = t * per * NRB, j1 = (t + 1) * per * NRB;
+    if (j1 > N) j1 = N;
+    if (j0 < j1)
+      gemm_bf16_one(transA, transB, M, j1 - j0, K, alpha, A, lda, transB ? B + (int64_t)j0 * ldb : B + j0, ldb,
+                    beta, C + j0, ldc, 1);
+  }
+#endif
+}
+
+void icld_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha,
+                    const float *A, int64_t lda, int64_t strideA,
+                    const float *B, int64_t ldb, int64_t strideB,
+                    float beta, float *C, int64_t ldc, int64_t strideC, int batch) {
+  int nt = g_gemm_threads;
+  /* many small products: one thread per item, as icld_gemm */
+  if (nt > 1 && batch >= nt && (double)M * N * K < 4e6) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+    for (int b = 0; b < batch; b++)
+      gemm_bf16_one(transA, transB, M, N, K, alpha, A + b * strideA, lda, B + b * strideB, ldb, beta,
+                    C + b * strideC, ldc, 1);
+    return;
+  }
+  for (int b = 0; b < batch; b++)
+    gemm_bf16_cols(transA, transB, M, N, K, alpha, A + b * strideA, lda, B + b * strideB, ldb, beta,
+                   C + b * strideC, ldc, nt);
+}

@@ -24,6 +24,17 @@ void icld_gemm_serial(int transA, int transB, int M, int N, int K, float alpha,
 void icld_gemm_set_threads(int n);
 void icld_gemm_parallel_begin(void);
 void icld_gemm_parallel_end(void);
+/* bf16 GEMM (gemm.c; contract: Backend.gemmBf16): operands rounded to bf16, fp32 products and sums.
+ * Always the builtin packed loop: vdpbf16ps where the CPU has AVX-512-BF16, else rounded f32 panels. */
+void icld_gemm_bf16(int transA, int transB, int M, int N, int K, float alpha,
+                    const float *A, int64_t lda, int64_t strideA,
+                    const float *B, int64_t ldb, int64_t strideB,
+                    float beta, float *C, int64_t ldc, int64_t strideC, int batch);
+/* "avx512_bf16" or "emulated" (ICLD_BF16_EMULATE=1 forces the latter). */
+const char *icld_gemm_bf16_path(void);
+/* Tests: mode 0 forces the emulated path, 1 the vdpbf16ps one (when the CPU has it), -1 automatic;
+ * returns 1 when vdpbf16ps is now in use. */
+int icld_gemm_bf16_force(int mode);
 
 /* ---- elementwise / reductions (kernels.c) ---- */
 enum { ICLD_ADD = 0, ICLD_SUB = 1, ICLD_MUL = 2, ICLD_DIV = 3 };

@@ -831,6 +831,6 @@ const char *icld_kernel_path(const char *family) {
   if (!strcmp(family, "bf16")) return D.p_bf16;
   if (!strcmp(family, "q8_0") || !strcmp(family, "q4_0")) return D.p_q;
   if (!strcmp(family, "gemm")) return icld_gemm_path();
-  if (!strcmp(family, "gemm_bf16")) return icld_gemm_provider();
+  if (!strcmp(family, "gemm_bf16")) return icld_gemm_bf16_path();
   return "scalar";
 }

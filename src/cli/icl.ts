@@ -93,6 +93,8 @@ export interface IctTrainArgs {
   model: string; setting: string; split?: string; trainTasks?: string[]; taskDir?: string; k: number; seeds: number[];
   method: string; noDemos: boolean; out: string; steps: number; batchSize: number; lr: number; warmup: number;
   seed: number; evalEvery: number; saveEvery: number; resume?: string; dedupe: boolean; json: boolean;
+  /** Matmul precision of training (default: the trainer's, f32). */
+  precision?: 'f32' | 'bf16';
 }
 
 export interface IctTrainSummary { out: string; steps: number; tasks: number; examples: number; final_eval_loss: number | null; elapsed_s: number; }
@@ -118,7 +120,7 @@ export async function ictTrainCommand(a: IctTrainArgs): Promise<IctTrainSummary>
   log(`${a.setting === 'meta' ? 'Meta' : 'Multitask'}-${a.noDemos ? 'FT (no demonstrations)' : `ICT (k=${a.k}, ${a.method})`}: ${tasks.length} task(s), ${n} training examples, ${(model.numParameters() / 1e6).toFixed(2)}M parameters`);
   const st = trainIct({
     model, tokenizer, pools, setting: a.setting, k: a.k, demos: !a.noDemos, method: a.method, batchSize: a.batchSize, out: a.out, resume: a.resume, log,
-    train: { steps: a.steps, lr: a.lr, warmupSteps: a.warmup, seed: a.seed, evalEvery: a.evalEvery, saveEvery: a.saveEvery, logEvery: 10 },
+    train: { steps: a.steps, lr: a.lr, warmupSteps: a.warmup, seed: a.seed, evalEvery: a.evalEvery, saveEvery: a.saveEvery, logEvery: 10, ...(a.precision ? { precision: a.precision } : {}) },
     meta: { base_model: a.model, task_dir: taskDir, seeds: a.seeds, split: a.split ?? null },
   });
   const last = st.eval_history[st.eval_history.length - 1];

@@ -26,6 +26,7 @@ const seedRange = { integer: true, min: 0, max: 2 ** 32 - 1 } as const; // Rng t
 
 const json: FlagSpec = { type: 'boolean', help: 'print one JSON object on stdout' };
 const adapter: FlagSpec = { type: 'string', path: 'dir', help: 'a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) applied on top of the model; without --model its base_model_name_or_path is the base' };
+const precision: FlagSpec = { type: 'string', choices: ['f32', 'bf16'], help: 'matmul precision of training: bf16 = GEMM operands rounded to bf16, fp32 accumulation, fp32 master weights (vdpbf16ps on AVX-512-BF16 CPUs, emulated elsewhere) (default f32)' };
 const threads: FlagSpec = { type: 'number', ...posInt, max: 1024, help: 'kernel threads (default: the backend\'s)' };
 
 export const commands: Record<string, Command> = {
@@ -166,6 +167,7 @@ export const commands: Record<string, Command> = {
       resume: { type: 'string', path: 'dir', help: 'run or checkpoint directory to continue from (its newest complete checkpoint)' },
       overwrite: { type: 'boolean', help: 'start again in a non-empty --out (its old checkpoints are deleted)' },
       steps: { type: 'number', ...posInt, help: 'override train.steps' },
+      precision: { ...precision, help: `${precision.help}; overrides train.precision` },
     },
     run: async (a) => {
       if (a.resume !== undefined && a.overwrite) throw new UsageError('icld pretrain: --resume and --overwrite exclude each other (resume continues the run, overwrite starts it again)');
@@ -173,6 +175,7 @@ export const commands: Record<string, Command> = {
       const arch = a.arch as string;
       const config = readPretrainConfig(need(a, 'config') as string, arch);
       if (a.steps !== undefined) config.train.steps = a.steps as number;
+      if (a.precision !== undefined) config.train.precision = a.precision as 'f32' | 'bf16';
       const r = pretrain({ config, arch, data: need(a, 'data') as string[], out: need(a, 'out') as string, resume: a.resume as string | undefined, overwrite: !!a.overwrite });
       const summary = { out: r.out, steps: r.state.global_step, params: r.params, train_tokens: r.tokens.train, val_tokens: r.tokens.val, final_eval: r.final_eval, elapsed_s: +r.state.elapsed_s.toFixed(1) };
       console.log(a.json ? JSON.stringify(summary) : `done: ${summary.steps} steps, model in ${r.out} (report: ${r.out}/report.html)${r.final_eval ? `, val loss ${r.final_eval.loss.toFixed(4)} ppl ${r.final_eval.ppl.toFixed(2)}` : ''}`);
@@ -365,6 +368,7 @@ export const commands: Record<string, Command> = {
       'eval-every': { type: 'number', default: 100, ...nonNegInt, help: 'held-out episode loss every N steps (0 = off)' },
       'save-every': { type: 'number', default: 0, ...nonNegInt, help: 'checkpoint every N steps (0 = only at the end)' },
       resume: { type: 'string', path: 'dir', help: 'run or checkpoint directory to continue from' },
+      precision,
     },
     run: async (a) => {
       const { ictTrainCommand, parseSeeds, formatIctSummary } = await import('./icl.js');
@@ -373,7 +377,7 @@ export const commands: Record<string, Command> = {
         taskDir: a['task-dir'] as string | undefined, k: a.k as number, seeds: parseSeeds(a.seeds as string[]), method: a.method as string, noDemos: !!a['no-demos'],
         out: need(a, 'out') as string, steps: a.steps as number, batchSize: a['batch-size'] as number, lr: a.lr as number, warmup: a.warmup as number,
         seed: a.seed as number, evalEvery: a['eval-every'] as number, saveEvery: a['save-every'] as number, resume: a.resume as string | undefined,
-        dedupe: !a['no-dedupe'], json: !!a.json,
+        dedupe: !a['no-dedupe'], json: !!a.json, precision: a.precision as 'f32' | 'bf16' | undefined,
       });
       console.log(a.json ? JSON.stringify(r) : formatIctSummary(r));
     },
@@ -494,6 +498,7 @@ export const commands: Record<string, Command> = {
       beta: { type: 'number', min: 0, minExclusive: true, help: 'DPO β (default 0.1)' },
       'label-smoothing': { type: 'number', min: 0, max: 0.5, help: 'DPO: conservative DPO label smoothing (default 0)' },
       'loss-type': { type: 'string', choices: ['sigmoid', 'ipo'], help: 'DPO loss (default sigmoid)' },
+      precision,
     },
     run: async (a) => {
       if (a.resume !== undefined && a.overwrite) throw new UsageError('icld finetune: --resume and --overwrite exclude each other');
@@ -527,6 +532,7 @@ export const commands: Record<string, Command> = {
         trainEmbeddings: a['train-embeddings'] as 'new' | 'all' | 'none' | undefined,
         chatTemplate: a['chat-template'] !== undefined ? readFileSync(a['chat-template'] as string, 'utf8') : undefined,
         beta: a.beta as number | undefined, labelSmoothing: a['label-smoothing'] as number | undefined, lossType: a['loss-type'] as 'sigmoid' | 'ipo' | undefined,
+        precision: a.precision as 'f32' | 'bf16' | undefined,
       });
       const { state, ...summary } = r;
       const out = { ...summary, elapsed_s: +state.elapsed_s.toFixed(1) };

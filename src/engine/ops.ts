@@ -408,11 +408,28 @@ function batchStride(t: Tensor, nb: number): number | null {
   return st ?? 0;
 }
 
+/** 'f32': fp32 GEMMs; 'bf16': GEMM operands rounded to bf16, fp32 accumulation (backend().gemmBf16). */
+export type MatmulPrecision = 'f32' | 'bf16';
+let matmulPrec: MatmulPrecision = 'f32';
+
+/**
+ * Precision of matmul's GEMMs from now on (mixed-precision training: only matmul and its
+ * gradients change; tensors, parameters and every other op stay fp32). A matmul's backward uses
+ * the precision its forward ran with.
+ */
+export function setMatmulPrecision(p: MatmulPrecision): void {
+  if (p !== 'f32' && p !== 'bf16') throw new Error(`setMatmulPrecision: expected 'f32' or 'bf16', got ${JSON.stringify(p)}`);
+  matmulPrec = p;
+}
+export function matmulPrecision(): MatmulPrecision { return matmulPrec; }
+
 /**
  * Batched matrix product a[..., M, K] @ b[..., K, N]. Batch dims broadcast; transposed views
  * (e.g. transpose(b)) go to the GEMM as transpose flags without copies.
  */
-export function matmul(a: Tensor, b: Tensor): Tensor {
+export function matmul(a: Tensor, b: Tensor): Tensor { return matmulAt(a, b, matmulPrec); }
+
+function matmulAt(a: Tensor, b: Tensor, prec: MatmulPrecision): Tensor {
   if (a.ndim < 2 || b.ndim < 2) throw new Error(`matmul: need ≥2-d tensors, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   const M = a.shape[a.ndim - 2], K = a.shape[a.ndim - 1], K2 = b.shape[b.ndim - 2], N = b.shape[b.ndim - 1];
   if (K !== K2) throw new Error(`matmul: inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
@@ -421,7 +438,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   // [..., M, K] @ [K, N] with row-major a: one big GEMM over the flattened rows (also makes the
   // weight gradient a single GEMM instead of a batch of partial products).
   if (b.ndim === 2 && a.ndim > 2 && a.isContiguous()) {
-    const flat = matmul(reshape(a, [a.size / K, K]), b);
+    const flat = matmulAt(reshape(a, [a.size / K, K]), b, prec);
     return reshape(flat, [...a.shape.slice(0, -1), N]);
   }
   const prep = (t: Tensor): [Tensor, MatLayout, number] => {
@@ -441,13 +458,16 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const out = empty([...batchShape, M, N], 'float32', false);
   if (M > 0 && N > 0) {
     if (K === 0) out.f32.fill(0);
-    else backend().gemm(al.trans, bl.trans, M, N, K, 1, av.f32, av.offset, al.ld, as, bv.f32, bv.offset, bl.ld, bs, 0, out.f32, 0, N, M * N, batch);
+    else {
+      const be = backend();
+      (prec === 'bf16' ? be.gemmBf16 : be.gemm).call(be, al.trans, bl.trans, M, N, K, 1, av.f32, av.offset, al.ld, as, bv.f32, bv.offset, bl.ld, bs, 0, out.f32, 0, N, M * N, batch);
+    }
   }
   if (av !== a) av.dispose();
   if (bv !== b) bv.dispose();
   return record(out, 'matmul', [a, b], (g) => [
-    a.requiresGrad ? sumToOwned(matmul(g, transpose(b)), a.shape) : null,
-    b.requiresGrad ? sumToOwned(matmul(transpose(a), g), b.shape) : null,
+    a.requiresGrad ? sumToOwned(matmulAt(g, transpose(b), prec), a.shape) : null,
+    b.requiresGrad ? sumToOwned(matmulAt(transpose(a), g, prec), b.shape) : null,
   ]);
 }
 

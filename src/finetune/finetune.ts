@@ -72,6 +72,8 @@ export interface FinetuneOptions {
   saveEvery?: number;
   logEvery?: number;
   seed?: number;
+  /** Matmul precision of training (default: the trainer's, f32). */
+  precision?: TrainConfig['precision'];
   /**
    * Adapter methods: 'new' trains only the rows of tokens added for the chat template (the default
    * when the vocabulary grew; PEFT's trainable_token_indices), 'all' the whole input embedding
@@ -258,6 +260,7 @@ export function trainConfigFor(o: FinetuneOptions, steps: number, stepsPerEpoch:
     saveTotalLimit: D.saveTotalLimit,
     logEvery: o.logEvery ?? D.logEvery,
     seed: o.seed ?? D.seed,
+    precision: o.precision ?? defaultTrainConfig.precision,
   };
 }
 

@@ -17,7 +17,7 @@ import { loadTokenizer, WordPieceTokenizer } from '../tokenizers/index.js';
 import type { Tokenizer } from '../tokenizers/types.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { MlmCollator, IGNORE_INDEX } from '../data/mlm.js';
-import { Trainer, checkPosition, checkRngState, defaultTrainConfig, listCheckpoints, recoverRunDir, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
+import { Trainer, PRECISIONS, checkPosition, checkRngState, defaultTrainConfig, listCheckpoints, recoverRunDir, resolveCheckpoint, type TrainConfig, type TrainerState } from './trainer.js';
 import { removeDirAtomic } from '../io/atomic.js';
 import { readJsonFile, checkSchema, type Schema } from '../io/json.js';
 
@@ -31,6 +31,8 @@ export interface PretrainConfig {
     save_every?: number; save_total_limit?: number; log_every?: number; seed?: number; val_fraction?: number;
     /** Masked LMs only: share of tokens chosen for MLM (default 0.15), and whole-word choice. */
     mlm_probability?: number; whole_word_mask?: boolean;
+    /** Matmul precision of training (default f32; --precision overrides it). */
+    precision?: TrainConfig['precision'];
   };
 }
 
@@ -60,6 +62,7 @@ const pretrainSchema = (arch: string): Schema => ({
         save_every: nonNegInt, save_total_limit: nonNegInt, log_every: posInt, seed: nonNegInt,
         val_fraction: { t: 'number', gt: 0, lt: 1 },
         mlm_probability: { t: 'number', gt: 0, lt: 1 }, whole_word_mask: { t: 'bool' },
+        precision: { t: 'string', enum: [...PRECISIONS] },
       },
     },
   },
@@ -196,6 +199,7 @@ export function pretrain(o: PretrainOptions): PretrainResult {
     minLrRatio: t.min_lr_ratio ?? 0.1, weightDecay: t.weight_decay ?? 0.1, betas: t.betas ?? [0.9, 0.95],
     gradClip: t.grad_clip ?? 1, gradAccum: t.grad_accum ?? 1, evalEvery: t.eval_every ?? 200,
     saveEvery: t.save_every ?? 500, saveTotalLimit: t.save_total_limit ?? 2, logEvery: t.log_every ?? 10, seed,
+    precision: t.precision ?? defaultTrainConfig.precision,
   };
   const common = { model, tokenizer: tok, loader, valLoader, batchSize: B, evalBatches, train: cfg, out: o.out, resume: resumeDir ?? undefined, log };
   const state = masked

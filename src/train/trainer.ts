@@ -6,11 +6,11 @@
 // one (or the one being re-saved, moved aside to .old-checkpoint-*) is deleted only after the new
 // one is in place, so a kill at any moment leaves at least one complete checkpoint.
 
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import { tidy, type Tensor } from '../engine/index.js';
-import { scale } from '../engine/ops.js';
+import { backend, tidy, type Tensor } from '../engine/index.js';
+import { scale, matmulPrecision, setMatmulPrecision, type MatmulPrecision } from '../engine/ops.js';
 import type { LanguageModel } from '../models/index.js';
 
 /** What the loop needs of a model. Only parameters with requiresGrad are optimised and checkpointed. */
@@ -42,13 +42,22 @@ export interface TrainConfig {
   saveTotalLimit: number;
   logEvery: number;
   seed: number;
+  /**
+   * Matmul precision of the training steps: 'bf16' rounds the GEMM operands (forward and
+   * backward) to bf16 with fp32 accumulation; weights, optimizer state and gradients stay fp32.
+   * Evaluation always runs in fp32.
+   */
+  precision: MatmulPrecision;
 }
 
 export const defaultTrainConfig: TrainConfig = {
   steps: 1000, lr: 3e-4, warmupSteps: 100, schedule: 'cosine', minLrRatio: 0.1, weightDecay: 0.1,
   betas: [0.9, 0.95], eps: 1e-8, gradClip: 1.0, gradAccum: 1, evalEvery: 200, saveEvery: 500,
-  saveTotalLimit: 2, logEvery: 10, seed: 0,
+  saveTotalLimit: 2, logEvery: 10, seed: 0, precision: 'f32',
 };
+
+/** The values `precision` takes (flags and config files). */
+export const PRECISIONS: readonly MatmulPrecision[] = ['f32', 'bf16'];
 
 export interface TrainHooks {
   /** Scalar loss for micro-batch `micro` of the current step (called inside a scope). */
@@ -106,7 +115,7 @@ export function paramGroups(model: TrainableModel, weightDecay: number): ParamGr
 }
 
 /** TrainConfig keys that only change bookkeeping (not the weights), free to change on resume. */
-const RESUME_FREE_KEYS: readonly string[] = ['steps', 'saveEvery', 'saveTotalLimit', 'logEvery', 'evalEvery'];
+const RESUME_FREE_KEYS: readonly string[] = ['steps', 'saveEvery', 'saveTotalLimit', 'logEvery', 'evalEvery', 'precision'];
 
 const snake = (k: string): string => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 const show = (v: unknown): string => (v === undefined ? '(unset)' : JSON.stringify(v));
@@ -150,6 +159,9 @@ export class Trainer {
       for (const k of Object.keys(mcfg)) if (k in savedM && JSON.stringify(savedM[k]) !== JSON.stringify(mcfg[k])) diffs.push(`model.${k} ${show(savedM[k])} → ${show(mcfg[k])}`);
     }
     if (diffs.length) throw new Error(`--resume: ${ck} was made with a different configuration: ${diffs.join(', ')} (use the same config, or start again with --overwrite)`);
+    // Master weights and optimizer state are fp32 either way, so a precision change is allowed; the curve changes character.
+    const savedPrec = saved.precision ?? defaultTrainConfig.precision;
+    if (savedPrec !== this.cfg.precision) this.log(`warning: --resume: ${ck} was trained with precision ${String(savedPrec)}, continuing in ${this.cfg.precision}`);
     // Optimizer moments: every tensor checked (present, F32, shape of its parameter) before any is copied.
     const optPath = join(ck, 'optimizer.safetensors');
     const moments: [Float32Array, Float32Array][] = [];
@@ -188,6 +200,7 @@ export class Trainer {
 
   run(): TrainerState {
     const cfg = this.cfg, params = [...this.opt.params()];
+    if (cfg.precision === 'bf16') bf16Notice();
     mkdirSync(this.outDir, { recursive: true });
     recoverRunDir(this.outDir, this.log);
     const progress = new Progress(cfg.steps, this.state.global_step, this.log);
@@ -197,14 +210,18 @@ export class Trainer {
       const step = this.state.global_step; // 0-based index of the step being taken
       this.model.train();
       let loss = 0;
-      for (let micro = 0; micro < cfg.gradAccum; micro++) {
-        loss += tidy(() => {
-          const l = this.hooks.microStep(micro);
-          const scaled = cfg.gradAccum > 1 ? scale(l, 1 / cfg.gradAccum) : l;
-          scaled.backward();
-          return l.item();
-        });
-      }
+      const outer = matmulPrecision();
+      setMatmulPrecision(cfg.precision);
+      try {
+        for (let micro = 0; micro < cfg.gradAccum; micro++) {
+          loss += tidy(() => {
+            const l = this.hooks.microStep(micro);
+            const scaled = cfg.gradAccum > 1 ? scale(l, 1 / cfg.gradAccum) : l;
+            scaled.backward();
+            return l.item();
+          });
+        }
+      } finally { setMatmulPrecision(outer); }
       loss /= cfg.gradAccum;
       if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${step + 1} (lower --lr or check the data)`);
       this.hooks.afterBackward?.();
@@ -313,6 +330,31 @@ export class Trainer {
       crashPoint('prune:removed-one');
     }
   }
+}
+
+/**
+ * Whether bf16 GEMMs run on bf16 hardware (AVX-512-BF16 vdpbf16ps) rather than emulated by
+ * rounding. The kernel path name when the backend reports one, else the CPU flags.
+ */
+export function bf16Hardware(): boolean {
+  const be = backend();
+  if (be.name !== 'native') return false;
+  const forced = process.env.ICLD_BF16_EMULATE;
+  if (forced && forced !== '0') return false;
+  const info = be.cpu();
+  const path = info.paths.gemm_bf16 ?? '';
+  if (/bf16/i.test(path)) return true;
+  if (/emulat/i.test(path)) return false;
+  if (info.features.length) return info.features.some((f) => /^avx512_?bf16$/i.test(f));
+  try { return /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8')); } catch { return false; }
+}
+
+let bf16Noted = false;
+/** One stderr line per process when bf16 training is emulated (correct, but slower than fp32). */
+function bf16Notice(): void {
+  if (bf16Noted || bf16Hardware()) return;
+  bf16Noted = true;
+  process.stderr.write(`note: --precision bf16 is emulated here (${backend().name === 'native' ? 'this CPU has no AVX-512-BF16' : 'reference backend'}): operands are rounded to bf16 and multiplied in fp32, same numbers as bf16 hardware, slower than --precision f32\n`);
 }
 
 /** Run a file read, making sure any error names the file. */
@@ -443,5 +485,6 @@ export function validateTrainConfig(c: TrainConfig): void {
   pos('steps'); pos('lr'); pos('gradAccum'); pos('logEvery');
   nonneg('warmupSteps'); nonneg('weightDecay'); nonneg('gradClip'); nonneg('evalEvery'); nonneg('saveEvery'); nonneg('minLrRatio'); nonneg('saveTotalLimit');
   if (!['cosine', 'linear', 'constant'].includes(c.schedule)) throw new Error(`training config: schedule must be cosine, linear or constant, got '${c.schedule}'`);
+  if (!PRECISIONS.includes(c.precision)) throw new Error(`training config: precision must be ${PRECISIONS.join(' or ')}, got ${JSON.stringify(c.precision)}`);
   if (!Number.isInteger(c.steps) || !Number.isInteger(c.gradAccum)) throw new Error('training config: steps and gradAccum must be integers');
 }
