@@ -14,7 +14,7 @@
       "target_name": "icld_native",
       "sources": ["native/binding.c", "native/kernels.c", "native/gemm.c", "native/quant.c", "native/cpu.c", "native/kernels-avx2.c", "native/decoder.c"],
       "cflags_c": ["-std=gnu11"],
-      "cflags": ["-O3", "-fno-math-errno", "-mtune=generic", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"],
+      "cflags": ["-O3", "-fno-math-errno", "-mtune=generic", "-Wall", "-Werror=implicit-function-declaration", "-Wno-unused-function", "-Wno-unknown-pragmas"],
       "cflags!": ["-O2"],
       "conditions": [
         ["icld_march==1", { "cflags": ["-march=native"] }],

@@ -664,7 +664,7 @@ static void gemm_bf16_one(int transA, int transB, int M, int N, int K, float alp
               const float *bp = (const float *)pb + (int64_t)jr * kc;
               for (int ir = 0; ir < mc; ir += MR) {
                 int m = mc - ir < MR ? mc - ir : MR;
-                ukernel(kc, (const float *)pa + (int64_t)ir * kc, bp, C + (int64_t)(ic + ir) * ldc + jc + jr, ldc, m, nr, mode, beta);
+                g_ukernel(kc, (const float *)pa + (int64_t)ir * kc, bp, C + (int64_t)(ic + ir) * ldc + jc + jr, ldc, m, nr, mode, beta);
               }
             }
           }
