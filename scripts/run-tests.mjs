@@ -66,6 +66,11 @@ const REFERENCE = [
   // without it, batched stepMany, LoRA/training refusals (~2 s). engine/decoder compares both
   // twins directly in pass 1.
   'models/runtime.test.js',
+  // The server's batched slots on the reference decoder twin, and quantized models (qlinear /
+  // qembedding over qmatmulRef) on the reference backend (~4 s together).
+  'server/batch.test.js',
+  'server/scheduler.test.js',
+  'models/quantize.test.js',
 ];
 
 function fail(msg) {
