@@ -648,10 +648,37 @@ __attribute__((target(T_BF16), always_inline)) static inline void bf16_tile_dp(
   for (int i = 0; i < MT; i++)
     for (int j = 0; j < NT; j++) put(out, ldo, m0 + i, n + j, _mm512_reduce_add_ps(acc[i][j]), bias, accumulate);
 }
+/* Decode-sized M: one row of W at a time, a single sequential stream for the hardware prefetcher.
+ * Measured on the target (GPT-2 124M at M=1): ~19 GB/s this way, 10-13 GB/s with 2-8 rows
+ * interleaved per tile (more streams, software prefetch of the next tile). */
+__attribute__((target(T_BF16), always_inline)) static inline void bf16_row_dp(
+    const int MT, const uint16_t *W, const uint16_t *x, int64_t K, int64_t m0, int64_t n,
+    float *out, int64_t ldo, const float *bias, int accumulate) {
+  __m512 acc[4];
+  for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
+  const uint16_t *wr = W + n * K;
+  for (int64_t k = 0; k < K; k += 32) {
+    __mmask32 mk = K - k >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (K - k)) - 1);
+    __m512i wv = _mm512_maskz_loadu_epi16(mk, wr + k);
+    for (int i = 0; i < MT; i++)
+      acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_maskz_loadu_epi16(mk, x + (m0 + i) * K + k), (__m512bh)wv);
+  }
+  for (int i = 0; i < MT; i++) put(out, ldo, m0 + i, n, _mm512_reduce_add_ps(acc[i]), bias, accumulate);
+}
 __attribute__((target(T_BF16))) static void bf16_dp(const icld_qweight *w, int64_t M, const void *xa, float *out,
     int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {
   const uint16_t *W = (const uint16_t *)w->data, *x = (const uint16_t *)xa;
   const int64_t K = w->K;
+  if (M <= 4) {
+    for (int64_t n = n0; n < n1; n++)
+      switch (M) {
+        case 1: bf16_row_dp(1, W, x, K, 0, n, out, ldo, bias, accumulate); break;
+        case 2: bf16_row_dp(2, W, x, K, 0, n, out, ldo, bias, accumulate); break;
+        case 3: bf16_row_dp(3, W, x, K, 0, n, out, ldo, bias, accumulate); break;
+        default: bf16_row_dp(4, W, x, K, 0, n, out, ldo, bias, accumulate); break;
+      }
+    return;
+  }
 #define T(MT, NT) bf16_tile_dp(MT, NT, W, x, K, m0, n, out, ldo, bias, accumulate)
   DOT_DRIVER(T)
 #undef T
