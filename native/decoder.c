@@ -55,13 +55,11 @@ struct icld_decoder {
 static inline float dec_exp(float x) {
   x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
   float t = x * 1.44269504088896341f;
-  float n = (float)(int)(t + (t >= 0 ? 0.5f : -0.5f));
+  float n = (t + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
   float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-  int32_t bits = ((int32_t)n + 127) << 23;
-  float sc;
-  memcpy(&sc, &bits, 4);
-  return p * sc;
+  union { int32_t i; float f; } sc = {.i = ((int32_t)n + 127) << 23};
+  return p * sc.f;
 }
 
 static inline float dec_f16(uint16_t h) {
