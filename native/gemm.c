@@ -282,38 +282,31 @@ static inline __attribute__((always_inline)) void small_io_generic(
 
 #ifdef ICLD_AVX2
 #define T_512 __attribute__((target("avx2,fma,avx512f")))
-/* AVX-512: 16 rows per pass for one output row, 8 rows (held in registers, shared by the M
- * output rows) otherwise; ragged column edge through a mask. */
+/* AVX-512: 16 rows of B per pass (held in registers, shared by the M output rows) for M <= 2,
+ * 8 for M = 3, 4 (16 measured best of 8 / 16 / 32 at M=1); ragged column edge through a mask. */
 T_512 static inline __attribute__((always_inline)) void small_io_512_m(
     const int M, int transA, int j0, int j1, int K, float alpha, const float *A, int64_t lda,
     const float *B, int64_t ldb, float *C, int64_t ldc) {
-  const int R = M == 1 ? 16 : 8;
+  const int R = M <= 2 ? 16 : 8;
   int p = 0;
   for (; p + R <= K; p += R) {
-    __m512 a[4][16];
+    float a[4][16];
     for (int i = 0; i < M; i++)
-      for (int q = 0; q < R; q++)
-        a[i][q] = _mm512_set1_ps(alpha * (transA ? A[(int64_t)(p + q) * lda + i] : A[(int64_t)i * lda + p + q]));
+      for (int q = 0; q < R; q++) a[i][q] = alpha * (transA ? A[(int64_t)(p + q) * lda + i] : A[(int64_t)i * lda + p + q]);
     const float *b = B + (int64_t)p * ldb;
     for (int j = j0; j < j1; j += 16) {
       __mmask16 mk = j1 - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (j1 - j)) - 1);
-      if (M == 1) {
-        __m512 s = _mm512_maskz_loadu_ps(mk, C + j), t = _mm512_setzero_ps();
-        for (int q = 0; q < 16; q += 2) {
-          s = _mm512_fmadd_ps(a[0][q], _mm512_maskz_loadu_ps(mk, b + q * ldb + j), s);
-          t = _mm512_fmadd_ps(a[0][q + 1], _mm512_maskz_loadu_ps(mk, b + (q + 1) * ldb + j), t);
+      __m512 wv[16];
+      for (int q = 0; q < R; q++) wv[q] = _mm512_maskz_loadu_ps(mk, b + q * ldb + j);
+      for (int i = 0; i < M; i++) {
+        float *c = C + (int64_t)i * ldc + j;
+        __m512 s = _mm512_maskz_loadu_ps(mk, c), t = _mm512_mul_ps(_mm512_set1_ps(a[i][1]), wv[1]);
+        s = _mm512_fmadd_ps(_mm512_set1_ps(a[i][0]), wv[0], s);
+        for (int q = 2; q < R; q += 2) {
+          s = _mm512_fmadd_ps(_mm512_set1_ps(a[i][q]), wv[q], s);
+          t = _mm512_fmadd_ps(_mm512_set1_ps(a[i][q + 1]), wv[q + 1], t);
         }
-        _mm512_mask_storeu_ps(C + j, mk, _mm512_add_ps(s, t));
-      } else {
-        __m512 wv[8];
-        for (int q = 0; q < 8; q++) wv[q] = _mm512_maskz_loadu_ps(mk, b + q * ldb + j);
-        for (int i = 0; i < M; i++) {
-          float *c = C + (int64_t)i * ldc + j;
-          __m512 s = _mm512_maskz_loadu_ps(mk, c), t = _mm512_mul_ps(a[i][1], wv[1]);
-          s = _mm512_fmadd_ps(a[i][0], wv[0], s);
-          for (int q = 2; q < 8; q += 2) { s = _mm512_fmadd_ps(a[i][q], wv[q], s); t = _mm512_fmadd_ps(a[i][q + 1], wv[q + 1], t); }
-          _mm512_mask_storeu_ps(c, mk, _mm512_add_ps(s, t));
-        }
+        _mm512_mask_storeu_ps(c, mk, _mm512_add_ps(s, t));
       }
     }
   }
