@@ -2,13 +2,15 @@
  * src/engine/decoder-ref.ts). A whole pre-LN GPT-2-shaped forward for a batch of new tokens in
  * one call, KV caches of every sequence slot held here. All scratch is allocated at create time
  * (tokens are processed in chunks of at most DEC_CAP), so a step allocates nothing.
- * Threads: one OpenMP region per matmul, the weight's output rows cut in 4 chunks per thread
- * taken dynamically (decode is memory-bound; on a loaded machine a static half-split waited for a
- * descheduled thread: f32 2-thread decode 15-27 -> 23-32 tok/s, measured A/B under load ~4
- * with OMP_WAIT_POLICY=passive; ICLD_DECODER_DYN=0 restores the static split); the thread count per step shape is chosen by timing the
- * first steps of each shape bucket at 1 and at the icld thread count (and again every
- * DEC_RECHECK steps). f32 weights go through the GEMM kernels (gemm.c: its small-M kernels for
- * decode, OpenBLAS for prefill), each thread on its own column slice: measured on the 2-vCPU
+ * Threads: one OpenMP region per matmul. Decode-sized steps (M <= 4) give each thread one static
+ * slice of the weight's output rows (memory-bound: long row segments stream best; measured at
+ * load ~3, f32 2-thread decode 53 tok/s static vs 48 in chunks). Larger steps (prefill) cut the
+ * rows in 4 chunks per thread taken dynamically, so a thread descheduled on a shared machine
+ * delays one chunk, not half the matmul (64-token f32 prefill at load ~4: 215-265 -> 262-372
+ * tok/s). ICLD_DECODER_DYN: 0 static always, 2 chunks always, 1 (default) as above. The thread
+ * count per step shape is chosen by timing the first steps of each shape bucket at 1 and at the
+ * icld thread count (and again every DEC_RECHECK steps). f32 weights go through the GEMM kernels
+ * (gemm.c: its small-M kernels for decode, OpenBLAS for prefill): measured on the 2-vCPU
  * target, GPT-2 124M decode took 32 ms of CPU per token that way against 51 ms through
  * icld_qmatmul_range's f32 path, and the 64-token prefill 184 ms against 266 ms for forward().
  * Time outside the matmuls (layer norms, embedding, KV copies, attention) was ~3% of a step. */
@@ -195,7 +197,7 @@ static void mm(icld_decoder *d, const icld_qweight *w, int M, const float *x, in
 #else
     int t = 0, T = 1;
 #endif
-    if (T > 1 && d->dyn) {
+    if (T > 1 && (d->dyn > 1 || (d->dyn == 1 && M > 4))) {
       /* 4 chunks per thread, taken in turn: on a shared machine a descheduled thread delays the
        * matmul by one chunk, not by its whole half */
       int64_t per = (N + 4 * T - 1) / (4 * T), n0, n1;
