@@ -2,11 +2,15 @@
  * src/engine/decoder-ref.ts). A whole pre-LN GPT-2-shaped forward for a batch of new tokens in
  * one call, KV caches of every sequence slot held here. All scratch is allocated at create time
  * (tokens are processed in chunks of at most DEC_CAP), so a step allocates nothing.
- * Threads: one OpenMP region per matmul, each thread streaming its own slice of the weight's
- * output rows (decode is memory-bound); the thread count per step shape is chosen by timing the
- * first steps of each shape bucket at 1 and at the icld thread count (and again every
- * DEC_RECHECK steps). f32 weights go through the GEMM kernels (gemm.c: its small-M kernels for
- * decode, OpenBLAS for prefill), each thread on its own column slice: measured on the 2-vCPU
+ * Threads: one OpenMP region per matmul. Decode-sized steps (M <= 4) give each thread one static
+ * slice of the weight's output rows (memory-bound: long row segments stream best; measured at
+ * load ~3, f32 2-thread decode 53 tok/s static vs 48 in chunks). Larger steps (prefill) cut the
+ * rows in 4 chunks per thread taken dynamically, so a thread descheduled on a shared machine
+ * delays one chunk, not half the matmul (64-token f32 prefill at load ~4: 215-265 -> 262-372
+ * tok/s). ICLD_DECODER_DYN: 0 static always, 2 chunks always, 1 (default) as above. The thread
+ * count per step shape is chosen by timing the first steps of each shape bucket at 1 and at the
+ * icld thread count (and again every DEC_RECHECK steps). f32 weights go through the GEMM kernels
+ * (gemm.c: its small-M kernels for decode, OpenBLAS for prefill): measured on the 2-vCPU
  * target, GPT-2 124M decode took 32 ms of CPU per token that way against 51 ms through
  * icld_qmatmul_range's f32 path, and the 64-token prefill 184 ms against 266 ms for forward().
  * Time outside the matmuls (layer norms, embedding, KV copies, attention) was ~3% of a step. */
@@ -39,6 +43,7 @@ struct icld_decoder {
   int *rows;                         /* output rows of the current chunk */
   int f32_gemm_min;                  /* f32 weights: gemm kernel for M >= this, else qmatmul_range */
   int force_threads;                 /* 0: choose by measurement */
+  int dyn;                           /* matmuls split in dynamically taken chunks */
   struct { int chosen, trials, since; double t[2]; int cnt[2]; } bucket[ICLD_DEC_BUCKETS];
 };
 
@@ -55,13 +60,11 @@ struct icld_decoder {
 static inline float dec_exp(float x) {
   x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
   float t = x * 1.44269504088896341f;
-  float n = (float)(int)(t + (t >= 0 ? 0.5f : -0.5f));
+  float n = (t + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
   float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-  int32_t bits = ((int32_t)n + 127) << 23;
-  float sc;
-  memcpy(&sc, &bits, 4);
-  return p * sc;
+  union { int32_t i; float f; } sc = {.i = ((int32_t)n + 127) << 23};
+  return p * sc.f;
 }
 
 static inline float dec_f16(uint16_t h) {
@@ -107,6 +110,8 @@ icld_decoder *icld_decoder_create(const icld_decoder_spec *s) {
   d->force_threads = e ? atoi(e) : 0;
   e = getenv("ICLD_DECODER_F32_GEMM_MIN");
   d->f32_gemm_min = e ? atoi(e) : 1;
+  e = getenv("ICLD_DECODER_DYN");
+  d->dyn = e ? atoi(e) : 1;
   return d;
 }
 
@@ -192,6 +197,22 @@ static void mm(icld_decoder *d, const icld_qweight *w, int M, const float *x, in
 #else
     int t = 0, T = 1;
 #endif
+    if (T > 1 && (d->dyn > 1 || (d->dyn == 1 && M > 4))) {
+      /* 4 chunks per thread, taken in turn: on a shared machine a descheduled thread delays the
+       * matmul by one chunk, not by its whole half */
+      int64_t per = (N + 4 * T - 1) / (4 * T), n0, n1;
+      per = (per + 15) / 16 * 16;
+      int chunks = (int)((N + per - 1) / per);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+      for (int c = 0; c < chunks; c++) {
+        n0 = per * c; n1 = n0 + per < N ? n0 + per : N;
+        mm_range(d, w, M, x, ldx, xa, out, ldo, bias, acc, n0, n1);
+        if (act >= 0)
+          for (int m = 0; m < M; m++) act_range(act, out + (int64_t)m * ldo + n0, n1 - n0);
+      }
+    } else {
     /* slices in multiples of 16 outputs (whole cache lines of f32 in_out rows) */
     int64_t blocks = (N + 15) / 16;
     int64_t n0 = blocks * t / T * 16, n1 = blocks * (t + 1) / T * 16;
@@ -200,6 +221,7 @@ static void mm(icld_decoder *d, const icld_qweight *w, int M, const float *x, in
       mm_range(d, w, M, x, ldx, xa, out, ldo, bias, acc, n0, n1);
       if (act >= 0)
         for (int m = 0; m < M; m++) act_range(act, out + (int64_t)m * ldo + n0, n1 - n0);
+    }
     }
   }
 }

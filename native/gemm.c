@@ -247,15 +247,106 @@ static inline __attribute__((always_inline)) void small_m_cols_impl(
   }
 }
 
+/* [K,N] B (GPT-2 Conv1D weights), small M: R rows of B per pass over the columns, so C is loaded
+ * and stored once per R rows (not once per row) and B is read as R sequential streams the
+ * hardware prefetchers follow. Measured on the target, GPT-2 124M's layer weights at M=1:
+ * 26.5 ms of CPU per pass with the row-at-a-time axpy, ~16 ms this way (~21 GB/s). */
+#define IO_R 8
+static inline __attribute__((always_inline)) void small_io_generic(
+    int transA, int M, int j0, int j1, int K, float alpha, const float *A, int64_t lda,
+    const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  int w = j1 - j0;
+  if (w <= 0) return;
+  scale_c(M, w, beta, C + j0, ldc);
+  int p = 0;
+  for (; p + IO_R <= K; p += IO_R) {
+    const float *b = B + (int64_t)p * ldb + j0;
+    for (int i = 0; i < M; i++) {
+      float a[IO_R];
+      for (int q = 0; q < IO_R; q++) a[q] = alpha * (transA ? A[(int64_t)(p + q) * lda + i] : A[(int64_t)i * lda + p + q]);
+      float *restrict c = C + (int64_t)i * ldc + j0;
+      for (int j = 0; j < w; j++)
+        c[j] += a[0] * b[j] + a[1] * b[ldb + j] + a[2] * b[2 * ldb + j] + a[3] * b[3 * ldb + j] +
+                a[4] * b[4 * ldb + j] + a[5] * b[5 * ldb + j] + a[6] * b[6 * ldb + j] + a[7] * b[7 * ldb + j];
+    }
+  }
+  for (; p < K; p++) {
+    const float *b = B + (int64_t)p * ldb + j0;
+    for (int i = 0; i < M; i++) {
+      float av = alpha * (transA ? A[(int64_t)p * lda + i] : A[(int64_t)i * lda + p]);
+      float *restrict c = C + (int64_t)i * ldc + j0;
+      for (int j = 0; j < w; j++) c[j] += av * b[j];
+    }
+  }
+}
+
+#ifdef ICLD_AVX2
+#define T_512 __attribute__((target("avx2,fma,avx512f")))
+/* AVX-512: 16 rows of B per pass (held in registers, shared by the M output rows) for M <= 2,
+ * 8 for M = 3, 4 (16 measured best of 8 / 16 / 32 at M=1); ragged column edge through a mask. */
+T_512 static inline __attribute__((always_inline)) void small_io_512_m(
+    const int M, int transA, int j0, int j1, int K, float alpha, const float *A, int64_t lda,
+    const float *B, int64_t ldb, float *C, int64_t ldc) {
+  const int R = M <= 2 ? 16 : 8;
+  int p = 0;
+  for (; p + R <= K; p += R) {
+    float a[4][16];
+    for (int i = 0; i < M; i++)
+      for (int q = 0; q < R; q++) a[i][q] = alpha * (transA ? A[(int64_t)(p + q) * lda + i] : A[(int64_t)i * lda + p + q]);
+    const float *b = B + (int64_t)p * ldb;
+    for (int j = j0; j < j1; j += 16) {
+      __mmask16 mk = j1 - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (j1 - j)) - 1);
+      __m512 wv[16];
+      for (int q = 0; q < R; q++) wv[q] = _mm512_maskz_loadu_ps(mk, b + q * ldb + j);
+      for (int i = 0; i < M; i++) {
+        float *c = C + (int64_t)i * ldc + j;
+        __m512 s = _mm512_maskz_loadu_ps(mk, c), t = _mm512_mul_ps(_mm512_set1_ps(a[i][1]), wv[1]);
+        s = _mm512_fmadd_ps(_mm512_set1_ps(a[i][0]), wv[0], s);
+        for (int q = 2; q < R; q += 2) {
+          s = _mm512_fmadd_ps(_mm512_set1_ps(a[i][q]), wv[q], s);
+          t = _mm512_fmadd_ps(_mm512_set1_ps(a[i][q + 1]), wv[q + 1], t);
+        }
+        _mm512_mask_storeu_ps(c, mk, _mm512_add_ps(s, t));
+      }
+    }
+  }
+  for (; p < K; p++) {
+    const float *b = B + (int64_t)p * ldb;
+    for (int i = 0; i < M; i++) {
+      __m512 av = _mm512_set1_ps(alpha * (transA ? A[(int64_t)p * lda + i] : A[(int64_t)i * lda + p]));
+      float *c = C + (int64_t)i * ldc;
+      for (int j = j0; j < j1; j += 16) {
+        __mmask16 mk = j1 - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (j1 - j)) - 1);
+        _mm512_mask_storeu_ps(c + j, mk, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mk, b + j), _mm512_maskz_loadu_ps(mk, c + j)));
+      }
+    }
+  }
+}
+T_512 static void small_m_cols_512(int transA, int transB, int M, int j0, int j1, int K, float alpha,
+                                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (transB) { small_m_cols_impl(dot_f_avx2, transA, transB, M, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
+  if (j1 <= j0) return;
+  scale_c(M, j1 - j0, beta, C + j0, ldc);
+  switch (M) {
+    case 1: small_io_512_m(1, transA, j0, j1, K, alpha, A, lda, B, ldb, C, ldc); break;
+    case 2: small_io_512_m(2, transA, j0, j1, K, alpha, A, lda, B, ldb, C, ldc); break;
+    case 3: small_io_512_m(3, transA, j0, j1, K, alpha, A, lda, B, ldb, C, ldc); break;
+    default: small_io_512_m(4, transA, j0, j1, K, alpha, A, lda, B, ldb, C, ldc); break;
+  }
+}
+#endif
+
 typedef void (*small_fn)(int transA, int transB, int M, int j0, int j1, int K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 static void small_m_cols_scalar(int transA, int transB, int M, int j0, int j1, int K, float alpha,
                                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (!transB) { small_io_generic(transA, M, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
   small_m_cols_impl(dot_f_scalar, transA, transB, M, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 #ifdef ICLD_AVX2
 T_AVX2 static void small_m_cols_avx2(int transA, int transB, int M, int j0, int j1, int K, float alpha,
                                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (!transB) { small_io_generic(transA, M, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc); return; }
   small_m_cols_impl(dot_f_avx2, transA, transB, M, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 #endif
@@ -397,6 +488,7 @@ void icld_gemm_select(unsigned allowed) {
 #ifdef ICLD_AVX2
   if ((allowed & (ICLD_CPU_AVX2 | ICLD_CPU_FMA)) == (ICLD_CPU_AVX2 | ICLD_CPU_FMA)) {
     g_ukernel = ukernel_avx2; g_small = small_m_cols_avx2; g_gemm_path = "avx2";
+    if (allowed & ICLD_CPU_AVX512F) g_small = small_m_cols_512;
   }
 #endif
 }

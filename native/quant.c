@@ -209,14 +209,14 @@ __attribute__((target(T_AVX2), always_inline)) static inline void f32oi_tile_avx
     }
 }
 
-/* Dot-product families share this driver: M=1 takes 4 columns at a time (independent chains),
+/* Dot-product families share this driver: M=1 takes one column (row of W) at a time, a single
+ * sequential stream (measured ~1.6x the bandwidth of 4 interleaved rows on the target),
  * M>1 takes 2 columns × up to 4 rows, in blocks of ICLD_QMB rows so the activations being
  * reused stay in L2 while the weights stream once per block. TILE(MT, NT) expands to the tile call. */
 #define ICLD_QMB 32
 #define DOT_DRIVER(TILE)                                                         \
   int64_t n = n0;                                                                \
   if (M == 1) {                                                                  \
-    for (; n + 4 <= n1; n += 4) { const int64_t m0 = 0; TILE(1, 4); }            \
     for (; n < n1; n++) { const int64_t m0 = 0; TILE(1, 1); }                    \
   } else for (int64_t mb = 0; mb < M; mb += ICLD_QMB) {                         \
     const int64_t mE = M - mb < ICLD_QMB ? M : mb + ICLD_QMB;                    \
@@ -713,10 +713,37 @@ __attribute__((target(T_BF16), always_inline)) static inline void bf16_tile_dp(
   for (int i = 0; i < MT; i++)
     for (int j = 0; j < NT; j++) put(out, ldo, m0 + i, n + j, _mm512_reduce_add_ps(acc[i][j]), bias, accumulate);
 }
+/* Decode-sized M: one row of W at a time, a single sequential stream for the hardware prefetcher.
+ * Measured on the target (GPT-2 124M at M=1): ~19 GB/s this way, 10-13 GB/s with 2-8 rows
+ * interleaved per tile (more streams, software prefetch of the next tile). */
+__attribute__((target(T_BF16), always_inline)) static inline void bf16_row_dp(
+    const int MT, const uint16_t *W, const uint16_t *x, int64_t K, int64_t m0, int64_t n,
+    float *out, int64_t ldo, const float *bias, int accumulate) {
+  __m512 acc[4];
+  for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
+  const uint16_t *wr = W + n * K;
+  for (int64_t k = 0; k < K; k += 32) {
+    __mmask32 mk = K - k >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (K - k)) - 1);
+    __m512i wv = _mm512_maskz_loadu_epi16(mk, wr + k);
+    for (int i = 0; i < MT; i++)
+      acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_maskz_loadu_epi16(mk, x + (m0 + i) * K + k), (__m512bh)wv);
+  }
+  for (int i = 0; i < MT; i++) put(out, ldo, m0 + i, n, _mm512_reduce_add_ps(acc[i]), bias, accumulate);
+}
 __attribute__((target(T_BF16))) static void bf16_dp(const icld_qweight *w, int64_t M, const void *xa, float *out,
     int64_t ldo, const float *bias, int accumulate, int64_t n0, int64_t n1) {
   const uint16_t *W = (const uint16_t *)w->data, *x = (const uint16_t *)xa;
   const int64_t K = w->K;
+  if (M <= 4) {
+    for (int64_t n = n0; n < n1; n++)
+      switch (M) {
+        case 1: bf16_row_dp(1, W, x, K, 0, n, out, ldo, bias, accumulate); break;
+        case 2: bf16_row_dp(2, W, x, K, 0, n, out, ldo, bias, accumulate); break;
+        case 3: bf16_row_dp(3, W, x, K, 0, n, out, ldo, bias, accumulate); break;
+        default: bf16_row_dp(4, W, x, K, 0, n, out, ldo, bias, accumulate); break;
+      }
+    return;
+  }
 #define T(MT, NT) bf16_tile_dp(MT, NT, W, x, K, m0, n, out, ldo, bias, accumulate)
   DOT_DRIVER(T)
 #undef T
