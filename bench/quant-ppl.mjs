@@ -7,8 +7,10 @@
 //
 //   npm run build && node bench/quant-ppl.mjs [--model DIR] [--text FILE] [--formats bf16,q8_0,q4_0] [--no-write]
 //
-// Defaults: the trained GPT-2 /work/runs/kb-base (d256 L4, its own tokenizer) and
-// data/corpus/wikitext-2/wiki.test.raw.
+// Defaults: the trained GPT-2 runs/kb-base (d256 L4, its own tokenizer; made by
+//   icld pretrain --config configs/knowledge-base.json --data data/corpus/wikitext-2/wiki.valid.raw \
+//        data/corpus/c4/c4_demo.jsonl --out runs/kb-base
+// as in examples/knowledge-update/) and data/corpus/wikitext-2/wiki.test.raw.
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, readFileSync, existsSync, renameSync, writeFileSync } from 'node:fs';
@@ -20,7 +22,11 @@ import os from 'node:os';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : dflt; };
-const model = opt('--model', '/work/runs/kb-base');
+const model = opt('--model', 'runs/kb-base');
+if (!existsSync(join(resolve(root, model), 'config.json'))) {
+  console.error(`bench/quant-ppl.mjs: no model at ${model} (pretrain it: icld pretrain --config configs/knowledge-base.json --data data/corpus/wikitext-2/wiki.valid.raw data/corpus/c4/c4_demo.jsonl --out runs/kb-base; or pass --model DIR)`);
+  process.exit(1);
+}
 const text = opt('--text', 'data/corpus/wikitext-2/wiki.test.raw');
 const formats = opt('--formats', 'bf16,q8_0,q4_0').split(',');
 const write = !argv.includes('--no-write');
