@@ -258,7 +258,7 @@ DEC_CLONES static void attend(const float *q, const float *kb, const float *vb, 
 static void attention(icld_decoder *d, int n, const int32_t *pos, const int32_t *seq, float scale, const float *K, const float *Vc, int nt) {
   const int C = d->C, H = d->H, D = C / H, T = d->maxT, pairs = n * H;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && pairs > 1)
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1 && pairs > 1)
 #endif
   for (int ph = 0; ph < pairs; ph++) {
     int i = ph / H, hd = ph % H;
