@@ -9,7 +9,8 @@
  * delays one chunk, not half the matmul (64-token f32 prefill at load ~4: 215-265 -> 262-372
  * tok/s). ICLD_DECODER_DYN: 0 static always, 2 chunks always, 1 (default) as above. The thread
  * count per step shape is chosen by timing the first steps of each shape bucket at 1 and at the
- * icld thread count (and again every DEC_RECHECK steps). f32 weights go through the GEMM kernels
+ * icld thread count (and again every DEC_RECHECK steps); steps of more than 32 tokens always use
+ * the icld thread count. f32 weights go through the GEMM kernels
  * (gemm.c: its small-M kernels for decode, OpenBLAS for prefill): measured on the 2-vCPU
  * target, GPT-2 124M decode took 32 ms of CPU per token that way against 51 ms through
  * icld_qmatmul_range's f32 path, and the 64-token prefill 184 ms against 266 ms for forward().
@@ -353,10 +354,14 @@ void icld_decoder_step(icld_decoder *d, int n, const int32_t *ids, const int32_t
   int b = icld_decoder_bucket(n), nt, trial = -1;
   if (d->force_threads > 0) nt = d->force_threads < maxnt ? d->force_threads : maxnt;
   else if (maxnt == 1) nt = 1;
+  /* steps of more than 32 tokens are compute-bound GEMMs that both threads speed up (64-token
+   * f32 prefill ~1.6x); timing them at 1 thread cost every short-lived runtime (one generate())
+   * its prefill: its first prefill steps were the 1-thread trials */
+  else if (b == ICLD_DEC_BUCKETS - 1) nt = maxnt;
   else if (d->bucket[b].chosen > 0 && d->bucket[b].chosen <= maxnt && ++d->bucket[b].since < DEC_RECHECK) nt = d->bucket[b].chosen;
   else {
     if (d->bucket[b].chosen) memset(&d->bucket[b], 0, sizeof d->bucket[b]); /* stale or thread count changed: measure again */
-    trial = d->bucket[b].trials & 1;
+    trial = (d->bucket[b].trials & 1) ^ 1; /* max threads first: the likely winner on the first steps */
     nt = trial ? maxnt : 1;
   }
   double t0 = trial >= 0 ? now_s() : 0;
