@@ -9,11 +9,14 @@
  * delays one chunk, not half the matmul (64-token f32 prefill at load ~4: 215-265 -> 262-372
  * tok/s). ICLD_DECODER_DYN: 0 static always, 2 chunks always, 1 (default) as above. The thread
  * count per step shape is chosen by timing the first steps of each shape bucket at 1 and at the
- * icld thread count (and again every DEC_RECHECK steps). f32 weights go through the GEMM kernels
+ * icld thread count (and again every DEC_RECHECK steps); steps of more than 32 tokens always use
+ * the icld thread count. f32 weights go through the GEMM kernels
  * (gemm.c: its small-M kernels for decode, OpenBLAS for prefill): measured on the 2-vCPU
  * target, GPT-2 124M decode took 32 ms of CPU per token that way against 51 ms through
  * icld_qmatmul_range's f32 path, and the 64-token prefill 184 ms against 266 ms for forward().
- * Time outside the matmuls (layer norms, embedding, KV copies, attention) was ~3% of a step. */
+ * Time outside the matmuls (layer norms, embedding, KV copies, attention) was ~3% of a step.
+ * M=1 through f32 [K,N] weights: threads split K (contiguous row blocks, partial vectors summed),
+ * not N (a strided segment of every row); ICLD_DECODER_KSPLIT=0 turns it off. */
 #include "kernels.h"
 #include <math.h>
 #include <stdlib.h>
@@ -44,6 +47,8 @@ struct icld_decoder {
   int f32_gemm_min;                  /* f32 weights: gemm kernel for M >= this, else qmatmul_range */
   int force_threads;                 /* 0: choose by measurement */
   int dyn;                           /* matmuls split in dynamically taken chunks */
+  int ksplit;                        /* M=1 f32 [K,N] weights split by rows of K (ICLD_DECODER_KSPLIT) */
+  float *part;                       /* per-thread partial outputs of the K split, DEC_MAXT x max(3C, I) */
   struct { int chosen, trials, since; double t[2]; int cnt[2]; } bucket[ICLD_DEC_BUCKETS];
 };
 
@@ -96,9 +101,10 @@ icld_decoder *icld_decoder_create(const icld_decoder_spec *s) {
   d->x = calloc(DEC_CAP * C, 4); d->h = calloc(DEC_CAP * C, 4); d->qkv = calloc(DEC_CAP * 3 * C, 4);
   d->att = calloc(DEC_CAP * C, 4); d->f = calloc(DEC_CAP * I, 4);
   d->sc = calloc((size_t)DEC_MAXT * s->maxT, 4);
+  d->part = calloc((size_t)DEC_MAXT * (3 * C > I ? 3 * C : I), 4);
   d->xa = aligned_alloc(64, (DEC_CAP * K * 4 + 63) / 64 * 64); /* f32 copy is the largest format */
   d->rows = calloc(DEC_CAP, sizeof(int));
-  if (!d->scale || !d->layers || !d->kc || !d->vc || !d->x || !d->h || !d->qkv || !d->att || !d->f || !d->sc || !d->xa || !d->rows) {
+  if (!d->scale || !d->layers || !d->kc || !d->vc || !d->x || !d->h || !d->qkv || !d->att || !d->f || !d->sc || !d->part || !d->xa || !d->rows) {
     icld_decoder_free(d);
     return NULL;
   }
@@ -110,6 +116,8 @@ icld_decoder *icld_decoder_create(const icld_decoder_spec *s) {
   d->force_threads = e ? atoi(e) : 0;
   e = getenv("ICLD_DECODER_F32_GEMM_MIN");
   d->f32_gemm_min = e ? atoi(e) : 1;
+  e = getenv("ICLD_DECODER_KSPLIT");
+  d->ksplit = e ? atoi(e) : 1;
   e = getenv("ICLD_DECODER_DYN");
   d->dyn = e ? atoi(e) : 1;
   return d;
@@ -118,7 +126,7 @@ icld_decoder *icld_decoder_create(const icld_decoder_spec *s) {
 void icld_decoder_free(icld_decoder *d) {
   if (!d) return;
   free(d->scale); free(d->layers); free(d->kc); free(d->vc);
-  free(d->x); free(d->h); free(d->qkv); free(d->att); free(d->f); free(d->sc); free(d->xa); free(d->rows);
+  free(d->x); free(d->h); free(d->qkv); free(d->att); free(d->f); free(d->sc); free(d->part); free(d->xa); free(d->rows);
   free(d);
 }
 
@@ -197,7 +205,28 @@ static void mm(icld_decoder *d, const icld_qweight *w, int M, const float *x, in
 #else
     int t = 0, T = 1;
 #endif
-    if (T > 1 && (d->dyn > 1 || (d->dyn == 1 && M > 4))) {
+    if (T > 1 && M == 1 && d->ksplit && w->format == ICLD_F32 && w->in_out && w->N <= (3 * d->C > d->I ? 3 * d->C : d->I)) {
+      /* decode through a [K,N] weight: each thread streams a contiguous block of K rows into its
+       * own partial vector, then each sums a column slice of the partials */
+      const float *W = (const float *)w->data;
+      const int64_t K = w->K;
+      int64_t k0 = K * t / T, k1 = K * (t + 1) / T;
+      float *pt = d->part + (int64_t)t * N;
+      if (k1 > k0) icld_gemm_serial(0, 0, 1, (int)N, (int)(k1 - k0), 1.0f, x + k0, ldx, W + k0 * N, N, 0.0f, pt, N);
+      else memset(pt, 0, (size_t)N * 4);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+      int64_t blocks = (N + 15) / 16;
+      int64_t n0 = blocks * t / T * 16, n1 = blocks * (t + 1) / T * 16;
+      if (n1 > N) n1 = N;
+      for (int64_t n = n0; n < n1; n++) {
+        float v = acc ? out[n] : 0.0f;
+        for (int u = 0; u < T; u++) v += d->part[(int64_t)u * N + n];
+        out[n] = bias ? v + bias[n] : v;
+      }
+      if (act >= 0 && n1 > n0) act_range(act, out + n0, n1 - n0);
+    } else if (T > 1 && (d->dyn > 1 || (d->dyn == 1 && M > 4))) {
       /* 4 chunks per thread, taken in turn: on a shared machine a descheduled thread delays the
        * matmul by one chunk, not by its whole half */
       int64_t per = (N + 4 * T - 1) / (4 * T), n0, n1;
@@ -258,7 +287,7 @@ DEC_CLONES static void attend(const float *q, const float *kb, const float *vb, 
 static void attention(icld_decoder *d, int n, const int32_t *pos, const int32_t *seq, float scale, const float *K, const float *Vc, int nt) {
   const int C = d->C, H = d->H, D = C / H, T = d->maxT, pairs = n * H;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && pairs > 1)
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1 && pairs > 1)
 #endif
   for (int ph = 0; ph < pairs; ph++) {
     int i = ph / H, hd = ph % H;
@@ -353,10 +382,14 @@ void icld_decoder_step(icld_decoder *d, int n, const int32_t *ids, const int32_t
   int b = icld_decoder_bucket(n), nt, trial = -1;
   if (d->force_threads > 0) nt = d->force_threads < maxnt ? d->force_threads : maxnt;
   else if (maxnt == 1) nt = 1;
+  /* steps of more than 32 tokens are compute-bound GEMMs that both threads speed up (64-token
+   * f32 prefill ~1.6x); timing them at 1 thread cost every short-lived runtime (one generate())
+   * its prefill: its first prefill steps were the 1-thread trials */
+  else if (b == ICLD_DEC_BUCKETS - 1) nt = maxnt;
   else if (d->bucket[b].chosen > 0 && d->bucket[b].chosen <= maxnt && ++d->bucket[b].since < DEC_RECHECK) nt = d->bucket[b].chosen;
   else {
     if (d->bucket[b].chosen) memset(&d->bucket[b], 0, sizeof d->bucket[b]); /* stale or thread count changed: measure again */
-    trial = d->bucket[b].trials & 1;
+    trial = (d->bucket[b].trials & 1) ^ 1; /* max threads first: the likely winner on the first steps */
     nt = trial ? maxnt : 1;
   }
   double t0 = trial >= 0 ? now_s() : 0;

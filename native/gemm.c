@@ -18,6 +18,9 @@
 #include <cblas.h>
 /* Declared here because not every cblas.h (e.g. the netlib alternative) declares it. */
 extern void openblas_set_num_threads(int);
+static int g_blas_cur = -1;
+/* OpenBLAS's thread count, set only when it changes (the decoder switches it every prefill step) */
+static void set_blas(int n) { if (n != g_blas_cur) { openblas_set_num_threads(n); g_blas_cur = n; } }
 #endif
 
 static int g_gemm_threads = 1;
@@ -466,19 +469,19 @@ void icld_gemm_serial(int transA, int transB, int M, int N, int K, float alpha,
  * run single-threaded or threads would multiply (OpenMP x OpenBLAS). */
 void icld_gemm_parallel_begin(void) {
 #ifdef ICLD_OPENBLAS
-  if (g_gemm_threads > 1) openblas_set_num_threads(1);
+  if (g_gemm_threads > 1) set_blas(1);
 #endif
 }
 void icld_gemm_parallel_end(void) {
 #ifdef ICLD_OPENBLAS
-  if (g_gemm_threads > 1) openblas_set_num_threads(g_gemm_threads);
+  set_blas(g_gemm_threads);
 #endif
 }
 
 void icld_gemm_set_threads(int n) {
   g_gemm_threads = n < 1 ? 1 : n;
 #ifdef ICLD_OPENBLAS
-  openblas_set_num_threads(g_gemm_threads);
+  set_blas(g_gemm_threads);
 #endif
 }
 
