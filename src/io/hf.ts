@@ -31,6 +31,11 @@ export interface StateTensor {
   data: Float32Array;
   /** dtype it had on disk (when loaded) */
   dtype?: SafeDtype;
+  /**
+   * Loaded tensors: decode straight into a destination of the same size (a model's parameter), so
+   * loading holds one copy of the weights instead of two; `data` is read (once) only if asked for.
+   */
+  readInto?(dst: Float32Array): void;
 }
 
 /** What saveStateDict accepts per tensor. Int32Array data is written as I64 (torch's long). */
@@ -131,17 +136,35 @@ export function weightFiles(dir: string): { index: string | null; files: string[
   throw new Error(`${dir}: no ${SAFE_WEIGHTS_NAME} or ${SAFE_WEIGHTS_INDEX_NAME} found${hint}`);
 }
 
-function toStateTensor(f: SafetensorsFile, name: string): StateTensor {
-  const t = f.getTensor(name);
-  if (t.data instanceof Float32Array) {
-    // NaN/Inf weights make every later result NaN (printed as null): refuse them here, by name.
-    const d = t.data;
-    for (let i = 0; i < d.length; i++) {
-      const x = d[i];
-      if (x - x !== 0) throw new Error(`${f.path}: tensor '${printable(name)}' holds a non-finite value (${x}) at index ${i}`);
-    }
+/** NaN/Inf weights make every later result NaN (printed as null): refuse them by name. */
+function checkFinite(path: string, name: string, d: Float32Array): void {
+  for (let i = 0; i < d.length; i++) {
+    const x = d[i];
+    if (x - x !== 0) throw new Error(`${path}: tensor '${printable(name)}' holds a non-finite value (${x}) at index ${i}`);
   }
-  return { shape: t.shape, data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data), dtype: t.dtype };
+}
+
+/** A tensor of a weight file, read when first needed (each read reopens the file: the header is small). */
+function toStateTensor(f: SafetensorsFile, name: string): StateTensor {
+  const path = f.path, h = f.tensors.get(name)!;
+  const withFile = <T>(fn: (g: SafetensorsFile) => T): T => { const g = openSafetensors(path); try { return fn(g); } finally { g.close(); } };
+  let cached: Float32Array | null = null;
+  return {
+    shape: h.shape.slice(), dtype: h.dtype,
+    get data(): Float32Array {
+      if (!cached) {
+        const t = withFile((g) => g.getTensor(name));
+        cached = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+        if (t.data instanceof Float32Array) checkFinite(path, name, cached);
+      }
+      return cached;
+    },
+    readInto(dst: Float32Array): void {
+      if (cached) { dst.set(cached); return; }
+      withFile((g) => g.readInto(name, dst));
+      if (h.dtype.startsWith('F') || h.dtype === 'BF16') checkFinite(path, name, dst);
+    },
+  };
 }
 
 /** What a header says about one tensor, and the file it is in. */

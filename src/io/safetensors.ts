@@ -352,6 +352,8 @@ export interface SafetensorsFile extends SafetensorsHeader {
   getTensor(name: string): SafeTensor;
   /** the raw little-endian bytes of one tensor */
   getBytes(name: string): Uint8Array;
+  /** Decode one float tensor straight into `dst` (its length must be the tensor's numel); F32 on a little-endian host is read in place, without a temporary. */
+  readInto(name: string, dst: Float32Array): void;
   close(): void;
 }
 
@@ -406,6 +408,12 @@ export function openSafetensors(path: string): SafetensorsFile {
     has: (name) => header.tensors.has(name),
     getBytes,
     getTensor,
+    readInto: (name, dst) => {
+      const t = info(name);
+      if (dst.length !== t.numel) fail(path, `tensor ${q(name)} has ${t.numel} elements, the destination ${dst.length}`);
+      if (t.dtype === 'F32' && LITTLE_ENDIAN_HOST) { readFully(fd, new Uint8Array(dst.buffer, dst.byteOffset, t.byteLength), t.fileOffset, path); return; }
+      dst.set(getTensor(name).data);
+    },
     get: (name) => {
       const d = getTensor(name).data;
       return d instanceof Float32Array ? d : Float32Array.from(d);

@@ -149,12 +149,14 @@ export function isLinearLayer(m: Module): m is LinearLayer {
 }
 
 /** Copy a state dict into named parameters (see Module.loadStateDict; also used by models that wrap a module tree). */
-export function loadNamedParameters(params: [string, Tensor][], sd: Map<string, { shape: number[]; data: Float32Array }>, where: string, strict = true): void {
+export function loadNamedParameters(params: [string, Tensor][], sd: Map<string, { shape: number[]; data: Float32Array; readInto?(dst: Float32Array): void }>, where: string, strict = true): void {
   for (const [name, p] of params) {
     const t = sd.get(name);
     if (!t) throw new Error(`${where}: weight '${name}' is missing from the checkpoint`);
     if (t.shape.join(',') !== p.shape.join(',')) throw new Error(`${where}: weight '${name}' has shape [${t.shape.join(', ')}], the model expects [${p.shape.join(', ')}]`);
-    p.f32.set(t.data);
+    // A loaded file's tensor decodes straight into the parameter (no second copy of the weights).
+    if (t.readInto && p.offset === 0 && p.f32.length === p.size) t.readInto(p.f32);
+    else p.f32.set(t.data);
   }
   if (!strict) return;
   const expected = new Set(params.map(([n]) => n));
