@@ -144,11 +144,16 @@ static napi_value undef(napi_env env) { napi_value u; napi_get_undefined(env, &u
 #define F(a) ((float *)(a).p)
 #define I(a) ((int32_t *)(a).p)
 
-/* gemm(transA, transB, M, N, K, alpha, A, aOff, lda, strideA, B, bOff, ldb, strideB,
- *      beta, C, cOff, ldc, strideC, batch) */
-static napi_value js_gemm(napi_env env, napi_callback_info info) {
+typedef void (*gemm_fn)(int, int, int, int, int, float, const float *, int64_t, int64_t,
+                        const float *, int64_t, int64_t, float, float *, int64_t, int64_t, int);
+
+/* gemm and gemmBf16 share their arguments and checks:
+ * (transA, transB, M, N, K, alpha, A, aOff, lda, strideA, B, bOff, ldb, strideB,
+ *  beta, C, cOff, ldc, strideC, batch) */
+static napi_value gemm_call(napi_env env, napi_callback_info info, const char *name, gemm_fn fn) {
   ctx c;
-  if (!get_args(&c, env, info, 20, "gemm")) return NULL;
+  char m[96];
+  if (!get_args(&c, env, info, 20, name)) return NULL;
   int tA = boolean(&c, 0), tB = boolean(&c, 1);
   int64_t M = i64(&c, 2), N = i64(&c, 3), K = i64(&c, 4);
   float alpha = (float)num(&c, 5);
@@ -159,51 +164,29 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
   int64_t batch = i64(&c, 19);
   if (c.failed) return NULL;
   if (M < 0 || N < 0 || K < 0 || batch < 0 || M > 0x7fffffff || N > 0x7fffffff || K > 0x7fffffff) {
-    throw_err(&c, "ERR_OUT_OF_RANGE", "gemm: bad sizes"); return NULL;
+    snprintf(m, sizeof m, "%s: bad sizes", name);
+    throw_err(&c, "ERR_OUT_OF_RANGE", m); return NULL;
   }
   if ((K > 0 && lda < (tA ? M : K)) || (K > 0 && ldb < (tB ? K : N)) || ldc < N) {
-    throw_err(&c, "ERR_OUT_OF_RANGE", "gemm: leading dimension too small"); return NULL;
+    snprintf(m, sizeof m, "%s: leading dimension too small", name);
+    throw_err(&c, "ERR_OUT_OF_RANGE", m); return NULL;
   }
   if (M == 0 || N == 0 || batch == 0) return undef(env);
   int64_t shA[3] = {batch, tA ? K : M, tA ? M : K}, stA[3] = {sA, lda, 1};
   int64_t shB[3] = {batch, tB ? N : K, tB ? K : N}, stB[3] = {sB, ldb, 1};
   int64_t shC[3] = {batch, M, N}, stC[3] = {sC, ldc, 1};
-  if (K > 0 && (!check_extent(&c, "gemm A", A.len, aOff, 3, shA, stA) || !check_extent(&c, "gemm B", B.len, bOff, 3, shB, stB))) return NULL;
-  if (!check_extent(&c, "gemm C", C.len, cOff, 3, shC, stC)) return NULL;
-  icld_gemm(tA, tB, (int)M, (int)N, (int)K, alpha, F(A) + aOff, lda, sA, F(B) + bOff, ldb, sB,
-            beta, F(C) + cOff, ldc, sC, (int)batch);
+  char wa[64], wb[64], wc[64];
+  snprintf(wa, sizeof wa, "%s A", name); snprintf(wb, sizeof wb, "%s B", name); snprintf(wc, sizeof wc, "%s C", name);
+  if (K > 0 && (!check_extent(&c, wa, A.len, aOff, 3, shA, stA) || !check_extent(&c, wb, B.len, bOff, 3, shB, stB))) return NULL;
+  if (!check_extent(&c, wc, C.len, cOff, 3, shC, stC)) return NULL;
+  fn(tA, tB, (int)M, (int)N, (int)K, alpha, F(A) + aOff, lda, sA, F(B) + bOff, ldb, sB,
+     beta, F(C) + cOff, ldc, sC, (int)batch);
   return undef(env);
 }
 
-/* gemmBf16: gemm's arguments; operands rounded to bf16 (Backend.gemmBf16). */
-static napi_value js_gemm_bf16(napi_env env, napi_callback_info info) {
-  ctx c;
-  if (!get_args(&c, env, info, 20, "gemmBf16")) return NULL;
-  int tA = boolean(&c, 0), tB = boolean(&c, 1);
-  int64_t M = i64(&c, 2), N = i64(&c, 3), K = i64(&c, 4);
-  float alpha = (float)num(&c, 5);
-  arr A = typed(&c, 6, 1, 0); int64_t aOff = i64(&c, 7), lda = i64(&c, 8), sA = i64(&c, 9);
-  arr B = typed(&c, 10, 1, 0); int64_t bOff = i64(&c, 11), ldb = i64(&c, 12), sB = i64(&c, 13);
-  float beta = (float)num(&c, 14);
-  arr C = typed(&c, 15, 1, 0); int64_t cOff = i64(&c, 16), ldc = i64(&c, 17), sC = i64(&c, 18);
-  int64_t batch = i64(&c, 19);
-  if (c.failed) return NULL;
-  if (M < 0 || N < 0 || K < 0 || batch < 0 || M > 0x7fffffff || N > 0x7fffffff || K > 0x7fffffff) {
-    throw_err(&c, "ERR_OUT_OF_RANGE", "gemmBf16: bad sizes"); return NULL;
-  }
-  if ((K > 0 && lda < (tA ? M : K)) || (K > 0 && ldb < (tB ? K : N)) || ldc < N) {
-    throw_err(&c, "ERR_OUT_OF_RANGE", "gemmBf16: leading dimension too small"); return NULL;
-  }
-  if (M == 0 || N == 0 || batch == 0) return undef(env);
-  int64_t shA[3] = {batch, tA ? K : M, tA ? M : K}, stA[3] = {sA, lda, 1};
-  int64_t shB[3] = {batch, tB ? N : K, tB ? K : N}, stB[3] = {sB, ldb, 1};
-  int64_t shC[3] = {batch, M, N}, stC[3] = {sC, ldc, 1};
-  if (K > 0 && (!check_extent(&c, "gemmBf16 A", A.len, aOff, 3, shA, stA) || !check_extent(&c, "gemmBf16 B", B.len, bOff, 3, shB, stB))) return NULL;
-  if (!check_extent(&c, "gemmBf16 C", C.len, cOff, 3, shC, stC)) return NULL;
-  icld_gemm_bf16(tA, tB, (int)M, (int)N, (int)K, alpha, F(A) + aOff, lda, sA, F(B) + bOff, ldb, sB,
-                 beta, F(C) + cOff, ldc, sC, (int)batch);
-  return undef(env);
-}
+static napi_value js_gemm(napi_env env, napi_callback_info info) { return gemm_call(env, info, "gemm", icld_gemm); }
+/* operands rounded to bf16 (Backend.gemmBf16) */
+static napi_value js_gemm_bf16(napi_env env, napi_callback_info info) { return gemm_call(env, info, "gemmBf16", icld_gemm_bf16); }
 
 /* gemmBf16Path(mode?): tests only — mode 0 forces the emulated path, 1 vdpbf16ps (if the CPU has
  * it), -1 automatic; returns the path now in use ("avx512_bf16" | "emulated"). */

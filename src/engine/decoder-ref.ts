@@ -5,7 +5,7 @@
 
 import type { DecoderHandle, DecoderSpec, DecoderStep } from './decoder.js';
 import { qmatmulRef, weightAt } from './quant.js';
-import { erf } from './backend/reference.js';
+import { erf, reference } from './backend/reference.js';
 
 interface RefDecoder {
   spec: DecoderSpec;
@@ -61,17 +61,9 @@ export function refDecoderCreate(spec: DecoderSpec): DecoderHandle {
   return h;
 }
 
+/** The reference backend's layer norm (its saved mean/rstd are not needed here). */
 function layerNorm(x: Float32Array, rows: number, C: number, g: Float32Array, b: Float32Array, eps: number, y: Float32Array): void {
-  for (let r = 0; r < rows; r++) {
-    const o = r * C;
-    let s = 0;
-    for (let c = 0; c < C; c++) s += x[o + c];
-    const mu = s / C;
-    let v = 0;
-    for (let c = 0; c < C; c++) { const d = x[o + c] - mu; v += d * d; }
-    const rs = 1 / Math.sqrt(v / C + eps);
-    for (let c = 0; c < C; c++) y[o + c] = (x[o + c] - mu) * rs * g[c] + b[c];
-  }
+  reference.layerNorm(x, rows, C, g, b, eps, y, new Float32Array(rows), new Float32Array(rows));
 }
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
