@@ -167,8 +167,8 @@ export class Generation {
     let row: Float32Array;
     try {
       if (this.rt) {
-        const logits = this.rt.step([{ seq: this.slot, ids: this.cur }]);
-        row = logits.slice(0, this.rt.vocabSize);
+        // A view of the runtime's logits (plain JS memory, valid until its next step): no copy per token.
+        row = this.rt.step([{ seq: this.slot, ids: this.cur }]).subarray(0, this.rt.vocabSize);
       } else {
         const cur = this.cur, cache = this.cache!, model = this.model;
         row = tidy(() => noGrad(() => {
@@ -310,8 +310,8 @@ export function stepMany(gens: readonly Generation[]): number {
       logits = rt.step(list.map((g) => ({ seq: g.slotId, ids: g.pendingIds })));
     } catch (e) { for (const g of list) g.dispose(); throw e; }
     const V = rt.vocabSize;
-    // Rows are copied before any accept(): a finished generation releases its slot, which may free the runtime.
-    const rows = list.map((_, i) => logits.slice(i * V, (i + 1) * V));
+    // Views of the runtime's logits (JS memory: they stay valid when a finished generation's release frees the runtime's native side).
+    const rows = list.map((_, i) => logits.subarray(i * V, (i + 1) * V));
     list.forEach((g, i) => { if (!g.accept(rows[i])) running++; });
   }
   return running;
