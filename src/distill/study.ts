@@ -284,12 +284,12 @@ function stageTeacher(x: StudyCtx): object {
  */
 async function work(x: StudyCtx, leaseSeconds: number, shard?: { i: number; n: number }): Promise<object> {
   const mine = x.cellList.filter((_, k) => !shard || k % shard.n === shard.i);
-  let ran = 0;
+  let ran = 0, first = true;
   for (;;) {
     let held = 0;
     for (const { arm, seed } of mine) {
       const { cellDir, resPath, done } = cellSlot(x.out, arm, seed, x.log);
-      if (done) continue;
+      if (done) { if (first) x.log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
       if (shard) { x.runCell(arm, seed, cellDir, resPath); ran++; continue; }
       mkdirSync(cellDir, { recursive: true });
       const lease = tryClaim(join(cellDir, 'lease.json'), leaseSeconds);
@@ -300,6 +300,7 @@ async function work(x: StudyCtx, leaseSeconds: number, shard?: { i: number; n: n
       } finally { await lease.release(); }
     }
     if (!held) break;
+    first = false;
     await new Promise((r) => setTimeout(r, Math.max(100, (leaseSeconds * 1000) / 3)));
   }
   x.log(`worker ${workerId()}: ran ${ran} cell(s)${shard ? ` of shard ${shard.i}/${shard.n}` : ''}`);
