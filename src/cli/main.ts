@@ -443,18 +443,44 @@ export const commands: Record<string, Command> = {
   },
   study: {
     summary: 'Run every arm × seed of an ICL-distillation study (resumable) and write results.json + report.html.',
+    details: 'On a cluster the study splits into jobs over one shared --out: --stage teacher once (teacher tuning and evaluation, teacher caches, tokenizer, LM text), then any number of --worker processes (each claims unfinished cells one at a time under a lease file, renewed while the cell runs and taken over when it expires; a worker exits when every cell is finished) or --shard i/N array jobs (cell index % N == i, no leases), then --merge (results.json and report.html from the finished cells; missing ones are listed in "missing_cells" and on stderr, exit 0). A worker or merge before the stage fails with exit 1. Plain `icld study` is the stage, one worker and the merge in one process, then the config\'s analyses (the parts run the main study only).',
     flags: {
       json,
       config: { type: 'string', path: 'file', help: 'study JSON (e.g. studies/synthetic.json) (required)' },
       out: { type: 'string', help: 'output directory (required); rerun with the same --out to resume' },
       full: { type: 'boolean', help: 'ignore the config\'s "quick" overrides and run the full study' },
+      stage: { type: 'string', choices: ['teacher'], help: 'run only what every cell depends on (teacher, caches, tokenizer, LM text) and exit' },
+      worker: { type: 'boolean', help: 'claim unfinished cells one at a time (lease files) and run them; many may run at once on one --out' },
+      shard: { type: 'string', help: 'i/N: run the cells whose index % N == i (static partition, no leases)' },
+      merge: { type: 'boolean', help: 'write results.json and report.html from the finished cells, listing the missing ones' },
+      'lease-seconds': { type: 'number', min: 1, help: 'a --worker\'s lease not renewed for this long is taken over (default 60)' },
     },
     run: async (a) => {
-      const { readStudyConfig } = await import('../distill/study.js');
+      const { readStudyConfig, runStudyPart } = await import('../distill/study.js');
       const { runStudyWithAnalyses } = await import('../distill/analyses.js'); // the main study, then its "analyses" sub-studies
+      const parts = (['stage', 'worker', 'shard', 'merge'] as const).filter((k) => a[k] !== undefined && a[k] !== false);
+      if (parts.length > 1) throw new UsageError(`icld study: --${parts.join(', --')} are different parts of a study; give one`);
+      let shard: { i: number; n: number } | undefined;
+      if (a.shard !== undefined) {
+        const m = /^(\d+)\/(\d+)$/.exec(String(a.shard));
+        if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new UsageError(`icld study: --shard '${String(a.shard)}' must be i/N with 0 <= i < N (e.g. 0/4)`);
+        shard = { i: Number(m[1]), n: Number(m[2]) };
+      }
+      if (a['lease-seconds'] !== undefined && !a.worker) throw new UsageError('icld study: --lease-seconds applies to --worker only');
       const cfg = readStudyConfig(need(a, 'config') as string, !!a.full);
-      const r = await runStudyWithAnalyses(cfg, need(a, 'out') as string) as { report: string; out: string };
-      console.log(a.json ? JSON.stringify(r) : `results: ${r.out}/results.json\nreport:  ${r.report}`);
+      const out = need(a, 'out') as string;
+      if (!parts.length) {
+        const r = await runStudyWithAnalyses(cfg, out) as { report: string; out: string };
+        console.log(a.json ? JSON.stringify(r) : `results: ${r.out}/results.json\nreport:  ${r.report}`);
+        return;
+      }
+      const part = parts[0] === 'stage' ? { part: 'stage' as const } : parts[0] === 'merge' ? { part: 'merge' as const }
+        : { part: 'worker' as const, leaseSeconds: a['lease-seconds'] as number | undefined, shard };
+      const r = await runStudyPart(cfg, out, part) as { report?: string; missing_cells?: string[]; ran?: number; cells?: number };
+      if (a.json) console.log(JSON.stringify(r));
+      else if (part.part === 'merge') console.log(`results: ${out}/results.json\nreport:  ${r.report}${r.missing_cells?.length ? `\nmissing: ${r.missing_cells.length} cell(s)` : ''}`);
+      else if (part.part === 'stage') console.log(`teacher stage done: ${r.cells} cells in ${out}`);
+      else console.log(`ran ${r.ran} cell(s)`);
     },
   },
   finetune: {

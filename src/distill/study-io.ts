@@ -10,6 +10,7 @@ import { studyConfigChanges, type StudyConfig } from './study-config.js';
 import { fmtAvg, type CellResult } from './study-results.js';
 import type { Metrics } from '../icl/evaluate.js';
 import type { ArmRun } from './study-arms.js';
+import { backend } from '../engine/backend/index.js';
 
 /** Drop intermediate checkpoints of a finished run (the final model stays in the run dir). */
 export function rmCheckpoints(dir: string): void {
@@ -86,9 +87,9 @@ export function cellSlot(out: string, arm: string, seed: number, log: (s: string
 }
 
 /** Write a finished cell's result.json (atomically: it is what marks the cell done) and log its scores. */
-export function saveCell(cellDir: string, resPath: string, r: { arm: string; seed: number; run: ArmRun; trainS: number; evalK: number; tasks: Record<string, Metrics>; average: Metrics }, log: (s: string) => void): CellResult {
+export function saveCell(cellDir: string, resPath: string, r: { arm: string; seed: number; run: ArmRun; trainS: number; evalK: number; tasks: Record<string, Metrics>; average: Metrics; threads?: number }, log: (s: string) => void): CellResult {
   const { steps, curve, epochS, bestStep } = r.run;
-  const cell: CellResult = { arm: r.arm, seed: r.seed, tasks: r.tasks, average: r.average, train_s: +r.trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, eval_k: r.evalK, ...(bestStep !== null ? { best_step: bestStep } : {}) };
+  const cell: CellResult = { arm: r.arm, seed: r.seed, tasks: r.tasks, average: r.average, train_s: +r.trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, eval_k: r.evalK, threads: r.threads ?? backend().threads(), ...(bestStep !== null ? { best_step: bestStep } : {}) };
   mkdirSync(cellDir, { recursive: true });
   writeJsonAtomic(resPath, cell);
   log(`${r.arm} seed ${r.seed}: ${fmtAvg([r.average])} (${r.trainS.toFixed(0)} s)`);

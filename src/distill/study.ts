@@ -18,7 +18,8 @@ import { scoreContinuations } from '../icl/scorer.js';
 import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
 import { backend } from '../engine/backend/index.js';
-import { ARMS, type CopyPretrainConfig, type StudyConfig } from './study-config.js';
+import { ARMS, type Arm, type CopyPretrainConfig, type StudyConfig } from './study-config.js';
+import { tryClaim, workerId } from './study-lease.js';
 import { assemble, fmtAvg, mapTasks, taskGroups, type CellResult } from './study-results.js';
 
 export { ARMS, readStudyConfig, studyConfigChanges, type Arm, type StudyConfig } from './study-config.js';
@@ -30,21 +31,50 @@ import { cleanStaleTemps, writeJsonAtomic } from '../io/atomic.js';
 import { cached, cellSlot, checkSameStudy, saveCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
 
 
+/** What `icld study` runs: everything (default), or one of its parts (--stage teacher, --worker, --merge). */
+export type StudyPart = { part: 'all' } | { part: 'stage' } | { part: 'worker'; leaseSeconds?: number; shard?: { i: number; n: number } } | { part: 'merge' };
+
+/** The whole study in one process: the teacher stage, one worker over every cell, then the merge. */
 export async function runStudy(c: StudyConfig, out: string, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
-  const be = backend(), threadsBefore = be.threads();
-  if (c.threads) be.setThreads(c.threads);
-  try { return c.tasks.lama ? await runLamaStudy(c, out, log) : await runStudyInner(c, out, log); } finally { be.setThreads(threadsBefore); }
+  if (c.tasks.lama) return withThreads(c, () => runLamaStudy(c, out, log));
+  await runStudyPart(c, out, { part: 'stage' }, log);
+  await runStudyPart(c, out, { part: 'worker' }, log);
+  return runStudyPart(c, out, { part: 'merge' }, log);
 }
 
-async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => void): Promise<object> {
+/** One part of a study (see StudyPart); workers and merges need the teacher stage to have run. */
+export async function runStudyPart(c: StudyConfig, out: string, p: StudyPart, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
+  if (p.part === 'all') return runStudy(c, out, log);
+  if (c.tasks.lama) throw new Error('study config: --stage/--worker/--shard/--merge are for task studies; a LAMA study runs as one process');
+  return withThreads(c, async () => {
+    const ctx = await prepare(c, out, log, p.part === 'stage');
+    try {
+      if (p.part === 'stage') return stageTeacher(ctx);
+      if (p.part === 'worker') return await work(ctx, p.leaseSeconds ?? 60, p.shard);
+      return merge(ctx);
+    } finally { ctx.dispose(); }
+  });
+}
+
+async function withThreads<T>(c: StudyConfig, f: () => Promise<T>): Promise<T> {
+  const be = backend(), threadsBefore = be.threads();
+  if (c.threads) be.setThreads(c.threads);
+  try { return await f(); } finally { be.setThreads(threadsBefore); }
+}
+
+const STAGE = 'stage.json';
+
+async function prepare(c: StudyConfig, out: string, log: (s: string) => void, stage: boolean) {
   const t0 = performance.now();
   // Inputs are read-only: a tokenizer the config names must exist; one trained here lives under --out.
   for (const who of ['teacher', 'student'] as const) { const p = c[who].path; if (p) checkUserModel(who, p); }
   if (c.tokenizer.path && !existsSync(c.tokenizer.path)) throw new Error(`study config: tokenizer.path ${c.tokenizer.path} not found (leave it out to train one under --out)`);
-  mkdirSync(out, { recursive: true });
-  cleanStaleTemps(out);
+  if (stage) {
+    mkdirSync(out, { recursive: true });
+    cleanStaleTemps(out);
+  } else if (!existsSync(join(out, STAGE))) throw new Error(`${out}: the teacher stage has not been run there; run icld study --config C --out ${out} --stage teacher first`);
   checkSameStudy(c, out, log);
-  writeJsonAtomic(join(out, 'study_config.json'), c);
+  if (stage) writeJsonAtomic(join(out, 'study_config.json'), c);
   // 1. Tasks.
   let taskDir: string, trainTasks: string[], testTasks: string[];
   if (c.tasks.synthetic) {
@@ -164,8 +194,13 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
   const method = c.eval.method ?? 'direct';
   if (method === 'channel' && d.kl === 'options') throw new Error('study config: distill.kl "options" needs direct scoring (in channel order the answer is the input text); use "full"');
   const maxLength = Math.min(teacher.maxPositions, studentProbe.maxPositions);
-  const cells: CellResult[] = [];
-  for (const seed of c.seeds) {
+  const scp = c.student.path ? undefined : c.student.copy_pretrain;
+  // Per-seed inputs shared by the seed's cells (made by the stage; a worker only loads them).
+  type SeedCtx = { sd: ReturnType<typeof seedData>; instances: ReturnType<typeof sampleInstances>; teacher: LanguageModel; cache: () => TeacherCache };
+  const seedCtx = new Map<number, SeedCtx>();
+  const forSeed = (seed: number): SeedCtx => {
+    const had = seedCtx.get(seed);
+    if (had) return had;
     const sd = seedData(c, taskDir, trainTasks, testTasks, seed, dedupe, arms);
     const instances = sampleInstances(tok, sd.pools, { k: c.k, demos: true, method, template, maxLength, seed, n: c.train.instances });
     let seedTeacher = teacher;
@@ -185,44 +220,110 @@ async function runStudyInner(c: StudyConfig, out: string, log: (s: string) => vo
       teacherRes[String(seed)] = te;
       log(`teacher seed ${seed}: ${fmtAvg([te.average])}`);
     }
-    const select = c.setting === 'multitask' && (c.train.dev_every ?? 1) > 0;
     let cache: TeacherCache | null = null;
-    for (const arm of arms) {
-      const { cellDir, resPath, done } = cellSlot(out, arm, seed, log);
-      if (done) { cells.push(done); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
-      log(`— ${arm}, seed ${seed}`);
-      // A fresh student of this seed, copy-pretrained first when the config asks (once per seed, kept).
-      const scp = c.student.path ? undefined : c.student.copy_pretrain;
-      const copied = copyStage(`student (seed ${seed})`, () => seedStudent(c, studentBase, studentProbe.config, seed), scp, 1000 + seed, join(out, 'student-copy', String(seed)));
-      const student = copied ? loadModel(copied) : seedStudent(c, studentBase, studentProbe.config, seed);
-      const tc = performance.now();
-      const lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(c.lm_data.seq_len, student.maxPositions), seed), batchSize: c.lm_data.batch_size };
-      const ft = arm === 'Multitask-FT';
-      const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
-      const run = trainArm(arm, c, {
-        common: { student, tokenizer: tok, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
-          train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
-          select: (select || ft) && (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: devScorer(tok, sd.fewShot, ft ? 0 : c.k, method, c.eval.batch_size, seed, template) } : undefined },
-        instances, lm, teacher: seedTeacher, kl: d.kl,
-        ftInstances: () => sampleInstances(tok, sd.fewShot.train, { k: 0, demos: false, method, template, maxLength, seed, n: c.train.instances }),
-        cache: () => (cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), seedTeacher, instances, { tau: d.temperature, topK: d.top_k, pad: tok.eosTokenId ?? 0, log })),
-      });
-      const trainS = (performance.now() - tc) / 1000;
-      // Multitask-FT is evaluated as it was trained: without demonstrations.
-      const e = evaluateIcl({ ...evalOpts, method, k: ft ? 0 : c.k, model: student, tokenizer: tok, seeds: [seed] });
-      cells.push(saveCell(cellDir, resPath, { arm, seed, run, trainS, evalK: e.config.k as number, tasks: mapTasks(e.tasks), average: e.average }, log));
-      student.dispose();
-    }
-    if (seedTeacher !== teacher) seedTeacher.dispose();
+    const t = seedTeacher;
+    const ctx: SeedCtx = { sd, instances, teacher: t, cache: () => (cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), t, instances, { tau: d.temperature, topK: d.top_k, pad: tok.eosTokenId ?? 0, log })) };
+    seedCtx.set(seed, ctx);
+    return ctx;
+  };
+  // A student of this seed, copy-pretrained first when the config asks (once per seed, kept).
+  const studentCopy = (seed: number): string | null => copyStage(`student (seed ${seed})`, () => seedStudent(c, studentBase, studentProbe.config, seed), scp, 1000 + seed, join(out, 'student-copy', String(seed)));
+  const runCell = (arm: string, seed: number, cellDir: string, resPath: string): CellResult => {
+    log(`— ${arm}, seed ${seed}`);
+    const sc = forSeed(seed);
+    const copied = studentCopy(seed);
+    const student = copied ? loadModel(copied) : seedStudent(c, studentBase, studentProbe.config, seed);
+    const select = c.setting === 'multitask' && (c.train.dev_every ?? 1) > 0;
+    const tc = performance.now();
+    const lm = { loader: new WindowLoader(shard, 0, shard.length, Math.min(c.lm_data.seq_len, student.maxPositions), seed), batchSize: c.lm_data.batch_size };
+    const ft = arm === 'Multitask-FT';
+    const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
+    const run = trainArm(arm as Arm, c, {
+      common: { student, tokenizer: tok, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
+        train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
+        select: (select || ft) && (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: devScorer(tok, sc.sd.fewShot, ft ? 0 : c.k, method, c.eval.batch_size, seed, template) } : undefined },
+      instances: sc.instances, lm, teacher: sc.teacher, kl: d.kl,
+      ftInstances: () => sampleInstances(tok, sc.sd.fewShot.train, { k: 0, demos: false, method, template, maxLength, seed, n: c.train.instances }),
+      cache: sc.cache,
+    });
+    const trainS = (performance.now() - tc) / 1000;
+    // Multitask-FT is evaluated as it was trained: without demonstrations.
+    const e = evaluateIcl({ ...evalOpts, method, k: ft ? 0 : c.k, model: student, tokenizer: tok, seeds: [seed] });
+    const cell = saveCell(cellDir, resPath, { arm, seed, run, trainS, evalK: e.config.k as number, tasks: mapTasks(e.tasks), average: e.average, threads: backend().threads() }, log);
+    student.dispose();
+    return cell;
+  };
+  // The cells in a fixed order (seed-major): the index --shard partitions.
+  const cellList = c.seeds.flatMap((seed) => arms.map((arm) => ({ arm, seed })));
+  const dispose = (): void => {
+    for (const sc of seedCtx.values()) if (sc.teacher !== teacher) sc.teacher.dispose();
+    teacher.dispose(); studentProbe.dispose();
+  };
+  return { c, out, log, t0, arms, cellList, forSeed, studentCopy, runCell, teacher, studentProbe, teacherRes, baselines, tok, taskDir, testTasks, perSeedTeachers, dispose };
+}
+
+type StudyCtx = Awaited<ReturnType<typeof prepare>>;
+
+/** --stage teacher: what every cell depends on (made by prepare), plus each seed's teacher, teacher cache and student copy. */
+function stageTeacher(x: StudyCtx): object {
+  const cached = x.arms.some((a) => a === 'ICL-D' || a === 'ICL-D (LM)');
+  for (const seed of x.c.seeds) {
+    const sc = x.forSeed(seed);
+    if (cached) sc.cache();
+    x.studentCopy(seed);
   }
+  writeJsonAtomic(join(x.out, STAGE), { finished: new Date().toISOString(), cells: x.cellList.length });
+  x.log(`teacher stage done: ${x.cellList.length} cells to run (icld study --worker / --shard i/N, then --merge)`);
+  return { stage: 'teacher', out: x.out, cells: x.cellList.length };
+}
+
+/**
+ * --worker: claims unfinished cells one at a time under a lease and runs them, until every cell
+ * is finished; while other workers hold the last ones it waits, taking over any lease that
+ * expires. With a shard (cell index % n == i) it runs its cells without leases.
+ */
+async function work(x: StudyCtx, leaseSeconds: number, shard?: { i: number; n: number }): Promise<object> {
+  const mine = x.cellList.filter((_, k) => !shard || k % shard.n === shard.i);
+  let ran = 0, first = true;
+  for (;;) {
+    let held = 0;
+    for (const { arm, seed } of mine) {
+      const { cellDir, resPath, done } = cellSlot(x.out, arm, seed, x.log);
+      if (done) { if (first) x.log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
+      if (shard) { x.runCell(arm, seed, cellDir, resPath); ran++; continue; }
+      mkdirSync(cellDir, { recursive: true });
+      const lease = tryClaim(join(cellDir, 'lease.json'), leaseSeconds);
+      if (!lease) { held++; continue; }
+      try {
+        if (cellSlot(x.out, arm, seed, x.log).done) continue; // finished by another worker meanwhile
+        x.runCell(arm, seed, cellDir, resPath); ran++;
+      } finally { await lease.release(); }
+    }
+    if (!held) break;
+    first = false;
+    await new Promise((r) => setTimeout(r, Math.max(100, (leaseSeconds * 1000) / 3)));
+  }
+  x.log(`worker ${workerId()}: ran ${ran} cell(s)${shard ? ` of shard ${shard.i}/${shard.n}` : ''}`);
+  return { worker: workerId(), ran };
+}
+
+/** --merge: results.json and report.html from the finished cells; the missing ones are listed, not fatal. */
+function merge(x: StudyCtx): object {
+  const cells: CellResult[] = [], missing: string[] = [];
+  for (const { arm, seed } of x.cellList) {
+    const done = cellSlot(x.out, arm, seed, x.log).done;
+    if (done) cells.push(done); else missing.push(`${arm} seed ${seed}`);
+  }
+  if (x.perSeedTeachers) for (const seed of x.c.seeds) x.forSeed(seed); // each seed's teacher row
+  if (missing.length) x.log(`merge: ${missing.length} of ${x.cellList.length} cells not finished (left out): ${missing.join(', ')}`);
   // 7. Results. (Speed is measured after the cells, so a killed study has its cells saved first.)
-  const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(teacher, studentProbe, tok, taskDir, testTasks[0], c.k), log);
-  const groups = taskGroups(taskDir, testTasks);
-  const results = assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed, baselines);
-  writeJsonAtomic(join(out, 'results.json'), results);
-  const report = writeStudyReport(join(out, 'report.html'), c, results, cells);
-  log(`study finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  return { ...results, report, out };
+  const speed = cached(join(x.out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(x.teacher, x.studentProbe, x.tok, x.taskDir, x.testTasks[0], x.c.k), x.log);
+  const groups = taskGroups(x.taskDir, x.testTasks);
+  const results = { ...assemble(x.c, cells, x.teacherRes, groups, x.teacher.numParameters(), x.studentProbe.numParameters(), speed, x.baselines), missing_cells: missing };
+  writeJsonAtomic(join(x.out, 'results.json'), results);
+  const report = writeStudyReport(join(x.out, 'report.html'), x.c, results, cells);
+  x.log(`study merged in ${((performance.now() - x.t0) / 1000).toFixed(0)} s`);
+  return { ...results, report, out: x.out };
 }
 
 /** Explicit task lists (tasks.train / tasks.test): every task named must be there. */
