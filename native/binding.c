@@ -69,30 +69,38 @@ static int boolean(ctx *c, size_t i) {
 
 typedef struct { void *p; int64_t len; } arr;
 
-/* type: 1 = float32, 2 = int32, 3 = either (4-byte elements) */
-static arr typed(ctx *c, size_t i, int type, int nullable) {
-  arr a = {NULL, 0};
-  if (c->failed) return a;
+/* Argument i as a typed array: a.p its data (already adjusted by the view's byteOffset), a.len its
+ * element count, *tt its type. Returns 0 (a empty) for null/undefined when nullable, or on error. */
+static int typed_array(ctx *c, size_t i, int nullable, napi_typedarray_type *tt, arr *a) {
+  a->p = NULL; a->len = 0;
+  if (c->failed) return 0;
   napi_value v = c->argv[i];
   if (nullable) {
     napi_valuetype t;
     napi_typeof(c->env, v, &t);
-    if (t == napi_null || t == napi_undefined) return a;
+    if (t == napi_null || t == napi_undefined) return 0;
   }
-  napi_typedarray_type tt;
   size_t len;
   void *data;
   bool is = false;
   napi_is_typedarray(c->env, v, &is);
-  if (!is || napi_get_typedarray_info(c->env, v, &tt, &len, &data, NULL, NULL) != napi_ok) {
+  if (!is || napi_get_typedarray_info(c->env, v, tt, &len, &data, NULL, NULL) != napi_ok) {
     throw_err(c, "ERR_ARG_TYPE", "expected a typed array");
-    return a;
+    return 0;
   }
+  a->p = data;
+  a->len = (int64_t)len;
+  return 1;
+}
+
+/* type: 1 = float32, 2 = int32, 3 = either (4-byte elements) */
+static arr typed(ctx *c, size_t i, int type, int nullable) {
+  arr a;
+  napi_typedarray_type tt;
+  if (!typed_array(c, i, nullable, &tt, &a)) return a;
   int ok = (type & 1 && tt == napi_float32_array) || (type & 2 && tt == napi_int32_array) ||
            (type == 3 && tt == napi_uint32_array);
-  if (!ok) { throw_err(c, "ERR_ARG_TYPE", type == 2 ? "expected an Int32Array" : "expected a Float32Array"); return a; }
-  a.p = data; /* already adjusted by the view's byteOffset */
-  a.len = (int64_t)len;
+  if (!ok) { throw_err(c, "ERR_ARG_TYPE", type == 2 ? "expected an Int32Array" : "expected a Float32Array"); a.p = NULL; a.len = 0; }
   return a;
 }
 
@@ -497,28 +505,13 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
 
 /* Any typed array as raw bytes (weights in packed formats); len = byte length. */
 static arr raw_bytes(ctx *c, size_t i, int nullable) {
-  arr a = {NULL, 0};
-  if (c->failed) return a;
-  napi_value v = c->argv[i];
-  if (nullable) {
-    napi_valuetype t;
-    napi_typeof(c->env, v, &t);
-    if (t == napi_null || t == napi_undefined) return a;
-  }
+  arr a;
   napi_typedarray_type tt;
-  size_t len;
-  void *data;
-  bool is = false;
-  napi_is_typedarray(c->env, v, &is);
-  if (!is || napi_get_typedarray_info(c->env, v, &tt, &len, &data, NULL, NULL) != napi_ok) {
-    throw_err(c, "ERR_ARG_TYPE", "expected a typed array");
-    return a;
-  }
+  if (!typed_array(c, i, nullable, &tt, &a)) return a;
   size_t el = (tt == napi_int8_array || tt == napi_uint8_array || tt == napi_uint8_clamped_array) ? 1
             : (tt == napi_int16_array || tt == napi_uint16_array) ? 2
             : (tt == napi_float64_array || tt == napi_bigint64_array || tt == napi_biguint64_array) ? 8 : 4;
-  a.p = data;
-  a.len = (int64_t)(len * el);
+  a.len *= (int64_t)el;
   return a;
 }
 
