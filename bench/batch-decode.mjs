@@ -19,7 +19,7 @@
 //     [--skip-server] [--no-write] [--json]
 // --quick: --steps 12 --max-tokens 24 --rounds 1 (≈1–2 min on the 2-vCPU machine).
 
-import { spawn, execSync } from 'node:child_process';
+import { execSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -154,28 +154,12 @@ if (!o['skip-server']) {
   const args = ['dist/src/cli/main.js', 'serve', '--model', dir, '--port', '0', '--slots', String(maxB), '--queue', String(maxB)];
   serverCmd = `node ${args.map((a) => (a === dir ? 'TMPDIR/model' : a)).join(' ')}`;
   log(`starting: ${serverCmd}`);
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let tail = '';
+  const server = serveLib.spawnServer(args, root), child = server.child;
   const cleanup = () => { if (child.exitCode === null) child.kill('SIGKILL'); rmSync(dir, { recursive: true, force: true }); };
   process.on('SIGINT', () => { cleanup(); process.exit(130); });
   try {
-    const url = await new Promise((res, rej) => {
-      const timer = setTimeout(() => rej(new Error('the server printed no URL within 120 s')), 120_000);
-      let found = false;
-      const onOut = (b) => {
-        tail = (tail + b.toString()).slice(-4000);
-        if (found) return;
-        const m = /https?:\/\/[^\s]+/.exec(tail);
-        if (m) { found = true; clearTimeout(timer); res(m[0].replace(/[/.,;)]+$/, '')); }
-      };
-      child.stdout.on('data', onOut); child.stderr.on('data', onOut);
-      child.on('exit', (c, s) => { clearTimeout(timer); if (!found) rej(new Error(`the server exited (${s ?? `code ${c}`}): ${tail.trim().split('\n').pop()}`)); });
-    });
-    for (let t = Date.now(); ; ) {
-      try { const r = await fetch(`${url}/health`); await r.arrayBuffer(); if (r.status === 200) break; } catch { /* not up yet */ }
-      if (Date.now() - t > 120_000) throw new Error('/health did not answer 200 within 120 s');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const url = await server.url;
+    await serveLib.waitHealthy(url, 120_000, 100);
     const words = shakespeare.split(/\s+/).filter(Boolean);
     const excerpt = (k) => { const s = (k * 7919) % (words.length - 2 * o.prompt); return tok.decode(tok.encode(words.slice(s, s + 2 * o.prompt).join(' ')).slice(0, o.prompt)); };
     const body = (k) => ({ prompt: excerpt(k), max_tokens: o['max-tokens'], temperature: 0, logit_bias: { [tok.eosTokenId]: -100 } });
@@ -210,7 +194,7 @@ if (!o['skip-server']) {
     await new Promise((r) => { if (child.exitCode !== null) r(); else child.once('exit', r); });
   } catch (e) {
     cleanup();
-    fail(`${e.message}\n  server: ${tail.trim().split('\n').slice(-3).join('\n  server: ')}`);
+    fail(`${e.message}\n  server: ${server.tail().trim().split('\n').slice(-3).join('\n  server: ')}`);
   }
   cleanup();
 }

@@ -3,6 +3,7 @@
 // Only node built-ins (global fetch): it measures any OpenAI-compatible server, not just ours.
 
 import { performance } from 'node:perf_hooks';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 /** Percentile with linear interpolation between closest ranks (numpy's default); NaN when empty. */
 export function percentile(values: readonly number[], p: number): number {
@@ -277,4 +278,40 @@ export function formatTable(s: LoadSummary): string {
     ['wall s', f(s.elapsedS, 1)],
   ];
   return ['| metric | value |', '|---|---:|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n');
+}
+
+/** A server started by spawnServer: its process, the URL it prints, the last 4000 characters of its output. */
+export interface SpawnedServer { child: ChildProcess; url: Promise<string>; tail(): string }
+
+/**
+ * Start `node ...args` in `cwd`; `url` resolves to the first http(s):// address the process prints
+ * on stdout or stderr. Both pipes keep draining afterwards (per-request log lines would otherwise fill them).
+ */
+export function spawnServer(args: string[], cwd: string, timeoutMs = 120_000): SpawnedServer {
+  const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let tail = '';
+  const last = (): string => tail.trim().split('\n').pop() ?? '';
+  const url = new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`the server printed no URL within ${timeoutMs / 1000} s; last output: ${last()}`)), timeoutMs);
+    let found = false;
+    const onOut = (b: Buffer): void => {
+      tail = (tail + b.toString()).slice(-4000);
+      if (found) return;
+      const m = /https?:\/\/[^\s]+/.exec(tail);
+      if (m) { found = true; clearTimeout(timer); res(m[0].replace(/[/.,;)]+$/, '')); }
+    };
+    child.stdout!.on('data', onOut); child.stderr!.on('data', onOut);
+    child.on('exit', (code, sig) => { clearTimeout(timer); if (!found) rej(new Error(`the server exited (${sig ?? `code ${code}`}) before listening: ${last()}`)); });
+  });
+  return { child, url, tail: () => tail };
+}
+
+/** Poll `base`/health until it answers 200 (throws after timeoutMs). */
+export async function waitHealthy(base: string, timeoutMs = 120_000, pollMs = 200): Promise<void> {
+  const t = Date.now();
+  for (;;) {
+    try { const r = await fetch(`${base}/health`); await r.arrayBuffer(); if (r.status === 200) return; } catch { /* not up yet */ }
+    if (Date.now() - t > timeoutMs) throw new Error(`${base}/health did not answer 200 within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
 }

@@ -18,7 +18,7 @@
 // .bench-tmp/serve[-overload].json. The load generator itself is bench/serve-lib.ts (tested in
 // test/bench/serve-bench.test.ts).
 
-import { spawn, execSync } from 'node:child_process';
+import { execSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { dirname, join, resolve, basename } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -89,42 +89,22 @@ if (!o.url && !modelDir) {
 const modelCfg = modelDir ? JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) : null;
 
 // ---- the server ---------------------------------------------------------------------------------
-let child = null, url = o.url ? o.url.replace(/\/+$/, '') : null, serverCmd = null, tail = '';
-const serverTail = () => (child ? tail.trim().split('\n').slice(-5).map((l) => `  server: ${l}`).join('\n') : '');
+let child = null, server = null, url = o.url ? o.url.replace(/\/+$/, '') : null, serverCmd = null;
+const serverTail = () => (server ? server.tail().trim().split('\n').slice(-5).map((l) => `  server: ${l}`).join('\n') : '');
 function cleanup() {
   if (child && child.exitCode === null) child.kill('SIGKILL');
   if (tempModel && !o['keep-model']) rmSync(tempModel, { recursive: true, force: true });
 }
 process.on('SIGINT', () => { cleanup(); process.exit(130); });
 
-async function startServer() {
+function startServer() {
   const args = ['dist/src/cli/main.js', 'serve', '--model', modelDir, '--port', '0', '--slots', String(o.slots), '--queue', String(o.queue)];
   if (o['api-key']) args.push('--api-key', o['api-key']);
   serverCmd = `node ${args.map((a) => (a === modelDir && tempModel ? 'TMPDIR/model' : a)).join(' ')}`;
   log(`starting: ${serverCmd}`);
-  child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`the server printed no URL within 120 s; last output: ${tail.trim().split('\n').pop() ?? ''}`)), 120_000);
-    let found = false;
-    // Keep draining both pipes after the URL (per-request log lines would otherwise fill them).
-    const onOut = (b) => {
-      tail = (tail + b.toString()).slice(-4000);
-      if (found) return;
-      const m = /https?:\/\/[^\s]+/.exec(tail);
-      if (m) { found = true; clearTimeout(timer); res(m[0].replace(/[/.,;)]+$/, '')); }
-    };
-    child.stdout.on('data', onOut); child.stderr.on('data', onOut);
-    child.on('exit', (code, sig) => { clearTimeout(timer); rej(new Error(`the server exited (${sig ?? `code ${code}`}) before listening: ${tail.trim().split('\n').pop() ?? ''}`)); });
-  });
-}
-
-async function waitHealthy(base) {
-  const t = Date.now();
-  for (;;) {
-    try { const r = await fetch(`${base}/health`); await r.arrayBuffer(); if (r.status === 200) return; } catch { /* not up yet */ }
-    if (Date.now() - t > 120_000) throw new Error(`${base}/health did not answer 200 within 120 s`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  server = lib.spawnServer(args, root);
+  child = server.child;
+  return server.url;
 }
 
 async function stopServer() {
@@ -140,7 +120,7 @@ async function stopServer() {
 let summary, verdict, modelName, stop = null;
 try {
   if (!url) url = await startServer();
-  await waitHealthy(url);
+  await lib.waitHealthy(url);
   const auth = o['api-key'] ? { authorization: `Bearer ${o['api-key']}` } : {};
   const models = await (await fetch(`${url}/v1/models`, { headers: auth })).json();
   modelName = models?.data?.[0]?.id;
