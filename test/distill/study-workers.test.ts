@@ -1,5 +1,5 @@
 // A study as jobs: --stage teacher, then 3 --worker processes at once on one --out (one SIGKILLed
-// mid-cell, its cell taken over), then --merge, equals the single-process `icld study`; so do
+// mid-cell, its cell taken over once its lease expires), then --merge, equals the single-process `icld study`; so do
 // --shard 0/2 + 1/2 + --merge. Plus lease expiry and the usage errors.
 
 import test from 'node:test';
@@ -31,7 +31,8 @@ const icld = (...args: string[]): { status: number | null; stdout: string; stder
   const r = spawnSync(process.execPath, [cli, 'study', '--config', cfgPath, ...args], { encoding: 'utf8' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 };
-const start = (...args: string[]): ChildProcess => spawn(process.execPath, [cli, 'study', '--config', cfgPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+const start = (host: string, ...args: string[]): ChildProcess => spawn(process.execPath, [cli, 'study', '--config', cfgPath, ...args],
+  { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ICLD_WORKER_HOST: host } });
 const exited = (p: ChildProcess): Promise<number | null> => new Promise((r) => { if (p.exitCode !== null || p.signalCode !== null) r(p.exitCode); else p.on('exit', (code) => r(code)); });
 
 /** Every cell's result without its timings, keyed arm/seed. */
@@ -71,22 +72,37 @@ test('study: 3 workers (one SIGKILLed mid-cell) + merge equal the single-process
   const st = icld('--out', out, '--stage', 'teacher');
   assert.equal(st.status, 0, st.stderr);
   assert.ok(!existsSync(join(out, 'cells')), 'the stage ran cells');
-  const workers = [0, 1, 2].map(() => start('--out', out, '--worker', '--lease-seconds', '2'));
+  // Each worker names its own host, as on three machines: a dead holder is then seen only through
+  // its lease expiring (a dead pid on this host would be taken over at once).
+  const workers = [0, 1, 2].map((i) => start(`node${i}`, '--out', out, '--worker', '--lease-seconds', '2'));
   const pids = new Set(workers.map((w) => w.pid!));
   // Kill the worker that holds the first lease of a training cell (not Raw), while it trains.
-  let killed: { pid: number; cell: string } | null = null;
+  let killed: { pid: number; cell: string; at: number; by: string } | null = null;
   while (!killed && workers.some((w) => w.exitCode === null)) {
     for (const a of existsSync(join(out, 'cells')) ? readdirSync(join(out, 'cells')).filter((x) => x !== 'raw') : []) {
       for (const s of readdirSync(join(out, 'cells', a))) {
         let lease: { worker?: string };
         try { lease = JSON.parse(readFileSync(join(out, 'cells', a, s, 'lease.json'), 'utf8')); } catch { continue; }
         const pid = Number(lease.worker?.split(':').at(-1));
-        if (!killed && pids.has(pid)) { process.kill(pid, 'SIGKILL'); killed = { pid, cell: `${a}/${s}` }; }
+        if (!killed && pids.has(pid)) { process.kill(pid, 'SIGKILL'); killed = { pid, cell: `${a}/${s}`, at: Date.now(), by: lease.worker! }; }
       }
     }
     await new Promise((r) => setTimeout(r, 20));
   }
   assert.ok(killed, 'no training cell was ever leased');
+  // The dead worker's lease stays until it expires (2 s after its last renewal, at most 2/3 s
+  // before the kill), then another worker takes the cell over.
+  const leasePath = join(out, 'cells', killed.cell, 'lease.json');
+  let takenAt = 0;
+  while (!takenAt && workers.some((w) => w.pid !== killed!.pid && w.exitCode === null)) {
+    let w = '';
+    try { w = JSON.parse(readFileSync(leasePath, 'utf8')).worker; } catch { /* between owners */ }
+    if (w && w !== killed.by) takenAt = Date.now();
+    else if (existsSync(join(out, 'cells', killed.cell, 'result.json'))) takenAt = Date.now();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(takenAt, 'the killed worker\'s cell was never taken over');
+  assert.ok(takenAt - killed.at >= 1200, `the lease was taken over ${takenAt - killed.at} ms after the kill, before it expired`);
   const codes = await Promise.all(workers.map(exited));
   for (const [i, w] of workers.entries()) if (w.pid !== killed.pid) assert.equal(codes[i], 0, `worker ${w.pid} failed`);
   assert.ok(!existsSync(join(out, 'cells', killed.cell, 'lease.json')), 'the killed cell\'s lease was left behind');
