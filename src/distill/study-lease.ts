@@ -2,20 +2,18 @@
 // creating OUT/cells/<arm>/<seed>/lease.json with exclusive create. The holder rewrites it
 // (atomically) every lease/3 from a worker thread, since a cell's training blocks the main
 // thread's event loop. A lease not renewed for the expiry, or one from a dead process on this
-// host, is taken over, so a killed or pre-empted worker's cell is redone. ICLD_WORKER_HOST names
-// the host in place of hostname() (workers that share a hostname but not a process table).
+// host, is taken over, so a killed or pre-empted worker's cell is redone. The host is
+// machineName() (ICLD_WORKER_HOST, else hostname()).
 
 import { closeSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { otherProcessAlive, tempSibling, writeAll } from '../io/atomic.js';
+import { machineName, otherProcessAlive, tempSibling, writeAll } from '../io/atomic.js';
 
 interface LeaseData { worker: string; time: number }
 export interface Lease { path: string; release(): Promise<void> }
 
-const host = (): string => process.env.ICLD_WORKER_HOST || hostname();
 /** This process as a worker: host:pid. */
-export const workerId = (): string => `${host()}:${process.pid}`;
+export const workerId = (): string => `${machineName()}:${process.pid}`;
 
 function readLease(p: string): LeaseData | null {
   try {
@@ -28,7 +26,7 @@ function expired(l: LeaseData | null, p: string, ms: number): boolean {
   // Empty or torn (being written this instant): judged by its age on disk.
   if (!l) { try { return Date.now() - statSync(p).mtimeMs > ms; } catch { return true; } }
   const at = l.worker.lastIndexOf(':'), h = l.worker.slice(0, at), pid = Number(l.worker.slice(at + 1));
-  if (h === host() && pid !== process.pid && !otherProcessAlive(pid)) return true;
+  if (h === machineName() && pid !== process.pid && !otherProcessAlive(pid)) return true;
   return Date.now() - l.time > ms;
 }
 

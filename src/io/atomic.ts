@@ -9,7 +9,8 @@
 
 import { closeSync, fsyncSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 
 const hits = new Map<string, number>();
 
@@ -38,8 +39,13 @@ export function fsyncDir(dir: string): void {
 }
 
 /** A temp name next to `path` that no other process or call will pick. */
+/** This machine's name: ICLD_WORKER_HOST, else the host name (study workers on a shared --out sign leases with it). */
+export const machineName = (): string => process.env.ICLD_WORKER_HOST || hostname();
+/** Six hex digits naming this machine in temp names: a pid means nothing on another machine. */
+const hostTag = (): string => createHash('sha256').update(machineName()).digest('hex').slice(0, 6);
+
 export function tempSibling(path: string, tag = 'tmp'): string {
-  return join(dirname(path), `.${basename(path)}.${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  return join(dirname(path), `.${basename(path)}.${tag}-${process.pid}-h${hostTag()}-${randomBytes(4).toString('hex')}`);
 }
 
 /**
@@ -124,16 +130,18 @@ export function otherProcessAlive(pid: number): boolean {
 }
 
 /**
- * Remove temp and trash entries (tempSibling names: .NAME.TAG-PID-HEX) that processes no longer
- * running left directly in `dir` after a crash. Returns the names removed.
+ * Remove temp and trash entries (tempSibling names: .NAME.TAG-PID-hHOST-HEX, or the older
+ * .NAME.TAG-PID-HEX) that processes no longer running on this machine left directly in `dir`
+ * after a crash. Returns the names removed.
  */
 export function cleanStaleTemps(dir: string, tags: readonly string[] = ['tmp', 'trash']): string[] {
   let names: string[];
   try { names = readdirSync(dir); } catch { return []; }
   const removed: string[] = [];
   for (const name of names) {
-    const m = /^\..+\.([a-z]+)-(\d+)-[0-9a-f]{8}$/.exec(name);
-    if (!m || !tags.includes(m[1]) || otherProcessAlive(Number(m[2]))) continue;
+    const m = /^\..+\.([a-z]+)-(\d+)(?:-h([0-9a-f]{6}))?-[0-9a-f]{8}$/.exec(name);
+    // Another machine's temp (a shared --out on NFS) may be in flight: its pid cannot be checked here.
+    if (!m || !tags.includes(m[1]) || (m[3] !== undefined && m[3] !== hostTag()) || otherProcessAlive(Number(m[2]))) continue;
     rmSync(join(dir, name), { recursive: true, force: true });
     removed.push(name);
   }

@@ -429,13 +429,13 @@ export function checkpointProblem(dir: string): string | null {
  * Repair a run directory after a crash: a checkpoint that was moved aside for a re-save and
  * never replaced is put back; temp, aside and trash directories of dead processes are removed.
  * Names: .tmp-checkpoint-STEP-PID-HEX, .old-checkpoint-STEP-PID-HEX, and removeDirAtomic's
- * .NAME.trash-PID-HEX of any of these or of a checkpoint-STEP.
+ * .NAME.trash-PID-hHOST-HEX of any of these or of a checkpoint-STEP.
  */
 export function recoverRunDir(dir: string, log: (s: string) => void = () => {}): void {
   if (!existsSync(dir)) return;
   for (const n of cleanStaleTemps(dir)) log(`removed ${n}, left by an interrupted write`);
   for (const name of readdirSync(dir).sort()) {
-    const trash = /^\.\.?(?:tmp-|old-)?checkpoint-\d+.*\.trash-(\d+)-[0-9a-f]+$/.exec(name);
+    const trash = /^\.\.?(?:tmp-|old-)?checkpoint-\d+.*\.trash-(\d+)(?:-h[0-9a-f]{6})?-[0-9a-f]+$/.exec(name);
     const tmp = /^\.tmp-checkpoint-\d+-(\d+)-[0-9a-f]+$/.exec(name);
     const old = /^\.old-checkpoint-(\d+)-(\d+)-[0-9a-f]+$/.exec(name);
     const pid = trash ? trash[1] : tmp ? tmp[1] : old ? old[2] : null;
