@@ -443,7 +443,7 @@ export const commands: Record<string, Command> = {
   },
   study: {
     summary: 'Run every arm × seed of an ICL-distillation study (resumable) and write results.json + report.html.',
-    details: 'On a cluster the study splits into jobs over one shared --out: --stage teacher once (teacher tuning and evaluation, teacher caches, tokenizer, LM text), then any number of --worker processes (each claims unfinished cells one at a time under a lease file, renewed while the cell runs and taken over when it expires; a worker exits when every cell is finished) or --shard i/N array jobs (cell index % N == i, no leases), then --merge (results.json and report.html from the finished cells; missing ones are listed in "missing_cells" and on stderr, exit 0). A worker or merge before the stage fails with exit 1. Plain `icld study` is the stage, one worker and the merge in one process, then the config\'s analyses (the parts run the main study only).',
+    details: 'On a cluster the study splits into jobs over one shared --out: --stage teacher once (teacher tuning and evaluation, teacher caches, tokenizer, LM text), then any number of --worker processes (each claims unfinished cells one at a time under a lease file, renewed while the cell runs and taken over when it expires; a worker exits when every cell is finished) or --shard i/N array jobs (cell index % N == i, no leases), then --merge (results.json and report.html from the finished cells; missing ones are listed in "missing_cells" and on stderr, exit 0). A worker or merge before the stage fails with exit 1. Plain `icld study` is the stage, one worker and the merge in one process. The parts cover the config\'s analyses too: the stage stages every sub-study, workers and shards take cells from all of them, the merge adds the analyses block from the sub-studies that have results.',
     flags: {
       json,
       config: { type: 'string', path: 'file', help: 'study JSON (e.g. studies/synthetic.json) (required)' },
@@ -456,8 +456,8 @@ export const commands: Record<string, Command> = {
       'lease-seconds': { type: 'number', min: 1, help: 'a --worker\'s lease not renewed for this long is taken over (default 60)' },
     },
     run: async (a) => {
-      const { readStudyConfig, runStudyPart } = await import('../distill/study.js');
-      const { runStudyWithAnalyses } = await import('../distill/analyses.js'); // the main study, then its "analyses" sub-studies
+      const { readStudyConfig } = await import('../distill/study.js');
+      const { runStudyWithAnalyses, runStudyWithAnalysesPart } = await import('../distill/analyses.js'); // the main study and its "analyses" sub-studies
       const parts = (['stage', 'worker', 'shard', 'merge'] as const).filter((k) => a[k] !== undefined && a[k] !== false);
       if (parts.length > 1) throw new UsageError(`icld study: --${parts.join(', --')} are different parts of a study; give one`);
       let shard: { i: number; n: number } | undefined;
@@ -476,7 +476,7 @@ export const commands: Record<string, Command> = {
       }
       const part = parts[0] === 'stage' ? { part: 'stage' as const } : parts[0] === 'merge' ? { part: 'merge' as const }
         : { part: 'worker' as const, leaseSeconds: a['lease-seconds'] as number | undefined, shard };
-      const r = await runStudyPart(cfg, out, part) as { report?: string; missing_cells?: string[]; ran?: number; cells?: number };
+      const r = await runStudyWithAnalysesPart(cfg, out, part) as { report?: string; missing_cells?: string[]; ran?: number; cells?: number };
       if (a.json) console.log(JSON.stringify(r));
       else if (part.part === 'merge') console.log(`results: ${out}/results.json\nreport:  ${r.report}${r.missing_cells?.length ? `\nmissing: ${r.missing_cells.length} cell(s)` : ''}`);
       else if (part.part === 'stage') console.log(`teacher stage done: ${r.cells} cells in ${out}`);

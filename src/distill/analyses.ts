@@ -1,4 +1,4 @@
-// The paper's analyses as a layer over runStudy: several student sizes (share of the teacher's
+// The paper's analyses as a layer over the study's parts (study.ts): several student sizes (share of the teacher's
 // score kept vs compression and measured speed-up), several teacher sizes, and the ablations over
 // the fraction of examples per meta-training task and over the number of meta-training tasks.
 // Each point is a sub-study (a copy of the study's config with one thing changed and fewer arms)
@@ -8,8 +8,9 @@
 
 import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { runStudy } from './study.js';
-import { ARMS, type Arm, type StudyConfig } from './study-config.js';
+import { runStudyPart, workStudies, type StudyPart } from './study.js';
+import { requireStage, STAGE } from './study-io.js';
+import { ARMS, studyCells, type Arm, type StudyConfig } from './study-config.js';
 import type { CellResult, StudyResults } from './study-results.js';
 import { writeStudyReport } from './study-report.js';
 import { taskSets } from './task-subset.js';
@@ -212,32 +213,60 @@ function readCells(out: string, arms: string[]): CellResult[] {
 }
 
 /**
- * Run the main study, then each analysis point as a sub-study, then add the `analyses` block to
- * the main results.json and its plots to report.html. Rerunning resumes every part.
+ * The main study and each analysis point as a sub-study, then the `analyses` block added to the
+ * main results.json and its plots to report.html. Rerunning resumes every part.
  */
 export async function runStudyWithAnalyses(c: StudyConfig, out: string, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
-  // A bad analyses section is refused before the main study runs, not after it.
+  await runStudyWithAnalysesPart(c, out, { part: 'stage' }, log);
+  await runStudyWithAnalysesPart(c, out, { part: 'worker' }, log);
+  return runStudyWithAnalysesPart(c, out, { part: 'merge' }, log);
+}
+
+/**
+ * One part (study.ts's StudyPart) over the main study and its analyses' sub-studies: the stage
+ * makes every study's teacher-side inputs (the main one first: the sub-studies read its teacher
+ * and tokenizer), workers and shards take cells from all of them, the merge merges each and adds
+ * the analyses of whatever sub-studies have results, listing the missing cells of all.
+ */
+export async function runStudyWithAnalysesPart(c: StudyConfig, out: string, p: StudyPart, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
+  if (p.part === 'all') return runStudyWithAnalyses(c, out, log);
+  // A bad analyses section is refused before anything runs, not after the main study.
   if (c.analyses && c.setting === 'meta') {
     const n = c.tasks.synthetic ? (c.tasks.synthetic.trainTasks ?? defaultSyntheticOptions.trainTasks) : studyTrainTasks(c, out).length;
     expandAnalyses(c, out, Array.from({ length: n }, (_, i) => `task-${i}`));
   } else if (c.analyses) expandAnalyses(c, out, []);
-  const r = await runStudy(c, out, log) as StudyResults & { report: string; out: string };
-  if (!c.analyses) return r;
+  if (!c.analyses) return runStudyPart(c, out, p, log);
+  if (p.part === 'stage') await runStudyPart(c, out, p, log);
+  else requireStage(out); // the sub-studies are listed from the main study's tasks
   const points = expandAnalyses(c, out, c.setting === 'meta' ? studyTrainTasks(c, out) : []);
-  for (const [i, p] of points.entries()) {
-    if (!p.config) continue;
-    const dir = join(out, 'analyses', p.name);
-    log(`analysis ${i + 1}/${points.length}: ${p.label} → ${dir}`);
-    // The teacher, tokenizer and test tasks are the main study's: its teacher evaluation holds here too.
-    const te = join(out, 'teacher-eval.json');
-    if (p.kind !== 'teacher_sizes' && existsSync(te) && !existsSync(join(dir, 'teacher-eval.json'))) { mkdirSync(dir, { recursive: true }); copyFileSync(te, join(dir, 'teacher-eval.json')); }
-    await runStudy(p.config, dir, (s) => log(`  [${p.name}] ${s}`));
+  const subs = points.flatMap((q) => (q.config ? [{ p: q, c: q.config, out: join(out, 'analyses', q.name), log: (s: string) => log(`  [${q.name}] ${s}`) }] : []));
+  if (p.part === 'stage') {
+    for (const [i, s] of subs.entries()) {
+      log(`analysis ${i + 1}/${subs.length}: ${s.p.label} → ${s.out}`);
+      // The teacher, tokenizer and test tasks are the main study's: its teacher evaluation holds here too.
+      const te = join(out, 'teacher-eval.json');
+      if (s.p.kind !== 'teacher_sizes' && existsSync(te) && !existsSync(join(s.out, 'teacher-eval.json'))) { mkdirSync(s.out, { recursive: true }); copyFileSync(te, join(s.out, 'teacher-eval.json')); }
+      await runStudyPart(s.c, s.out, p, s.log);
+    }
+    const cells = [c, ...subs.map((x) => x.c)].reduce((n, k) => n + studyCells(k).length, 0);
+    log(`teacher stage done for the main study and ${subs.length} analysis point(s): ${cells} cells to run`);
+    return { stage: 'teacher', out, cells, studies: 1 + subs.length };
   }
-  const main = readResults(out);
-  const analyses = collectAnalyses(c, out, points, main);
-  const results = { ...main, analyses };
+  if (p.part === 'worker') return workStudies([{ c, out, log }, ...subs], p.leaseSeconds ?? 60, p.shard);
+  // Merge: each study that has been staged, then the analyses of those with results.
+  const main = await runStudyPart(c, out, p, log) as StudyResults & { missing_cells: string[] };
+  const missing = [...main.missing_cells];
+  const merged: SubStudy[] = [];
+  for (const s of subs) {
+    if (!existsSync(join(s.out, STAGE))) { missing.push(`analyses/${s.p.name}: not staged`); continue; }
+    const r = await runStudyPart(s.c, s.out, p, s.log) as { missing_cells: string[] };
+    missing.push(...r.missing_cells.map((m) => `analyses/${s.p.name}: ${m}`));
+    if (r.missing_cells.length < studyCells(s.c).length) merged.push(s.p); // a point needs a finished cell
+  }
+  const analyses = collectAnalyses(c, out, points.filter((q) => !q.config || merged.includes(q)), readResults(out));
+  const results = { ...readResults(out), analyses, missing_cells: missing };
   writeJsonAtomic(join(out, 'results.json'), results);
   const report = writeStudyReport(join(out, 'report.html'), c, results, readCells(out, c.arms ?? [...ARMS]));
-  log(`analyses: ${points.length} points → ${join(out, 'results.json')}`);
+  log(`analyses: ${merged.length} of ${subs.length} sub-studies merged → ${join(out, 'results.json')}`);
   return { ...results, report, out };
 }

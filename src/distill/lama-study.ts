@@ -26,10 +26,10 @@ import { trainDistill } from './distill.js';
 import { TeacherCache } from './cache.js';
 import { ensureBase } from './bases.js';
 import { seedStudent, trainArm } from './study-arms.js';
-import { ARMS, type StudyConfig } from './study-config.js';
+import { ARMS, studyCells, type StudyConfig } from './study-config.js';
 import { assemble, fmtAvg, type CellResult } from './study-results.js';
 import { writeStudyReport } from './study-report.js';
-import { cached, cellSlot, checkSameStudy, saveCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
+import { cached, checkSameStudy, requireStage, saveCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText, type PreparedStudy } from './study-io.js';
 
 /** One relation as evaluated: the facts probed and the pool its demonstrations come from. */
 export interface LamaEvalSet { relation: LamaRelation; test: LamaFact[]; demos: LamaFact[] }
@@ -127,16 +127,23 @@ export function majorityObjectBaseline(tok: Tokenizer, sets: readonly LamaEvalSe
   return { tasks, average: { p1: ms.reduce((a, m) => a + m.p1, 0) / Math.max(1, ms.length), p10: ms.reduce((a, m) => a + m.p10, 0) / Math.max(1, ms.length) } };
 }
 
-export async function runLamaStudy(c: StudyConfig, out: string, log: (s: string) => void): Promise<object> {
+/**
+ * A LAMA study prepared for its parts (study.ts runs them): the text, tokenizer, bases and the
+ * meta teacher are made here (by the stage; a worker or merge only reads them); per-seed
+ * teachers and caches come from stageSeeds, each arm × seed cell from runCell.
+ */
+export async function prepareLama(c: StudyConfig, out: string, log: (s: string) => void, stage: boolean): Promise<PreparedStudy> {
   const t0 = performance.now();
   const L = c.tasks.lama!;
   const arch = c.arch ?? 'gpt2', fam = modelFamily(arch), masked = fam.kind === 'masked';
   if (c.tokenizer.path && !existsSync(c.tokenizer.path)) throw new Error(`study config: tokenizer.path ${c.tokenizer.path} not found (leave it out to train one under --out)`);
   const rels = lamaStudyRelations(c);
-  mkdirSync(out, { recursive: true });
-  cleanStaleTemps(out);
+  if (stage) {
+    mkdirSync(out, { recursive: true });
+    cleanStaleTemps(out);
+  } else requireStage(out);
   checkSameStudy(c, out, log);
-  writeJsonAtomic(join(out, 'study_config.json'), c);
+  if (stage) writeJsonAtomic(join(out, 'study_config.json'), c);
   // 1. Plain text (WikiText for the paper's LAMA students) for pretraining, β·L_LM and LM-KD.
   const lmFile = join(out, 'lm.txt');
   if (!lmTextIntact(lmFile, log)) {
@@ -163,12 +170,12 @@ export async function runLamaStudy(c: StudyConfig, out: string, log: (s: string)
   const enc = { vocabSize: tok.vocabSize, encode: (s: string) => tok.encode(s, { addSpecialTokens: false }) };
   const shard = new TokenFile(buildShards([lmFile], enc, tokenizerKey(tok), join(out, 'lm-tokens'), { eos: masked ? null : tok.eosTokenId ?? null }));
   try {
-    return await runInner(c, out, log, { rels, tok, shard, masked, t0, L });
-  } finally { shard.close(); }
+    return prepareInner(c, out, log, { rels, tok, shard, masked, t0, L });
+  } catch (e) { shard.close(); throw e; }
 }
 
-async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
-  x: { rels: LamaRelationData[]; tok: Tokenizer; shard: TokenFile; masked: boolean; t0: number; L: NonNullable<StudyConfig['tasks']['lama']> }): Promise<object> {
+function prepareInner(c: StudyConfig, out: string, log: (s: string) => void,
+  x: { rels: LamaRelationData[]; tok: Tokenizer; shard: TokenFile; masked: boolean; t0: number; L: NonNullable<StudyConfig['tasks']['lama']> }): PreparedStudy {
   const { rels, tok, shard, masked, L } = x;
   const arch = c.arch ?? 'gpt2';
   // 3. Bases (given, fresh, or pretrained here: MLM for a masked family).
@@ -227,13 +234,17 @@ async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
   const baseline: Record<string, { tasks: Record<string, Metrics>; average: Metrics }> = {};
   for (const s of c.seeds) baseline[String(s)] = majorityObjectBaseline(tok, seedData(s).test, cands);
   log(`Most frequent object of the relation's train facts: ${fmtAvg(Object.values(baseline).map((b) => b.average))}`);
-  // 6. Arms × seeds.
+  // 6. Arms × seeds: per seed its instances, its teacher (tuned on the seed's facts in the
+  // multitask setting) and its teacher cache, made once and shared by the seed's cells.
   const arms = c.arms ?? [...ARMS];
   const d = c.distill;
-  const cells: CellResult[] = [];
   const collator = masked ? new MlmCollator(tok) : undefined;
   const wrap = masked && tok.clsTokenId !== undefined && tok.sepTokenId !== undefined;
-  for (const seed of c.seeds) {
+  type SeedCtx = { sd: LamaSeedData; instances: Instance[]; teacher: LanguageModel; cache: () => TeacherCache };
+  const seedCtx = new Map<number, SeedCtx>();
+  const forSeed = (seed: number): SeedCtx => {
+    const had = seedCtx.get(seed);
+    if (had) return had;
     const sd = seedData(seed);
     const instances = lamaInstances(tok, spec, sd.pools, { k: c.k, demos: true, seed, n: c.train.instances });
     let seedTeacher = teacher;
@@ -249,43 +260,61 @@ async function runInner(c: StudyConfig, out: string, log: (s: string) => void,
       log(`teacher seed ${seed}: ${fmtAvg([te.average])}`);
     }
     let cache: TeacherCache | null = null;
-    for (const arm of arms) {
-      const { cellDir, resPath, done } = cellSlot(out, arm, seed, log);
-      if (done) { cells.push(done); log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
-      log(`— ${arm}, seed ${seed}`);
-      const student = seedStudent(c, studentBase, studentProbe.config, seed);
-      const tc = performance.now();
-      const W = Math.min(c.lm_data.seq_len, student.maxPositions) - (wrap ? 2 : 0);
-      const lm = { loader: new WindowLoader(shard, 0, shard.length, W, seed), batchSize: c.lm_data.batch_size, ...(collator ? { mlm: { collator, cls: tok.clsTokenId, sep: tok.sepTokenId } } : {}) };
-      const ft = arm === 'Multitask-FT';
-      const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
-      const run = trainArm(arm, c, {
-        common: { student, tokenizer: tok, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
-          train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
-          select: (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: (m: LanguageModel) => evalLama(m, tok, sd.dev, cands, ft ? 0 : c.k, seed, evalBatch).average.p1 } : undefined },
-        instances, lm, teacher: seedTeacher, kl: 'full',
-        ftInstances: () => lamaInstances(tok, spec, sd.pools, { k: 0, demos: false, seed, n: c.train.instances }),
-        cache: () => (cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), seedTeacher, instances, { tau: d.temperature, topK: d.top_k, pad: tok.padTokenId ?? 0, log })),
-      });
-      const trainS = (performance.now() - tc) / 1000;
-      // Multitask-FT is evaluated as it was trained: without demonstrations.
-      const e = evalLama(student, tok, sd.test, cands, ft ? 0 : c.k, seed, evalBatch);
-      cells.push(saveCell(cellDir, resPath, { arm, seed, run, trainS, evalK: ft ? 0 : c.k, tasks: e.tasks, average: e.average }, log));
-      student.dispose();
-    }
-    if (seedTeacher !== teacher) seedTeacher.dispose();
-  }
-  // 7. Results.
-  const probeSets = seedData(c.seeds[0]).test;
-  const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureLamaSpeed(teacher, studentProbe, tok, spec, probeSets, c.k), log);
-  const groups: Record<string, string[]> = {};
-  for (const s of probeSets) (groups[s.relation.source === 'google_re' ? 'Google-RE' : `T-REx ${s.relation.type}`] ??= []).push(s.relation.id);
-  const results = assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed, { "Most frequent object of the relation's train facts": baseline });
-  const full = { ...results, lama: { setting: c.setting, relations: rels.map((r) => r.relation.id), ...(metaData?.split ? { split: metaData.split } : {}), vocab, candidates: cands.size, metric: 'P@1 (headline) and P@10, macro-averaged over the test relations' } };
-  writeJsonAtomic(join(out, 'results.json'), full);
-  const report = writeStudyReport(join(out, 'report.html'), c, results, cells);
-  log(`study finished in ${((performance.now() - x.t0) / 1000).toFixed(0)} s`);
-  return { ...full, report, out };
+    const t = seedTeacher;
+    const ctx: SeedCtx = { sd, instances, teacher: t, cache: () => (cache ??= TeacherCache.ensure(join(out, 'teacher-cache', String(seed)), t, instances, { tau: d.temperature, topK: d.top_k, pad: tok.padTokenId ?? 0, log })) };
+    seedCtx.set(seed, ctx);
+    return ctx;
+  };
+  const runCell = (arm: string, seed: number, cellDir: string, resPath: string): CellResult => {
+    log(`— ${arm}, seed ${seed}`);
+    const sc = forSeed(seed), sd = sc.sd;
+    const student = seedStudent(c, studentBase, studentProbe.config, seed);
+    const tc = performance.now();
+    const W = Math.min(c.lm_data.seq_len, student.maxPositions) - (wrap ? 2 : 0);
+    const lm = { loader: new WindowLoader(shard, 0, shard.length, W, seed), batchSize: c.lm_data.batch_size, ...(collator ? { mlm: { collator, cls: tok.clsTokenId, sep: tok.sepTokenId } } : {}) };
+    const ft = arm === 'Multitask-FT';
+    const stepsPerEpoch = Math.ceil(c.train.instances / c.train.batch_size);
+    const run = trainArm(arm, c, {
+      common: { student, tokenizer: tok, batchSize: c.train.batch_size, out: join(cellDir, 'run'), log,
+        train: { lr: c.train.lr, warmupSteps: c.train.warmup_steps ?? 20, seed, logEvery: 10 },
+        select: (c.train.dev_every ?? 1) > 0 ? { every: c.train.dev_every || stepsPerEpoch, score: (m: LanguageModel) => evalLama(m, tok, sd.dev, cands, ft ? 0 : c.k, seed, evalBatch).average.p1 } : undefined },
+      instances: sc.instances, lm, teacher: sc.teacher, kl: 'full',
+      ftInstances: () => lamaInstances(tok, spec, sd.pools, { k: 0, demos: false, seed, n: c.train.instances }),
+      cache: sc.cache,
+    });
+    const trainS = (performance.now() - tc) / 1000;
+    // Multitask-FT is evaluated as it was trained: without demonstrations.
+    const e = evalLama(student, tok, sd.test, cands, ft ? 0 : c.k, seed, evalBatch);
+    const cell = saveCell(cellDir, resPath, { arm, seed, run, trainS, evalK: ft ? 0 : c.k, tasks: e.tasks, average: e.average }, log);
+    student.dispose();
+    return cell;
+  };
+  return {
+    cellList: studyCells(c),
+    stageSeeds() {
+      const cachedArms = arms.some((a) => a === 'ICL-D' || a === 'ICL-D (LM)');
+      for (const seed of c.seeds) { const sc = forSeed(seed); if (cachedArms) sc.cache(); }
+    },
+    runCell,
+    merge(cells, missingCells) {
+      if (perSeedTeachers) for (const seed of c.seeds) forSeed(seed); // each seed's teacher row
+      // 7. Results.
+      const probeSets = seedData(c.seeds[0]).test;
+      const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureLamaSpeed(teacher, studentProbe, tok, spec, probeSets, c.k), log);
+      const groups: Record<string, string[]> = {};
+      for (const s of probeSets) (groups[s.relation.source === 'google_re' ? 'Google-RE' : `T-REx ${s.relation.type}`] ??= []).push(s.relation.id);
+      const results = assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed, { "Most frequent object of the relation's train facts": baseline });
+      const full = { ...results, lama: { setting: c.setting, relations: rels.map((r) => r.relation.id), ...(metaData?.split ? { split: metaData.split } : {}), vocab, candidates: cands.size, metric: 'P@1 (headline) and P@10, macro-averaged over the test relations' }, missing_cells: missingCells };
+      writeJsonAtomic(join(out, 'results.json'), full);
+      const report = writeStudyReport(join(out, 'report.html'), c, results, cells);
+      log(`study merged in ${((performance.now() - x.t0) / 1000).toFixed(0)} s`);
+      return { ...full, report, out };
+    },
+    dispose() {
+      for (const sc of seedCtx.values()) if (sc.teacher !== teacher) sc.teacher.dispose();
+      teacher.dispose(); studentProbe.dispose(); shard.close();
+    },
+  };
 }
 
 /** Teacher/student forward throughput on the same LAMA prompts (tokens/s, and the ratio). */

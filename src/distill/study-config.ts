@@ -15,6 +15,9 @@ import type { BasePretrain } from './bases.js';
 export const ARMS = ['Raw', 'Multitask-FT', 'ICT', 'ICT (LM)', 'ICL-D', 'ICL-D (LM)', 'LM-KD'] as const;
 export type Arm = (typeof ARMS)[number];
 
+/** A study's arm × seed cells in their fixed order (seed-major): the index --shard partitions. */
+export const studyCells = (c: StudyConfig): { arm: string; seed: number }[] => c.seeds.flatMap((seed) => (c.arms ?? [...ARMS]).map((arm) => ({ arm, seed })));
+
 export interface CopyPretrainConfig {
   steps: number; lr: number; batch_size: number; length: number; max_gap?: number; warmup_steps?: number;
   /** > 0 (teacher only): loss = L_ICT + mix · L_copy during the teacher's ICT. */

@@ -95,3 +95,25 @@ export function saveCell(cellDir: string, resPath: string, r: { arm: string; see
   log(`${r.arm} seed ${r.seed}: ${fmtAvg([r.average])} (${r.trainS.toFixed(0)} s)`);
   return cell;
 }
+
+/**
+ * A study (task or LAMA) prepared for its parts: its cells and what runs them. The text,
+ * tokenizer, bases and shared teacher are made while preparing (by the stage; a worker or merge
+ * only reads them).
+ */
+export interface PreparedStudy {
+  cellList: { arm: string; seed: number }[];
+  /** What each seed's cells share: its teacher (multitask), teacher cache, student copy. */
+  stageSeeds(): void;
+  runCell(arm: string, seed: number, cellDir: string, resPath: string): CellResult;
+  /** results.json (with missing_cells) and report.html from the finished cells. */
+  merge(cells: CellResult[], missing: string[]): object;
+  dispose(): void;
+}
+
+/** Written by --stage teacher when everything the cells depend on is made. */
+export const STAGE = 'stage.json';
+
+export function requireStage(out: string): void {
+  if (!existsSync(join(out, STAGE))) throw new Error(`${out}: the teacher stage has not been run there; run icld study --config C --out ${out} --stage teacher first`);
+}

@@ -18,17 +18,17 @@ import { scoreContinuations } from '../icl/scorer.js';
 import { TeacherCache } from './cache.js';
 import { writeStudyReport } from './study-report.js';
 import { backend } from '../engine/backend/index.js';
-import { ARMS, type Arm, type CopyPretrainConfig, type StudyConfig } from './study-config.js';
-import { tryClaim, workerId } from './study-lease.js';
+import { ARMS, studyCells, type Arm, type CopyPretrainConfig, type StudyConfig } from './study-config.js';
+import { tryClaim, workerId, type Lease } from './study-lease.js';
 import { assemble, fmtAvg, mapTasks, taskGroups, type CellResult } from './study-results.js';
 
 export { ARMS, readStudyConfig, studyConfigChanges, type Arm, type StudyConfig } from './study-config.js';
 export { taskGroups, type CellResult, type SeedRow, type StudyResults } from './study-results.js';
 import { ensureBase, checkUserModel } from './bases.js';
-import { runLamaStudy } from './lama-study.js';
+import { prepareLama } from './lama-study.js';
 import { readLmText } from '../data/text.js';
 import { cleanStaleTemps, writeJsonAtomic } from '../io/atomic.js';
-import { cached, cellSlot, checkSameStudy, saveCell, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText } from './study-io.js';
+import { cached, cellSlot, checkSameStudy, requireStage, saveCell, STAGE, lmTextIntact, readCachedJson, rmCheckpoints, writeLmText, type PreparedStudy } from './study-io.js';
 
 
 /** What `icld study` runs: everything (default), or one of its parts (--stage teacher, --worker, --merge). */
@@ -36,7 +36,6 @@ export type StudyPart = { part: 'all' } | { part: 'stage' } | { part: 'worker'; 
 
 /** The whole study in one process: the teacher stage, one worker over every cell, then the merge. */
 export async function runStudy(c: StudyConfig, out: string, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
-  if (c.tasks.lama) return withThreads(c, () => runLamaStudy(c, out, log));
   await runStudyPart(c, out, { part: 'stage' }, log);
   await runStudyPart(c, out, { part: 'worker' }, log);
   return runStudyPart(c, out, { part: 'merge' }, log);
@@ -45,15 +44,73 @@ export async function runStudy(c: StudyConfig, out: string, log: (s: string) => 
 /** One part of a study (see StudyPart); workers and merges need the teacher stage to have run. */
 export async function runStudyPart(c: StudyConfig, out: string, p: StudyPart, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<object> {
   if (p.part === 'all') return runStudy(c, out, log);
-  if (c.tasks.lama) throw new Error('study config: --stage/--worker/--shard/--merge are for task studies; a LAMA study runs as one process');
+  if (p.part === 'worker') return workStudies([{ c, out, log }], p.leaseSeconds ?? 60, p.shard);
   return withThreads(c, async () => {
-    const ctx = await prepare(c, out, log, p.part === 'stage');
+    const x = await prepare(c, out, log, p.part === 'stage');
     try {
-      if (p.part === 'stage') return stageTeacher(ctx);
-      if (p.part === 'worker') return await work(ctx, p.leaseSeconds ?? 60, p.shard);
-      return merge(ctx);
-    } finally { ctx.dispose(); }
+      if (p.part === 'stage') {
+        x.stageSeeds();
+        writeJsonAtomic(join(out, STAGE), { finished: new Date().toISOString(), cells: x.cellList.length });
+        log(`teacher stage done: ${x.cellList.length} cells to run (icld study --worker / --shard i/N, then --merge)`);
+        return { stage: 'teacher', out, cells: x.cellList.length };
+      }
+      // --merge: the finished cells; the missing ones are listed, not fatal.
+      const cells: CellResult[] = [], missing: string[] = [];
+      for (const { arm, seed } of x.cellList) {
+        const done = cellSlot(out, arm, seed, log).done;
+        if (done) cells.push(done); else missing.push(`${arm} seed ${seed}`);
+      }
+      if (missing.length) log(`merge: ${missing.length} of ${x.cellList.length} cells not finished (left out): ${missing.join(', ')}`);
+      return x.merge(cells, missing);
+    } finally { x.dispose(); }
   });
+}
+
+/** A study a worker serves: its config, --out and log. */
+export interface StudyJob { c: StudyConfig; out: string; log: (s: string) => void }
+
+/**
+ * --worker over one or more studies (a study and its analyses' sub-studies): claims unfinished
+ * cells one at a time under a lease and runs them, until every cell is finished; while other
+ * workers hold the last ones it waits, taking over any lease that expires. With a shard (index
+ * % n == i over all the studies' cells in order) it runs its cells without leases. A study is
+ * loaded only when one of its cells is claimed.
+ */
+export async function workStudies(jobs: StudyJob[], leaseSeconds: number, shard?: { i: number; n: number }): Promise<object> {
+  for (const j of jobs) { requireStage(j.out); checkSameStudy(j.c, j.out, j.log); }
+  const mine = jobs.flatMap((j) => studyCells(j.c).map((cell) => ({ j, ...cell }))).filter((_, k) => !shard || k % shard.n === shard.i);
+  let ran = 0, first = true;
+  for (;;) {
+    let held = 0;
+    for (const j of jobs) {
+      const cells = mine.filter((m) => m.j === j);
+      if (!cells.length) continue;
+      await withThreads(j.c, async () => {
+        let x: PreparedStudy | null = null;
+        try {
+          for (const { arm, seed } of cells) {
+            const { cellDir, resPath, done } = cellSlot(j.out, arm, seed, j.log);
+            if (done) { if (first) j.log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
+            let lease: Lease | null = null;
+            if (!shard) {
+              mkdirSync(cellDir, { recursive: true });
+              if (!(lease = tryClaim(join(cellDir, 'lease.json'), leaseSeconds))) { held++; continue; }
+            }
+            try {
+              if (lease && cellSlot(j.out, arm, seed, j.log).done) continue; // finished by another worker meanwhile
+              x ??= await prepare(j.c, j.out, j.log, false);
+              x.runCell(arm, seed, cellDir, resPath); ran++;
+            } finally { await lease?.release(); }
+          }
+        } finally { x?.dispose(); }
+      });
+    }
+    if (!held) break;
+    first = false;
+    await new Promise((r) => setTimeout(r, Math.max(100, (leaseSeconds * 1000) / 3)));
+  }
+  jobs[0].log(`worker ${workerId()}: ran ${ran} cell(s)${shard ? ` of shard ${shard.i}/${shard.n}` : ''}`);
+  return { worker: workerId(), ran };
 }
 
 async function withThreads<T>(c: StudyConfig, f: () => Promise<T>): Promise<T> {
@@ -62,9 +119,12 @@ async function withThreads<T>(c: StudyConfig, f: () => Promise<T>): Promise<T> {
   try { return await f(); } finally { be.setThreads(threadsBefore); }
 }
 
-const STAGE = 'stage.json';
+/** A task or LAMA study prepared for its parts. */
+function prepare(c: StudyConfig, out: string, log: (s: string) => void, stage: boolean): Promise<PreparedStudy> {
+  return c.tasks.lama ? prepareLama(c, out, log, stage) : prepareTasks(c, out, log, stage);
+}
 
-async function prepare(c: StudyConfig, out: string, log: (s: string) => void, stage: boolean) {
+async function prepareTasks(c: StudyConfig, out: string, log: (s: string) => void, stage: boolean): Promise<PreparedStudy> {
   const t0 = performance.now();
   // Inputs are read-only: a tokenizer the config names must exist; one trained here lives under --out.
   for (const who of ['teacher', 'student'] as const) { const p = c[who].path; if (p) checkUserModel(who, p); }
@@ -72,7 +132,7 @@ async function prepare(c: StudyConfig, out: string, log: (s: string) => void, st
   if (stage) {
     mkdirSync(out, { recursive: true });
     cleanStaleTemps(out);
-  } else if (!existsSync(join(out, STAGE))) throw new Error(`${out}: the teacher stage has not been run there; run icld study --config C --out ${out} --stage teacher first`);
+  } else requireStage(out);
   checkSameStudy(c, out, log);
   if (stage) writeJsonAtomic(join(out, 'study_config.json'), c);
   // 1. Tasks.
@@ -253,77 +313,33 @@ async function prepare(c: StudyConfig, out: string, log: (s: string) => void, st
     student.dispose();
     return cell;
   };
-  // The cells in a fixed order (seed-major): the index --shard partitions.
-  const cellList = c.seeds.flatMap((seed) => arms.map((arm) => ({ arm, seed })));
-  const dispose = (): void => {
-    for (const sc of seedCtx.values()) if (sc.teacher !== teacher) sc.teacher.dispose();
-    teacher.dispose(); studentProbe.dispose();
+  return {
+    cellList: studyCells(c),
+    stageSeeds() {
+      const cachedArms = arms.some((a) => a === 'ICL-D' || a === 'ICL-D (LM)');
+      for (const seed of c.seeds) {
+        const sc = forSeed(seed);
+        if (cachedArms) sc.cache();
+        studentCopy(seed);
+      }
+    },
+    runCell,
+    merge(cells, missing) {
+      if (perSeedTeachers) for (const seed of c.seeds) forSeed(seed); // each seed's teacher row
+      // 7. Results. (Speed is measured after the cells, so a killed study has its cells saved first.)
+      const speed = cached(join(out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(teacher, studentProbe, tok, taskDir, testTasks[0], c.k), log);
+      const groups = taskGroups(taskDir, testTasks);
+      const results = { ...assemble(c, cells, teacherRes, groups, teacher.numParameters(), studentProbe.numParameters(), speed, baselines), missing_cells: missing };
+      writeJsonAtomic(join(out, 'results.json'), results);
+      const report = writeStudyReport(join(out, 'report.html'), c, results, cells);
+      log(`study merged in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+      return { ...results, report, out };
+    },
+    dispose() {
+      for (const sc of seedCtx.values()) if (sc.teacher !== teacher) sc.teacher.dispose();
+      teacher.dispose(); studentProbe.dispose();
+    },
   };
-  return { c, out, log, t0, arms, cellList, forSeed, studentCopy, runCell, teacher, studentProbe, teacherRes, baselines, tok, taskDir, testTasks, perSeedTeachers, dispose };
-}
-
-type StudyCtx = Awaited<ReturnType<typeof prepare>>;
-
-/** --stage teacher: what every cell depends on (made by prepare), plus each seed's teacher, teacher cache and student copy. */
-function stageTeacher(x: StudyCtx): object {
-  const cached = x.arms.some((a) => a === 'ICL-D' || a === 'ICL-D (LM)');
-  for (const seed of x.c.seeds) {
-    const sc = x.forSeed(seed);
-    if (cached) sc.cache();
-    x.studentCopy(seed);
-  }
-  writeJsonAtomic(join(x.out, STAGE), { finished: new Date().toISOString(), cells: x.cellList.length });
-  x.log(`teacher stage done: ${x.cellList.length} cells to run (icld study --worker / --shard i/N, then --merge)`);
-  return { stage: 'teacher', out: x.out, cells: x.cellList.length };
-}
-
-/**
- * --worker: claims unfinished cells one at a time under a lease and runs them, until every cell
- * is finished; while other workers hold the last ones it waits, taking over any lease that
- * expires. With a shard (cell index % n == i) it runs its cells without leases.
- */
-async function work(x: StudyCtx, leaseSeconds: number, shard?: { i: number; n: number }): Promise<object> {
-  const mine = x.cellList.filter((_, k) => !shard || k % shard.n === shard.i);
-  let ran = 0, first = true;
-  for (;;) {
-    let held = 0;
-    for (const { arm, seed } of mine) {
-      const { cellDir, resPath, done } = cellSlot(x.out, arm, seed, x.log);
-      if (done) { if (first) x.log(`${arm} seed ${seed}: done earlier (kept)`); continue; }
-      if (shard) { x.runCell(arm, seed, cellDir, resPath); ran++; continue; }
-      mkdirSync(cellDir, { recursive: true });
-      const lease = tryClaim(join(cellDir, 'lease.json'), leaseSeconds);
-      if (!lease) { held++; continue; }
-      try {
-        if (cellSlot(x.out, arm, seed, x.log).done) continue; // finished by another worker meanwhile
-        x.runCell(arm, seed, cellDir, resPath); ran++;
-      } finally { await lease.release(); }
-    }
-    if (!held) break;
-    first = false;
-    await new Promise((r) => setTimeout(r, Math.max(100, (leaseSeconds * 1000) / 3)));
-  }
-  x.log(`worker ${workerId()}: ran ${ran} cell(s)${shard ? ` of shard ${shard.i}/${shard.n}` : ''}`);
-  return { worker: workerId(), ran };
-}
-
-/** --merge: results.json and report.html from the finished cells; the missing ones are listed, not fatal. */
-function merge(x: StudyCtx): object {
-  const cells: CellResult[] = [], missing: string[] = [];
-  for (const { arm, seed } of x.cellList) {
-    const done = cellSlot(x.out, arm, seed, x.log).done;
-    if (done) cells.push(done); else missing.push(`${arm} seed ${seed}`);
-  }
-  if (x.perSeedTeachers) for (const seed of x.c.seeds) x.forSeed(seed); // each seed's teacher row
-  if (missing.length) x.log(`merge: ${missing.length} of ${x.cellList.length} cells not finished (left out): ${missing.join(', ')}`);
-  // 7. Results. (Speed is measured after the cells, so a killed study has its cells saved first.)
-  const speed = cached(join(x.out, 'speed.json'), (v) => !!v && typeof (v as { speedup?: unknown }).speedup === 'number', () => measureSpeedup(x.teacher, x.studentProbe, x.tok, x.taskDir, x.testTasks[0], x.c.k), x.log);
-  const groups = taskGroups(x.taskDir, x.testTasks);
-  const results = { ...assemble(x.c, cells, x.teacherRes, groups, x.teacher.numParameters(), x.studentProbe.numParameters(), speed, x.baselines), missing_cells: missing };
-  writeJsonAtomic(join(x.out, 'results.json'), results);
-  const report = writeStudyReport(join(x.out, 'report.html'), x.c, results, cells);
-  x.log(`study merged in ${((performance.now() - x.t0) / 1000).toFixed(0)} s`);
-  return { ...results, report, out: x.out };
 }
 
 /** Explicit task lists (tasks.train / tasks.test): every task named must be there. */

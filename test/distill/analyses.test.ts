@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expandAnalyses, runStudyWithAnalyses, headlineMetric } from '../../src/distill/analyses.js';
+import { expandAnalyses, runStudyWithAnalyses, runStudyWithAnalysesPart, headlineMetric } from '../../src/distill/analyses.js';
 import { restrictPools, taskSets, fractionCount } from '../../src/distill/task-subset.js';
 import { readStudyConfig, type StudyConfig } from '../../src/distill/study.js';
 import { pointChart, textWidth } from '../../src/report/html.js';
@@ -172,6 +172,8 @@ test('a bad analyses section is refused before the main study runs', async () =>
   assert.deepEqual(readdirSync(out), [], 'the main study ran first');
 });
 
+let e2e: { c: StudyConfig; out: string } | null = null;
+
 test('end to end: a tiny study with student-size and ablation analyses', async () => {
   const out = mkdtempSync(join(tmpdir(), 'icld-analyses-'));
   const c = config();
@@ -183,6 +185,7 @@ test('end to end: a tiny study with student-size and ablation analyses', async (
   };
   const logs: string[] = [];
   await runStudyWithAnalyses(c, out, (s) => logs.push(s));
+  e2e = { c, out };
   const teacherFiles = (): string[] => readdirSync(join(out, 'teacher')).map((f) => `${f}:${statSync(join(out, 'teacher', f)).mtimeMs}`).sort();
   const teacherBefore = teacherFiles();
   assert.deepEqual(readdirSync(join(out, 'analyses')).sort(), ['fraction-0.25', 'student-tiny', 'tasks-2-set-1', 'tasks-2-set-2']);
@@ -226,4 +229,31 @@ test('end to end: a tiny study with student-size and ablation analyses', async (
   const noSpeed = (x: typeof a): unknown => ({ ...x, student_sizes: x.student_sizes.map((p: { speedup: number }) => ({ ...p, speedup: 0 })) });
   assert.deepEqual(noSpeed(again), noSpeed(a));
   assert.deepEqual(teacherFiles(), teacherBefore);
+});
+
+test('the analyses as jobs: stage, shards 0/2 and 1/2, merge equal the one-process run; a partial merge lists what is missing', async () => {
+  assert.ok(e2e, 'needs the end-to-end run above');
+  const { c } = e2e;
+  const out = mkdtempSync(join(tmpdir(), 'icld-analyses-jobs-'));
+  const quiet = (): void => {};
+  await assert.rejects(runStudyWithAnalysesPart(c, out, { part: 'worker' }, quiet), /the teacher stage has not been run there/);
+  const st = await runStudyWithAnalysesPart(c, out, { part: 'stage' }, quiet) as { cells: number; studies: number };
+  assert.deepEqual([st.studies, st.cells], [5, 5]);
+  assert.ok(!existsSync(join(out, 'cells')), 'the stage ran a cell');
+  for (const d of readdirSync(join(e2e.out, 'analyses'))) assert.ok(existsSync(join(out, 'analyses', d, 'stage.json')), `${d} was not staged`);
+  // Cells in order: main, student-tiny, fraction-0.25, tasks-2-set-1, tasks-2-set-2; shard 0/2 runs 0, 2, 4.
+  await runStudyWithAnalysesPart(c, out, { part: 'worker', shard: { i: 0, n: 2 } }, quiet);
+  const half = await runStudyWithAnalysesPart(c, out, { part: 'merge' }, quiet) as { missing_cells: string[]; analyses: { student_sizes: { source: string }[]; meta_task_count: { sources: string[] }[] } };
+  assert.deepEqual(half.missing_cells, ['analyses/student-tiny: ICT seed 100', 'analyses/tasks-2-set-1: ICT seed 100']);
+  assert.deepEqual(half.analyses.student_sizes.map((p) => p.source), ['main']);
+  assert.deepEqual(half.analyses.meta_task_count.map((p) => p.sources), [['analyses/tasks-2-set-2'], ['main']]);
+  await runStudyWithAnalysesPart(c, out, { part: 'worker', shard: { i: 1, n: 2 } }, quiet);
+  const full = await runStudyWithAnalysesPart(c, out, { part: 'merge' }, quiet) as { missing_cells: string[]; analyses: unknown; arms: unknown };
+  const one = JSON.parse(readFileSync(join(e2e.out, 'results.json'), 'utf8'));
+  const noSpeed = (x: { student_sizes: { speedup: number }[] }): unknown => ({ ...x, student_sizes: x.student_sizes.map((p) => ({ ...p, speedup: 0 })) });
+  assert.deepEqual(full.missing_cells, []);
+  assert.deepEqual(noSpeed(full.analyses as never), noSpeed(one.analyses));
+  assert.deepEqual(full.arms, one.arms);
+  const cell = (dir: string): unknown => { const { train_s, epoch_s, ...r } = JSON.parse(readFileSync(join(dir, 'cells', 'ict', '100', 'result.json'), 'utf8')); void train_s; void epoch_s; return r; };
+  for (const d of readdirSync(join(e2e.out, 'analyses'))) assert.deepEqual(cell(join(out, 'analyses', d)), cell(join(e2e.out, 'analyses', d)), d);
 });

@@ -1,6 +1,7 @@
 // LAMA distillation (the paper's settings 1 and 3 with a masked LM): ICT instances built by the
 // probe's own prompt builder, the distillation objective over [MASK] positions with an MLM LM
-// term that resumes exactly, and the study runner end to end (results, report, resume).
+// term that resumes exactly, and the study runner end to end (results, report, resume, and as
+// stage + shard + lease worker + merge jobs).
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import { makeBatch } from '../../src/icl/ict.js';
 import { trainDistill } from '../../src/distill/distill.js';
 import { MlmCollator } from '../../src/data/mlm.js';
 import { buildShards, TokenFile, WindowLoader } from '../../src/data/shards.js';
-import { runStudy, type StudyConfig } from '../../src/distill/study.js';
+import { runStudy, runStudyPart, type StudyConfig } from '../../src/distill/study.js';
 import { Rng } from '../../src/engine/rng.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -126,5 +127,22 @@ test('a LAMA study (setting 1, masked LMs pretrained here): every arm, results, 
     const r2 = await runStudy(c, out, (s) => logs2.push(s)) as Record<string, any>;
     assert.equal(logs2.filter((s) => /done earlier \(kept\)/.test(s)).length, 7);
     assert.deepEqual(r2.arms, r.arms);
+    // As jobs: the stage, shard 0/2, then a lease worker for the rest, then the merge: the same cells.
+    const jobs = mkdtempSync(join(tmpdir(), 'icld-lamajobs-'));
+    try {
+      const quiet = (): void => {};
+      await assert.rejects(runStudyPart(c, jobs, { part: 'merge' }, quiet), /the teacher stage has not been run there/);
+      assert.equal((await runStudyPart(c, jobs, { part: 'stage' }, quiet) as { cells: number }).cells, 7);
+      assert.ok(existsSync(join(jobs, 'teacher-cache', '1', 'meta.json')) && !existsSync(join(jobs, 'cells')), 'the stage builds the teacher cache and runs no cell');
+      assert.equal((await runStudyPart(c, jobs, { part: 'worker', shard: { i: 0, n: 2 } }, quiet) as { ran: number }).ran, 4);
+      assert.deepEqual((await runStudyPart(c, jobs, { part: 'merge' }, quiet) as { missing_cells: string[] }).missing_cells, ['Multitask-FT seed 1', 'ICT (LM) seed 1', 'ICL-D (LM) seed 1']);
+      assert.equal((await runStudyPart(c, jobs, { part: 'worker' }, quiet) as { ran: number }).ran, 3);
+      const m = await runStudyPart(c, jobs, { part: 'merge' }, quiet) as Record<string, any>;
+      assert.deepEqual(m.missing_cells, []);
+      assert.deepEqual(m.arms, r.arms);
+      assert.deepEqual(m.teacher, r.teacher);
+      const cell = (dir: string, a: string): unknown => { const { train_s, epoch_s, ...x } = JSON.parse(readFileSync(join(dir, 'cells', a, '1', 'result.json'), 'utf8')); void train_s; void epoch_s; return x; };
+      for (const a of ['raw', 'ict', 'icl-d-lm', 'lm-kd']) assert.deepEqual(cell(jobs, a), cell(out, a), a);
+    } finally { rmSync(jobs, { recursive: true, force: true }); }
   } finally { rmSync(out, { recursive: true, force: true }); }
 });
