@@ -89,7 +89,7 @@ export function cellSlot(out: string, arm: string, seed: number, log: (s: string
 /** Write a finished cell's result.json (atomically: it is what marks the cell done) and log its scores. */
 export function saveCell(cellDir: string, resPath: string, r: { arm: string; seed: number; run: ArmRun; trainS: number; evalK: number; tasks: Record<string, Metrics>; average: Metrics; threads?: number }, log: (s: string) => void): CellResult {
   const { steps, curve, epochS, bestStep } = r.run;
-  const cell: CellResult = { arm: r.arm, seed: r.seed, tasks: r.tasks, average: r.average, train_s: +r.trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, eval_k: r.evalK, threads: r.threads ?? backend().threads(), ...(bestStep !== null ? { best_step: bestStep } : {}) };
+  const cell: CellResult = { arm: r.arm, seed: r.seed, tasks: r.tasks, average: r.average, train_s: +r.trainS.toFixed(1), steps, epoch_s: epochS === null ? null : +epochS.toFixed(2), curve, eval_k: r.evalK, threads: r.threads ?? backend().threads(), kernels: backend().cpu().paths, ...(bestStep !== null ? { best_step: bestStep } : {}) };
   mkdirSync(cellDir, { recursive: true });
   writeJsonAtomic(resPath, cell);
   log(`${r.arm} seed ${r.seed}: ${fmtAvg([r.average])} (${r.trainS.toFixed(0)} s)`);

@@ -8,8 +8,8 @@ import { headlineMetric } from '../eval/metrics.js';
 import { ARMS, type StudyConfig } from './study-config.js';
 import { evaluateClaims, type Claim } from './claims.js';
 
-/** best_step: the step model selection kept (multitask setting and Multitask-FT, when dev_every > 0); eval_k: demonstrations at evaluation (0 for Multitask-FT); threads: the compute threads the cell ran with (a cell's result must not depend on its worker). */
-export interface CellResult { arm: string; seed: number; tasks: Record<string, Metrics>; average: Metrics; train_s: number; steps: number; epoch_s: number | null; curve: [number, number][]; best_step?: number; eval_k?: number; threads?: number; }
+/** best_step: the step model selection kept (multitask setting and Multitask-FT, when dev_every > 0); eval_k: demonstrations at evaluation (0 for Multitask-FT); threads / kernels: the compute threads and the kernel path per family the cell ran with (a cell's result must not depend on its worker; a CPU with other kernel paths may differ in the last bits). */
+export interface CellResult { arm: string; seed: number; tasks: Record<string, Metrics>; average: Metrics; train_s: number; steps: number; epoch_s: number | null; curve: [number, number][]; best_step?: number; eval_k?: number; threads?: number; kernels?: Record<string, string>; }
 
 export function mapTasks(tasks: Record<string, { mean: Metrics }>): Record<string, Metrics> {
   const o: Record<string, Metrics> = {};

@@ -61,6 +61,9 @@ export async function runStudyPart(c: StudyConfig, out: string, p: StudyPart, lo
         if (done) cells.push(done); else missing.push(`${arm} seed ${seed}`);
       }
       if (missing.length) log(`merge: ${missing.length} of ${x.cellList.length} cells not finished (left out): ${missing.join(', ')}`);
+      const envs = new Map<string, number>();
+      for (const cell of cells) { const k = `${cell.threads ?? '?'} thread(s), kernels ${Object.entries(cell.kernels ?? {}).map(([f, v]) => `${f} ${v}`).join(' ') || '?'}`; envs.set(k, (envs.get(k) ?? 0) + 1); }
+      if (envs.size > 1) log(`merge: the cells ran in ${envs.size} settings (${[...envs].map(([k, n]) => `${n} with ${k}`).join('; ')}); their numbers may differ in the last bits from one machine's run`);
       return x.merge(cells, missing);
     } finally { x.dispose(); }
   });

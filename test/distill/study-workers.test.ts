@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tryClaim } from '../../src/distill/study-lease.js';
+import { backend } from '../../src/engine/backend/index.js';
 
 const cli = new URL('../../src/cli/main.js', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'icld-workers-'));
@@ -60,7 +61,10 @@ const singleRun = (): typeof single => {
   assert.equal(r.status, 0, r.stderr);
   single = { cells: cellResults(out), merged: merged(out) };
   assert.equal(Object.keys(single.cells).length, 6);
-  for (const c of Object.values(single.cells)) assert.equal((c as { threads: number }).threads, 1);
+  for (const c of Object.values(single.cells)) {
+    assert.equal((c as { threads: number }).threads, 1);
+    assert.deepEqual((c as { kernels: unknown }).kernels, backend().cpu().paths);
+  }
   return single;
 };
 
@@ -126,10 +130,16 @@ test('study: --shard 0/2 + 1/2 + --merge equal the single-process study; a merge
   assert.deepEqual(missing, ['ICT seed 100', 'Raw seed 13', 'ICL-D seed 13']);
   assert.match(half.stderr, /merge: 3 of 6 cells not finished \(left out\): ICT seed 100, Raw seed 13, ICL-D seed 13/);
   assert.equal(icld('--out', out, '--shard', '1/2').status, 0);
-  assert.equal(icld('--out', out, '--merge').status, 0);
+  const same = icld('--out', out, '--merge');
+  assert.equal(same.status, 0);
+  assert.doesNotMatch(same.stderr, /settings/);
   const s = singleRun();
   assert.deepEqual(cellResults(out), s.cells);
   assert.deepEqual(merged(out), s.merged);
+  // A cell from a machine with other kernels: the merge says so.
+  const p = join(out, 'cells', 'ict', '13', 'result.json');
+  writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), kernels: { gemm: 'builtin' } }));
+  assert.match(icld('--out', out, '--merge').stderr, /merge: the cells ran in 2 settings \(5 with 1 thread\(s\), kernels gemm .*; 1 with 1 thread\(s\), kernels gemm builtin\); their numbers may differ/);
 });
 
 test('study: usage errors for the job flags', () => {
