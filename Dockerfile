@@ -32,9 +32,10 @@ RUN env -u ICLD_MARCH node scripts/build-native.mjs \
  && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim
-# Run-time libraries of the addon only (OpenBLAS, OpenMP); no compiler, no network needed.
+# Run-time libraries of the addon only (OpenBLAS, OpenMP), and tini: node as PID 1 would ignore
+# SIGTERM (a deleted or pre-empted study pod would wait for SIGKILL). No compiler, no network needed.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libopenblas0 libgomp1 \
+ && apt-get install -y --no-install-recommends libopenblas0 libgomp1 tini \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./
@@ -53,5 +54,5 @@ RUN chmod 0755 dist/src/cli/main.js \
  && node scripts/check-native.mjs --gemm openblas
 USER node
 ENV NODE_ENV=production
-ENTRYPOINT ["icld"]
+ENTRYPOINT ["/usr/bin/tini", "--", "icld"]
 CMD ["--help"]
