@@ -161,6 +161,28 @@ test('the validator rejects broken manifests: a wrong type, a misspelled field, 
   assert.deepEqual(await problems({ file: 'x.yaml', obj: { apiVersion: 'batch/v9', kind: 'Job' } }), ['x.yaml: unknown apiVersion batch/v9']);
 });
 
+test('the Dockerfile copies only what its context has, builds the portable addon and checks it in both stages', () => {
+  const df = readFileSync(join(root, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  // .dockerignore patterns match paths from the context root; `*` within one path segment.
+  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const ignored = (p: string): boolean => ignore.some((g) => new RegExp('^' + g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*') + '(/.*)?$').test(p));
+  const copies = [...df.matchAll(/^COPY (?!--from)(.+)$/gm)].map((m) => m[1].trim().split(/\s+/).slice(0, -1)).flat();
+  assert.ok(copies.length >= 8, `${copies.length} COPY sources`);
+  for (const c of copies) {
+    const p = c.replace(/\/$/, '');
+    assert.ok(existsSync(join(root, p)), `Dockerfile: COPY ${c}: not in the repository`);
+    assert.ok(!ignored(p), `Dockerfile: COPY ${c}: excluded by .dockerignore`);
+  }
+  for (const must of ['node_modules', 'dist', 'build', '.git']) assert.ok(ignored(must), `.dockerignore lets ${must} into the context`);
+  assert.doesNotMatch(df, /ICLD_MARCH=native/);
+  assert.match(df, /env -u ICLD_MARCH node scripts\/build-native\.mjs/);
+  const stages = df.split(/^FROM /m).slice(1);
+  assert.equal(stages.length, 2);
+  for (const st of stages) assert.match(st, /RUN .*node scripts\/check-native\.mjs --gemm openblas/, `stage ${st.split('\n')[0]}: no native check`);
+  assert.match(stages[1], /^USER (?!root|0\b)\S+$/m, 'the runtime stage runs as root');
+  assert.match(stages[1], /^ENTRYPOINT \[.*"icld"\]$/m);
+});
+
 test('containers use the documented image and the one PVC; kustomization lists existing non-Job files', () => {
   const docs = repoDocs(), image = documentedImage();
   const pvcs = byKind(docs, 'PersistentVolumeClaim');
@@ -287,12 +309,15 @@ case "$*" in
 esac
 `);
   chmodSync(join(bin, 'kubectl'), 0o755);
-  const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, MODE: 'shard', WORKERS: '3', STUDY: 'mine', IMAGE: 'reg.example/icl-distill:9', MEMORY: '3Gi' };
+  // The synthetic study at 2 threads: every pod must get 2 CPUs.
+  const cfg = join(dir, 'study.json');
+  writeFileSync(cfg, JSON.stringify({ ...JSON.parse(readFileSync(join(root, 'studies', 'synthetic.json'), 'utf8')), threads: 2 }, null, 2));
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, CONFIG: cfg, MODE: 'shard', WORKERS: '3', STUDY: 'mine', IMAGE: 'reg.example/icl-distill:9', MEMORY: '3Gi' };
   const r = spawnSync('bash', [join(k8sDir, 'run-study.sh')], { env, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const log = readFileSync(join(dir, 'log'), 'utf8');
   const order = log.split('\n').filter((l) => /^get job|^apply \d|^create configmap/.test(l)).map((l) => l.replace(/ -o .*/, ''));
-  assert.deepEqual(order, ['create configmap icld-study-config --from-file=study.json=' + join(root, 'studies', 'synthetic.json') + ' --dry-run=client', 'apply 00',
+  assert.deepEqual(order, [`create configmap icld-study-config --from-file=study.json=${cfg} --dry-run=client`, 'apply 00',
     'apply 01', 'get job icld-study-stage', 'apply 02', 'get job icld-study-shards', 'apply 03', 'get job icld-study-merge']);
   const docs = loadDocs(readdirSync(applied).sort().map((f) => ({ file: f, text: readFileSync(join(applied, f), 'utf8') })));
   assert.deepEqual(docs.map((d) => d.obj.metadata.name), ['icld-study-config', 'icld-study-stage', 'icld-study-shards', 'icld-study-merge']);
@@ -304,12 +329,13 @@ esac
     const [c] = d.obj.spec.template.spec.containers;
     assert.equal(c.image, 'reg.example/icl-distill:9');
     assert.equal(c.resources.limits.memory, '3Gi');
+    assert.deepEqual([c.resources.requests.cpu, c.resources.limits.cpu], ['2', '2']);
     assert.equal(icldArgs(c, { SHARD: '2' }).parsed.out, '/data/runs/mine');
   }
   assert.equal(icldArgs(shards.spec.template.spec.containers[0], { SHARD: '2' }).parsed.shard, '2/3');
   // CPUs that differ from the config's "threads" are refused before anything is applied.
-  const bad = spawnSync('bash', [join(k8sDir, 'run-study.sh')], { env: { ...env, CPUS: '2' }, encoding: 'utf8' });
+  const bad = spawnSync('bash', [join(k8sDir, 'run-study.sh')], { env: { ...env, CPUS: '1' }, encoding: 'utf8' });
   assert.equal(bad.status, 1);
-  assert.match(bad.stderr, /^run-study: CPUS=2 differs from the config's "threads": 1/);
+  assert.match(bad.stderr, /^run-study: CPUS=1 differs from the config's "threads": 2/);
   assert.equal(readdirSync(applied).length, 4);
 });
