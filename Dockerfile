@@ -39,6 +39,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./
+# node_modules after the prune: the run-time dependencies (none today) without the dev ones.
+COPY --from=build /app/node_modules/ node_modules/
 COPY --from=build /app/dist/src/ dist/src/
 COPY --from=build /app/build/Release/icld_native.node build/Release/
 COPY --from=build /app/scripts/check-native.mjs scripts/
