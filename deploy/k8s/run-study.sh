@@ -58,9 +58,9 @@ wait_job() {
 render study-stage.yaml | "${kc[@]}" apply -f -
 wait_job icld-study-stage || die "the teacher stage failed: kubectl logs job/icld-study-stage"
 render "$step2" | "${kc[@]}" apply -f -
-ok=0; wait_job "$job2" || ok=1 # merge anyway: it lists the cells that are missing
+failed=0; wait_job "$job2" || failed=1 # merge anyway: it lists the cells that are missing
 render study-merge.yaml | "${kc[@]}" apply -f -
 wait_job icld-study-merge || die "the merge failed: kubectl logs job/icld-study-merge"
 "${kc[@]}" logs job/icld-study-merge
 echo "run-study: results in /data/runs/$STUDY/results.json and report.html on the PVC icld-data (README: kubectl cp)"
-[ "$ok" = 0 ] || die "job/$job2 failed; the merge lists the missing cells; rerun to finish them"
+[ "$failed" = 0 ] || die "job/$job2 failed; the merge lists the missing cells; rerun to finish them"
