@@ -304,6 +304,7 @@ test('run-study.sh applies stage, workers or shards, merge in order, each render
 echo "$*" >> "${dir}/log"
 case "$*" in
   *"apply -f -"*) n=$(ls "${applied}" | wc -l); cat > "${applied}/$(printf %02d "$n").yaml"; echo "apply $(printf %02d "$n")" >> "${dir}/log" ;;
+  *"get job \${FAIL_JOB:-none} "*) printf Failed ;;
   *"get job"*) printf Complete ;;
   *"create configmap"*) printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: icld-study-config\\n' ;;
 esac
@@ -338,4 +339,15 @@ esac
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /^run-study: CPUS=1 differs from the config's "threads": 2/);
   assert.equal(readdirSync(applied).length, 4);
+  // Failed workers: the merge still runs (it lists the missing cells), then the script fails.
+  const failed = spawnSync('bash', [join(k8sDir, 'run-study.sh')], { env: { ...env, FAIL_JOB: 'icld-study-shards' }, encoding: 'utf8' });
+  assert.equal(failed.status, 1);
+  assert.match(failed.stderr, /job\/icld-study-shards failed; the merge lists the missing cells/);
+  assert.deepEqual(readdirSync(applied).slice(4).map((f) => loadDocs([{ file: f, text: readFileSync(join(applied, f), 'utf8') }])[0].obj.metadata.name),
+    ['icld-study-config', 'icld-study-stage', 'icld-study-shards', 'icld-study-merge']);
+  // A failed stage stops before any worker starts.
+  const stage = spawnSync('bash', [join(k8sDir, 'run-study.sh')], { env: { ...env, FAIL_JOB: 'icld-study-stage' }, encoding: 'utf8' });
+  assert.equal(stage.status, 1);
+  assert.match(stage.stderr, /the teacher stage failed/);
+  assert.deepEqual(readdirSync(applied).slice(8).map((f) => loadDocs([{ file: f, text: readFileSync(join(applied, f), 'utf8') }])[0].obj.metadata.name), ['icld-study-config', 'icld-study-stage']);
 });
