@@ -25,7 +25,7 @@ import type { Metrics } from '../icl/evaluate.js';
 import { trainDistill } from './distill.js';
 import { TeacherCache } from './cache.js';
 import { ensureBase } from './bases.js';
-import { seedStudent, trainArm } from './study-arms.js';
+import { seedStudent, trainArm, usesTeacherCache } from './study-arms.js';
 import { ARMS, studyCells, type StudyConfig } from './study-config.js';
 import { assemble, fmtAvg, type CellResult } from './study-results.js';
 import { writeStudyReport } from './study-report.js';
@@ -292,7 +292,7 @@ function prepareInner(c: StudyConfig, out: string, log: (s: string) => void,
   return {
     cellList: studyCells(c),
     stageSeeds() {
-      const cachedArms = arms.some((a) => a === 'ICL-D' || a === 'ICL-D (LM)');
+      const cachedArms = arms.some(usesTeacherCache);
       for (const seed of c.seeds) { const sc = forSeed(seed); if (cachedArms) sc.cache(); }
     },
     runCell,

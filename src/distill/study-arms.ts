@@ -81,6 +81,9 @@ export interface ArmRun { steps: number; curve: [number, number][]; epochS: numb
  *   LM-KD         KL (+ CE) on plain text only (full vocabulary: text has no options)
  * The run's checkpoints are dropped afterwards (the final model stays in common.out).
  */
+/** The arms that learn from the teacher cache (the stage builds it for them). */
+export const usesTeacherCache = (arm: string): boolean => arm === 'ICL-D' || arm === 'ICL-D (LM)';
+
 export function trainArm(arm: string, c: StudyConfig, o: {
   common: Omit<DistillTrainOptions, 'instances' | 'distill' | 'objective' | 'epochs'>;
   instances: Instance[]; ftInstances: () => Instance[]; lm: NonNullable<DistillTrainOptions['lm']>;
@@ -97,7 +100,7 @@ export function trainArm(arm: string, c: StudyConfig, o: {
   else if (arm === 'ICT') st = trainDistill({ ...common, instances: o.instances, distill: dcfg(false, 0), objective: 'ict' });
   else if (arm === 'ICT (LM)') st = trainDistill({ ...common, instances: o.instances, distill: dcfg(false, d.beta), objective: 'ict', lm: o.lm });
   else if (arm === 'LM-KD') st = trainDistill({ ...common, select: undefined, distill: { ...dcfg(true, 0), kl: 'full' }, objective: 'lm-kd', teacher: o.teacher, lm: o.lm, lmSteps: d.lm_kd_steps });
-  else if (arm === 'ICL-D' || arm === 'ICL-D (LM)') {
+  else if (usesTeacherCache(arm)) {
     const withLm = arm === 'ICL-D (LM)';
     // The soft LM term needs the teacher on the plain-text windows (live; the ICT targets come from the cache).
     st = trainDistill({ ...common, instances: o.instances, distill: dcfg(true, withLm ? d.beta : 0), objective: 'ict', cache: o.cache(), teacher: withLm ? o.teacher : undefined, lm: withLm ? o.lm : undefined });

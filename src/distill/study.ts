@@ -10,7 +10,7 @@ import { loadSplit, availableTasks, readExamples, trainingPool } from '../data/t
 import { makeTemplate } from '../data/prompts.js';
 import { buildShards, TokenFile, WindowLoader } from '../data/shards.js';
 import { episodePools, trainIct } from '../icl/ict.js';
-import { devScorer, sampleInstances, seedData, seedStudent, trainArm } from './study-arms.js';
+import { devScorer, sampleInstances, seedData, seedStudent, trainArm, usesTeacherCache } from './study-arms.js';
 import { copyPretrain, suiteTokens, trainIctWithCopy } from '../icl/copy-pretrain.js';
 import { majorityBaseline, copyNearestBaseline } from '../icl/baselines.js';
 import { evaluateIcl, type Metrics } from '../icl/evaluate.js';
@@ -319,7 +319,7 @@ async function prepareTasks(c: StudyConfig, out: string, log: (s: string) => voi
   return {
     cellList: studyCells(c),
     stageSeeds() {
-      const cachedArms = arms.some((a) => a === 'ICL-D' || a === 'ICL-D (LM)');
+      const cachedArms = arms.some(usesTeacherCache);
       for (const seed of c.seeds) {
         const sc = forSeed(seed);
         if (cachedArms) sc.cache();
