@@ -35,6 +35,8 @@ export interface IclEvalArgs {
   model: string | undefined; tasks?: string[]; split?: string; taskDir?: string; k: number; seeds: number[]; method: string;
   json: boolean; report?: string; predictions?: string; calibrate: boolean; meanPerToken: boolean; orders: number;
   sampleDemos: boolean; testLimit?: number; batchSize?: number; instruction?: string; maxNewTokens?: number;
+  /** Write every scored sequence (JSON lines) for scoring the same prompts elsewhere (deploy/gpu/eval_student.py). */
+  items?: string;
 }
 
 /**
@@ -49,6 +51,9 @@ export function iclEvalCommand(a: IclEvalArgs): void {
   const tasks = resolveTasks(taskDir, a.tasks, a.split, 'test', log);
   const { model, tokenizer } = loadLM(a.model, a.adapter);
   if (a.predictions) mkdirSync(dirname(a.predictions), { recursive: true });
+  if (a.items) mkdirSync(dirname(a.items), { recursive: true });
+  const itemLines: string[] = [];
+  let pendingItems: string[] = [];
   const done: string[] = [];
   let pending: string[] = [];
   const t0 = performance.now();
@@ -57,11 +62,19 @@ export function iclEvalCommand(a: IclEvalArgs): void {
     orders: a.orders, sampleDemos: a.sampleDemos, testLimit: a.testLimit, batchSize: a.batchSize, maxNewTokens: a.maxNewTokens,
     template: a.instruction ? { instruction: a.instruction } : undefined, log, continueOnError: true,
     onPrediction: a.predictions ? (p: Prediction) => { pending.push(JSON.stringify(p) + '\n'); } : undefined,
+    // One line per scored sequence: the score is log P(input_ids[cont_start:] | input_ids[:cont_start]).
+    onScoreItems: a.items ? (task, seed, xs) => {
+      for (const x of xs) {
+        pendingItems.push(JSON.stringify({ task, seed, example: x.example, option: x.option, order: x.order, calib: x.calib,
+          input_ids: x.item.prefix.concat(x.item.suffix), cont_start: x.item.prefix.length + x.item.contStart }) + '\n');
+      }
+    } : undefined,
     onTaskDone: (task, err) => {
       // A failed task's partial predictions are dropped: only finished tasks are reported.
-      if (err) { if (tasks.length > 1) log(`icl eval: task ${task} failed: ${err.message.replace(/\s*\n\s*/g, ' ')}`); } else done.push(...pending);
-      pending = [];
+      if (err) { if (tasks.length > 1) log(`icl eval: task ${task} failed: ${err.message.replace(/\s*\n\s*/g, ' ')}`); } else { done.push(...pending); itemLines.push(...pendingItems); }
+      pending = []; pendingItems = [];
       if (a.predictions) writeFileAtomic(a.predictions, done.join(''));
+      if (a.items) writeFileAtomic(a.items, itemLines.join(''));
     },
   });
   const finished = Object.keys(r.tasks).length;
@@ -88,6 +101,52 @@ export function parseSeeds(v: string[] | undefined): number[] {
   return s;
 }
 
+
+export interface IctExportArgs {
+  model: string; setting: string; split?: string; trainTasks?: string[]; taskDir?: string; k: number; seeds: number[];
+  method: string; noDemos: boolean; dedupe: boolean; instances: number; seed: number; out: string;
+}
+
+/**
+ * `icld ict export`: the first N instances `icld ict train` with the same flags would train on
+ * (same pools, sampler, seed and truncation to the model's n_positions), one JSON line each in
+ * Hugging Face's causal-LM form {"task", "input_ids", "labels"}, for training the teacher with
+ * PyTorch elsewhere (deploy/gpu/train_teacher.py). Only the model's tokenizer and config.json are read.
+ */
+export async function ictExportCommand(a: IctExportArgs): Promise<{ out: string; instances: number; tasks: number; examples: number; tokens: number; answer_tokens: number; max_length: number }> {
+  const { episodePools, IctSampler, hfCausalExample } = await import('../icl/ict.js');
+  const { loadTokenizer } = await import('../tokenizers/index.js');
+  const { readFileSync, existsSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const log = (s: string): void => { process.stderr.write(s + '\n'); };
+  if (a.setting !== 'meta' && a.setting !== 'multitask') throw new UsageError(`--setting must be meta or multitask, got '${a.setting}'`);
+  if (a.method !== 'direct' && a.method !== 'channel') throw new UsageError(`--method must be direct or channel, got '${a.method}'`);
+  const cfgPath = join(a.model, 'config.json');
+  if (!existsSync(cfgPath)) throw new Error(`--model ${a.model}: no config.json there (a model directory saved with save_pretrained)`);
+  let cfg: Record<string, unknown>;
+  try { cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>; } catch (e) { throw new Error(`${cfgPath}: not valid JSON (${(e as Error).message})`); }
+  // The context the instances are fitted to, as trainIct fits them to the model's (GPT-2 n_positions).
+  const maxLength = [cfg.n_positions, cfg.max_position_embeddings, cfg.n_ctx].find((v) => typeof v === 'number' && Number.isInteger(v) && v > 0) as number | undefined;
+  if (maxLength === undefined) throw new Error(`${cfgPath}: no n_positions (or max_position_embeddings) to fit the prompts to`);
+  const taskDir = a.taskDir ?? defaultTaskDir();
+  const tasks = resolveTasks(taskDir, a.trainTasks, a.split, a.setting === 'meta' ? 'train' : 'test', log, '--train-tasks');
+  const pools = episodePools(taskDir, tasks, a.setting, a.k, a.seeds, a.dedupe);
+  const tokenizer = loadTokenizer(a.model);
+  const sampler = new IctSampler(tokenizer, { pools, k: a.k, demos: !a.noDemos, method: a.method, maxLength, seed: a.seed });
+  const lines: string[] = [];
+  let tokens = 0, answer = 0;
+  for (let i = 0; i < a.instances; i++) {
+    const inst = sampler.next();
+    const ex = hfCausalExample(inst);
+    tokens += ex.input_ids.length; answer += ex.labels.filter((l) => l !== -100).length;
+    lines.push(JSON.stringify({ task: inst.task, ...ex }) + '\n');
+  }
+  mkdirSync(dirname(a.out), { recursive: true });
+  writeFileAtomic(a.out, lines.join(''));
+  const n = [...pools.values()].reduce((s, p) => s + p.length, 0);
+  log(`${a.instances} instances (${tokens} tokens, ${answer} answer tokens) from ${tasks.length} task(s), ${n} examples → ${a.out}`);
+  return { out: a.out, instances: a.instances, tasks: tasks.length, examples: n, tokens, answer_tokens: answer, max_length: maxLength };
+}
 
 export interface IctTrainArgs {
   model: string; setting: string; split?: string; trainTasks?: string[]; taskDir?: string; k: number; seeds: number[];

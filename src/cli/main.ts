@@ -301,6 +301,7 @@ export const commands: Record<string, Command> = {
       'max-new-tokens': { type: 'number', default: 32, ...posInt, help: 'for tasks without options (generation)' },
       report: { type: 'string', help: 'write DIR/report.html' },
       predictions: { type: 'string', help: 'write per-example predictions (jsonl)' },
+      items: { type: 'string', help: 'write every scored sequence of the classification tasks (jsonl: task, seed, example, option, order, calib, input_ids, cont_start) to score the same prompts elsewhere, e.g. deploy/gpu/eval_student.py' },
     },
     run: async (a) => {
       const { iclEvalCommand, parseSeeds } = await import('./icl.js');
@@ -310,7 +311,7 @@ export const commands: Record<string, Command> = {
         k: a.k as number, seeds: parseSeeds(a.seeds as string[]), method: a.method as string, json: !!a.json, report: a.report as string | undefined,
         predictions: a.predictions as string | undefined, calibrate: !!a.calibrate, meanPerToken: !!a['mean-per-token'], orders: a.orders as number,
         sampleDemos: !!a['sample-demos'], testLimit: a['test-limit'] as number | undefined, batchSize: a['batch-size'] as number,
-        instruction: a.instruction as string | undefined, maxNewTokens: a['max-new-tokens'] as number,
+        instruction: a.instruction as string | undefined, maxNewTokens: a['max-new-tokens'] as number, items: a.items as string | undefined,
       });
     },
   },
@@ -380,6 +381,35 @@ export const commands: Record<string, Command> = {
         dedupe: !a['no-dedupe'], json: !!a.json, precision: a.precision as 'f32' | 'bf16' | undefined,
       });
       console.log(a.json ? JSON.stringify(r) : formatIctSummary(r));
+    },
+  },
+  'ict export': {
+    summary: 'Write the in-context tuning instances `icld ict train` with the same flags would train on (jsonl of {"task","input_ids","labels"}, labels -100 off the answer) for training a teacher with PyTorch elsewhere (deploy/gpu/train_teacher.py).',
+    details: 'The instances are the first --instances draws of the same seeded sampler ict train uses (--seed 1 and --method as the study\'s eval.method give the study\'s teacher episodes), tokenized with --model\'s tokenizer and fitted to its config.json n_positions; the model\'s weights are not read.',
+    flags: {
+      json,
+      model: { type: 'string', path: 'dir', help: 'the base model directory the teacher will be tuned from: its tokenizer and config.json (required)' },
+      setting: { type: 'string', default: 'meta', choices: ['meta', 'multitask'], help: 'meta: the split\'s training tasks; multitask: the target tasks\' k-shot data' },
+      split: { type: 'string', help: 'MetaICL split, e.g. hr_to_lr' },
+      'train-tasks': { type: 'list', help: 'explicit training tasks instead of --split' },
+      'task-dir': { type: 'string', path: 'dir', help: 'task folder (default: data/tasks/crossfit)' },
+      k: { type: 'number', default: 16, ...nonNegInt, help: 'demonstrations per instance' },
+      seeds: { type: 'list', items: 'number', ...seedRange, default: ['100'], help: 'multitask: whose k-shot train files form the data' },
+      method: { type: 'string', default: 'direct', choices: ['direct', 'channel'], help: 'option scoring the teacher is tuned for' },
+      'no-demos': { type: 'boolean', help: 'Multitask-FT: the same data without demonstrations' },
+      'no-dedupe': { type: 'boolean', help: 'keep repeated examples across seed files (synthetic suites)' },
+      instances: { type: 'number', default: 1000, ...posInt, max: 10_000_000, help: 'instances to write (ict train uses steps × batch-size of them)' },
+      seed: { type: 'number', default: 0, ...seedRange, help: 'sampling seed (ict train\'s --seed)' },
+      out: { type: 'string', help: 'output .jsonl file (required)' },
+    },
+    run: async (a) => {
+      const { ictExportCommand, parseSeeds } = await import('./icl.js');
+      const r = await ictExportCommand({
+        model: need(a, 'model') as string, setting: a.setting as string, split: a.split as string | undefined, trainTasks: a['train-tasks'] as string[] | undefined,
+        taskDir: a['task-dir'] as string | undefined, k: a.k as number, seeds: parseSeeds(a.seeds as string[]), method: a.method as string, noDemos: !!a['no-demos'],
+        dedupe: !a['no-dedupe'], instances: a.instances as number, seed: a.seed as number, out: need(a, 'out') as string,
+      });
+      console.log(a.json ? JSON.stringify(r) : `wrote ${r.instances} instances (${r.tokens} tokens, ${r.answer_tokens} answer tokens, context ${r.max_length}) from ${r.tasks} task(s) → ${r.out}`);
     },
   },
   distill: {
