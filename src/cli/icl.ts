@@ -65,7 +65,7 @@ export function iclEvalCommand(a: IclEvalArgs): void {
     // One line per scored sequence: the score is log P(input_ids[cont_start:] | input_ids[:cont_start]).
     onScoreItems: a.items ? (task, seed, xs) => {
       for (const x of xs) {
-        pendingItems.push(JSON.stringify({ task, seed, example: x.example, option: x.option, order: x.order, calib: x.calib,
+        pendingItems.push(JSON.stringify({ task, seed, example: x.example, option: x.option, order: x.order, calib: x.calib, gold: x.gold,
           input_ids: x.item.prefix.concat(x.item.suffix), cont_start: x.item.prefix.length + x.item.contStart }) + '\n');
       }
     } : undefined,

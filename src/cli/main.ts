@@ -301,7 +301,7 @@ export const commands: Record<string, Command> = {
       'max-new-tokens': { type: 'number', default: 32, ...posInt, help: 'for tasks without options (generation)' },
       report: { type: 'string', help: 'write DIR/report.html' },
       predictions: { type: 'string', help: 'write per-example predictions (jsonl)' },
-      items: { type: 'string', help: 'write every scored sequence of the classification tasks (jsonl: task, seed, example, option, order, calib, input_ids, cont_start) to score the same prompts elsewhere, e.g. deploy/gpu/eval_student.py' },
+      items: { type: 'string', help: 'write every scored sequence of the classification tasks (jsonl: task, seed, example, option, order, calib, gold, input_ids, cont_start) to score the same prompts elsewhere, e.g. deploy/gpu/eval_student.py' },
     },
     run: async (a) => {
       const { iclEvalCommand, parseSeeds } = await import('./icl.js');

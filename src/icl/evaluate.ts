@@ -41,7 +41,7 @@ export interface IclResult { tasks: Record<string, TaskResult>; average: Metrics
 export interface Prediction { task: string; seed: number; input: string; gold: string; prediction: string; scores: number[]; }
 
 /** One scored sequence: test example `example` (its index among the seed's evaluated examples, in prediction order) with option `option`, demonstration order `order`; calib = a content-free calibration item (example and option -1). */
-export interface ScoredItem { item: ScoreItem; example: number; option: number; order: number; calib: boolean }
+export interface ScoredItem { item: ScoreItem; example: number; option: number; order: number; calib: boolean; /** the option is the example's gold answer */ gold: boolean }
 
 export interface IclEvalOptions {
   model: LanguageModel;
@@ -199,7 +199,10 @@ function evaluateSeed(o: IclEvalOptions, task: string, seed: number, test: Examp
       items.push(tp); where.push({ ex: -1, opt: -1, ord: oi, calib: true });
     }));
   }
-  o.onScoreItems?.(task, seed, items.map((item, i) => ({ item, example: where[i].ex, option: where[i].opt, order: where[i].ord, calib: where[i].calib })));
+  o.onScoreItems?.(task, seed, items.map((item, i) => {
+    const w = where[i];
+    return { item, example: w.ex, option: w.opt, order: w.ord, calib: w.calib, gold: !w.calib && test[w.ex].options[w.opt] === test[w.ex].output };
+  }));
   const scored = scoreContinuations(o.model, items, { batchSize: o.batchSize });
   const value = (i: number): number => (o.meanPerToken ? scored[i].logprob / scored[i].tokens : scored[i].logprob);
   // scores[ex][ord][opt]
