@@ -99,6 +99,53 @@ describe('icld ict export', () => {
   });
 });
 
+describe('icld ict export --config', () => {
+  const study = (over: Record<string, unknown>): string => {
+    const c = {
+      name: 'x', tasks: { dir: taskDir, train: ['cls', 'gen'], test: ['cls'] }, setting: 'meta', k: 1, seeds: [100], eval: { method: 'channel' },
+      tokenizer: { path: join(modelDir, 'tokenizer.json') }, lm_data: { files: [], seq_len: 8, batch_size: 1 },
+      teacher: { path: modelDir, ict: { steps: 3, lr: 0.01, batch_size: 2, warmup_steps: 1 } }, student: { model: { n_embd: 8, n_layer: 1, n_head: 1 } },
+      train: { instances: 4, epochs: 1, batch_size: 2, lr: 0.01 }, distill: { alpha_start: 1, temperature: 2, kl: 'full', top_k: 4, beta: 0, lm_kd_steps: 0 }, ...over,
+    };
+    const f = join(root, `study-${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(f, JSON.stringify(c));
+    return f;
+  };
+
+  it('exports the study teacher stage\'s instances: its tasks, k, method, seed 1, steps × batch_size', () => {
+    const a = join(root, 'cfg.jsonl'), b = join(root, 'flags.jsonl');
+    const r = icld(['ict', 'export', '--config', study({}), '--out', a, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { instances: number; base: string; ict: { steps: number; lr: number; batch_size: number; warmup_steps: number } };
+    assert.equal(j.instances, 6);
+    assert.equal(j.base, modelDir);
+    assert.deepEqual(j.ict, { steps: 3, lr: 0.01, batch_size: 2, warmup_steps: 1 });
+    const f = icld(['ict', 'export', '--model', modelDir, '--train-tasks', 'cls', 'gen', '--task-dir', taskDir, '--k', '1', '--method', 'channel', '--seed', '1', '--instances', '6', '--out', b]);
+    assert.equal(f.status, 0, f.stderr);
+    assert.equal(readFileSync(a, 'utf8'), readFileSync(b, 'utf8'));
+    // The study's template is used: a different ioSep gives different prompts, visible in the text.
+    const t = join(root, 'tpl.jsonl');
+    const rt = icld(['ict', 'export', '--config', study({ tasks: { dir: taskDir, train: ['cls'], test: ['cls'], template: { ioSep: ' => ' } } }), '--out', t]);
+    assert.equal(rt.status, 0, rt.stderr);
+    const tok = loadTokenizer(modelDir);
+    const row = JSON.parse(readFileSync(t, 'utf8').split('\n')[0]) as Row;
+    assert.ok(tok.decode(row.input_ids).includes(' => '), tok.decode(row.input_ids));
+  });
+
+  it('refuses what a GPU teacher cannot stand in for, in one line', () => {
+    for (const [over, re] of [[{ setting: 'multitask' }, /one teacher per seed/], [{ tokenizer: {} }, /tokenizer\.path is not set/],
+      [{ teacher: { ict: null } }, /teacher\.path is not set/]] as const) {
+      const r = icld(['ict', 'export', '--config', study(over), '--out', join(root, 'no.jsonl')]);
+      assert.equal(r.status, 1, r.stderr);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, re);
+    }
+    const u = icld(['ict', 'export', '--config', study({}), '--k', '2', '--out', join(root, 'no.jsonl')]);
+    assert.equal(u.status, 2);
+    assert.match(u.stderr, /drop --k/);
+  });
+});
+
 describe('icld icl eval --items', () => {
   for (const method of ['direct', 'channel']) {
     it(`${method}: the items are the scored sequences (rescored here they give the predictions' scores)`, () => {
