@@ -124,7 +124,8 @@ def main():
         bf16=a.bf16,
         deepspeed=a.deepspeed,
         use_cpu=a.cpu,
-        ddp_backend="gloo" if a.cpu else None,
+        # gloo only under torchrun (WORLD_SIZE > 1): a plain process has no process group to join
+        ddp_backend="gloo" if a.cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         logging_steps=a.logging_steps,
         save_strategy="no",
         report_to=[],
