@@ -37,9 +37,9 @@ $ICLD tokenizer train --vocab-size 2000 --out "$ROOT/tok" "$ROOT/tok-text.txt"
 step "2. the study's teacher-stage ICT instances, in the study's prompt format"
 $ICLD ict export --config deploy/gpu/rehearsal-study.json --out "$ROOT/ict.jsonl"
 
-step "3. the teacher tuned by PyTorch: torchrun, 2 processes (DDP, gloo on CPU), global batch 2 x 4 = teacher.ict.batch_size 8"
+step "3. the teacher tuned by PyTorch: torchrun, 2 processes (DDP, gloo on CPU), global batch 2 x 4 = teacher.ict.batch_size 8, in the export's order"
 "$VENV/bin/torchrun" --nproc_per_node 2 deploy/gpu/train_teacher.py --model "$ROOT/base" --data "$ROOT/ict.jsonl" --out "$ROOT/teacher" \
-  --steps 100 --batch-size 4 --lr 0.003 --warmup 10 --cpu --logging-steps 20 2>&1 | grep -E "^\{|teacher:|Error|error" || true
+  --steps 100 --batch-size 4 --lr 0.003 --warmup 10 --cpu --logging-steps 50 --in-order 2>&1 | grep -E "teacher:|Error|error" || true
 test -f "$ROOT/teacher/model.safetensors"
 ls "$ROOT/teacher"
 
@@ -48,6 +48,21 @@ $ICLD study --config deploy/gpu/rehearsal-study-byo.json --out "$ROOT/study-byo"
 if [ "${1:-}" = --reference ]; then
   step "4b. reference: the same study with icld tuning the same base on the same instances itself"
   $ICLD study --config deploy/gpu/rehearsal-study.json --out "$ROOT/study-ref" 2>&1 | grep -E "^teacher|^ICT|^ICL-D|results"
+  # Same base, instances, order, optimizer and schedule, no dropout: the two teachers must agree.
+  "$PY" - "$ROOT" <<'PYEOF'
+import json, sys
+from safetensors.torch import load_file
+r = sys.argv[1]
+pt = [h["loss"] for h in json.load(open(f"{r}/teacher/teacher_training.json"))["log_history"] if "loss" in h]
+ic = [h["loss"] for h in json.load(open(f"{r}/study-ref/teacher/trainer_state.json"))["log_history"]]
+a, b = load_file(f"{r}/teacher/model.safetensors"), load_file(f"{r}/study-ref/teacher/model.safetensors")
+dw = max((a[k] - b[k]).abs().max().item() for k in b)
+ea = json.load(open(f"{r}/study-byo/teacher-eval.json"))["100"]["average"]
+eb = json.load(open(f"{r}/study-ref/teacher-eval.json"))["100"]["average"]
+print(f"teacher ICT loss per 50 steps: PyTorch {[round(x, 5) for x in pt]}, icld {[round(x, 5) for x in ic]}; max |weight diff| {dw:.2e}; eval {ea} vs {eb}")
+ok = len(pt) == len(ic) and max(abs(x - y) for x, y in zip(pt, ic)) < 1e-3 and dw < 1e-2 and ea == eb
+sys.exit(0 if ok else "rehearse.sh: the PyTorch teacher differs from the one icld tunes itself")
+PYEOF
 fi
 
 step "5. the ICL-D student trained here, evaluated in PyTorch on the prompts icld scored, and its perplexity"

@@ -79,6 +79,37 @@ def collate(pad_id):
     return f
 
 
+def icld_linear(warmup, total):
+    """icld's ICT schedule (src/optim/schedule.ts): the 0-based step s gets lr * (s+1)/warmup while
+    warming up, then lr decays linearly to 0 at `total` (transformers' "linear" is one step later
+    in warmup: its first step has lr 0)."""
+
+    def f(s):
+        if warmup > 0 and s < warmup:
+            return (s + 1) / warmup
+        return max(0.0, 1.0 - (s - warmup) / max(1, total - warmup))
+
+    return f
+
+
+class IcldTrainer(Trainer):
+    """Trainer with icld's learning-rate schedule and, with in_order, the export's order (under
+    DDP the data loader hands each process its slice of every global batch)."""
+
+    in_order = False
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, icld_linear(self.args.warmup_steps, num_training_steps))
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def _get_train_sampler(self, *args, **kwargs):
+        if self.in_order:
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+        return super()._get_train_sampler(*args, **kwargs)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="base checkpoint directory (or hub name cached on the cluster), e.g. gpt2-large")
@@ -94,6 +125,8 @@ def main():
     p.add_argument("--deepspeed", default=None, help="DeepSpeed config, e.g. deploy/gpu/ds_zero2.json")
     p.add_argument("--cpu", action="store_true", help="train on CPU (gloo under torchrun): the rehearsal")
     p.add_argument("--logging-steps", type=int, default=10)
+    p.add_argument("--in-order", action="store_true",
+                   help="no shuffling: step i trains on the export's instances i*B .. (i+1)*B-1 (B the global batch), the batches icld's ICT draws")
     a = p.parse_args()
     if not os.path.isfile(a.data):
         die(f"--data {a.data} not found (write it with: icld ict export --model {a.model} ... --out {a.data})")
@@ -105,7 +138,8 @@ def main():
     data = Instances(a.data, model.get_input_embeddings().weight.shape[0], max_pos)
     pad = tok.eos_token_id if tok.eos_token_id is not None else 0
 
-    # icld's ICT optimizer: AdamW (0.9, 0.95), eps 1e-8, no weight decay, clip 1.0, linear decay.
+    # icld's ICT optimizer: AdamW (0.9, 0.95), eps 1e-8, no weight decay, clip 1.0, and its
+    # warmup + linear decay (IcldTrainer.create_scheduler).
     args = TrainingArguments(
         output_dir=a.out,
         per_device_train_batch_size=a.batch_size,
@@ -114,7 +148,6 @@ def main():
         num_train_epochs=1,
         learning_rate=a.lr,
         warmup_steps=a.warmup,
-        lr_scheduler_type="linear",
         weight_decay=0.0,
         adam_beta1=0.9,
         adam_beta2=0.95,
@@ -133,7 +166,8 @@ def main():
         remove_unused_columns=False,
         dataloader_drop_last=False,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collate(pad))
+    IcldTrainer.in_order = a.in_order
+    trainer = IcldTrainer(model=model, args=args, train_dataset=data, data_collator=collate(pad))
     result = trainer.train()
     # save_model gathers ZeRO-sharded weights (stage3_gather_16bit_weights_on_model_save) and
     # writes from rank 0 only; icld reads config.json + model.safetensors + tokenizer.json.
