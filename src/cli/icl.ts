@@ -138,7 +138,7 @@ export async function ictExportCommand(a: IctExportArgs): Promise<IctExportSumma
     const { readStudyConfig } = await import('../distill/study-config.js');
     const c = readStudyConfig(a.config, !!a.full);
     const why = c.tasks.lama ? 'a LAMA study tunes masked-LM instances'
-      : c.tasks.synthetic ? 'its synthetic tasks are written by the study under its --out (export with --task-dir OUT/tasks and the flags instead)'
+      : c.tasks.synthetic ? 'its synthetic tasks are made by the study under its --out (a GPU teacher is for task-folder studies such as the paper-* configs)'
         : c.setting === 'multitask' ? 'in the multitask setting the study tunes one teacher per seed on that seed\'s few-shot data'
           : c.teacher.copy_pretrain?.mix ? 'teacher.copy_pretrain.mix mixes a copy loss into the teacher\'s tuning' : null;
     if (why) throw new Error(`${a.config}: no teacher ICT data to export: ${why}`);
