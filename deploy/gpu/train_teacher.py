@@ -12,6 +12,7 @@ CPU rehearsal (gloo):  torchrun --nproc_per_node 2 train_teacher.py ... --cpu
 
 The result (config.json, model.safetensors, tokenizer.json) is a directory icld reads as
 teacher.path (with the study's teacher.ict left out, so the study does not tune it again).
+Exercised with torch 2.13 + transformers 5.18 (deploy/gpu/README.md).
 """
 import argparse
 import json
@@ -169,8 +170,8 @@ def main():
     IcldTrainer.in_order = a.in_order
     trainer = IcldTrainer(model=model, args=args, train_dataset=data, data_collator=collate(pad))
     result = trainer.train()
-    # save_model gathers ZeRO-sharded weights (stage3_gather_16bit_weights_on_model_save) and
-    # writes from rank 0 only; icld reads config.json + model.safetensors + tokenizer.json.
+    # save_model writes the full weights from rank 0 only (ZeRO-2 keeps a whole copy on each
+    # GPU); icld reads config.json + model.safetensors + tokenizer.json.
     trainer.save_model(a.out)
     if trainer.is_world_process_zero():
         tok.save_pretrained(a.out)
