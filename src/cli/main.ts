@@ -301,6 +301,7 @@ export const commands: Record<string, Command> = {
       'max-new-tokens': { type: 'number', default: 32, ...posInt, help: 'for tasks without options (generation)' },
       report: { type: 'string', help: 'write DIR/report.html' },
       predictions: { type: 'string', help: 'write per-example predictions (jsonl)' },
+      items: { type: 'string', help: 'write every scored sequence of the classification tasks (jsonl: task, seed, example, option, order, calib, gold, input_ids, cont_start) to score the same prompts elsewhere, e.g. deploy/gpu/eval_student.py' },
     },
     run: async (a) => {
       const { iclEvalCommand, parseSeeds } = await import('./icl.js');
@@ -310,7 +311,7 @@ export const commands: Record<string, Command> = {
         k: a.k as number, seeds: parseSeeds(a.seeds as string[]), method: a.method as string, json: !!a.json, report: a.report as string | undefined,
         predictions: a.predictions as string | undefined, calibrate: !!a.calibrate, meanPerToken: !!a['mean-per-token'], orders: a.orders as number,
         sampleDemos: !!a['sample-demos'], testLimit: a['test-limit'] as number | undefined, batchSize: a['batch-size'] as number,
-        instruction: a.instruction as string | undefined, maxNewTokens: a['max-new-tokens'] as number,
+        instruction: a.instruction as string | undefined, maxNewTokens: a['max-new-tokens'] as number, items: a.items as string | undefined,
       });
     },
   },
@@ -380,6 +381,40 @@ export const commands: Record<string, Command> = {
         dedupe: !a['no-dedupe'], json: !!a.json, precision: a.precision as 'f32' | 'bf16' | undefined,
       });
       console.log(a.json ? JSON.stringify(r) : formatIctSummary(r));
+    },
+  },
+  'ict export': {
+    summary: 'Write the in-context tuning instances a teacher is tuned on (jsonl of {"task","input_ids","labels"}, labels -100 off the answer) for tuning it with PyTorch elsewhere (deploy/gpu/train_teacher.py): those of a study\'s teacher stage (--config), or those `icld ict train` with the same flags would train on.',
+    details: 'With --config (a meta-setting task study with tokenizer.path and teacher.path set) the instances are the first teacher.ict.steps × batch_size draws of the sampler the study\'s teacher stage uses (its training tasks, k, eval.method, tasks.template, seed 1). Without it, the first --instances draws of ict train\'s sampler for the flags. Prompts are tokenized with the study\'s tokenizer (or --model\'s) and fitted to the base\'s config.json n_positions; no weights are read. Then run the study with teacher.path = the tuned model and no teacher.ict.',
+    flags: {
+      json,
+      config: { type: 'string', path: 'file', help: 'a study config: export its teacher stage\'s ICT data (the task flags below then do not apply)' },
+      full: { type: 'boolean', help: 'with --config: ignore the config\'s "quick" overrides' },
+      model: { type: 'string', path: 'dir', help: 'the base the teacher will be tuned from: its tokenizer and config.json (required without --config; with it, instead of teacher.path)' },
+      setting: { type: 'string', choices: ['meta', 'multitask'], help: 'meta: the split\'s training tasks; multitask: the target tasks\' k-shot data (default meta)' },
+      split: { type: 'string', help: 'MetaICL split, e.g. hr_to_lr' },
+      'train-tasks': { type: 'list', help: 'explicit training tasks instead of --split' },
+      'task-dir': { type: 'string', path: 'dir', help: 'task folder (default: data/tasks/crossfit)' },
+      k: { type: 'number', ...nonNegInt, help: 'demonstrations per instance (default 16)' },
+      seeds: { type: 'list', items: 'number', ...seedRange, default: ['100'], help: 'multitask: whose k-shot train files form the data' },
+      method: { type: 'string', choices: ['direct', 'channel'], help: 'option scoring the teacher is tuned for (default direct)' },
+      'no-demos': { type: 'boolean', help: 'Multitask-FT: the same data without demonstrations' },
+      'no-dedupe': { type: 'boolean', help: 'keep repeated examples across seed files (synthetic suites)' },
+      instances: { type: 'number', ...posInt, max: 10_000_000, help: 'instances to write (default 1000; with --config teacher.ict.steps × batch_size)' },
+      seed: { type: 'number', ...seedRange, help: 'sampling seed, ict train\'s --seed (default 0)' },
+      out: { type: 'string', help: 'output .jsonl file (required)' },
+    },
+    run: async (a) => {
+      const { ictExportCommand, parseSeeds } = await import('./icl.js');
+      const r = await ictExportCommand({
+        config: a.config as string | undefined, full: !!a.full,
+        model: a.model as string | undefined, setting: a.setting as string | undefined, split: a.split as string | undefined, trainTasks: a['train-tasks'] as string[] | undefined,
+        taskDir: a['task-dir'] as string | undefined, k: a.k as number | undefined, seeds: parseSeeds(a.seeds as string[]), method: a.method as string | undefined, noDemos: !!a['no-demos'],
+        dedupe: !a['no-dedupe'], instances: a.instances as number | undefined, seed: a.seed as number | undefined, out: need(a, 'out') as string,
+      });
+      if (a.json) { console.log(JSON.stringify(r)); return; }
+      console.log(`wrote ${r.instances} instances (${r.tokens} tokens, ${r.answer_tokens} answer tokens, context ${r.max_length}) from ${r.tasks} task(s) → ${r.out}`);
+      if (r.ict) console.log(`the study's teacher.ict: train_teacher.py --model ${r.base} --data ${r.out} --steps ${r.ict.steps} --lr ${r.ict.lr} --warmup ${r.ict.warmup_steps} with a global batch of ${r.ict.batch_size} (GPUs × --batch-size × --grad-accum)`);
     },
   },
   distill: {

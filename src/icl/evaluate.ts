@@ -40,6 +40,9 @@ export interface IclResult { tasks: Record<string, TaskResult>; average: Metrics
 
 export interface Prediction { task: string; seed: number; input: string; gold: string; prediction: string; scores: number[]; }
 
+/** One scored sequence: test example `example` (its index among the seed's evaluated examples, in prediction order) with option `option`, demonstration order `order`; calib = a content-free calibration item (example and option -1). */
+export interface ScoredItem { item: ScoreItem; example: number; option: number; order: number; calib: boolean; /** the option is the example's gold answer */ gold: boolean }
+
 export interface IclEvalOptions {
   model: LanguageModel;
   tokenizer: Tokenizer & { decode(ids: number[]): string };
@@ -63,6 +66,8 @@ export interface IclEvalOptions {
   maxDemoTokens?: number;
   log?: (s: string) => void;
   onPrediction?: (p: Prediction) => void;
+  /** The scored sequences of one task × seed (classification), before scoring: for exporting them (icl eval --items). */
+  onScoreItems?: (task: string, seed: number, items: ScoredItem[]) => void;
   /** Record a failing task in `errors` and go on with the others instead of throwing. */
   continueOnError?: boolean;
   /** Called after each task (finished or failed) with the results so far. */
@@ -194,6 +199,10 @@ function evaluateSeed(o: IclEvalOptions, task: string, seed: number, test: Examp
       items.push(tp); where.push({ ex: -1, opt: -1, ord: oi, calib: true });
     }));
   }
+  o.onScoreItems?.(task, seed, items.map((item, i) => {
+    const w = where[i];
+    return { item, example: w.ex, option: w.opt, order: w.ord, calib: w.calib, gold: !w.calib && test[w.ex].options[w.opt] === test[w.ex].output };
+  }));
   const scored = scoreContinuations(o.model, items, { batchSize: o.batchSize });
   const value = (i: number): number => (o.meanPerToken ? scored[i].logprob / scored[i].tokens : scored[i].logprob);
   // scores[ex][ord][opt]

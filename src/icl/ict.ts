@@ -162,6 +162,20 @@ function optionCandidates(enc: PieceEncoder, tpl: Template, options: string[], g
   });
 }
 
+/**
+ * One causal instance in Hugging Face's causal-LM form: input_ids = prefix ++ suffix, labels =
+ * the answer tokens where they stand and -100 elsewhere (the model shifts labels itself), so a
+ * PyTorch Trainer computes the same answer-only loss as trainIct.
+ */
+export function hfCausalExample(inst: Instance): { input_ids: number[]; labels: number[] } {
+  if (inst.mask !== undefined) throw new Error('hfCausalExample: a masked-LM instance has no causal-LM form');
+  const ids = inst.prefix.concat(inst.suffix);
+  const labels = new Array<number>(ids.length).fill(-100);
+  const { start, end } = answerSpan(inst);
+  for (let t = start; t < end; t++) labels[t] = ids[t];
+  return { input_ids: ids, labels };
+}
+
 export interface Batch {
   ids: Int32Array; targets: Int32Array; B: number; L: number; instances: Instance[];
   /** 1 for real tokens, 0 for padding: set when the batch holds masked-LM instances (they attend both ways). */
