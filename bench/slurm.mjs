@@ -12,12 +12,13 @@
 //
 //   npx tsc -p tsconfig.json && node bench/slurm.mjs [--config studies/synthetic.json] [--full]
 //     [--single DIR] [--out DIR] [--workers 2] [--cpus N] [--mode lease|shard] [--lease-seconds 120]
-//     [--slurm-dir /tmp/icld-slurm] [--timeout-min 120] [--write]
+//     [--slurm-dir /tmp/icld-slurm] [--timeout-min 120] [--requeue-one] [--write]
 //
 // --single DIR reuses a finished single-process run of the same config (else one is run after the
 // jobs, in --slurm-dir/single-<name>). --cpus defaults to the config's "threads", else 1; the
 // single-process run gets the same ICLD_THREADS. --write puts the summary into bench/RESULTS.md
-// (section "Slurm: a study as jobs on a one-node cluster").
+// (section "Slurm: a study as jobs on a one-node cluster"). --requeue-one requeues (scontrol requeue,
+// as pre-emption does) the worker task running the first training cell; its cell must be redone.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, openSync, closeSync, chownSync, chmodSync } from 'node:fs';
@@ -35,8 +36,8 @@ const fail = (m) => { throw new Fail(m); };
 const log = (m) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
 
 // ---- flags --------------------------------------------------------------------------------------
-const STR = ['config', 'single', 'out', 'mode', 'slurm-dir'], INT = { workers: [1, 64], cpus: [1, 256], 'lease-seconds': [1, 86400], 'timeout-min': [1, 10000] }, BOOL = ['full', 'write'];
-const opt = { config: 'studies/synthetic.json', workers: 2, mode: 'lease', 'lease-seconds': 120, 'slurm-dir': '/tmp/icld-slurm', 'timeout-min': 120 };
+const STR = ['config', 'single', 'out', 'mode', 'slurm-dir'], INT = { workers: [1, 64], cpus: [1, 256], 'lease-seconds': [1, 86400], 'timeout-min': [1, 10000] }, BOOL = ['full', 'write', 'requeue-one'];
+const opt = { config: 'studies/synthetic.json', workers: 2, mode: 'lease', 'lease-seconds': 60, 'slurm-dir': '/tmp/icld-slurm', 'timeout-min': 120 };
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i], k = a.replace(/^--/, '');
   if (!a.startsWith('--')) usage(`unexpected argument '${a}'`);
@@ -77,45 +78,40 @@ const must = (cmd, args, o) => {
 };
 const has = (bin) => sh('sh', ['-c', `command -v ${bin}`]).status === 0;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-/** Alive and not a zombie (a child not yet reaped still answers kill 0). */
-const alive = (pid) => {
-  try { process.kill(pid, 0); } catch { return false; }
-  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
-};
 const fmt = (s) => s == null ? '–' : `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, '0')}`;
 const dur = (t) => { const m = /^(?:(\d+)-)?(\d+):(\d+):(\d+)$/.exec(t ?? ''); return m ? (+(m[1] ?? 0)) * 86400 + +m[2] * 3600 + +m[3] * 60 + +m[4] : null; };
 
 // ---- daemons: start what is not running, stop exactly that -------------------------------------
 const started = []; // { name, pid }
 let jobIds = [], singleChild = null, cleaned = false;
-function cleanup() {
+/** Cancel our live jobs, then stop the daemons this run started (last started first), reaping each. */
+async function cleanup() {
   if (cleaned) return;
   cleaned = true;
   if (singleChild && singleChild.exitCode === null) { try { process.kill(singleChild.pid, 'SIGTERM'); } catch { /* gone */ } }
-  const live = jobIds.filter((id) => /JobState=(PENDING|RUNNING|CONFIGURING|COMPLETING|REQUEUED|SUSPENDED)/.test(sh('scontrol', ['show', 'job', '-o', id]).stdout ?? ''));
+  const state = (id) => /JobState=(\w+)/.exec(sh('scontrol', ['show', 'job', '-o', id]).stdout ?? '')?.[1] ?? '';
+  const live = jobIds.filter((id) => /^(PENDING|RUNNING|CONFIGURING|COMPLETING|REQUEUED|SUSPENDED)/.test(state(id)));
   if (live.length) {
     log(`cancelling jobs ${live.join(' ')}`);
     sh('scancel', live);
-    for (let t = 0; t < 30 && live.some((id) => /JobState=(RUNNING|COMPLETING|CONFIGURING)/.test(sh('scontrol', ['show', 'job', '-o', id]).stdout ?? '')); t++) sleepSync(500);
+    for (let t = 0; t < 30 && live.some((id) => /^(RUNNING|COMPLETING|CONFIGURING)/.test(state(id))); t++) await sleep(500);
   }
   for (const d of [...started].reverse()) {
-    try { process.kill(d.pid, 'SIGTERM'); } catch { continue; }
-    let t = 0;
-    for (; t < 40 && alive(d.pid); t++) sleepSync(250);
-    if (alive(d.pid)) { try { process.kill(d.pid, 'SIGKILL'); } catch { /* gone */ } }
+    if (d.proc.exitCode !== null || d.proc.signalCode !== null) { log(`${d.name} (pid ${d.pid}) had exited`); continue; }
+    const gone = new Promise((r) => d.proc.once('exit', r));
+    d.proc.kill('SIGTERM');
+    if (await Promise.race([gone.then(() => true), sleep(10_000).then(() => false)]) === false) { d.proc.kill('SIGKILL'); await gone; }
     log(`stopped ${d.name} (pid ${d.pid})`);
   }
 }
-for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(s, () => { log(`${s}: stopping`); cleanup(); process.exit(130); });
+for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(s, () => { log(`${s}: stopping`); cleanup().finally(() => process.exit(130)); });
 
 function startDaemon(name, cmd, args) {
   const fd = openSync(join(D, 'log', `${name}.out`), 'a');
   const p = spawn(cmd, args, { detached: true, stdio: ['ignore', fd, fd], env });
   closeSync(fd);
-  p.unref();
   if (!p.pid) fail(`could not start ${name}`);
-  started.push({ name, pid: p.pid });
+  started.push({ name, pid: p.pid, proc: p });
   log(`started ${name} (pid ${p.pid}): ${cmd} ${args.join(' ')}`);
   return p.pid;
 }
@@ -203,6 +199,25 @@ const cellsDone = () => {
   return n;
 };
 
+/**
+ * --requeue-one: `scontrol requeue` the worker task holding the first lease of a training cell (not
+ * Raw) while it runs it, as pre-emption would; the cell must be taken over and redone.
+ */
+function requeueOne(arrayJob) {
+  const c = join(out, 'cells');
+  for (const a of existsSync(c) ? readdirSync(c).filter((x) => x !== 'raw') : []) for (const sd of readdirSync(join(c, a))) {
+    let pid, environ;
+    try { pid = Number(JSON.parse(readFileSync(join(c, a, sd, 'lease.json'), 'utf8')).worker.split(':').at(-1)); environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'); } catch { continue; }
+    const v = (k) => environ.find((e) => e.startsWith(`${k}=`))?.slice(k.length + 1);
+    if (v('SLURM_ARRAY_JOB_ID') !== arrayJob) continue;
+    const task = `${arrayJob}_${v('SLURM_ARRAY_TASK_ID')}`;
+    must('scontrol', ['requeue', task]);
+    log(`requeued worker ${task} (pid ${pid}) while it ran cell ${a}/${sd}`);
+    return { task, cell: `${a}/${sd}`, pid };
+  }
+  return null;
+}
+
 async function runJobs() {
   const t0 = Date.now();
   const jenv = { ...env, ICLD_HOME: root, ICLD_CONFIG: config, ICLD_OUT: out, ICLD_WORKERS: String(opt.workers), ICLD_CPUS: String(cpus), ICLD_MODE: opt.mode, ICLD_LEASE_SECONDS: String(opt['lease-seconds']), ICLD_FULL: opt.full ? '1' : '0' };
@@ -220,7 +235,7 @@ async function runJobs() {
   const stage = ids.ICLD_STAGE_JOB, workers = ids.ICLD_WORKER_JOB, merge = ids.ICLD_MERGE_JOB;
   jobIds.push(stage, workers, merge);
   log(`jobs: submitter ${submitter}, stage ${stage}, workers ${workers} (array of ${opt.workers}), merge ${merge}`);
-  let last = 0;
+  let last = 0, requeued = null;
   for (;;) {
     const recs = [submitter, stage, workers, merge].flatMap(jobRecords);
     const done = recs.length >= 3 + opt.workers && recs.every((r) => TERMINAL.test(r.JobState));
@@ -229,8 +244,9 @@ async function runJobs() {
       log(`${recs.map((r) => `${r.ArrayTaskId !== undefined && r.ArrayTaskId !== '' ? `${r.ArrayJobId}_${r.ArrayTaskId}` : r.JobId} ${r.JobState}`).join(', ')}; ${cellsDone()} cell(s) finished`);
     }
     if (done) break;
+    if (opt['requeue-one'] && !requeued) requeued = requeueOne(workers);
     if (Date.now() - t0 > opt['timeout-min'] * 60_000) fail(`jobs still running after --timeout-min ${opt['timeout-min']}`);
-    await sleep(5000);
+    await sleep(opt['requeue-one'] && !requeued ? 200 : 5000);
   }
   const wall = (Date.now() - t0) / 1000;
   const recs = [submitter, stage, workers, merge].flatMap(jobRecords);
@@ -242,7 +258,7 @@ async function runJobs() {
       const m = existsSync(f) ? /ran (\d+) cell\(s\)/.exec(readFileSync(f, 'utf8')) : null;
       ran = m ? `${m[1]} cell(s)` : '';
     }
-    return { phase, id, state: r.JobState, start: r.StartTime, end: r.EndTime, run_s: dur(r.RunTime), ran, exit: r.ExitCode };
+    return { phase, id, state: r.JobState, restarts: Number(r.Restarts ?? 0), start: r.StartTime, end: r.EndTime, run_s: dur(r.RunTime), ran, exit: r.ExitCode };
   };
   const rows = [
     ...recs.filter((r) => r.JobId === submitter).map((r) => row(r, 'submitter')),
@@ -255,7 +271,7 @@ async function runJobs() {
     const s = Math.min(...rs.map((r) => Date.parse(r.start))), e = Math.max(...rs.map((r) => Date.parse(r.end)));
     return Number.isFinite(s) && Number.isFinite(e) ? (e - s) / 1000 : null;
   };
-  return { ids: { submitter, stage, workers, merge }, rows, wall, spans: { stage: span('stage'), workers: span('worker'), merge: span('merge') } };
+  return { ids: { submitter, stage, workers, merge }, rows, wall, requeued, spans: { stage: span('stage'), workers: span('worker'), merge: span('merge') } };
 }
 
 // ---- the single-process run and the comparison (as test/distill/study-workers.test.ts) ------------
@@ -314,8 +330,9 @@ function summary(c, jobs, single, cmp, pass) {
   L.push(`bench/slurm: ${pass ? 'PASS' : 'FAIL'}`);
   L.push(`  ${c.version}, one node ${c.host} with ${c.ncpu} CPUs (proctrack/linuxproc, task/none, cons_tres CR_CPU)`);
   L.push(`  study ${opt.config}${opt.full ? ' --full' : ' (quick)'} → ${out}; ${opt.workers} worker task(s) × ${cpus} CPU(s), ${opt.mode} mode, ${threads} thread(s) per cell`);
-  L.push('  phase      job        state       run time  cells');
-  for (const r of jobs.rows) L.push(`  ${r.phase.padEnd(10)} ${r.id.padEnd(10)} ${r.state.padEnd(11)} ${fmt(r.run_s).padStart(8)}  ${r.ran}`);
+  L.push('  phase      job        state       run time  restarts  cells');
+  for (const r of jobs.rows) L.push(`  ${r.phase.padEnd(10)} ${r.id.padEnd(10)} ${r.state.padEnd(11)} ${fmt(r.run_s).padStart(8)}  ${String(r.restarts).padStart(8)}  ${r.ran}`);
+  if (opt['requeue-one']) L.push(jobs.requeued ? `  requeued worker ${jobs.requeued.task} (scontrol requeue) while it ran cell ${jobs.requeued.cell}` : '  ✗ --requeue-one: no worker was caught mid-cell');
   L.push(`  spans (first start → last end): stage ${fmt(jobs.spans.stage)}, workers ${fmt(jobs.spans.workers)}, merge ${fmt(jobs.spans.merge)}; submit → all done ${fmt(jobs.wall)}`);
   if (single) L.push(`  single-process run: ${single.dir} (${single.reused ? 'reused' : `ran in ${fmt(single.wall)}`})`);
   if (cmp) {
@@ -350,7 +367,7 @@ try {
     const f = r.phase === 'submitter' ? join(D, 'log', `submit-${r.id}.out`) : join(out, 'slurm', `${r.phase}-${r.id}.out`);
     if (existsSync(f)) console.error(`--- ${f} (last lines)\n${readFileSync(f, 'utf8').trim().split('\n').slice(-8).join('\n')}`);
   }
-  const pass = !bad.length && cmp && !cmp.problems.length;
+  const pass = !bad.length && cmp && !cmp.problems.length && (!opt['requeue-one'] || !!jobs.requeued);
   const text = summary(c, jobs, single, cmp, pass);
   console.log(text);
   writeFileSync(join(D, 'last-summary.txt'), text + '\n');
@@ -360,6 +377,6 @@ try {
   console.error(`bench/slurm: FAIL: ${e instanceof Fail ? e.message : e.stack}`);
   code = 1;
 } finally {
-  cleanup();
+  await cleanup();
 }
 process.exit(code);
