@@ -238,7 +238,7 @@ async function runJobs() {
   let last = 0, requeued = null;
   for (;;) {
     const recs = [submitter, stage, workers, merge].flatMap(jobRecords);
-    const done = recs.length >= 3 + opt.workers && recs.every((r) => TERMINAL.test(r.JobState));
+    const done = recs.length >= 4 && recs.every((r) => TERMINAL.test(r.JobState));
     if (done || Date.now() - last > 60_000) {
       last = Date.now();
       log(`${recs.map((r) => `${r.ArrayTaskId !== undefined && r.ArrayTaskId !== '' ? `${r.ArrayJobId}_${r.ArrayTaskId}` : r.JobId} ${r.JobState}`).join(', ')}; ${cellsDone()} cell(s) finished`);
