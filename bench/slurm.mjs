@@ -17,8 +17,9 @@
 // --single DIR reuses a finished single-process run of the same config (else one is run after the
 // jobs, in --slurm-dir/single-<name>). --cpus defaults to the config's "threads", else 1; the
 // single-process run gets the same ICLD_THREADS. --write puts the summary into bench/RESULTS.md
-// (section "Slurm: a study as jobs on a one-node cluster"). --requeue-one requeues (scontrol requeue,
-// as pre-emption does) the worker task running the first training cell; its cell must be redone.
+// (between slurm-bench markers, in section "Slurm: a study as jobs on a one-node cluster").
+// --requeue-one requeues (scontrol requeue, as pre-emption does) the worker task running the first
+// training cell; its cell must be taken over and redone, and the results still equal.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, openSync, closeSync, chownSync, chmodSync } from 'node:fs';
@@ -342,17 +343,17 @@ function summary(c, jobs, single, cmp, pass) {
   return L.join('\n');
 }
 
+/** --write: the summary between markers in bench/RESULTS.md (replaced on the next --write), after the section's text. */
 function writeResults(text) {
   const f = join(root, 'bench/RESULTS.md');
-  const title = '## Slurm: a study as jobs on a one-node cluster';
-  const cmd = `node bench/slurm.mjs ${argv.join(' ')}`.trim();
-  const section = `${title}\n\n\`${cmd}\` (${new Date().toISOString().slice(0, 16)}Z)\n\n\`\`\`\n${text}\n\`\`\`\n`;
+  const title = '## Slurm: a study as jobs on a one-node cluster', begin = '<!-- slurm-bench:begin -->', end = '<!-- slurm-bench:end -->';
+  const block = `${begin}\nLatest \`node bench/slurm.mjs ${argv.join(' ')}\` (${new Date().toISOString().slice(0, 16)}Z):\n\n\`\`\`\n${text}\n\`\`\`\n${end}`;
   let s = existsSync(f) ? readFileSync(f, 'utf8') : '';
-  const i = s.indexOf(title);
-  if (i >= 0) { const j = s.indexOf('\n## ', i + title.length); s = s.slice(0, i) + section + (j >= 0 ? s.slice(j + 1) : ''); }
-  else s = s.replace(/\n*$/, '\n\n') + section;
+  const i = s.indexOf(begin), j = s.indexOf(end);
+  if (i >= 0 && j > i) s = s.slice(0, i) + block + s.slice(j + end.length);
+  else s = s.replace(/\n*$/, '\n\n') + (s.includes(title) ? '' : `${title}\n\n`) + block + '\n';
   writeFileSync(f, s);
-  log(`wrote ${title.slice(3)} to ${f}`);
+  log(`wrote the summary to ${f}`);
 }
 
 let code = 1;
