@@ -110,7 +110,8 @@ export async function workStudies(jobs: StudyJob[], leaseSeconds: number, shard?
     }
     if (!held) break;
     first = false;
-    await new Promise((r) => setTimeout(r, Math.max(100, (leaseSeconds * 1000) / 3)));
+    // Held cells: look again soon (a finished one lets this worker exit), at least every lease/3.
+    await new Promise((r) => setTimeout(r, Math.min(5000, Math.max(100, (leaseSeconds * 1000) / 3))));
   }
   jobs[0].log(`worker ${workerId()}: ran ${ran} cell(s)${shard ? ` of shard ${shard.i}/${shard.n}` : ''}`);
   return { worker: workerId(), ran };
