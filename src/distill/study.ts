@@ -110,7 +110,7 @@ export async function workStudies(jobs: StudyJob[], leaseSeconds: number, shard?
     }
     if (!held) break;
     first = false;
-    // Held cells: look again soon (a finished one lets this worker exit), at least every lease/3.
+    // Held cells: look again every 5 s (lease/3 when shorter): a finished one lets this worker exit.
     await new Promise((r) => setTimeout(r, Math.min(5000, Math.max(100, (leaseSeconds * 1000) / 3))));
   }
   jobs[0].log(`worker ${workerId()}: ran ${ran} cell(s)${shard ? ` of shard ${shard.i}/${shard.n}` : ''}`);
