@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { tinyJobsStudy } from '../helpers.js';
 
 const root = resolve(new URL('../../..', import.meta.url).pathname); // dist/test/deploy → repo
 const script = join(root, 'deploy/slurm/study.sbatch');
@@ -18,18 +19,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'icld-slurm-test-'));
 
 // The tiny study of study-workers.test.ts without "threads", so the jobs' CPU count decides it.
 const cfg = join(tmp, 'tiny.json');
-writeFileSync(cfg, JSON.stringify({
-  name: 'tiny-slurm',
-  tasks: { synthetic: { trainTasks: 6, testTasks: 2, testSize: 8, seeds: [100, 13] } },
-  setting: 'meta', k: 4, seeds: [100, 13], arms: ['Raw', 'ICT', 'ICL-D'],
-  eval: { method: 'direct', batch_size: 16 },
-  tokenizer: { vocab_size: 300 },
-  lm_data: { synthetic_corpus: true, seq_len: 32, batch_size: 4 },
-  teacher: { model: { n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 }, ict: { steps: 10, lr: 3e-3, batch_size: 8 } },
-  student: { model: { n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2 } },
-  train: { instances: 32, epochs: 2, batch_size: 8, lr: 3e-3 },
-  distill: { alpha_start: 0.5, alpha_end: 0.2, alpha_schedule: 'linear', temperature: 2, kl: 'options', top_k: 8, beta: 0.5, lm_kd_steps: 6 },
-}));
+writeFileSync(cfg, JSON.stringify(tinyJobsStudy('tiny-slurm')));
 const cfg1 = join(tmp, 'tiny-threads.json');
 writeFileSync(cfg1, JSON.stringify({ ...JSON.parse(readFileSync(cfg, 'utf8')), threads: 1 }));
 

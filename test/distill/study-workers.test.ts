@@ -10,23 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tryClaim } from '../../src/distill/study-lease.js';
 import { backend } from '../../src/engine/backend/index.js';
+import { tinyJobsStudy } from '../helpers.js';
 
 const cli = new URL('../../src/cli/main.js', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'icld-workers-'));
 const cfgPath = join(tmp, 'study.json');
 // The tiny study of study.test.ts, cut to 2 seeds × 3 arms; one thread everywhere.
-writeFileSync(cfgPath, JSON.stringify({
-  name: 'tiny-workers',
-  tasks: { synthetic: { trainTasks: 6, testTasks: 2, testSize: 8, seeds: [100, 13] } },
-  setting: 'meta', k: 4, seeds: [100, 13], threads: 1, arms: ['Raw', 'ICT', 'ICL-D'],
-  eval: { method: 'direct', batch_size: 16 },
-  tokenizer: { vocab_size: 300 },
-  lm_data: { synthetic_corpus: true, seq_len: 32, batch_size: 4 },
-  teacher: { model: { n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 }, ict: { steps: 10, lr: 3e-3, batch_size: 8 } },
-  student: { model: { n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2 } },
-  train: { instances: 32, epochs: 2, batch_size: 8, lr: 3e-3 },
-  distill: { alpha_start: 0.5, alpha_end: 0.2, alpha_schedule: 'linear', temperature: 2, kl: 'options', top_k: 8, beta: 0.5, lm_kd_steps: 6 },
-}));
+writeFileSync(cfgPath, JSON.stringify({ ...tinyJobsStudy('tiny-workers'), threads: 1 }));
 
 const icld = (...args: string[]): { status: number | null; stdout: string; stderr: string } => {
   const r = spawnSync(process.execPath, [cli, 'study', '--config', cfgPath, ...args], { encoding: 'utf8' });
