@@ -1,5 +1,5 @@
-// The paper's analyses as a layer over the study's parts (study.ts): several student sizes (share of the teacher's
-// score kept vs compression and measured speed-up), several teacher sizes, and the ablations over
+// The paper's analyses as a layer over the study's parts (study.ts): several student sizes (share
+// of the teacher's score kept vs compression and measured speed-up), several teacher sizes, and the ablations over
 // the fraction of examples per meta-training task and over the number of meta-training tasks.
 // Each point is a sub-study (a copy of the study's config with one thing changed and fewer arms)
 // run into <out>/analyses/<name>/, resumable on its own; the main study's tokenizer and trained
