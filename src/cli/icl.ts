@@ -151,13 +151,9 @@ export async function ictExportCommand(a: IctExportArgs): Promise<IctExportSumma
     ict = ti ? { steps: ti.steps, lr: ti.lr, batch_size: ti.batch_size, warmup_steps: ti.warmup_steps ?? 50 } : null;
     instances = a.instances ?? (ti ? ti.steps * ti.batch_size : undefined);
     if (instances === undefined) throw new UsageError(`${a.config} has no teacher.ict (steps × batch_size instances); give --instances N`);
-    if (!c.tasks.dir) throw new Error(`${a.config}: tasks.dir is not set`);
-    taskDir = c.tasks.dir;
-    const listed = c.tasks.split ? loadSplit(taskDir, c.tasks.split).train : c.tasks.train ?? [];
-    const { present, missing } = availableTasks(taskDir, listed);
-    if (missing.length) log(`${a.config}: skipping training tasks not present in ${taskDir}: ${missing.join(', ')}`);
-    if (present.length === 0) throw new Error(`${a.config}: none of the study's training tasks are in ${taskDir}`);
-    tasks = present;
+    const { folderTasks } = await import('../distill/study.js'); // the tasks as the study lists them
+    ({ dir: taskDir, train: tasks } = folderTasks(c, (s) => log(`${a.config}: ${s}`)));
+    if (tasks.length === 0) throw new Error(`${a.config}: none of the study's training tasks are in ${taskDir}`);
   } else {
     if (!a.model) throw new UsageError('give --model DIR (the base the teacher is tuned from) or --config STUDY.json');
     modelDir = a.model;

@@ -8,14 +8,13 @@
 
 import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { runStudyPart, workStudies, type StudyPart } from './study.js';
+import { folderTasks, runStudyPart, workStudies, type StudyPart } from './study.js';
 import { requireStage, STAGE } from './study-io.js';
 import { ARMS, studyCells, type Arm, type StudyConfig } from './study-config.js';
 import type { CellResult, StudyResults } from './study-results.js';
 import { writeStudyReport } from './study-report.js';
 import { taskSets } from './task-subset.js';
 import { defaultSyntheticOptions, writeSyntheticSuite } from '../data/synthetic.js';
-import { availableTasks, loadSplit } from '../data/tasks.js';
 import { readJsonFile } from '../io/json.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import type { Metrics } from '../icl/evaluate.js';
@@ -60,7 +59,7 @@ export function mainTeacherDir(c: StudyConfig, out: string): string {
 /** The study's fitting tasks for the meta setting, as the study itself lists them. */
 export function studyTrainTasks(c: StudyConfig, out: string): string[] {
   if (c.tasks.synthetic) return writeSyntheticSuite(join(out, 'tasks'), c.tasks.synthetic).train; // already written by the study: returns its split
-  return availableTasks(c.tasks.dir!, loadSplit(c.tasks.dir!, c.tasks.split!).train).present;
+  return folderTasks(c, () => {}).train; // the study logs what it skips
 }
 
 /**

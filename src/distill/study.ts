@@ -145,15 +145,7 @@ async function prepareTasks(c: StudyConfig, out: string, log: (s: string) => voi
     taskDir = join(out, 'tasks');
     const sp = writeSyntheticSuite(taskDir, c.tasks.synthetic);
     trainTasks = sp.train; testTasks = sp.test;
-  } else {
-    if (!c.tasks.dir || !(c.tasks.split || c.tasks.test)) throw new Error('study config: tasks needs "synthetic" or "dir" + "split" (or "test" lists)');
-    taskDir = c.tasks.dir;
-    const sp = c.tasks.split ? loadSplit(taskDir, c.tasks.split) : listedTasks(taskDir, c.tasks.train ?? [], c.tasks.test ?? []);
-    const tr = availableTasks(taskDir, sp.train), te = availableTasks(taskDir, sp.test);
-    if (tr.missing.length + te.missing.length) log(`split ${c.tasks.split}: skipping tasks not present in ${taskDir}: ${[...tr.missing, ...te.missing].join(', ')}`);
-    trainTasks = tr.present;
-    testTasks = te.present.filter((t) => existsSync(join(taskDir, t, `${t}_test.jsonl`)));
-  }
+  } else ({ dir: taskDir, train: trainTasks, test: testTasks } = folderTasks(c, log));
   const fitTasks = c.setting === 'meta' ? trainTasks : testTasks;
   const dedupe = !c.tasks.synthetic;
   // The one template every prompt of the study is built with (evaluation, tuning, distillation, LM text).
@@ -344,6 +336,20 @@ async function prepareTasks(c: StudyConfig, out: string, log: (s: string) => voi
       teacher.dispose(); studentProbe.dispose();
     },
   };
+}
+
+/**
+ * The training and test tasks of a task-folder study (tasks.dir with a split or explicit lists),
+ * as the study runs them: split tasks missing from the folder are skipped (logged), test tasks
+ * need a test file. The teacher-data export and the analyses list them the same way.
+ */
+export function folderTasks(c: StudyConfig, log: (s: string) => void): { dir: string; train: string[]; test: string[] } {
+  if (!c.tasks.dir || !(c.tasks.split || c.tasks.test)) throw new Error('study config: tasks needs "synthetic" or "dir" + "split" (or "test" lists)');
+  const dir = c.tasks.dir;
+  const sp = c.tasks.split ? loadSplit(dir, c.tasks.split) : listedTasks(dir, c.tasks.train ?? [], c.tasks.test ?? []);
+  const tr = availableTasks(dir, sp.train), te = availableTasks(dir, sp.test);
+  if (tr.missing.length + te.missing.length) log(`split ${c.tasks.split}: skipping tasks not present in ${dir}: ${[...tr.missing, ...te.missing].join(', ')}`);
+  return { dir, train: tr.present, test: te.present.filter((t) => existsSync(join(dir, t, `${t}_test.jsonl`))) };
 }
 
 /** Explicit task lists (tasks.train / tasks.test): every task named must be there. */
