@@ -3,6 +3,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/engine/rng.js';
+import type { StudyConfig } from '../src/distill/study-config.js';
 import { Tensor, noGrad, tidy } from '../src/engine/tensor.js';
 import { tensor, randn } from '../src/engine/ops.js';
 import { setBackend } from '../src/engine/backend/index.js';
@@ -104,18 +105,24 @@ export function gradcheck(name: string, f: (...xs: Tensor[]) => Tensor, inputs: 
   }
 }
 
-/** A study that runs in seconds (2 seeds × Raw, ICT, ICL-D on a tiny synthetic suite); the tests of a study as jobs share it. */
-export function tinyJobsStudy(name: string): Record<string, unknown> {
+/** A study on a tiny synthetic suite that runs in seconds (every arm, 2 seeds). */
+export function tinyStudy(): StudyConfig {
   return {
-    name,
-    tasks: { synthetic: { trainTasks: 6, testTasks: 2, testSize: 8, seeds: [100, 13] } },
-    setting: 'meta', k: 4, seeds: [100, 13], arms: ['Raw', 'ICT', 'ICL-D'],
+    name: 'tiny',
+    tasks: { synthetic: { trainTasks: 8, testTasks: 2, testSize: 8, seeds: [100, 13] } },
+    setting: 'meta', k: 4, seeds: [100, 13],
     eval: { method: 'direct', batch_size: 16 },
     tokenizer: { vocab_size: 300 },
     lm_data: { synthetic_corpus: true, seq_len: 32, batch_size: 4 },
-    teacher: { model: { n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 }, ict: { steps: 10, lr: 3e-3, batch_size: 8 } },
+    teacher: { model: { n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 }, ict: { steps: 20, lr: 3e-3, batch_size: 8 } },
     student: { model: { n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2 } },
     train: { instances: 32, epochs: 2, batch_size: 8, lr: 3e-3 },
     distill: { alpha_start: 0.5, alpha_end: 0.2, alpha_schedule: 'linear', temperature: 2, kl: 'options', top_k: 8, beta: 0.5, lm_kd_steps: 6 },
   };
+}
+
+/** tinyStudy cut to Raw, ICT, ICL-D on 6 training tasks with a shorter teacher tuning: the tests of a study as jobs share it. */
+export function tinyJobsStudy(name: string): StudyConfig {
+  const c = tinyStudy();
+  return { ...c, name, arms: ['Raw', 'ICT', 'ICL-D'], tasks: { synthetic: { ...c.tasks.synthetic, trainTasks: 6 } }, teacher: { ...c.teacher, ict: { ...c.teacher.ict!, steps: 10 } } };
 }

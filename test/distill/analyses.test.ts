@@ -13,20 +13,9 @@ import { restrictPools, taskSets, fractionCount } from '../../src/distill/task-s
 import { readStudyConfig, type StudyConfig } from '../../src/distill/study.js';
 import { pointChart, textWidth } from '../../src/report/html.js';
 import type { Example } from '../../src/data/tasks.js';
+import { tinyStudy } from '../helpers.js';
 
-const config = (): StudyConfig => ({
-  name: 'tiny',
-  tasks: { synthetic: { trainTasks: 8, testTasks: 2, testSize: 8, seeds: [100, 13] } },
-  setting: 'meta', k: 4, seeds: [100],
-  eval: { method: 'direct', batch_size: 16 },
-  tokenizer: { vocab_size: 300 },
-  lm_data: { synthetic_corpus: true, seq_len: 32, batch_size: 4 },
-  teacher: { model: { n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 }, ict: { steps: 20, lr: 3e-3, batch_size: 8 } },
-  student: { model: { n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2 } },
-  train: { instances: 32, epochs: 1, batch_size: 8, lr: 3e-3 },
-  distill: { alpha_start: 0.5, alpha_end: 0.2, alpha_schedule: 'linear', temperature: 2, kl: 'options', top_k: 8, beta: 0.5, lm_kd_steps: 6 },
-  arms: ['ICT'], threads: 1,
-});
+const config = (): StudyConfig => ({ ...tinyStudy(), seeds: [100], train: { ...tinyStudy().train, epochs: 1 }, arms: ['ICT'], threads: 1 });
 
 const TASKS = Array.from({ length: 8 }, (_, i) => `synth-train-00${i}`);
 

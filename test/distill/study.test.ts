@@ -8,20 +8,10 @@ import { mkdtempSync, readFileSync, existsSync, statSync, rmSync, writeFileSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runStudy, studyConfigChanges, ARMS, type StudyConfig } from '../../src/distill/study.js';
+import { tinyStudy } from '../helpers.js';
 import { GPT2, gpt2Config } from '../../src/models/gpt2.js';
 
-const config = (): StudyConfig => ({
-  name: 'tiny',
-  tasks: { synthetic: { trainTasks: 8, testTasks: 2, testSize: 8, seeds: [100, 13] } },
-  setting: 'meta', k: 4, seeds: [100, 13],
-  eval: { method: 'direct', batch_size: 16 },
-  tokenizer: { vocab_size: 300 },
-  lm_data: { synthetic_corpus: true, seq_len: 32, batch_size: 4 },
-  teacher: { model: { n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 }, ict: { steps: 20, lr: 3e-3, batch_size: 8 } },
-  student: { model: { n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2 } },
-  train: { instances: 32, epochs: 2, batch_size: 8, lr: 3e-3 },
-  distill: { alpha_start: 0.5, alpha_end: 0.2, alpha_schedule: 'linear', temperature: 2, kl: 'options', top_k: 8, beta: 0.5, lm_kd_steps: 6 },
-});
+const config = tinyStudy;
 
 test('study: every arm × seed, results.json shape, report, resume', async () => {
   const out = mkdtempSync(join(tmpdir(), 'icld-study-'));
