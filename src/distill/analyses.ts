@@ -262,8 +262,9 @@ export async function runStudyWithAnalysesPart(c: StudyConfig, out: string, p: S
     missing.push(...r.missing_cells.map((m) => `analyses/${s.p.name}: ${m}`));
     if (r.missing_cells.length < studyCells(s.c).length) merged.push(s.p); // a point needs a finished cell
   }
-  const analyses = collectAnalyses(c, out, points.filter((q) => !q.config || merged.includes(q)), readResults(out));
-  const results = { ...readResults(out), analyses, missing_cells: missing };
+  const mainResults = readResults(out);
+  const analyses = collectAnalyses(c, out, points.filter((q) => !q.config || merged.includes(q)), mainResults);
+  const results = { ...mainResults, analyses, missing_cells: missing };
   writeJsonAtomic(join(out, 'results.json'), results);
   const report = writeStudyReport(join(out, 'report.html'), c, results, readCells(out, c.arms ?? [...ARMS]));
   log(`analyses: ${merged.length} of ${subs.length} sub-studies merged → ${join(out, 'results.json')}`);
